@@ -1,0 +1,1 @@
+"""Lightbox service: a FastAPI layer over versioned Lance image tables."""

@@ -1,0 +1,87 @@
+"""The error tree: each class carries its HTTP status and a stable code.
+
+Routes and services raise these; one handler in ``app.main`` renders every one of them as
+``{"error": {"code", "message", "detail"}}``. The store translates Lance's bare exceptions into
+these at its boundary, so nothing below the routes decides an HTTP status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LightboxError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers the error needs (e.g. Content-Range on a 416)."""
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class BadRequest(LightboxError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidName(BadRequest):
+    code = "invalid_name"
+
+
+class InvalidRef(BadRequest):
+    code = "invalid_ref"
+
+
+class InvalidRange(LightboxError):
+    status = 416
+    code = "range_not_satisfiable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.detail.get('size', '*')}"}
+
+
+class NotFound(LightboxError):
+    status = 404
+    code = "not_found"
+
+
+class TableNotFound(NotFound):
+    code = "table_not_found"
+
+
+class RowNotFound(NotFound):
+    code = "row_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class NoImage(NotFound):
+    code = "no_image"
+
+
+class Conflict(LightboxError):
+    status = 409
+    code = "conflict"
+
+
+class TableExists(Conflict):
+    code = "table_exists"
+
+
+class Unprocessable(LightboxError):
+    status = 422
+    code = "unprocessable"

@@ -1,0 +1,73 @@
+"""``create_app(settings)``: the one place the service is assembled.
+
+Nothing connects at import time. The lifespan opens the store once; handlers reach it through
+``app.deps``. Every error, ours or the framework's, leaves as one JSON shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import LightboxError
+from app.responses import JSON
+from app.routes import health, rows, tables
+from app.settings import Settings
+from app.store import RowReader, Store
+
+log = logging.getLogger("lightbox")
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    os.environ.setdefault("LANCE_LOG", "error")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = Store(settings.uri, refresh_seconds=settings.latest_refresh_seconds,
+                                cache_size=settings.handle_cache_size)
+        app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
+        yield
+
+    app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
+                  description="Versioned image tables on Lance.")
+    app.state.settings = settings
+    for module in (health, tables, rows):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LightboxError)
+    async def lightbox_error(_: Request, exc: LightboxError) -> JSON:
+        return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSON:
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        body = {"error": {"code": "invalid_request", "message": message, "detail": {"errors": problems}}}
+        return JSON(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail), "detail": {}}}
+        return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSON:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {"error": {"code": "internal_error", "message": "internal error; see the server log", "detail": {}}}
+        return JSON(body, status_code=500)

@@ -1,0 +1,84 @@
+"""``/api/v1/tables/{t}/rows/{id}``: one row as JSON, and its original image bytes.
+
+Ids may contain ``/`` (``train/3/00012.png``), so the image route is declared before the row
+route and both take the id as a path.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.deps import ReaderDep, RefDep, StoreDep
+from app.errors import InvalidRange
+from app.responses import JSON, ref_query, version_headers
+
+router = APIRouter(prefix="/api/v1/tables/{table}/rows", tags=["rows"])
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@router.get("/{row_id:path}/image")
+def get_image(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep,
+              ref: RefDep) -> Response:
+    snap = store.snapshot(table, ref)
+    image = reader.image_ref(snap, row_id)
+    etag = f'"{image.sha256}"'
+    headers = {
+        **version_headers(snap),
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE if ref.pinned else "no-cache",
+        "Accept-Ranges": "bytes",
+    }
+    if _etag_matches(request.headers.get("if-none-match"), image.sha256):
+        return Response(status_code=304, headers=headers)
+    wanted = _parse_range(request.headers.get("range"), image.size)
+    if wanted is None:
+        return Response(reader.image_bytes(snap, image), media_type=image.mime, headers=headers)
+    start, end = wanted
+    body = reader.image_range(snap, image, start, end - start + 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{image.size}"
+    return Response(body, status_code=206, media_type=image.mime, headers=headers)
+
+
+@router.get("/{row_id:path}")
+def get_row(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: RefDep) -> JSON:
+    snap = store.snapshot(table, ref)
+    row = reader.row(snap, row_id)
+    if "image" in snap.ds.schema.names:
+        row["image_url"] = f"/api/v1/tables/{quote(table)}/rows/{quote(row_id)}/image{ref_query(ref)}"
+    return JSON(row, headers=version_headers(snap))
+
+
+def _etag_matches(header: str | None, digest: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/").strip('"') for t in header.split(",")]
+    return "*" in tags or digest in tags
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as inclusive (start, end); None serves the whole body.
+
+    Several ranges, or a header that is not a byte range, are ignored (RFC 9110 allows it);
+    a well-formed range that lies outside the image is a 416.
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if first == "":
+            if not last:
+                return None
+            length = int(last)
+            if length <= 0:
+                raise InvalidRange("empty suffix range", size=size)
+            return max(0, size - length), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        raise InvalidRange(f"range {header[6:]} is outside the image of {size} bytes", size=size)
+    return start, min(end, size - 1)

@@ -1,0 +1,20 @@
+"""Service settings, read from ``LIGHTBOX_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be tuned by; built once and handed to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
+
+    uri: str = "./lightbox-data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # How stale "latest" may be when another process writes; local writes refresh at once.
+    latest_refresh_seconds: float = 1.0
+    # Pinned (table, version) handles and id maps kept open; each costs a manifest and an id map.
+    handle_cache_size: int = 64
+    id_index_cache_size: int = 8

@@ -1,0 +1,238 @@
+"""The catalog: where tables live, and the cache of open dataset handles.
+
+Every table is a plain Lance dataset at ``{root}/{name}.lance``, so ``lancedb.connect(root)``
+opens the same tables. Handles are opened once and shared: the latest of each branch is
+re-checked at most every ``refresh_seconds`` (local writes refresh it at once), and pinned
+versions are derived from it with ``checkout_version``, which shares the open dataset's caches
+and never moves the shared handle (one request's ref must never affect another's).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import lance
+import pyarrow as pa
+
+from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
+from app.store.refs import LATEST, Ref
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One resolved point of a table: an immutable dataset handle and where it sits."""
+
+    name: str
+    ds: lance.LanceDataset
+    version: int
+    branch: str | None
+
+    @property
+    def key(self) -> tuple[str, str | None, int]:
+        return (self.name, self.branch, self.version)
+
+
+class Store:
+    """Owns every Lance handle of one data root."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        storage_options: dict[str, str] | None = None,
+        refresh_seconds: float = 1.0,
+        cache_size: int = 64,
+    ) -> None:
+        self.uri = uri.rstrip("/") or "/"
+        self.storage_options = storage_options or None
+        self.refresh_seconds = refresh_seconds
+        self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset]] = {}
+        self._pinned: OrderedDict[tuple[str, str | None, int], lance.LanceDataset] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- names and locations -------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def _local_root(self) -> str:
+        return self.uri.removeprefix("file://")
+
+    def table_uri(self, name: str) -> str:
+        check_name(name)
+        return f"{self.uri}/{name}.lance"
+
+    def names(self) -> list[str]:
+        """Table names in the root, sorted."""
+        if self.is_local:
+            root = self._local_root()
+            if not os.path.isdir(root):
+                return []
+            return sorted(
+                entry.name.removesuffix(".lance")
+                for entry in os.scandir(root)
+                if entry.name.endswith(".lance") and os.path.isdir(os.path.join(entry.path, "_versions"))
+            )
+        import lancedb  # object stores: let the engine list them
+
+        return sorted(lancedb.connect(self.uri, storage_options=self.storage_options).table_names(limit=100000))
+
+    def exists(self, name: str) -> bool:
+        check_name(name)
+        if self.is_local:
+            return os.path.isdir(os.path.join(self._local_root(), f"{name}.lance", "_versions"))
+        try:
+            self._open(name)
+        except TableNotFound:
+            return False
+        return True
+
+    # -- handles -------------------------------------------------------------------------
+    def _open(self, name: str) -> lance.LanceDataset:
+        try:
+            return lance.dataset(self.table_uri(name), storage_options=self.storage_options)
+        except (ValueError, OSError, FileNotFoundError) as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
+            raise
+
+    def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
+        """The newest version of a branch (main when ``branch`` is None), cached briefly."""
+        key = (name, branch)
+        now = time.monotonic()
+        cached = self._latest.get(key)
+        if cached and now - cached[0] < self.refresh_seconds:
+            return cached[1]
+        if branch is None:
+            if not self.is_local or self.exists(name):
+                ds = self._open(name)
+            else:
+                raise TableNotFound(f"table {name!r} does not exist", table=name)
+        else:
+            main = self.latest(name)
+            if branch not in main.branches.list():
+                raise VersionNotFound(f"table {name!r} has no branch {branch!r}", table=name, branch=branch)
+            ds = main.checkout_version((branch, None))
+        with self._lock:
+            self._latest[key] = (now, ds)
+        return ds
+
+    def invalidate(self, name: str) -> None:
+        """Forget cached latest handles of a table (after a local write or a drop)."""
+        with self._lock:
+            for key in [k for k in self._latest if k[0] == name]:
+                del self._latest[key]
+
+    def snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot:
+        """Resolve a ref to an immutable handle; 404 when it names nothing."""
+        main = self.latest(name)
+        if ref.tag is not None:
+            branch, version = self._resolve_tag(main, name, ref.tag)
+        elif ref.as_of is not None:
+            branch, version = None, self._resolve_as_of(main, name, ref.as_of)
+        elif ref.version is not None:
+            branch, version = ref.branch, ref.version
+        else:
+            head = self.latest(name, ref.branch)
+            return Snapshot(name, head, head.version, ref.branch)
+        head = self.latest(name, branch)
+        if version == head.version:
+            return Snapshot(name, head, version, branch)
+        return Snapshot(name, self._pinned_handle(name, branch, version, head), version, branch)
+
+    def _pinned_handle(
+        self, name: str, branch: str | None, version: int, head: lance.LanceDataset
+    ) -> lance.LanceDataset:
+        key = (name, branch, version)
+        with self._lock:
+            ds = self._pinned.get(key)
+            if ds is not None:
+                self._pinned.move_to_end(key)
+                return ds
+        try:
+            ds = head.checkout_version((branch, version) if branch else version)
+        except (ValueError, OSError) as exc:
+            where = f" on branch {branch!r}" if branch else ""
+            raise VersionNotFound(
+                f"table {name!r} has no version {version}{where}", table=name, version=version
+            ) from exc
+        with self._lock:
+            self._pinned[key] = ds
+            while len(self._pinned) > self._cache_size:
+                self._pinned.popitem(last=False)
+        return ds
+
+    @staticmethod
+    def _resolve_tag(main: lance.LanceDataset, name: str, tag: str) -> tuple[str | None, int]:
+        info = main.tags.list().get(tag)
+        if info is None:
+            raise VersionNotFound(f"table {name!r} has no tag {tag!r}", table=name, tag=tag)
+        return info.get("branch"), int(info["version"])
+
+    @staticmethod
+    def _resolve_as_of(main: lance.LanceDataset, name: str, moment: datetime) -> int:
+        best = None
+        for entry in main.versions():
+            stamp = entry["timestamp"]
+            stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+            if stamp <= moment:
+                best = entry["version"]
+        if best is None:
+            raise VersionNotFound(
+                f"table {name!r} has no version at or before {moment.isoformat()}", table=name
+            )
+        return int(best)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
+        """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
+        if self.exists(name):
+            raise TableExists(f"table {name!r} already exists", table=name)
+        ds = lance.write_dataset(
+            schema.empty_table(),
+            self.table_uri(name),
+            schema=schema,
+            mode="create",
+            enable_stable_row_ids=True,
+            storage_options=self.storage_options,
+            commit_message="create table",
+        )
+        self.invalidate(name)
+        return ds
+
+    def drop(self, name: str) -> None:
+        if not self.exists(name):
+            raise TableNotFound(f"table {name!r} does not exist", table=name)
+        if self.is_local:
+            shutil.rmtree(os.path.join(self._local_root(), f"{name}.lance"))
+        else:
+            import lancedb
+
+            lancedb.connect(self.uri, storage_options=self.storage_options).drop_table(name)
+        self.invalidate(name)
+        with self._lock:
+            for key in [k for k in self._pinned if k[0] == name]:
+                del self._pinned[key]
+
+    def write_options(self) -> dict[str, Any]:
+        """Keyword arguments every ``lance.write_dataset`` call of this store takes."""
+        return {"storage_options": self.storage_options}
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise InvalidName(
+            f"invalid table name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
+            name=name,
+        )

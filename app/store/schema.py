@@ -1,0 +1,75 @@
+"""The image-table schema and how Lightbox classifies columns.
+
+An image table holds the standard columns of the contract (id, image, mime, width, height, mode,
+frames, size_bytes, sha256, source, ingested_at) plus user metadata and vector columns. ``image``
+is a Lance blob column (blob v2), so scans that do not ask for it never read image bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from lance.blob import blob_field
+
+PRIMARY_KEY_META = {"lance-schema:unenforced-primary-key": "true"}
+BLOB_EXTENSION = "lance.blob.v2"
+
+STANDARD_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY_META),
+    blob_field("image"),
+    pa.field("mime", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("mode", pa.string()),
+    pa.field("frames", pa.int32()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("sha256", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+)
+STANDARD_NAMES = frozenset(f.name for f in STANDARD_FIELDS)
+
+
+def image_schema(extra: list[pa.Field] | None = None) -> pa.Schema:
+    """The schema of a new image table: the standard columns, then user columns in order."""
+    fields = list(STANDARD_FIELDS)
+    for field in extra or []:
+        if field.name in STANDARD_NAMES:
+            continue
+        fields.append(field)
+    return pa.schema(fields)
+
+
+def is_blob(field: pa.Field) -> bool:
+    """True for a Lance blob column (v2 extension, or the legacy large_binary marker)."""
+    if isinstance(field.type, pa.ExtensionType) and field.type.extension_name == BLOB_EXTENSION:
+        return True
+    meta = field.metadata or {}
+    return meta.get(b"lance-encoding:blob") == b"true" or meta.get(b"ARROW:extension:name") == b"lance.blob.v2"
+
+
+def is_vector(field: pa.Field) -> bool:
+    """True for an embedding column: a fixed-size list of floats."""
+    return pa.types.is_fixed_size_list(field.type) and pa.types.is_floating(field.type.value_type)
+
+
+def scalar_columns(schema: pa.Schema) -> list[str]:
+    """Columns a row's JSON carries: everything but blobs and vectors."""
+    return [f.name for f in schema if not is_blob(f) and not is_vector(f)]
+
+
+def is_image_table(schema: pa.Schema) -> bool:
+    names = set(schema.names)
+    return "image" in names and {"id", "mime", "sha256"} <= names
+
+
+def type_name(t: pa.DataType) -> str:
+    """A readable type name; blob columns read as ``blob`` rather than their struct layout."""
+    if isinstance(t, pa.ExtensionType) and t.extension_name == BLOB_EXTENSION:
+        return "blob"
+    return str(t)
+
+
+def describe_schema(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": type_name(f.type), "nullable": f.nullable} for f in schema]

@@ -1,0 +1,97 @@
+"""Writes: stream record batches into one Lance commit, then tag it.
+
+A write is atomic: Lance publishes a version only when its manifest lands, so a process killed
+mid-write leaves the table at its previous version (the half-written data files are orphans that
+``cleanup`` removes later). Nothing is committed when the stream turns out to be empty.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterable, Iterator
+
+import lance
+import pyarrow as pa
+
+from app.errors import Conflict, InvalidName, VersionNotFound
+from app.store.catalog import Store
+
+TAG_RE_HINT = "use letters, digits, '.', '_' or '-', not starting with '.'"
+
+
+def default_author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def existing_values(store: Store, name: str, column: str) -> set[str]:
+    """Every non-null value of one string column at the latest version (e.g. all ids)."""
+    if not store.exists(name):
+        return set()
+    ds = store.latest(name)
+    if column not in ds.schema.names:
+        return set()
+    values = ds.to_table(columns=[column]).column(column)
+    return {v for v in values.to_pylist() if v is not None}
+
+
+def append_stream(
+    store: Store,
+    name: str,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    message: str | None = None,
+    author: str | None = None,
+) -> int | None:
+    """Commit every batch as one new version; returns it, or None when there was nothing."""
+    stream = _non_empty(batches)
+    first = next(stream, None)
+    if first is None:
+        return None
+
+    def chained() -> Iterator[pa.RecordBatch]:
+        yield first
+        yield from stream
+
+    exists = store.exists(name)
+    reader = pa.RecordBatchReader.from_batches(schema, chained())
+    ds = lance.write_dataset(
+        reader,
+        store.table_uri(name),
+        schema=schema,
+        mode="append" if exists else "create",
+        enable_stable_row_ids=True,
+        commit_message=message or None,
+        transaction_properties={"author": author or default_author()},
+        **store.write_options(),
+    )
+    store.invalidate(name)
+    return ds.version
+
+
+def tag_version(store: Store, name: str, tag: str, version: int | None = None) -> int:
+    """Point ``tag`` at a version (latest when None). Re-tagging the same version is a no-op."""
+    ds = store.latest(name)
+    target = ds.version if version is None else version
+    current = ds.tags.list().get(tag)
+    if current is not None:
+        if int(current["version"]) == target and current.get("branch") is None:
+            return target
+        raise Conflict(
+            f"tag {tag!r} already points at version {current['version']}", tag=tag, version=current["version"]
+        )
+    try:
+        ds.tags.create(tag, target)
+    except ValueError as exc:
+        text = str(exc)
+        if "not found" in text.lower():
+            raise VersionNotFound(f"table {name!r} has no version {target}", version=target) from exc
+        raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag) from exc
+    return target
+
+
+def _non_empty(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    return (b for b in batches if b.num_rows)

@@ -1,0 +1,21 @@
+"""The ``Embedder`` protocol every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns images (raw file bytes) and/or texts into float32 vectors of one dimension."""
+
+    name: str
+    dim: int
+    modalities: frozenset[str]  # {"image"}, {"text"} or both
+    metric: str  # the distance the vectors are meant for: "cosine", "l2" or "dot"
+
+    def embed_images(self, images: Sequence[bytes]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...

@@ -1,0 +1,1 @@
+"""Ingestion: sources -> probe -> hash -> metadata join -> one Lance commit per run."""

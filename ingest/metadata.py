@@ -1,0 +1,59 @@
+"""Per-image metadata joined at ingest from a side file, by a key column.
+
+A key matches a row's id first, then the file's name (``00012.png``), then its name without the
+extension, so a CSV of file names joins a tree of files. Keys that match no file and files that
+match no key are both reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+
+from ingest.tables import SideFileError, read_table
+
+
+class Metadata:
+    """A metadata table indexed by its key column."""
+
+    def __init__(self, table: pa.Table, key: str) -> None:
+        if key not in table.column_names:
+            raise SideFileError(f"key column {key!r} is not in the metadata file (columns: {table.column_names})")
+        self.key = key
+        keys = [None if k is None else str(k) for k in table.column(key).to_pylist()]
+        self.positions: dict[str, int] = {}
+        self.duplicates: list[str] = []
+        for i, k in enumerate(keys):
+            if k is None:
+                continue
+            if k in self.positions:
+                self.duplicates.append(k)
+            else:
+                self.positions[k] = i
+        value_columns = [c for c in table.column_names if c != key]
+        self.fields = [table.schema.field(c) for c in value_columns]
+        self.columns: dict[str, list[Any]] = {c: table.column(c).to_pylist() for c in value_columns}
+        self.used: set[str] = set()
+
+    @classmethod
+    def load(cls, path: str | Path, key: str) -> Metadata:
+        return cls(read_table(path), key)
+
+    def lookup(self, row_id: str) -> int | None:
+        """Position of the metadata row for an id, trying the id, the file name and its stem."""
+        name = PurePosixPath(row_id).name
+        for candidate in (row_id, name, PurePosixPath(name).stem):
+            pos = self.positions.get(candidate)
+            if pos is not None:
+                self.used.add(candidate)
+                return pos
+        return None
+
+    def value(self, column: str, pos: int | None) -> Any:
+        return None if pos is None else self.columns[column][pos]
+
+    def unmatched(self) -> list[str]:
+        """Keys that matched no file in this run."""
+        return [k for k in self.positions if k not in self.used]

@@ -1,0 +1,196 @@
+"""Where images come from: folders, manifests of paths/URIs, and Parquet files of image bytes.
+
+Every source yields ``Item``s lazily (a Parquet file of bytes is read batch by batch), and says up
+front which extra columns its items carry, so the table schema is known before the first write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+
+from ingest.tables import SideFileError, read_table
+
+PATH_COLUMNS = ("path", "uri", "file", "filename", "file_name", "image_path", "filepath")
+
+
+@dataclass(slots=True)
+class Item:
+    """One image to ingest: where it is, how it is named, and what it carries."""
+
+    rel: str  # path relative to its source root, with '/'; the default id
+    source: str  # what the `source` column records
+    path: str | None = None  # a local path or URI to read, or
+    data: bytes | None = None  # the bytes themselves (Parquet sources)
+    label: str | None = None  # parent folder name, for --labels-from-dirs
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Source:
+    """Base of every source: items plus the schema of their extra columns."""
+
+    extra_fields: list[pa.Field]
+
+    def items(self) -> Iterator[Item]:
+        raise NotImplementedError
+
+    def count(self) -> int | None:
+        """How many items, when known cheaply (for the progress bar)."""
+        return None
+
+
+class FolderSource(Source):
+    """Every file under a folder, recursively, in sorted order."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.extra_fields = []
+        self._files: list[str] | None = None
+
+    def _walk(self) -> list[str]:
+        if self._files is None:
+            found: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(self.root):
+                dirnames.sort()
+                rel_dir = os.path.relpath(dirpath, self.root)
+                for name in sorted(filenames):
+                    found.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
+            self._files = found
+        return self._files
+
+    def count(self) -> int:
+        return len(self._walk())
+
+    def items(self) -> Iterator[Item]:
+        base = self.root.rstrip("/")
+        for rel in self._walk():
+            parent = PurePosixPath(rel).parent.name or None
+            path = f"{base}/{rel}"
+            yield Item(rel=rel, source=path, path=path, label=parent)
+
+
+class ManifestSource(Source):
+    """A CSV/TSV/Parquet/JSONL list of paths or URIs; its other columns become metadata."""
+
+    def __init__(self, manifest: str) -> None:
+        self.manifest = Path(manifest)
+        self.table = read_table(manifest)
+        names = self.table.column_names
+        lower = {n.lower(): n for n in names}
+        self.path_column = next((lower[c] for c in PATH_COLUMNS if c in lower), names[0] if names else None)
+        if self.path_column is None:
+            raise SideFileError(f"manifest {manifest} has no columns")
+        self.extra_fields = [f for f in self.table.schema if f.name != self.path_column]
+
+    def count(self) -> int:
+        return self.table.num_rows
+
+    def items(self) -> Iterator[Item]:
+        base = self.manifest.parent
+        paths = self.table.column(self.path_column).to_pylist()
+        extras = {f.name: self.table.column(f.name).to_pylist() for f in self.extra_fields}
+        for i, raw in enumerate(paths):
+            extra = {name: values[i] for name, values in extras.items()}
+            if raw is None or str(raw).strip() == "":
+                yield Item(rel=f"{self.manifest.name}#{i}", source=str(self.manifest), extra=extra)
+                continue
+            text = str(raw).strip()
+            if "://" in text:
+                rel = text.split("://", 1)[1].lstrip("/")
+                location = text
+            else:
+                rel = text.lstrip("./") if not os.path.isabs(text) else text.lstrip("/")
+                location = text if os.path.isabs(text) else str(base / text)
+            yield Item(rel=rel, source=text, path=location, label=PurePosixPath(rel).parent.name or None,
+                       extra=extra)
+
+
+class ParquetImagesSource(Source):
+    """A Parquet file whose column holds image bytes (a Hugging Face image dataset, say)."""
+
+    def __init__(self, path: str, image_column: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.file = pq.ParquetFile(path)
+        self.image_column = image_column
+        schema = self.file.schema_arrow
+        self.extra_fields = [f for f in schema if f.name != image_column]
+
+    def count(self) -> int:
+        return self.file.metadata.num_rows
+
+    def items(self) -> Iterator[Item]:
+        stem = Path(self.path).stem
+        row = 0
+        for batch in self.file.iter_batches(batch_size=512):
+            images = batch.column(self.image_column).to_pylist()
+            extras = {f.name: batch.column(f.name).to_pylist() for f in self.extra_fields}
+            for i, cell in enumerate(images):
+                data, name = _image_cell(cell)
+                rel = name or f"{stem}/{row:08d}"
+                extra = {k: v[i] for k, v in extras.items()}
+                yield Item(rel=rel, source=f"{self.path}#{row}", data=data if data is not None else b"",
+                           extra=extra)
+                row += 1
+
+
+def image_bytes_column(schema: pa.Schema) -> str | None:
+    """The column of a Parquet schema that holds image bytes, if any."""
+    for f in schema:
+        t = f.type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            return f.name
+        if pa.types.is_struct(t) and any(t.field(i).name == "bytes" for i in range(t.num_fields)):
+            return f.name
+    return None
+
+
+def _image_cell(cell: Any) -> tuple[bytes | None, str | None]:
+    if isinstance(cell, dict):
+        return cell.get("bytes"), cell.get("path") or None
+    return cell, None
+
+
+def open_source(spec: str) -> Source:
+    """A folder, a Parquet file of image bytes, or a manifest, decided by what ``spec`` is."""
+    if os.path.isdir(spec):
+        return FolderSource(spec)
+    if not os.path.exists(spec):
+        raise SideFileError(f"source {spec!r} does not exist")
+    if spec.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        column = image_bytes_column(pq.read_schema(spec))
+        if column is not None:
+            return ParquetImagesSource(spec, column)
+    return ManifestSource(spec)
+
+
+def read_bytes(item: Item, max_bytes: int) -> bytes:
+    """The item's bytes; ``OSError``/``ValueError`` when they cannot or should not be read."""
+    if item.data is not None:
+        if len(item.data) > max_bytes:
+            raise ValueError(f"{len(item.data)} bytes exceeds the limit of {max_bytes}")
+        return item.data
+    if item.path is None:
+        raise FileNotFoundError("no path given")
+    if "://" in item.path and not item.path.startswith("file://"):
+        from pyarrow import fs
+
+        filesystem, inner = fs.FileSystem.from_uri(item.path)
+        size = filesystem.get_file_info(inner).size or 0
+        if size > max_bytes:
+            raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")
+        with filesystem.open_input_stream(inner) as stream:
+            return stream.read()
+    with open(item.path.removeprefix("file://"), "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")
+        return fh.read()

@@ -1,0 +1,34 @@
+"""Read tabular side files (CSV, TSV, Parquet, JSONL) into Arrow with typed columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+
+class SideFileError(Exception):
+    """A metadata or manifest file that cannot be used; the run stops before writing anything."""
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Load a side file; column types are inferred (ints, floats, bools, timestamps, strings)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".tab", ".txt"):
+            import pyarrow.csv as pcsv
+
+            delimiter = "\t" if suffix in (".tsv", ".tab") else ","
+            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=delimiter))
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            import pyarrow.json as pjson
+
+            return pjson.read_json(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise SideFileError(f"cannot read {path}: {exc}") from exc
+    raise SideFileError(f"unsupported file type {suffix or path.name!r}: use .csv, .tsv, .parquet or .jsonl")

@@ -1,0 +1,153 @@
+"""The ``lightbox`` command: the composition root, importing the service and ingest lazily."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _env_uri() -> str:
+    return os.environ.get("LIGHTBOX_URI", "./lightbox-data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightbox", description="Versioned image tables on Lance.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="load images (and metadata) into a table as one new version")
+    ing.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths) or a Parquet file of image bytes")
+    ing.add_argument("--table", required=True)
+    ing.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
+    ing.add_argument("--metadata", help="CSV/TSV/Parquet/JSONL file of per-image metadata")
+    ing.add_argument("--key", help="the metadata column naming each image (its id, file name or stem)")
+    ing.add_argument("--labels-from-dirs", action="store_true", help="a 'label' column from each parent folder")
+    ing.add_argument("--id", dest="id_mode", choices=["path", "name", "sha256"], default="path")
+    ing.add_argument("--dedup", choices=["id", "content", "none"], default="id",
+                     help="ids are always unique; 'content' also skips bytes already stored")
+    ing.add_argument("--tag")
+    ing.add_argument("--message", "-m")
+    ing.add_argument("--author")
+    ing.add_argument("--workers", type=int, default=None)
+    ing.add_argument("--commit-every", type=int, default=None, help="commit a version every N rows")
+    ing.add_argument("--verify", choices=["header", "decode"], default="header",
+                     help="'decode' decodes every image fully to reject damaged pixel data")
+    ing.add_argument("--max-pixels", type=int, default=None)
+    ing.add_argument("--report", help="write the machine-readable run report (JSON) here")
+    ing.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
+    ing.add_argument("--no-progress", action="store_true")
+
+    srv = sub.add_parser("serve", help="serve the HTTP API")
+    srv.add_argument("--uri", default=None)
+    srv.add_argument("--host", default=None)
+    srv.add_argument("--port", type=int, default=None)
+
+    tab = sub.add_parser("tables", help="list tables")
+    tab.add_argument("--uri", default=None)
+
+    ver = sub.add_parser("versions", help="list a table's versions")
+    ver.add_argument("table")
+    ver.add_argument("--uri", default=None)
+
+    demo = sub.add_parser("demo", help="build a sample table from bundled real images and serve it")
+    demo.add_argument("--uri", default=None)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--no-serve", action="store_true", help="build the tables and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("LANCE_LOG", "error")
+    args = build_parser().parse_args(argv)
+    handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "demo": _demo}
+    try:
+        return handler[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from app.errors import LightboxError
+        from ingest.tables import SideFileError
+
+        if isinstance(exc, LightboxError | SideFileError):
+            print(f"lightbox: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _store(uri: str | None):  # type: ignore[no-untyped-def]
+    from app.store import Store
+
+    return Store(uri or _env_uri())
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from ingest.pipeline import IngestOptions, run_ingest
+
+    opts = IngestOptions(
+        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
+        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
+        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
+        progress=False if args.no_progress else None,
+    )
+    if args.workers:
+        opts.workers = args.workers
+    if args.max_pixels:
+        opts.max_pixels = args.max_pixels
+    report = run_ingest(_store(args.uri), opts)
+    if args.report:
+        report.write(args.report)
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    store = _store(args.uri)
+    for name in store.names():
+        ds = store.latest(name)
+        print(f"{name}\tversion {ds.version}\t{ds.count_rows()} rows")
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from app.services.history import list_versions
+
+    for v in list_versions(_store(args.uri), args.table):
+        tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
+        print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"
+              f"{v['author'] or ''}\t{v['message'] or ''}{tags}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lightbox.demo import build_demo
+
+    uri = args.uri or _env_uri()
+    for report in build_demo(_store(uri)):
+        print(report.summary(), end="\n\n")
+    if args.no_serve:
+        return 0
+    args.uri = uri
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
