@@ -1,0 +1,119 @@
+"""Shared fixtures: a real Lance store on tmp_path, real images, a real server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import uvicorn
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from app.store import Store
+from lightbox.demo import sample_files
+
+os.environ.setdefault("LANCE_LOG", "error")
+
+
+@pytest.fixture
+def data_uri(tmp_path: Path) -> str:
+    return str(tmp_path / "data")
+
+
+@pytest.fixture
+def store(data_uri: str) -> Store:
+    return Store(data_uri, refresh_seconds=0.0)
+
+
+def _copy_samples(dest: Path) -> Path:
+    """Real images as shipped by scikit-image/scikit-learn, plus a 16-bit TIFF made from one."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sample_files():
+        if path.name in {"astronaut.png", "camera.png", "horse.png", "multipage.tif", "multipage_rgb.tif",
+                         "no_time_for_that_tiny.gif", "rocket.jpg", "china.jpg", "chessboard_GRAY.png"}:
+            shutil.copyfile(path, dest / path.name)
+    camera = np.asarray(Image.open(dest / "camera.png"))
+    tifffile.imwrite(dest / "camera16.tif", camera.astype(np.uint16) * 257)
+    Image.open(dest / "camera.png").convert("RGB").save(dest / "camera.webp", quality=80)
+    Image.open(dest / "camera.png").save(dest / "camera.bmp")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of real sample images in several formats (read-only for tests)."""
+    return _copy_samples(tmp_path_factory.mktemp("samples") / "images")
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's digits as PNGs in ``<label>/`` folders (200 of them) plus ``digits.csv``."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    images = root / "images"
+    digits = load_digits()
+    lines = ["file,split,ink"]
+    for i in range(200):
+        label = int(digits.target[i])
+        (images / str(label)).mkdir(parents=True, exist_ok=True)
+        name = f"{i:05d}.png"
+        Image.fromarray((digits.images[i] * 15).astype("uint8"), mode="L").save(images / str(label) / name)
+        lines.append(f"{name},{'train' if i % 5 else 'test'},{digits.images[i].mean():.3f}")
+    (root / "digits.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, uri: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(uri=uri, latest_refresh_seconds=0.0)
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[str], LiveServer]]:
+    """Start servers over given data roots; all are stopped after the test."""
+    started: list[LiveServer] = []
+
+    def start(uri: str) -> LiveServer:
+        server = LiveServer(uri).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
