@@ -17,9 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import LightboxError
 from app.responses import JSON
-from app.routes import health, rows, tables
+from app.routes import health, history, query, rows, tables
+from app.services.pixels import ThumbnailCache
 from app.settings import Settings
 from app.store import RowReader, Store
+from app.store.history import VersionLog
 
 log = logging.getLogger("lightbox")
 
@@ -36,12 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = Store(settings.uri, refresh_seconds=settings.latest_refresh_seconds,
                                 cache_size=settings.handle_cache_size)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
+        app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
+        app.state.versions = VersionLog()
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.")
     app.state.settings = settings
-    for module in (health, tables, rows):
+    for module in (health, tables, history, query, rows):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+import pyarrow as pa
+from fastapi.responses import Response, StreamingResponse
 
 from app.store import Ref, Snapshot
 
@@ -53,3 +55,55 @@ def ref_query(ref: Ref) -> str:
 
             return f"?{name}={quote(text)}"
     return ""
+
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def wants_arrow(accept: str | None) -> bool:
+    return bool(accept) and ARROW_STREAM in accept  # type: ignore[operator]
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """The schema without Lance's field metadata (blob markers would confuse other readers)."""
+    return pa.schema([f.remove_metadata() for f in schema])
+
+
+def arrow_response(
+    schema: pa.Schema, batches: Iterable[pa.RecordBatch], headers: dict[str, str]
+) -> StreamingResponse:
+    """An Arrow IPC stream, written batch by batch so large results never sit in memory."""
+    plain = _plain(schema)
+
+    def body() -> Iterator[bytes]:
+        sink = _Chunks()
+        with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), plain) as writer:
+            for batch in batches:
+                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=plain))
+                yield sink.drain()
+        yield sink.drain()
+
+    return StreamingResponse(body(), media_type=ARROW_STREAM, headers=headers)
+
+
+class _Chunks:
+    """A write-only file that hands back what was written since the last drain."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out

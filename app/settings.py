@@ -18,3 +18,4 @@ class Settings(BaseSettings):
     # Pinned (table, version) handles and id maps kept open; each costs a manifest and an id map.
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
+    thumbnail_cache_bytes: int = 64 * 1024**2

@@ -129,8 +129,10 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _versions(args: argparse.Namespace) -> int:
     from app.services.history import list_versions
+    from app.store.history import VersionLog
 
-    for v in list_versions(_store(args.uri), args.table):
+    page, _ = list_versions(_store(args.uri), VersionLog(), args.table, limit=1000, ascending=True)
+    for v in page:
         tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
         print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"
               f"{v['author'] or ''}\t{v['message'] or ''}{tags}")

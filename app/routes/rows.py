@@ -6,14 +6,16 @@ route and both take the id as a path.
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.deps import ReaderDep, RefDep, StoreDep
 from app.errors import InvalidRange
 from app.responses import JSON, ref_query, version_headers
+from app.services import pixels
 
 router = APIRouter(prefix="/api/v1/tables/{table}/rows", tags=["rows"])
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -40,6 +42,35 @@ def get_image(table: str, row_id: str, request: Request, store: StoreDep, reader
     body = reader.image_range(snap, image, start, end - start + 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{image.size}"
     return Response(body, status_code=206, media_type=image.mime, headers=headers)
+
+
+@router.get("/{row_id:path}/array")
+def get_array(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: RefDep) -> Response:
+    snap = store.snapshot(table, ref)
+    image = reader.image_ref(snap, row_id)
+    array = pixels.decode_array(reader.image_bytes(snap, image), image.mime)
+    headers = {**version_headers(snap), "X-Lightbox-Dtype": str(array.dtype),
+               "X-Lightbox-Shape": ",".join(map(str, array.shape))}
+    return Response(pixels.to_npy(array), media_type="application/x-npy", headers=headers)
+
+
+@router.get("/{row_id:path}/thumbnail")
+def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep, ref: RefDep,
+                  size: Annotated[int, Query()] = 256,
+                  format: Annotated[pixels.ThumbFormat | None, Query()] = None) -> Response:
+    snap = store.snapshot(table, ref)
+    image = reader.image_ref(snap, row_id)
+    key = (image.sha256, pixels.check_size(size), format)
+    etag = f'"{image.sha256}-{size}-{format or "auto"}"'
+    headers = {**version_headers(snap), "ETag": etag, "Cache-Control": IMMUTABLE if ref.pinned else "no-cache"}
+    if _etag_matches(request.headers.get("if-none-match"), etag.strip('"')):
+        return Response(status_code=304, headers=headers)
+    cache: pixels.ThumbnailCache = request.app.state.thumbnails
+    rendered = cache.get(key)
+    if rendered is None:
+        rendered = pixels.render_thumbnail(reader.image_bytes(snap, image), image.mime, size, format)
+        cache.put(key, rendered)
+    return Response(rendered[0], media_type=rendered[1], headers=headers)
 
 
 @router.get("/{row_id:path}")

@@ -1,38 +1,119 @@
-"""History reads: the version log with messages, authors and tags."""
+"""History: the version log, tags, restore."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.store import Store
+from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
+from app.store import Ref, Store
+from app.store.history import VersionLog
+from app.store.writes import tag_version
+
+MAX_PAGE = 1000
 
 
-def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
-    """Every version of main, oldest first, with the message and author its commit recorded."""
-    ds = store.latest(name)
-    tags_by_version: dict[int, list[str]] = {}
-    for tag, info in ds.tags.list().items():
-        if info.get("branch") is None:
-            tags_by_version.setdefault(int(info["version"]), []).append(tag)
-    out = []
-    for entry in ds.versions():
-        version = int(entry["version"])
-        txn = _transaction(ds, version)
-        props = (txn.transaction_properties or {}) if txn else {}
-        out.append({
-            "version": version,
-            "timestamp": entry["timestamp"].isoformat(),
-            "message": props.get("__lance_commit_message"),
-            "author": props.get("author"),
-            "operation": type(txn.operation).__name__ if txn else None,
-            "num_rows": int(entry["metadata"].get("total_rows", 0)),
-            "tags": sorted(tags_by_version.get(version, [])),
-        })
-    return out
+class TagNotFound(NotFound):
+    code = "tag_not_found"
 
 
-def _transaction(ds: Any, version: int) -> Any:
+def list_versions(store: Store, log: VersionLog, name: str, *, branch: str | None = None, limit: int = 100,
+                  before: int | None = None, ascending: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the log (newest first unless ``ascending``) and the cursor for the next page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    numbers = log.numbers(store, name, branch)
+    if ascending:
+        chosen = [v for v in numbers if before is None or v > before][: limit + 1]
+    else:
+        chosen = [v for v in reversed(numbers) if before is None or v < before][: limit + 1]
+    more = len(chosen) > limit
+    chosen = chosen[:limit]
+    tags = tags_by_version(store, name, branch)
+    page = [{**log.entry(store, name, v, branch), "tags": tags.get(v, [])} for v in chosen]
+    for entry, previous in zip(page, [_previous(log, store, name, numbers, e["version"], branch) for e in page],
+                               strict=True):
+        entry["rows_delta"] = entry["num_rows"] - previous if previous is not None else entry["num_rows"]
+    return page, (chosen[-1] if more and chosen else None)
+
+
+def _previous(log: VersionLog, store: Store, name: str, numbers: list[int], version: int,
+              branch: str | None) -> int | None:
+    earlier = [v for v in numbers if v < version]
+    return log.entry(store, name, earlier[-1], branch)["num_rows"] if earlier else None
+
+
+def tags_by_version(store: Store, name: str, branch: str | None = None) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for tag, info in store.latest(name).tags.list().items():
+        if info.get("branch") == branch:
+            out.setdefault(int(info["version"]), []).append(tag)
+    return {v: sorted(t) for v, t in out.items()}
+
+
+def list_tags(store: Store, name: str) -> list[dict[str, Any]]:
+    tags = store.latest(name).tags.list()
+    return [
+        {"name": tag, "version": int(info["version"]), "branch": info.get("branch"),
+         "created_at": _iso(info.get("created_at")), "updated_at": _iso(info.get("updated_at"))}
+        for tag, info in sorted(tags.items())
+    ]
+
+
+def create_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
+    snap = store.snapshot(name, ref)
+    if snap.branch is not None:
+        return _tag_branch(store, name, tag, snap.branch, snap.version)
+    tag_version(store, name, tag, snap.version)
+    return {"name": tag, "version": snap.version, "branch": None}
+
+
+def move_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
+    snap = store.snapshot(name, ref)
+    tags = store.latest(name).tags
+    if tag not in tags.list():
+        return create_tag(store, name, tag, ref)
+    tags.update(tag, (snap.branch, snap.version) if snap.branch else snap.version)
+    store.invalidate(name)
+    return {"name": tag, "version": snap.version, "branch": snap.branch}
+
+
+def delete_tag(store: Store, name: str, tag: str) -> None:
+    tags = store.latest(name).tags
+    if tag not in tags.list():
+        raise TagNotFound(f"table {name!r} has no tag {tag!r}", tag=tag)
+    tags.delete(tag)
+    store.invalidate(name)
+
+
+def _tag_branch(store: Store, name: str, tag: str, branch: str, version: int) -> dict[str, Any]:
+    tags = store.latest(name).tags
+    if tag in tags.list():
+        raise Conflict(f"tag {tag!r} already exists", tag=tag)
     try:
-        return ds.checkout_version(version).get_transactions(1)[0]
-    except (ValueError, OSError, IndexError):
-        return None
+        tags.create(tag, (branch, version))
+    except ValueError as exc:
+        raise InvalidName(f"invalid tag name {tag!r}", tag=tag) from exc
+    return {"name": tag, "version": version, "branch": branch}
+
+
+def restore(store: Store, name: str, ref: Ref) -> dict[str, Any]:
+    """Commit a new latest version whose content is that of ``ref`` (nothing is copied)."""
+    if ref == Ref():
+        raise BadRequest("say what to restore: a version, tag or as_of")
+    snap = store.snapshot(name, ref)
+    if snap.branch is not None:
+        raise BadRequest("restore takes a version of main; bring branch changes over with a merge")
+    head = store.latest(name)
+    if snap.version == head.version:
+        raise Conflict(f"version {snap.version} is already the latest", version=snap.version)
+    try:
+        snap.ds.restore()
+    except (ValueError, OSError) as exc:
+        raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
+    store.invalidate(name)
+    latest = store.latest(name)
+    return {"version": latest.version, "restored": snap.version, "num_rows": latest.count_rows()}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value is not None else None)

@@ -1,0 +1,310 @@
+"""Validate a user's filter before it reaches Lance.
+
+A filter is a SQL boolean expression in the language LanceDB users know (``label = 3 AND split =
+'train'``). It is tokenised and parsed here with a small Pratt parser, every column it names is
+checked against the table's schema, and the whole expression must be boolean. Only then is the
+text handed to Lance. Lance's own parser silently ignores what follows a ``;`` (``1=1; DROP ...``
+filters as ``1=1``), so validating first is what makes "it can never run anything but a filter"
+true, and it turns mistakes into 400s that name the problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from app.errors import BadRequest
+
+MAX_LENGTH = 16_384
+MAX_DEPTH = 64
+# Lance's virtual columns that filters may use.
+META_COLUMNS = {"_rowid", "_rowaddr", "_rowoffset", "_row_created_at_version", "_row_last_updated_at_version"}
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
+    | (?P<str>'(?:[^']|'')*')
+    | (?P<qid>"(?:[^"]|"")+"|`[^`]+`)
+    | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<op><>|!=|<=|>=|\|\||[=<>+\-*/%(),.\[\]])
+    )""",
+    re.VERBOSE,
+)
+KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "LIKE", "ILIKE", "IS", "NULL", "TRUE", "FALSE", "CAST", "AS",
+            "TIMESTAMP", "DATE"}
+COMPARE = {"=", "!=", "<>", "<", "<=", ">", ">="}
+ARITH = {"+", "-", "*", "/", "%", "||"}
+BOOL_FUNCS = {"array_has", "array_has_any", "array_has_all", "array_contains", "regexp_match", "regexp_like",
+              "starts_with", "ends_with", "contains", "contains_tokens", "isnan", "isinf"}
+
+
+class InvalidFilter(BadRequest):
+    code = "invalid_filter"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # num, str, id, kw, op, end
+    text: str
+    pos: int
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            where = len(text) - len(text[pos:].lstrip())
+            raise InvalidFilter(f"unexpected character {text[where]!r} at position {where}", position=where)
+        kind = match.lastgroup or "op"
+        value = match.group(kind)
+        start = match.start(kind)
+        if kind == "id" and value.upper() in KEYWORDS:
+            tokens.append(Token("kw", value.upper(), start))
+        elif kind == "qid":
+            tokens.append(Token("id", value[1:-1].replace('""', '"'), start))
+        else:
+            tokens.append(Token(kind, value, start))
+        pos = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    """Pratt parser; each parse method returns the kind of value the expression yields."""
+
+    def __init__(self, tokens: list[Token], schema: pa.Schema) -> None:
+        self.tokens, self.schema, self.i, self.depth = tokens, schema, 0, 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def take(self) -> Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, kind: str, text: str | None = None) -> Token:
+        tok = self.tok
+        if tok.kind != kind or (text is not None and tok.text != text):
+            want = text or kind
+            got = tok.text or "end of filter"
+            raise InvalidFilter(f"expected {want!r} at position {tok.pos}, found {got!r}", position=tok.pos)
+        return self.take()
+
+    def at(self, kind: str, *texts: str) -> bool:
+        return self.tok.kind == kind and (not texts or self.tok.text in texts)
+
+    # precedence climbing: OR < AND < NOT < comparison/predicates < additive < multiplicative < unary
+    def parse_or(self) -> str:
+        kind = self.parse_and()
+        while self.at("kw", "OR"):
+            self.take()
+            self._need_bool(kind, "OR")
+            self._need_bool(self.parse_and(), "OR")
+            kind = "bool"
+        return kind
+
+    def parse_and(self) -> str:
+        kind = self.parse_not()
+        while self.at("kw", "AND"):
+            self.take()
+            self._need_bool(kind, "AND")
+            self._need_bool(self.parse_not(), "AND")
+            kind = "bool"
+        return kind
+
+    def parse_not(self) -> str:
+        if self.at("kw", "NOT"):
+            self.take()
+            self._need_bool(self.parse_not(), "NOT")
+            return "bool"
+        return self.parse_predicate()
+
+    def parse_predicate(self) -> str:
+        kind = self.parse_additive()
+        if self.at("op", *COMPARE):
+            self.take()
+            self.parse_additive()
+            return "bool"
+        negated = False
+        if self.at("kw", "NOT") and self.tokens[self.i + 1].text in ("IN", "BETWEEN", "LIKE", "ILIKE"):
+            self.take()
+            negated = True
+        if self.at("kw", "IN"):
+            self.take()
+            self.expect("op", "(")
+            self.parse_additive()
+            while self.at("op", ","):
+                self.take()
+                self.parse_additive()
+            self.expect("op", ")")
+            return "bool"
+        if self.at("kw", "BETWEEN"):
+            self.take()
+            self.parse_additive()
+            self.expect("kw", "AND")
+            self.parse_additive()
+            return "bool"
+        if self.at("kw", "LIKE", "ILIKE"):
+            self.take()
+            self.parse_additive()
+            return "bool"
+        if negated:
+            raise InvalidFilter(f"expected IN, BETWEEN or LIKE after NOT at position {self.tok.pos}")
+        if self.at("kw", "IS"):
+            self.take()
+            if self.at("kw", "NOT"):
+                self.take()
+            if not self.at("kw", "NULL", "TRUE", "FALSE"):
+                raise InvalidFilter(f"expected NULL, TRUE or FALSE after IS at position {self.tok.pos}")
+            self.take()
+            return "bool"
+        return kind
+
+    def parse_additive(self) -> str:
+        kind = self.parse_multiplicative()
+        while self.at("op", "+", "-", "||"):
+            self.take()
+            self.parse_multiplicative()
+            kind = "value"
+        return kind
+
+    def parse_multiplicative(self) -> str:
+        kind = self.parse_unary()
+        while self.at("op", "*", "/", "%"):
+            self.take()
+            self.parse_unary()
+            kind = "value"
+        return kind
+
+    def parse_unary(self) -> str:
+        if self.at("op", "-", "+"):
+            self.take()
+            self.parse_unary()
+            return "value"
+        return self.parse_primary()
+
+    def parse_primary(self) -> str:
+        tok = self.tok
+        if tok.kind == "op" and tok.text == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise InvalidFilter(f"filter is nested more than {MAX_DEPTH} levels deep")
+            self.take()
+            kind = self.parse_or()
+            self.expect("op", ")")
+            self.depth -= 1
+            return kind
+        if tok.kind in ("num", "str"):
+            self.take()
+            return "value"
+        if tok.kind == "kw":
+            return self._keyword_primary(tok)
+        if tok.kind == "id":
+            self.take()
+            if self.at("op", "("):
+                return self._call(tok)
+            return self._column(tok)
+        got = tok.text or "end of filter"
+        raise InvalidFilter(f"expected a value or a column at position {tok.pos}, found {got!r}", position=tok.pos)
+
+    def _keyword_primary(self, tok: Token) -> str:
+        self.take()
+        if tok.text in ("TRUE", "FALSE"):
+            return "bool"
+        if tok.text == "NULL":
+            return "value"
+        if tok.text in ("TIMESTAMP", "DATE"):
+            self.expect("str")
+            return "value"
+        if tok.text == "CAST":
+            self.expect("op", "(")
+            self.parse_or()
+            self.expect("kw", "AS")
+            type_tok = self.take()
+            if type_tok.kind not in ("id", "kw"):
+                raise InvalidFilter(f"expected a type name at position {type_tok.pos}")
+            if self.at("op", "("):  # DECIMAL(10, 2)
+                while not self.at("op", ")") and not self.at("end"):
+                    self.take()
+                self.expect("op", ")")
+            self.expect("op", ")")
+            return "bool" if type_tok.text.upper() in ("BOOLEAN", "BOOL") else "value"
+        raise InvalidFilter(f"unexpected keyword {tok.text} at position {tok.pos}", position=tok.pos)
+
+    def _call(self, name: Token) -> str:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise InvalidFilter(f"filter is nested more than {MAX_DEPTH} levels deep")
+        self.expect("op", "(")
+        if not self.at("op", ")"):
+            self.parse_or()
+            while self.at("op", ","):
+                self.take()
+                self.parse_or()
+        self.expect("op", ")")
+        self.depth -= 1
+        return "bool" if name.text.lower() in BOOL_FUNCS else "unknown"
+
+    def _column(self, tok: Token) -> str:
+        path = [tok.text]
+        while self.at("op", "."):
+            self.take()
+            path.append(self.expect("id").text)
+        field_type = self._resolve(path, tok.pos)
+        while self.at("op", "["):  # list or map element: tags[1], meta['k']
+            self.take()
+            self.parse_additive()
+            self.expect("op", "]")
+            field_type = None
+        if field_type is None:
+            return "unknown"
+        return "bool" if pa.types.is_boolean(field_type) else "value"
+
+    def _resolve(self, path: list[str], pos: int) -> pa.DataType | None:
+        head = path[0]
+        if head in META_COLUMNS:
+            return pa.uint64()
+        if head not in self.schema.names:
+            hint = difflib.get_close_matches(head, self.schema.names, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise InvalidFilter(
+                f"unknown column {head!r}{suggestion}", column=head, position=pos, columns=self.schema.names
+            )
+        t = self.schema.field(head).type
+        for part in path[1:]:
+            if not pa.types.is_struct(t) or t.get_field_index(part) < 0:
+                raise InvalidFilter(f"column {'.'.join(path)!r} does not exist", column=".".join(path), position=pos)
+            t = t.field(part).type
+        return t
+
+    def _need_bool(self, kind: str, op: str) -> None:
+        if kind == "value":
+            raise InvalidFilter(f"the operands of {op} must be boolean expressions")
+
+
+def validate_filter(text: str | None, schema: pa.Schema) -> str | None:
+    """The filter, unchanged, if it is a boolean expression over the schema's columns; else a 400."""
+    if text is None or text.strip() == "":
+        return None
+    if len(text) > MAX_LENGTH:
+        raise InvalidFilter(f"filter is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    if "\x00" in text:
+        raise InvalidFilter("filter contains a NUL character")
+    parser = _Parser(tokenize(text), schema)
+    kind = parser.parse_or()
+    if not parser.at("end"):
+        tok = parser.tok
+        raise InvalidFilter(f"unexpected {tok.text!r} at position {tok.pos}: a filter is one expression",
+                            position=tok.pos)
+    if kind == "value":
+        raise InvalidFilter("filter must be a boolean expression (a comparison, IN, LIKE, IS NULL, AND/OR, ...)")
+    return text

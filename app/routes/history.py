@@ -1,0 +1,75 @@
+"""``/versions``, ``/tags`` and ``/restore``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.deps import RefDep, StoreDep
+from app.responses import JSON
+from app.services import history as svc
+from app.store import Ref
+from app.store.history import VersionLog
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["history"])
+
+
+def get_log(request: Request) -> VersionLog:
+    return request.app.state.versions
+
+
+LogDep = Annotated[VersionLog, Depends(get_log)]
+
+
+class RefBody(BaseModel):
+    """A ref in a JSON body; the same rules as the query parameters."""
+
+    version: int | None = None
+    tag: str | None = None
+    branch: str | None = None
+    as_of: str | None = None
+
+    def ref(self) -> Ref:
+        return Ref.parse(version=self.version, tag=self.tag, branch=self.branch, as_of=self.as_of)
+
+
+class TagBody(RefBody):
+    name: str
+
+
+@router.get("/versions")
+def versions(table: str, store: StoreDep, log: LogDep, branch: str | None = None,
+             limit: Annotated[int, Query()] = 100, cursor: Annotated[int | None, Query()] = None,
+             order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> JSON:
+    page, next_cursor = svc.list_versions(store, log, table, branch=branch, limit=limit, before=cursor,
+                                          ascending=order == "asc")
+    return JSON({"versions": page, "next_cursor": next_cursor})
+
+
+@router.get("/tags")
+def list_tags(table: str, store: StoreDep) -> JSON:
+    return JSON({"tags": svc.list_tags(store, table)})
+
+
+@router.post("/tags", status_code=201)
+def create_tag(table: str, body: TagBody, store: StoreDep) -> JSON:
+    return JSON(svc.create_tag(store, table, body.name, body.ref()), status_code=201)
+
+
+@router.put("/tags/{tag}")
+def put_tag(table: str, tag: str, store: StoreDep, body: RefBody | None = None) -> JSON:
+    return JSON(svc.move_tag(store, table, tag, body.ref() if body else Ref()))
+
+
+@router.delete("/tags/{tag}", status_code=204)
+def delete_tag(table: str, tag: str, store: StoreDep) -> Response:
+    svc.delete_tag(store, table, tag)
+    return Response(status_code=204)
+
+
+@router.post("/restore")
+def restore(table: str, store: StoreDep, ref: RefDep, body: RefBody | None = None) -> JSON:
+    return JSON(svc.restore(store, table, body.ref() if body and body.ref() != Ref() else ref))

@@ -1,0 +1,61 @@
+"""``/query``, ``/count`` and ``/fetch``: JSON by default, Arrow IPC streams on request."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from app.deps import ReaderDep, RefDep, StoreDep
+from app.responses import JSON, arrow_response, version_headers, wants_arrow
+from app.services import query as svc
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["query"])
+AcceptHeader = Annotated[str | None, Header()]
+
+
+class QueryBody(BaseModel):
+    filter: str | None = None
+    columns: list[str] | None = None
+    limit: int | None = Field(default=100, description="rows per page; null means all (Arrow only)")
+    offset: int | None = Field(default=None, ge=0)
+    cursor: str | None = None
+    order_by: list[str | dict[str, Any]] = Field(default_factory=list)
+
+
+class FetchBody(BaseModel):
+    ids: list[str]
+    columns: list[str] | None = None
+    with_images: bool = False
+
+
+@router.post("/query")
+def query(table: str, body: QueryBody, store: StoreDep, ref: RefDep, accept: AcceptHeader = None) -> Response:
+    arrow = wants_arrow(accept)
+    spec = svc.QuerySpec(**body.model_dump())
+    plan = svc.plan_query(store, table, ref, spec, max_rows=None if arrow else svc.MAX_JSON_ROWS)
+    headers = version_headers(plan.snap)
+    if arrow:
+        stream = plan.stream()
+        return arrow_response(stream.schema, stream, headers)
+    rows, next_cursor = plan.page()
+    return JSON({"rows": rows.to_pylist(), "next_cursor": next_cursor}, headers=headers)
+
+
+@router.get("/count")
+def count(table: str, store: StoreDep, ref: RefDep, filter: Annotated[str | None, Query()] = None) -> JSON:
+    snap, n = svc.count(store, table, ref, filter)
+    return JSON({"count": n}, headers=version_headers(snap))
+
+
+@router.post("/fetch")
+def fetch(table: str, body: FetchBody, store: StoreDep, reader: ReaderDep, ref: RefDep,
+          accept: AcceptHeader = None) -> Response:
+    snap, rows, missing = svc.fetch(store, reader, table, ref, body.ids, body.columns, body.with_images)
+    headers = version_headers(snap)
+    if wants_arrow(accept):
+        headers["X-Lightbox-Missing"] = str(len(missing))
+        return arrow_response(rows.schema, rows.to_batches(), headers)
+    return JSON({"rows": rows.to_pylist(), "missing": missing}, headers=headers)

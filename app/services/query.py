@@ -1,0 +1,178 @@
+"""Query, count and batch fetch over one snapshot of a table.
+
+Paging uses a cursor that pins the version the first page read, so a client walking 25,000 rows
+sees every row exactly once even while other writers append: a version never changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from lance.dataset import ColumnOrdering
+
+from app.errors import BadRequest, InvalidRef
+from app.filters import validate_filter
+from app.store import Ref, RowReader, Snapshot, Store
+from app.store.schema import is_blob, scalar_columns
+
+MAX_JSON_ROWS = 10_000
+MAX_FETCH_IDS = 10_000
+
+
+class UnknownColumn(BadRequest):
+    code = "unknown_column"
+
+
+class InvalidCursor(BadRequest):
+    code = "invalid_cursor"
+
+
+@dataclass
+class QuerySpec:
+    filter: str | None = None
+    columns: list[str] | None = None
+    limit: int | None = 100
+    offset: int | None = None
+    cursor: str | None = None
+    order_by: list[str | dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class QueryPlan:
+    """A validated query bound to one snapshot, ready to run as a table or a stream."""
+
+    snap: Snapshot
+    columns: list[str]
+    filter: str | None
+    limit: int | None
+    offset: int
+    order: list[ColumnOrdering]
+    fingerprint: str
+
+    def scanner(self, limit: int | None) -> Any:
+        return self.snap.ds.scanner(
+            columns=self.columns, filter=self.filter, limit=limit, offset=self.offset or None,
+            order_by=self.order or None, blob_handling="all_binary", scan_in_order=True,
+        )
+
+    def page(self) -> tuple[pa.Table, str | None]:
+        """One page of rows and the cursor of the next page (None at the end)."""
+        extra = None if self.limit is None else self.limit + 1
+        table = self.scanner(extra).to_table()
+        if self.limit is not None and table.num_rows > self.limit:
+            next_cursor = encode_cursor(self.snap, self.offset + self.limit, self.fingerprint)
+            return table.slice(0, self.limit), next_cursor
+        return table, None
+
+    def stream(self) -> pa.RecordBatchReader:
+        return self.scanner(self.limit).to_reader()
+
+
+def plan_query(store: Store, name: str, ref: Ref, spec: QuerySpec, *, max_rows: int | None) -> QueryPlan:
+    if spec.cursor and spec.offset:
+        raise BadRequest("give either offset or cursor, not both")
+    if spec.limit is not None and spec.limit < 0:
+        raise BadRequest("limit must be zero or more")
+    if max_rows is not None and (spec.limit is None or spec.limit > max_rows):
+        raise BadRequest(f"limit must be at most {max_rows} for JSON answers; ask for Arrow to stream more",
+                         limit=spec.limit, max=max_rows)
+    fingerprint = _fingerprint(spec)
+    offset = spec.offset or 0
+    if spec.cursor:
+        version, branch, offset = decode_cursor(spec.cursor, fingerprint)
+        if ref != Ref() and (ref.version, ref.branch) != (version, branch):
+            raise InvalidRef("the cursor already pins a version; do not give a ref with it")
+        ref = Ref(version=version, branch=branch)
+    snap = store.snapshot(name, ref)
+    schema = snap.ds.schema
+    return QueryPlan(
+        snap=snap,
+        columns=check_columns(schema, spec.columns),
+        filter=validate_filter(spec.filter, schema),
+        limit=spec.limit,
+        offset=offset,
+        order=_ordering(schema, spec.order_by),
+        fingerprint=fingerprint,
+    )
+
+
+def count(store: Store, name: str, ref: Ref, filter_text: str | None) -> tuple[Snapshot, int]:
+    snap = store.snapshot(name, ref)
+    predicate = validate_filter(filter_text, snap.ds.schema)
+    return snap, snap.ds.count_rows(predicate)
+
+
+def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], columns: list[str] | None,
+          with_images: bool) -> tuple[Snapshot, pa.Table, list[str]]:
+    """Rows for ``ids`` in the order asked (repeats kept), plus the ids that are not there."""
+    if len(ids) > MAX_FETCH_IDS:
+        raise BadRequest(f"at most {MAX_FETCH_IDS} ids per fetch, got {len(ids)}")
+    snap = store.snapshot(name, ref)
+    schema = snap.ds.schema
+    wanted = [c for c in check_columns(schema, columns) if not is_blob(schema.field(c))]
+    index = reader.index(snap)
+    found = [(key, index.row_id(key)) for key in ids]
+    missing = [key for key, rid in found if rid is None]
+    row_ids = [rid for _, rid in found if rid is not None]
+    table = snap.ds._take_rows(row_ids, columns=wanted) if row_ids else _empty(schema, wanted)
+    if with_images and "image" in schema.names:
+        blobs = dict(snap.ds.read_blobs("image", ids=row_ids)) if row_ids else {}
+        table = table.append_column("image", pa.array([blobs.get(r) for r in row_ids], pa.large_binary()))
+    return snap, table, missing
+
+
+def check_columns(schema: pa.Schema, columns: list[str] | None) -> list[str]:
+    """The projection: the asked columns (all must exist), or every non-blob, non-vector column."""
+    if not columns:
+        return scalar_columns(schema)
+    unknown = [c for c in columns if c not in schema.names]
+    if unknown:
+        raise UnknownColumn(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+    return list(dict.fromkeys(columns))
+
+
+def _ordering(schema: pa.Schema, order_by: list[str | dict[str, Any]]) -> list[ColumnOrdering]:
+    out = []
+    for item in order_by or []:
+        if isinstance(item, str):
+            name, _, direction = item.strip().partition(" ")
+            ascending = direction.strip().lower() not in ("desc", "descending")
+        else:
+            name = str(item.get("column") or item.get("column_name") or "")
+            ascending = bool(item.get("ascending", True))
+        if name not in schema.names:
+            raise UnknownColumn(f"cannot order by unknown column {name!r}", unknown=[name])
+        out.append(ColumnOrdering(name, ascending=ascending))
+    if out and "id" in schema.names and all(o.column_name != "id" for o in out):
+        out.append(ColumnOrdering("id"))  # ties broken by id, so offset paging is deterministic
+    return out
+
+
+def _fingerprint(spec: QuerySpec) -> str:
+    raw = json.dumps([spec.filter, spec.columns, spec.order_by, spec.limit], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def encode_cursor(snap: Snapshot, offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"v": snap.version, "b": snap.branch, "o": offset, "q": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, str | None, int]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        version, branch, offset, query = int(raw["v"]), raw["b"], int(raw["o"]), raw["q"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidCursor("cursor is not one this service issued") from exc
+    if query != fingerprint:
+        raise InvalidCursor("cursor belongs to a different query (filter, columns, order or limit changed)")
+    return version, branch, offset
+
+
+def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
+    return pa.schema([schema.field(c) for c in columns]).empty_table()

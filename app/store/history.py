@@ -1,0 +1,76 @@
+"""The version log, cached: a committed version never changes, so its entry is read once.
+
+Listing versions with ``versions()`` reads every manifest (~0.3 s at 500 versions). Instead the
+log takes the cheap list of version numbers, then reads only the entries of the page asked for,
+through pinned handles that share the open dataset's caches, and keeps them. Tags are attached at
+read time because they move.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import lance
+
+from app.errors import VersionNotFound
+from app.store.catalog import Store
+
+
+class VersionLog:
+    """Entries per (table, branch, version); numbers per (table, branch, latest version)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str | None, int], dict[str, Any]] = {}
+        self._numbers: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
+        self._lock = threading.Lock()
+
+    def numbers(self, store: Store, name: str, branch: str | None = None) -> list[int]:
+        """Every live version number of a branch, oldest first."""
+        head = store.latest(name, branch)
+        cached = self._numbers.get((name, branch))
+        if cached and cached[0] == head.version:
+            return cached[1]
+        found = sorted(int(r["version"]) for r in head.version_refs())
+        with self._lock:
+            self._numbers[(name, branch)] = (head.version, found)
+        return found
+
+    def entry(self, store: Store, name: str, version: int, branch: str | None = None) -> dict[str, Any]:
+        key = (name, branch, version)
+        found = self._entries.get(key)
+        if found is None:
+            found = _read_entry(store.latest(name, branch), name, version, branch)
+            with self._lock:
+                self._entries[key] = found
+        return found
+
+    def forget(self, name: str) -> None:
+        """Drop a table's cached numbers and entries (after cleanup or drop)."""
+        with self._lock:
+            self._numbers = {k: v for k, v in self._numbers.items() if k[0] != name}
+            self._entries = {k: v for k, v in self._entries.items() if k[0] != name}
+
+
+def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None) -> dict[str, Any]:
+    try:
+        pinned = head if head.version == version else head.checkout_version((branch, version) if branch else version)
+    except (ValueError, OSError) as exc:
+        raise VersionNotFound(f"table {name!r} has no version {version}", table=name, version=version) from exc
+    info = pinned.get_version()
+    try:
+        txn = pinned.get_transactions(1)[0]
+    except (ValueError, OSError, IndexError):
+        txn = None
+    props = dict(txn.transaction_properties or {}) if txn is not None else {}
+    stamp: datetime = info["timestamp"]
+    return {
+        "version": version,
+        "timestamp": (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat(),
+        "message": props.get("__lance_commit_message"),
+        "author": props.get("author"),
+        "operation": type(txn.operation).__name__ if txn is not None else None,
+        "num_rows": int(info["metadata"].get("total_rows", 0)),
+        "branch": branch,
+    }
