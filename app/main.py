@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import LightboxError
+from app.middleware import RequestId
 from app.responses import JSON
 from app.routes import health, history, query, rows, tables
 from app.services.pixels import ThumbnailCache
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, tables, history, query, rows):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(RequestId)
     return app
 
 

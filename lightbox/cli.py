@@ -46,11 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=None)
 
     tab = sub.add_parser("tables", help="list tables")
-    tab.add_argument("--uri", default=None)
+    _target(tab)
 
-    ver = sub.add_parser("versions", help="list a table's versions")
+    ver = sub.add_parser("versions", help="a table's version log, oldest first")
     ver.add_argument("table")
-    ver.add_argument("--uri", default=None)
+    _target(ver)
+
+    tag = sub.add_parser("tag", help="tag a version (latest by default), or delete a tag")
+    tag.add_argument("table")
+    tag.add_argument("name")
+    tag.add_argument("--version", type=int, default=None)
+    tag.add_argument("--delete", action="store_true")
+    _target(tag)
+
+    res = sub.add_parser("restore", help="make a past version the new latest (REF: a version, tag or timestamp)")
+    res.add_argument("table")
+    res.add_argument("ref")
+    _target(res)
 
     demo = sub.add_parser("demo", help="build a sample table from bundled real images and serve it")
     demo.add_argument("--uri", default=None)
@@ -60,10 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _target(parser: argparse.ArgumentParser) -> None:
+    """Commands that work on a data root directly, or on a running service."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
+    where.add_argument("--server", default=None, help="a Lightbox service URL instead of a data root")
+    parser.add_argument("--api-key", default=os.environ.get("LIGHTBOX_API_KEY"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LANCE_LOG", "error")
     args = build_parser().parse_args(argv)
-    handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "demo": _demo}
+    handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
+               "restore": _restore, "demo": _demo}
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
@@ -71,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from app.errors import LightboxError
         from ingest.tables import SideFileError
+        from lightbox.errors import LightboxError as ClientError
 
-        if isinstance(exc, LightboxError | SideFileError):
+        if isinstance(exc, LightboxError | SideFileError | ClientError):
             print(f"lightbox: error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -119,24 +141,83 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from lightbox.client import Client
+
+    return Client(args.server, api_key=args.api_key)
+
+
 def _tables(args: argparse.Namespace) -> int:
-    store = _store(args.uri)
-    for name in store.names():
-        ds = store.latest(name)
-        print(f"{name}\tversion {ds.version}\t{ds.count_rows()} rows")
+    if args.server:
+        rows = [(t.name, t.version, t.num_rows) for t in _client(args).tables()]
+    else:
+        from app.services.tables import list_tables
+
+        rows = [(t["name"], t["version"], t["num_rows"]) for t in list_tables(_store(args.uri))]
+    for name, version, num_rows in rows:
+        print(f"{name}\tversion {version}\t{num_rows} rows")
     return 0
 
 
 def _versions(args: argparse.Namespace) -> int:
-    from app.services.history import list_versions
-    from app.store.history import VersionLog
+    if args.server:
+        page = _client(args).table(args.table).versions()
+    else:
+        from app.services.history import list_versions
+        from app.store.history import VersionLog
 
-    page, _ = list_versions(_store(args.uri), VersionLog(), args.table, limit=1000, ascending=True)
+        page, _ = list_versions(_store(args.uri), VersionLog(), args.table, limit=1000, ascending=True)
     for v in page:
         tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
         print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"
               f"{v['author'] or ''}\t{v['message'] or ''}{tags}")
     return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    if args.server:
+        table = _client(args).table(args.table)
+        if args.delete:
+            table.untag(args.name)
+        else:
+            version = table.tag(args.name, args.version)["version"]
+    else:
+        from app.services import history
+        from app.store import Ref
+
+        store = _store(args.uri)
+        if args.delete:
+            history.delete_tag(store, args.table, args.name)
+        else:
+            version = history.create_tag(store, args.table, args.name, Ref(version=args.version))["version"]
+    print(f"deleted tag {args.name}" if args.delete else f"tagged version {version} as {args.name}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    ref = _parse_ref(args.ref)
+    if args.server:
+        out = _client(args).table(args.table).restore(**ref)
+    else:
+        from app.services import history
+        from app.store import Ref
+
+        out = history.restore(_store(args.uri), args.table, Ref.parse(**ref))
+    print(f"restored version {out['restored']} as new version {out['version']} ({out['num_rows']} rows)")
+    return 0
+
+
+def _parse_ref(text: str) -> dict[str, object]:
+    """A version number, an RFC 3339 timestamp, or else a tag name."""
+    if text.isdigit():
+        return {"version": int(text)}
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return {"tag": text}
+    return {"as_of": text}
 
 
 def _demo(args: argparse.Namespace) -> int:
