@@ -22,7 +22,6 @@ from app.routes import health, history, query, rows, tables
 from app.services.pixels import ThumbnailCache
 from app.settings import Settings
 from app.store import RowReader, Store
-from app.store.history import VersionLog
 
 log = logging.getLogger("lightbox")
 
@@ -40,7 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 cache_size=settings.handle_cache_size)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
-        app.state.versions = VersionLog()
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,

@@ -164,9 +164,8 @@ def _versions(args: argparse.Namespace) -> int:
         page = _client(args).table(args.table).versions()
     else:
         from app.services.history import list_versions
-        from app.store.history import VersionLog
 
-        page, _ = list_versions(_store(args.uri), VersionLog(), args.table, limit=1000, ascending=True)
+        page, _ = list_versions(_store(args.uri), args.table, limit=1000, ascending=True)
     for v in page:
         tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
         print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -12,16 +12,8 @@ from app.deps import RefDep, StoreDep
 from app.responses import JSON
 from app.services import history as svc
 from app.store import Ref
-from app.store.history import VersionLog
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["history"])
-
-
-def get_log(request: Request) -> VersionLog:
-    return request.app.state.versions
-
-
-LogDep = Annotated[VersionLog, Depends(get_log)]
 
 
 class RefBody(BaseModel):
@@ -41,10 +33,10 @@ class TagBody(RefBody):
 
 
 @router.get("/versions")
-def versions(table: str, store: StoreDep, log: LogDep, branch: str | None = None,
+def versions(table: str, store: StoreDep, branch: str | None = None,
              limit: Annotated[int, Query()] = 100, cursor: Annotated[int | None, Query()] = None,
              order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> JSON:
-    page, next_cursor = svc.list_versions(store, log, table, branch=branch, limit=limit, before=cursor,
+    page, next_cursor = svc.list_versions(store, table, branch=branch, limit=limit, before=cursor,
                                           ascending=order == "asc")
     return JSON({"versions": page, "next_cursor": next_cursor})
 

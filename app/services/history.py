@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
 from app.store import Ref, Store
-from app.store.history import VersionLog
 from app.store.writes import tag_version
 
 MAX_PAGE = 1000
@@ -16,12 +16,13 @@ class TagNotFound(NotFound):
     code = "tag_not_found"
 
 
-def list_versions(store: Store, log: VersionLog, name: str, *, branch: str | None = None, limit: int = 100,
+def list_versions(store: Store, name: str, *, branch: str | None = None, limit: int = 100,
                   before: int | None = None, ascending: bool = False) -> tuple[list[dict[str, Any]], int | None]:
     """One page of the log (newest first unless ``ascending``) and the cursor for the next page."""
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
-    numbers = log.numbers(store, name, branch)
+    head = store.latest(name, branch)
+    numbers = store.log.numbers(head, name, branch)
     if ascending:
         chosen = [v for v in numbers if before is None or v > before][: limit + 1]
     else:
@@ -29,17 +30,12 @@ def list_versions(store: Store, log: VersionLog, name: str, *, branch: str | Non
     more = len(chosen) > limit
     chosen = chosen[:limit]
     tags = tags_by_version(store, name, branch)
-    page = [{**log.entry(store, name, v, branch), "tags": tags.get(v, [])} for v in chosen]
-    for entry, previous in zip(page, [_previous(log, store, name, numbers, e["version"], branch) for e in page],
-                               strict=True):
-        entry["rows_delta"] = entry["num_rows"] - previous if previous is not None else entry["num_rows"]
+    page = [{**store.log.entry(head, name, v, branch), "tags": tags.get(v, [])} for v in chosen]
+    for entry in page:
+        earlier = bisect.bisect_left(numbers, entry["version"]) - 1
+        previous = store.log.entry(head, name, numbers[earlier], branch)["num_rows"] if earlier >= 0 else 0
+        entry["rows_delta"] = entry["num_rows"] - previous
     return page, (chosen[-1] if more and chosen else None)
-
-
-def _previous(log: VersionLog, store: Store, name: str, numbers: list[int], version: int,
-              branch: str | None) -> int | None:
-    earlier = [v for v in numbers if v < version]
-    return log.entry(store, name, earlier[-1], branch)["num_rows"] if earlier else None
 
 
 def tags_by_version(store: Store, name: str, branch: str | None = None) -> dict[int, list[str]]:

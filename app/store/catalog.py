@@ -16,13 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import lance
 import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
+from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -60,6 +61,7 @@ class Store:
         self._pinned: OrderedDict[tuple[str, str | None, int], lance.LanceDataset] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self.log = VersionLog()
 
     # -- names and locations -------------------------------------------------------------
     @property
@@ -180,14 +182,8 @@ class Store:
             raise VersionNotFound(f"table {name!r} has no tag {tag!r}", table=name, tag=tag)
         return info.get("branch"), int(info["version"])
 
-    @staticmethod
-    def _resolve_as_of(main: lance.LanceDataset, name: str, moment: datetime) -> int:
-        best = None
-        for entry in main.versions():
-            stamp = entry["timestamp"]
-            stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-            if stamp <= moment:
-                best = entry["version"]
+    def _resolve_as_of(self, main: lance.LanceDataset, name: str, moment: datetime) -> int:
+        best = self.log.at_or_before(main, name, moment)
         if best is None:
             raise VersionNotFound(
                 f"table {name!r} has no version at or before {moment.isoformat()}", table=name
@@ -221,6 +217,7 @@ class Store:
 
             lancedb.connect(self.uri, storage_options=self.storage_options).drop_table(name)
         self.invalidate(name)
+        self.log.forget(name)
         with self._lock:
             for key in [k for k in self._pinned if k[0] == name]:
                 del self._pinned[key]

@@ -15,7 +15,6 @@ from typing import Any
 import lance
 
 from app.errors import VersionNotFound
-from app.store.catalog import Store
 
 
 class VersionLog:
@@ -26,9 +25,8 @@ class VersionLog:
         self._numbers: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
         self._lock = threading.Lock()
 
-    def numbers(self, store: Store, name: str, branch: str | None = None) -> list[int]:
-        """Every live version number of a branch, oldest first."""
-        head = store.latest(name, branch)
+    def numbers(self, head: lance.LanceDataset, name: str, branch: str | None = None) -> list[int]:
+        """Every live version number of a branch (``head`` is its latest handle), oldest first."""
         cached = self._numbers.get((name, branch))
         if cached and cached[0] == head.version:
             return cached[1]
@@ -37,14 +35,27 @@ class VersionLog:
             self._numbers[(name, branch)] = (head.version, found)
         return found
 
-    def entry(self, store: Store, name: str, version: int, branch: str | None = None) -> dict[str, Any]:
+    def entry(self, head: lance.LanceDataset, name: str, version: int, branch: str | None = None) -> dict[str, Any]:
         key = (name, branch, version)
         found = self._entries.get(key)
         if found is None:
-            found = _read_entry(store.latest(name, branch), name, version, branch)
+            found = _read_entry(head, name, version, branch)
             with self._lock:
                 self._entries[key] = found
         return found
+
+    def at_or_before(self, head: lance.LanceDataset, name: str, moment: datetime) -> int | None:
+        """The newest version of main committed at or before ``moment`` (binary search; timestamps grow)."""
+        numbers = self.numbers(head, name)
+        lo, hi = 0, len(numbers)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            stamp = datetime.fromisoformat(self.entry(head, name, numbers[mid])["timestamp"])
+            if stamp <= moment:
+                lo = mid + 1
+            else:
+                hi = mid
+        return numbers[lo - 1] if lo else None
 
     def forget(self, name: str) -> None:
         """Drop a table's cached numbers and entries (after cleanup or drop)."""
