@@ -18,10 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import LightboxError
 from app.middleware import RequestId
 from app.responses import JSON
-from app.routes import health, history, query, rows, tables
+from app.routes import health, history, indexes, query, rows, search, tables
 from app.services.pixels import ThumbnailCache
+from app.services.search import Searcher
 from app.settings import Settings
 from app.store import RowReader, Store
+from app.store.ann import AnnCache
+from embeddings.registry import Registry
 
 log = logging.getLogger("lightbox")
 
@@ -39,12 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 cache_size=settings.handle_cache_size)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
+        app.state.registry = Registry()
+        app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
+                                      AnnCache(settings.ann_cache_size))
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.")
     app.state.settings = settings
-    for module in (health, tables, history, query, rows):
+    for module in (health, tables, history, query, search, indexes, rows):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestId)

@@ -19,3 +19,9 @@ class Settings(BaseSettings):
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
     thumbnail_cache_bytes: int = 64 * 1024**2
+    # ANN indexes kept in memory, one per (table, version, vector column) searched recently.
+    ann_cache_size: int = 4
+    # Uploads (search by image, writes) larger than this answer 413.
+    max_upload_bytes: int = 64 * 1024**2
+    # optimize prunes untagged versions older than this; tagged ones are kept forever.
+    retention_days: float = 7.0

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
 from app.store import Ref, Store
-from app.store.writes import tag_version
+from app.store.writes import check_tag_name, tag_version
 
 MAX_PAGE = 1000
 
@@ -64,6 +64,7 @@ def create_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
 
 
 def move_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
+    check_tag_name(tag)
     snap = store.snapshot(name, ref)
     tags = store.latest(name).tags
     if tag not in tags.list():
@@ -82,6 +83,7 @@ def delete_tag(store: Store, name: str, tag: str) -> None:
 
 
 def _tag_branch(store: Store, name: str, tag: str, branch: str, version: int) -> dict[str, Any]:
+    check_tag_name(tag)
     tags = store.latest(name).tags
     if tag in tags.list():
         raise Conflict(f"tag {tag!r} already exists", tag=tag)
@@ -103,7 +105,7 @@ def restore(store: Store, name: str, ref: Ref) -> dict[str, Any]:
     if snap.version == head.version:
         raise Conflict(f"version {snap.version} is already the latest", version=snap.version)
     try:
-        snap.ds.restore()
+        store.fresh(name).checkout_version(snap.version).restore()
     except (ValueError, OSError) as exc:
         raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
     store.invalidate(name)

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.store import Ref, Snapshot, Store
-from app.store.schema import describe_schema, image_schema, is_vector
+from app.store.schema import describe_schema, image_schema, is_vector, vector_meta
 
 
 def list_tables(store: Store) -> list[dict[str, Any]]:
@@ -45,16 +45,10 @@ def embeddings_of(schema: pa.Schema) -> list[dict[str, Any]]:
     """Vector columns and what their field metadata records about how they were made."""
     out = []
     for f in schema:
-        if not is_vector(f):
-            continue
-        meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
-        out.append({
-            "column": f.name,
-            "model": meta.get("lightbox:model"),
-            "dim": f.type.list_size,
-            "source": meta.get("lightbox:source"),
-            "metric": meta.get("lightbox:metric", "l2"),
-        })
+        if is_vector(f):
+            meta = vector_meta(f)
+            out.append({"column": f.name, "model": meta.get("model"), "dim": f.type.list_size,
+                        "source": meta.get("source"), "metric": meta.get("metric", "l2")})
     return out
 
 

@@ -109,6 +109,15 @@ class Store:
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
             raise
 
+    def fresh(self, name: str, branch: str | None = None) -> lance.LanceDataset:
+        """A new, unshared handle on a branch's latest version, for operations that move their handle
+        (``merge``, ``restore``, ``merge_insert``): cached handles must never move."""
+        ds = self._open(name)
+        if branch is not None:
+            self.latest(name, branch)  # 404 for an unknown branch
+            ds = ds.checkout_version((branch, None))
+        return ds
+
     def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
         """The newest version of a branch (main when ``branch`` is None), cached briefly."""
         key = (name, branch)

@@ -73,3 +73,25 @@ def type_name(t: pa.DataType) -> str:
 
 def describe_schema(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": type_name(f.type), "nullable": f.nullable} for f in schema]
+
+
+MODEL_KEY = "lightbox:model"
+SOURCE_KEY = "lightbox:source"
+METRIC_KEY = "lightbox:metric"
+
+
+def vector_field(name: str, dim: int, *, model: str, source: str, metric: str) -> pa.Field:
+    """An embedding column; its metadata says how to embed a query the same way."""
+    meta = {MODEL_KEY: model, SOURCE_KEY: source, METRIC_KEY: metric}
+    return pa.field(name, pa.list_(pa.float32(), dim), metadata=meta)
+
+
+def vector_meta(field: pa.Field) -> dict[str, str]:
+    """model / source / metric recorded on a vector column (empty for vectors written elsewhere)."""
+    raw = field.metadata or {}
+    out = {}
+    for key, short in ((MODEL_KEY, "model"), (SOURCE_KEY, "source"), (METRIC_KEY, "metric")):
+        value = raw.get(key.encode())
+        if value is not None:
+            out[short] = value.decode()
+    return out

@@ -1,0 +1,61 @@
+"""``/indexes``, ``/optimize`` and ``/embeddings``: table maintenance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+
+from app.deps import RefDep, StoreDep
+from app.errors import BadRequest
+from app.responses import JSON, version_headers
+from app.services.embed import embed_table
+from app.store import maintenance
+from embeddings.registry import UnknownModel
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["maintenance"])
+
+
+class IndexBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    column: str
+    type: str
+
+
+class EmbedBody(BaseModel):
+    model: str
+    source: str = "image"
+    column: str | None = None
+
+
+@router.get("/indexes")
+def list_indexes(table: str, store: StoreDep, ref: RefDep) -> JSON:
+    snap = store.snapshot(table, ref)
+    return JSON({"indexes": maintenance.list_indexes(snap.ds)}, headers=version_headers(snap))
+
+
+@router.post("/indexes", status_code=201)
+def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
+    params: dict[str, Any] = dict(body.model_extra or {})
+    return JSON(maintenance.create_index(store, table, body.column, body.type, params), status_code=201)
+
+
+@router.post("/optimize")
+def optimize(table: str, request: Request, store: StoreDep) -> JSON:
+    days = request.app.state.settings.retention_days
+    return JSON(maintenance.optimize(store, table, timedelta(days=days)))
+
+
+@router.post("/embeddings", status_code=201)
+async def embed(table: str, body: EmbedBody, request: Request) -> JSON:
+    """Add or refresh a vector column computed by ``model`` from ``source`` (one new version)."""
+    state = request.app.state
+    try:
+        embedder = await run_in_threadpool(state.registry.get, body.model)
+    except UnknownModel as exc:
+        raise BadRequest(str(exc), model=body.model) from exc
+    out = await run_in_threadpool(embed_table, state.store, table, embedder, source=body.source, column=body.column)
+    return JSON(out, status_code=201)

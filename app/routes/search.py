@@ -1,0 +1,95 @@
+"""``POST /search``: a JSON body, or a multipart upload of an image (plus the same fields as form parts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+
+from app.deps import RefDep
+from app.errors import BadRequest, LightboxError
+from app.responses import JSON, arrow_response, version_headers, wants_arrow
+from app.services.search import Searcher, SearchSpec
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
+
+
+class PayloadTooLarge(LightboxError):
+    status = 413
+    code = "payload_too_large"
+
+
+class SearchBody(BaseModel):
+    vector: list[float] | None = None
+    text: str | None = None
+    image_id: str | None = None
+    k: int = Field(default=10)
+    filter: str | None = None
+    columns: list[str] | None = None
+    column: str | None = None
+    nprobes: int | None = Field(default=None, ge=1)
+    refine_factor: int | None = Field(default=None, ge=1)
+
+
+UPLOAD_SCHEMA = {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
+
+
+@router.post("/search", openapi_extra={"requestBody": {"content": {
+    "application/json": {"schema": SearchBody.model_json_schema()},
+    "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+}}})
+async def search(table: str, request: Request, ref: RefDep) -> Response:
+    spec = await _spec(request)
+    searcher: Searcher = request.app.state.searcher
+    snap, hits = await run_in_threadpool(searcher.search, table, ref, spec)
+    headers = version_headers(snap)
+    if wants_arrow(request.headers.get("accept")):
+        return arrow_response(hits.schema, hits.to_batches(), headers)
+    return JSON({"hits": hits.to_pylist()}, headers=headers)
+
+
+async def _spec(request: Request) -> SearchSpec:
+    limit = request.app.state.settings.max_upload_bytes
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}", limit=limit)
+    content_type = request.headers.get("content-type", "")
+    image: bytes | None = None
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=20)
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if hasattr(value, "read"):
+                image = await value.read()
+                if len(image) > limit:
+                    raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+            else:
+                fields[key] = _form_value(key, value)
+        raw: Any = fields
+    else:
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
+        try:
+            raw = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    try:
+        parsed = SearchBody.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadRequest(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+    return SearchSpec(**parsed.model_dump(), image=image)
+
+
+def _form_value(key: str, value: str) -> Any:
+    if key in ("vector", "columns"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise BadRequest(f"form field {key!r} must be JSON") from exc
+    return value

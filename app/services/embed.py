@@ -1,0 +1,105 @@
+"""Add or refresh a vector column on an existing table, as one new version.
+
+Rows are read in batches (only ``id`` and the source column), embedded, and streamed into Lance:
+``merge`` adds a new column, a partial ``merge_insert`` on ``id`` refreshes an existing one. A row
+whose image cannot be decoded gets a null vector (vector search skips nulls) and is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from app.errors import BadRequest, Conflict
+from app.store import Store
+from app.store.schema import is_blob, vector_field, vector_meta
+from embeddings.base import Embedder
+
+
+def default_column(source: str) -> str:
+    return "vector" if source == "image" else f"{source}_vector"
+
+
+def check_source(embedder: Embedder, schema: pa.Schema, source: str) -> None:
+    """The source column exists and the model embeds its kind (images or text)."""
+    if source not in schema.names:
+        raise BadRequest(f"the table has no column {source!r} to embed", column=source)
+    kind = "image" if is_blob(schema.field(source)) else "text"
+    if kind not in embedder.modalities:
+        raise BadRequest(f"model {embedder.name!r} does not embed {kind}s (it embeds: "
+                         f"{', '.join(sorted(embedder.modalities))})", model=embedder.name)
+
+
+def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "image", column: str | None = None,
+                batch_size: int = 256) -> dict[str, Any]:
+    """Compute ``column`` from ``source`` for every row; returns the new version and counts."""
+    ds = store.fresh(name)
+    schema = ds.schema
+    check_source(embedder, schema, source)
+    column = column or default_column(source)
+    field = vector_field(column, embedder.dim, model=embedder.name, source=source, metric=embedder.metric)
+    exists = column in schema.names
+    if exists:
+        recorded = vector_meta(schema.field(column))
+        if recorded.get("model") != embedder.name or schema.field(column).type != field.type:
+            raise Conflict(f"column {column!r} was built with {recorded.get('model') or 'another model'}; "
+                           "give a new column name", column=column)
+    out_schema = pa.schema([pa.field("id", pa.string(), nullable=False), field])
+    stats = {"rows": 0, "failed": 0}
+    reader = pa.RecordBatchReader.from_batches(
+        out_schema, _vectors(ds, embedder, source, field, out_schema, batch_size, stats))
+    if exists:
+        ds.merge_insert("id").when_matched_update_all().execute(reader)
+    else:
+        ds.merge(reader, left_on="id")
+    store.invalidate(name)
+    return {"version": store.latest(name).version, "column": column, "model": embedder.name, "dim": embedder.dim,
+            "rows": stats["rows"], "failed": stats["failed"]}
+
+
+def _vectors(ds: Any, embedder: Embedder, source: str, field: pa.Field, schema: pa.Schema, batch_size: int,
+             stats: dict[str, int]) -> Iterator[pa.RecordBatch]:
+    is_image = is_blob(ds.schema.field(source))
+    scanner = ds.scanner(columns=["id", source], batch_size=batch_size, blob_handling="all_binary")
+    for batch in scanner.to_batches():
+        values = batch.column(source).to_pylist()
+        vectors = embed_values(embedder, values, is_image)
+        stats["rows"] += batch.num_rows
+        stats["failed"] += sum(v is None for v in vectors)
+        yield pa.record_batch([batch.column("id"), vector_array(vectors, field)], schema=schema)
+
+
+def embed_values(embedder: Embedder, values: list[Any], is_image: bool) -> list[np.ndarray | None]:
+    """One vector per value; None for a missing value or one the model cannot take."""
+    out: list[np.ndarray | None] = [None] * len(values)
+    present = [i for i, v in enumerate(values) if v]
+    if not present:
+        return out
+    embed = embedder.embed_images if is_image else embedder.embed_texts
+    try:
+        matrix = embed([values[i] for i in present])
+        for i, row in zip(present, matrix, strict=True):
+            out[i] = row
+    except Exception:  # one bad image must not cost the batch: retry one by one
+        for i in present:
+            try:
+                out[i] = embed([values[i]])[0]
+            except Exception:
+                out[i] = None
+    return out
+
+
+def vector_array(vectors: list[np.ndarray | None], field: pa.Field) -> pa.Array:
+    dim = field.type.list_size
+    flat = np.zeros((len(vectors), dim), np.float32)
+    mask = np.zeros(len(vectors), bool)
+    for i, v in enumerate(vectors):
+        if v is None:
+            mask[i] = True
+        else:
+            flat[i] = v
+    values = pa.array(flat.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(mask) if mask.any() else None)

@@ -1,0 +1,173 @@
+"""Similarity search: by vector, text, an uploaded image, or "more like this" row.
+
+The query is embedded with the model recorded on the vector column, so text and images are
+embedded exactly as the column was. A filter is applied before the search (the ANN index is
+restricted to matching rows), so a filtered search keeps its recall.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from app.errors import BadRequest, NotFound, Unprocessable
+from app.filters import validate_filter
+from app.services.query import check_columns
+from app.store import Ref, RowReader, Snapshot, Store
+from app.store.ann import AnnCache
+from app.store.schema import is_vector, vector_meta
+from embeddings.registry import Registry, UnknownModel
+
+MAX_K = 10_000
+EXACT_BELOW = 2_000  # a filter this selective is searched exactly over its rows
+
+
+class NoVectors(BadRequest):
+    code = "no_vector_column"
+
+
+class InvalidQuery(BadRequest):
+    code = "invalid_query"
+
+
+@dataclass
+class SearchSpec:
+    vector: list[float] | None = None
+    text: str | None = None
+    image_id: str | None = None
+    image: bytes | None = None
+    k: int = 10
+    filter: str | None = None
+    columns: list[str] | None = None
+    column: str | None = None
+    nprobes: int | None = None
+    refine_factor: int | None = None
+
+
+class Searcher:
+    """Owns the ANN indexes and filter results; one per service."""
+
+    def __init__(self, store: Store, reader: RowReader, registry: Registry, ann: AnnCache | None = None) -> None:
+        self.store, self.reader, self.registry = store, reader, registry
+        self.ann = ann or AnnCache()
+        self._filters: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def search(self, name: str, ref: Ref, spec: SearchSpec) -> tuple[Snapshot, pa.Table]:
+        kinds = [k for k in ("vector", "text", "image_id", "image") if getattr(spec, k) not in (None, b"", "")]
+        if len(kinds) != 1:
+            raise InvalidQuery("give exactly one of vector, text, image_id or an image upload"
+                               + (f"; got {', '.join(kinds)}" if kinds else ""))
+        if not 1 <= spec.k <= MAX_K:
+            raise InvalidQuery(f"k must be between 1 and {MAX_K}")
+        snap = self.store.snapshot(name, ref)
+        schema = snap.ds.schema
+        field = vector_column(schema, spec.column)
+        columns = [c for c in check_columns(schema, spec.columns) if c != "_distance"]
+        allowed = self._allowed(snap, validate_filter(spec.filter, schema))
+        query, exclude = self._query_vector(snap, field, spec)
+        meta = vector_meta(field)
+        index = self.ann.get(snap.key, snap.ds, field.name, meta.get("metric", "l2"))
+        want = spec.k + (1 if exclude is not None else 0)
+        if allowed is not None and len(allowed) <= EXACT_BELOW:
+            row_ids, distances = exact_subset(snap, field.name, index.metric, query, allowed, want)
+        else:
+            row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes)
+        if exclude is not None:
+            keep = row_ids != exclude
+            row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
+        rows = snap.ds._take_rows(row_ids.tolist(), columns=columns) if len(row_ids) else _empty(schema, columns)
+        return snap, rows.append_column("_distance", pa.array(distances.astype(np.float32)))
+
+    def _allowed(self, snap: Snapshot, predicate: str | None) -> np.ndarray | None:
+        if predicate is None:
+            return None
+        key = (*snap.key, predicate)
+        with self._lock:
+            found = self._filters.get(key)
+        if found is None:
+            table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
+            found = table.column("_rowid").to_numpy().astype(np.uint64)
+            with self._lock:
+                self._filters[key] = found
+                while len(self._filters) > 64:
+                    self._filters.popitem(last=False)
+        return found
+
+    def _query_vector(self, snap: Snapshot, field: pa.Field, spec: SearchSpec) -> tuple[np.ndarray, int | None]:
+        dim = field.type.list_size
+        if spec.vector is not None:
+            if len(spec.vector) != dim:
+                raise InvalidQuery(f"the query vector has {len(spec.vector)} values; column {field.name!r} "
+                                   f"holds {dim}", expected=dim, got=len(spec.vector))
+            return np.asarray(spec.vector, np.float32), None
+        if spec.image_id is not None:
+            row_id = self.reader.index(snap).row_id(spec.image_id)
+            if row_id is None:
+                raise NotFound(f"no row with id {spec.image_id!r}", id=spec.image_id)
+            cell = snap.ds._take_rows([row_id], columns=[field.name]).column(0)[0].as_py()
+            if cell is None:
+                raise InvalidQuery(f"row {spec.image_id!r} has no vector in column {field.name!r}")
+            return np.asarray(cell, np.float32), row_id
+        model = vector_meta(field).get("model")
+        if not model:
+            raise InvalidQuery(f"column {field.name!r} records no model, so only a vector can query it")
+        try:
+            embedder = self.registry.get(model)
+        except UnknownModel as exc:
+            raise InvalidQuery(f"the column's model cannot be loaded here: {exc}", model=model) from exc
+        kind = "text" if spec.text is not None else "image"
+        if kind not in embedder.modalities:
+            raise InvalidQuery(f"model {model!r} does not embed {kind}; it embeds "
+                               f"{', '.join(sorted(embedder.modalities))}", model=model)
+        try:
+            vectors = embedder.embed_texts([spec.text]) if kind == "text" else embedder.embed_images([spec.image])
+        except ValueError as exc:
+            raise Unprocessable(f"cannot embed the query {kind}: {exc}") from exc
+        return vectors[0], None
+
+
+def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:
+    """The vector column to search: the one named, or the table's only one."""
+    vectors = [f for f in schema if is_vector(f)]
+    if name is not None:
+        match = [f for f in vectors if f.name == name]
+        if not match:
+            raise NoVectors(f"{name!r} is not a vector column; vector columns: {[f.name for f in vectors]}")
+        return match[0]
+    if not vectors:
+        raise NoVectors("this table has no vector column; add one with `lightbox embed`")
+    if len(vectors) > 1:
+        raise InvalidQuery(f"this table has several vector columns; say which: {[f.name for f in vectors]}")
+    return vectors[0]
+
+
+def exact_subset(snap: Snapshot, column: str, metric: str, query: np.ndarray, row_ids: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over a few rows (a selective filter): exact, and cheaper than probing an index."""
+    if not len(row_ids):
+        return row_ids, np.zeros(0, np.float32)
+    table = snap.ds._take_rows(row_ids.tolist(), columns=[column])
+    cells = table.column(0)
+    valid = np.asarray(cells.is_valid())
+    ids = row_ids[valid]
+    matrix = np.asarray(cells.filter(cells.is_valid()).combine_chunks().flatten(), np.float32).reshape(len(ids), -1)
+    q = query.astype(np.float32)
+    if metric == "l2":
+        distances = ((matrix - q) ** 2).sum(axis=1)
+    else:
+        if metric == "cosine":
+            matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+        distances = 1.0 - matrix @ q
+    order = np.argsort(distances, kind="stable")[:k]
+    return ids[order], distances[order]
+
+
+def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
+    return pa.schema([schema.field(c) for c in columns]).empty_table()

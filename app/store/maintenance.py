@@ -1,0 +1,88 @@
+"""Indexes and housekeeping: Lance's own indexes, compaction and version retention.
+
+Tagged versions are never pruned: cleanup runs with ``error_if_tagged_old_versions=False``, so a
+tagged old version neither blocks the cleanup nor makes ``optimize`` fail (the lancedb wrappers
+raise in that case and silently skip index maintenance).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from app.errors import BadRequest, Conflict
+from app.store.catalog import Store
+from app.store.schema import is_vector
+
+VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
+SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
+METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
+
+
+def list_indexes(ds: Any) -> list[dict[str, Any]]:
+    out = []
+    stats = {d.name: d for d in ds.describe_indices()}
+    for index in ds.list_indices():
+        described = stats.get(index["name"])
+        out.append({
+            "name": index["name"],
+            "type": index["type"],
+            "columns": list(index["fields"]),
+            "num_indexed_rows": getattr(described, "num_rows_indexed", None),
+            "num_unindexed_rows": max(0, ds.count_rows() - (getattr(described, "num_rows_indexed", 0) or 0)),
+        })
+    return out
+
+
+def create_index(store: Store, name: str, column: str, index_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Build a Lance index on the latest version (one new version); returns its description."""
+    ds = store.fresh(name)
+    kind = index_type.upper()
+    if column not in ds.schema.names:
+        raise BadRequest(f"unknown column {column!r}", column=column)
+    field = ds.schema.field(column)
+    index_name = params.get("name") or f"{column}_idx"
+    try:
+        if kind in VECTOR_TYPES:
+            if not is_vector(field):
+                raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
+            metric = METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
+            options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
+            ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
+        elif kind in SCALAR_TYPES:
+            if is_vector(field):
+                raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
+            ds.create_scalar_index(column, kind, name=index_name, replace=True)
+        else:
+            raise BadRequest(f"unknown index type {index_type!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, BadRequest):
+            raise
+        raise Conflict(f"cannot build {kind} on {column!r}: {exc}") from exc
+    store.invalidate(name)
+    latest = store.latest(name)
+    return {"name": index_name, "type": kind, "column": column, "version": latest.version}
+
+
+def _recorded_metric(field: Any) -> str:
+    return (field.metadata or {}).get(b"lightbox:metric", b"l2").decode()
+
+
+def optimize(store: Store, name: str, retention: timedelta) -> dict[str, Any]:
+    """Compact small files, fold new rows into indexes, prune untagged versions older than ``retention``."""
+    ds = store.fresh(name)
+    compaction = ds.optimize.compact_files()
+    ds = store.fresh(name)
+    if ds.list_indices():
+        ds.optimize.optimize_indices()
+    ds = store.fresh(name)
+    stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
+    store.invalidate(name)
+    store.log.forget(name)
+    return {
+        "version": store.latest(name).version,
+        "fragments_removed": getattr(compaction, "fragments_removed", 0),
+        "fragments_added": getattr(compaction, "fragments_added", 0),
+        "old_versions_removed": getattr(stats, "old_versions", 0),
+        "bytes_removed": getattr(stats, "bytes_removed", 0),
+    }

@@ -1,0 +1,49 @@
+"""Embedders by name, loaded once and kept: ``builtin`` or ``sentence-transformers:<model>``.
+
+Heavy imports (torch, sentence-transformers) happen only when such a model is asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from embeddings.base import Embedder
+
+
+class UnknownModel(ValueError):
+    """A model name no backend understands, or one that cannot be loaded here."""
+
+
+class Registry:
+    """Caches embedders by name; one per process (models are big)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Embedder:
+        with self._lock:
+            found = self._loaded.get(name)
+            if found is None:
+                found = load(name)
+                self._loaded[name] = found
+            return found
+
+
+def load(name: str) -> Embedder:
+    """Build the embedder ``name`` names; ``UnknownModel`` when none can."""
+    if name == "builtin":
+        from embeddings.builtin import BuiltinImageEmbedder
+
+        return BuiltinImageEmbedder()
+    prefix = "sentence-transformers:"
+    if name.startswith(prefix) and len(name) > len(prefix):
+        from embeddings.sentence import ModelUnavailable, SentenceTransformerEmbedder
+
+        try:
+            return SentenceTransformerEmbedder(name[len(prefix):])
+        except ModelUnavailable as exc:
+            raise UnknownModel(str(exc)) from exc
+    raise UnknownModel(
+        f"unknown model {name!r}: use 'builtin' or 'sentence-transformers:<model name or local path>'"
+    )
