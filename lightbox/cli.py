@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--delete", action="store_true")
     _target(tag)
 
+    emb = sub.add_parser("embed", help="add or refresh a vector column on a table (one new version)")
+    emb.add_argument("table")
+    emb.add_argument("--model", required=True, help="'builtin' or 'sentence-transformers:<model or path>'")
+    emb.add_argument("--source", default="image", help="the column to embed: 'image' or a text column")
+    emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
+    emb.add_argument("--uri", default=None)
+
     res = sub.add_parser("restore", help="make a past version the new latest (REF: a version, tag or timestamp)")
     res.add_argument("table")
     res.add_argument("ref")
@@ -84,17 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LANCE_LOG", "error")
     args = build_parser().parse_args(argv)
     handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
-               "restore": _restore, "demo": _demo}
+               "restore": _restore, "embed": _embed, "demo": _demo}
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from app.errors import LightboxError
+        from embeddings.registry import UnknownModel
         from ingest.tables import SideFileError
         from lightbox.errors import LightboxError as ClientError
 
-        if isinstance(exc, LightboxError | SideFileError | ClientError):
+        if isinstance(exc, LightboxError | SideFileError | ClientError | UnknownModel):
             print(f"lightbox: error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -190,6 +198,16 @@ def _tag(args: argparse.Namespace) -> int:
         else:
             version = history.create_tag(store, args.table, args.name, Ref(version=args.version))["version"]
     print(f"deleted tag {args.name}" if args.delete else f"tagged version {version} as {args.name}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from app.services.embed import embed_table
+    from embeddings.registry import load
+
+    out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column)
+    print(f"embedded {out['rows']} rows of {args.table} into {out['column']} ({out['model']}, {out['dim']}-d)"
+          f" as version {out['version']}" + (f"; {out['failed']} could not be embedded" if out["failed"] else ""))
     return 0
 
 

@@ -49,8 +49,9 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
                            "give a new column name", column=column)
     out_schema = pa.schema([pa.field("id", pa.string(), nullable=False), field])
     stats = {"rows": 0, "failed": 0}
+    source_ds = ds.checkout_version(ds.version)  # a second handle: the writer's is busy while it merges
     reader = pa.RecordBatchReader.from_batches(
-        out_schema, _vectors(ds, embedder, source, field, out_schema, batch_size, stats))
+        out_schema, _vectors(source_ds, embedder, source, field, out_schema, batch_size, stats))
     if exists:
         ds.merge_insert("id").when_matched_update_all().execute(reader)
     else:

@@ -164,7 +164,7 @@ def exact_subset(snap: Snapshot, column: str, metric: str, query: np.ndarray, ro
         if metric == "cosine":
             matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             q = q / max(float(np.linalg.norm(q)), 1e-12)
-        distances = 1.0 - matrix @ q
+        distances = np.maximum(1.0 - matrix @ q, 0.0)
     order = np.argsort(distances, kind="stable")[:k]
     return ids[order], distances[order]
 

@@ -106,7 +106,7 @@ class AnnIndex:
 
     def _distance(self, scores: np.ndarray) -> np.ndarray:
         """faiss scores as Lance's ``_distance``: squared L2, or 1 - similarity for cosine and dot."""
-        return scores if self.metric == "l2" else 1.0 - scores
+        return np.maximum(scores, 0.0) if self.metric == "l2" else np.maximum(1.0 - scores, 0.0)
 
 
 def _matrix(vectors: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
