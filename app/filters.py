@@ -5,7 +5,8 @@ A filter is a SQL boolean expression in the language LanceDB users know (``label
 checked against the table's schema, and the whole expression must be boolean. Only then is the
 text handed to Lance. Lance's own parser silently ignores what follows a ``;`` (``1=1; DROP ...``
 filters as ``1=1``), so validating first is what makes "it can never run anything but a filter"
-true, and it turns mistakes into 400s that name the problem.
+true, and it turns mistakes into 400s that name the problem. Quoting follows Lance: backticks quote a
+column name (`` `my col` ``), double quotes make a string, and ``--``/``/*`` comments are refused.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ META_COLUMNS = {"_rowid", "_rowaddr", "_rowoffset", "_row_created_at_version", "
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
-    | (?P<str>'(?:[^']|'')*')
-    | (?P<qid>"(?:[^"]|"")+"|`[^`]+`)
+    | (?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
+    | (?P<qid>`[^`]+`)
     | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op><>|!=|<=|>=|\|\||[=<>+\-*/%(),.\[\]])
     )""",
@@ -65,10 +66,12 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup or "op"
         value = match.group(kind)
         start = match.start(kind)
+        if kind == "op" and text.startswith(("--", "/*"), start):
+            raise InvalidFilter(f"comments are not allowed in a filter (position {start})", position=start)
         if kind == "id" and value.upper() in KEYWORDS:
             tokens.append(Token("kw", value.upper(), start))
         elif kind == "qid":
-            tokens.append(Token("id", value[1:-1].replace('""', '"'), start))
+            tokens.append(Token("id", value[1:-1], start))
         else:
             tokens.append(Token(kind, value, start))
         pos = match.end()
@@ -122,11 +125,15 @@ class _Parser:
         return kind
 
     def parse_not(self) -> str:
-        if self.at("kw", "NOT"):
+        negations = 0
+        while self.at("kw", "NOT"):  # a loop, not recursion: NOT NOT ... NOT x cannot exhaust the stack
             self.take()
-            self._need_bool(self.parse_not(), "NOT")
+            negations += 1
+        kind = self.parse_predicate()
+        if negations:
+            self._need_bool(kind, "NOT")
             return "bool"
-        return self.parse_predicate()
+        return kind
 
     def parse_predicate(self) -> str:
         kind = self.parse_additive()
@@ -186,18 +193,17 @@ class _Parser:
         return kind
 
     def parse_unary(self) -> str:
-        if self.at("op", "-", "+"):
+        signs = 0
+        while self.at("op", "-", "+"):  # a loop, like NOT
             self.take()
-            self.parse_unary()
-            return "value"
-        return self.parse_primary()
+            signs += 1
+        kind = self.parse_primary()
+        return "value" if signs else kind
 
     def parse_primary(self) -> str:
         tok = self.tok
         if tok.kind == "op" and tok.text == "(":
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise InvalidFilter(f"filter is nested more than {MAX_DEPTH} levels deep")
+            self._enter()
             self.take()
             kind = self.parse_or()
             self.expect("op", ")")
@@ -226,6 +232,7 @@ class _Parser:
             self.expect("str")
             return "value"
         if tok.text == "CAST":
+            self._enter()
             self.expect("op", "(")
             self.parse_or()
             self.expect("kw", "AS")
@@ -237,13 +244,12 @@ class _Parser:
                     self.take()
                 self.expect("op", ")")
             self.expect("op", ")")
+            self.depth -= 1
             return "bool" if type_tok.text.upper() in ("BOOLEAN", "BOOL") else "value"
         raise InvalidFilter(f"unexpected keyword {tok.text} at position {tok.pos}", position=tok.pos)
 
     def _call(self, name: Token) -> str:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise InvalidFilter(f"filter is nested more than {MAX_DEPTH} levels deep")
+        self._enter()
         self.expect("op", "(")
         if not self.at("op", ")"):
             self.parse_or()
@@ -261,9 +267,11 @@ class _Parser:
             path.append(self.expect("id").text)
         field_type = self._resolve(path, tok.pos)
         while self.at("op", "["):  # list or map element: tags[1], meta['k']
+            self._enter()
             self.take()
             self.parse_additive()
             self.expect("op", "]")
+            self.depth -= 1
             field_type = None
         if field_type is None:
             return "unknown"
@@ -285,6 +293,12 @@ class _Parser:
                 raise InvalidFilter(f"column {'.'.join(path)!r} does not exist", column=".".join(path), position=pos)
             t = t.field(part).type
         return t
+
+    def _enter(self) -> None:
+        """One level deeper (parentheses, calls, CAST, subscripts); bounded so the stack is too."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise InvalidFilter(f"filter is nested more than {MAX_DEPTH} levels deep")
 
     def _need_bool(self, kind: str, op: str) -> None:
         if kind == "value":

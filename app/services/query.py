@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +19,13 @@ import pyarrow as pa
 from lance.dataset import ColumnOrdering
 
 from app.errors import BadRequest, InvalidRef
-from app.filters import validate_filter
+from app.filters import InvalidFilter, validate_filter
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.schema import is_blob, scalar_columns
 
 MAX_JSON_ROWS = 10_000
 MAX_FETCH_IDS = 10_000
+MAX_POSITION = 2**63 - 2  # limits and offsets are int64 in Lance (and a page reads limit + 1 rows)
 
 
 class UnknownColumn(BadRequest):
@@ -54,30 +58,43 @@ class QueryPlan:
     order: list[ColumnOrdering]
     fingerprint: str
 
+    @property
+    def scan_columns(self) -> list[str]:
+        """The projection plus the ordering columns it lacks: Lance cannot sort by a column it does not read."""
+        return list(dict.fromkeys([*self.columns, *(o.column_name for o in self.order)]))
+
     def scanner(self, limit: int | None) -> Any:
         return self.snap.ds.scanner(
-            columns=self.columns, filter=self.filter, limit=limit, offset=self.offset or None,
+            columns=self.scan_columns, filter=self.filter, limit=limit, offset=self.offset or None,
             order_by=self.order or None, blob_handling="all_binary", scan_in_order=True,
         )
 
     def page(self) -> tuple[pa.Table, str | None]:
         """One page of rows and the cursor of the next page (None at the end)."""
         extra = None if self.limit is None else self.limit + 1
-        table = self.scanner(extra).to_table()
+        with filter_errors(self.filter):
+            table = self.scanner(extra).to_table().select(self.columns)
         if self.limit is not None and table.num_rows > self.limit:
-            next_cursor = encode_cursor(self.snap, self.offset + self.limit, self.fingerprint)
+            # limit 0 gets no next page: its cursor would point at this same place forever
+            next_cursor = encode_cursor(self.snap, self.offset + self.limit, self.fingerprint) if self.limit else None
             return table.slice(0, self.limit), next_cursor
         return table, None
 
     def stream(self) -> pa.RecordBatchReader:
-        return self.scanner(self.limit).to_reader()
+        reader = self.scanner(self.limit).to_reader()
+        if len(self.scan_columns) == len(self.columns):
+            return reader
+        schema = pa.schema([reader.schema.field(c) for c in self.columns])
+        return pa.RecordBatchReader.from_batches(schema, (b.select(self.columns) for b in reader))
 
 
 def plan_query(store: Store, name: str, ref: Ref, spec: QuerySpec, *, max_rows: int | None) -> QueryPlan:
     if spec.cursor and spec.offset:
         raise BadRequest("give either offset or cursor, not both")
-    if spec.limit is not None and spec.limit < 0:
-        raise BadRequest("limit must be zero or more")
+    if spec.limit is not None and not 0 <= spec.limit <= MAX_POSITION:
+        raise BadRequest(f"limit must be between 0 and {MAX_POSITION}")
+    if spec.offset is not None and not 0 <= spec.offset <= MAX_POSITION:
+        raise BadRequest(f"offset must be between 0 and {MAX_POSITION}")
     if max_rows is not None and (spec.limit is None or spec.limit > max_rows):
         raise BadRequest(f"limit must be at most {max_rows} for JSON answers; ask for Arrow to stream more",
                          limit=spec.limit, max=max_rows)
@@ -93,7 +110,7 @@ def plan_query(store: Store, name: str, ref: Ref, spec: QuerySpec, *, max_rows: 
     return QueryPlan(
         snap=snap,
         columns=check_columns(schema, spec.columns),
-        filter=validate_filter(spec.filter, schema),
+        filter=check_filter(snap, spec.filter),
         limit=spec.limit,
         offset=offset,
         order=_ordering(schema, spec.order_by),
@@ -103,8 +120,41 @@ def plan_query(store: Store, name: str, ref: Ref, spec: QuerySpec, *, max_rows: 
 
 def count(store: Store, name: str, ref: Ref, filter_text: str | None) -> tuple[Snapshot, int]:
     snap = store.snapshot(name, ref)
-    predicate = validate_filter(filter_text, snap.ds.schema)
-    return snap, snap.ds.count_rows(predicate)
+    predicate = check_filter(snap, filter_text)
+    with filter_errors(predicate):
+        return snap, snap.ds.count_rows(predicate)
+
+
+def check_filter(snap: Snapshot, text: str | None) -> str | None:
+    """The filter, validated against the schema, then planned by Lance, which checks types and functions.
+
+    ``label = 'abc'`` on an int column or ``nosuch(x)`` parse as SQL; only Lance's planner knows they
+    cannot run, and its complaint is bad input (a 400), not a server error.
+    """
+    predicate = validate_filter(text, snap.ds.schema)
+    if predicate is not None:
+        try:
+            snap.ds.scanner(filter=predicate, columns=[]).explain_plan()
+        except ValueError as exc:
+            raise InvalidFilter(f"the filter cannot run on this table: {_lance_reason(exc)}") from exc
+    return predicate
+
+
+@contextmanager
+def filter_errors(predicate: str | None) -> Iterator[None]:
+    """Turn a filter that fails on the data (``CAST(s AS INT)`` over 'abc') into a 400."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        if predicate is None or "filter" not in str(exc):
+            raise
+        raise InvalidFilter(f"the filter failed on this table's data: {_lance_reason(exc)}") from exc
+
+
+def _lance_reason(exc: Exception) -> str:
+    """Lance's message without its source locations and repeated prefixes."""
+    text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", str(exc))
+    return text.replace("Invalid user input: ", "").strip()[:500]
 
 
 def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], columns: list[str] | None,
@@ -167,6 +217,8 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, str | None, int]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         version, branch, offset, query = int(raw["v"]), raw["b"], int(raw["o"]), raw["q"]
+        if version < 1 or not 0 <= offset <= MAX_POSITION or not isinstance(branch, str | None):
+            raise ValueError("cursor fields out of range")
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursor("cursor is not one this service issued") from exc
     if query != fingerprint:

@@ -75,10 +75,10 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
     except (ValueError, OSError, IndexError):
         txn = None
     props = dict(txn.transaction_properties or {}) if txn is not None else {}
-    stamp: datetime = info["timestamp"]
+    stamp: datetime = info["timestamp"]  # pylance gives naive *local* time (datetime.fromtimestamp)
     return {
         "version": version,
-        "timestamp": (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat(),
+        "timestamp": (stamp if stamp.tzinfo else stamp.astimezone(UTC)).isoformat(),
         "message": props.get("__lance_commit_message"),
         "author": props.get("author"),
         "operation": type(txn.operation).__name__ if txn is not None else None,

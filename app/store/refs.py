@@ -66,8 +66,8 @@ def _parse_version(value: int | str) -> int:
         number = int(value)
     except (TypeError, ValueError):
         raise InvalidRef(f"version must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise InvalidRef(f"version must be a positive integer, got {value!r}")
+    if not 1 <= number < 2**63:  # Lance's versions are 64-bit; a larger number cannot reach it
+        raise InvalidRef(f"version must be a positive 64-bit integer, got {value!r}")
     return number
 
 

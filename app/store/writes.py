@@ -8,6 +8,7 @@ mid-write leaves the table at its previous version (the half-written data files 
 from __future__ import annotations
 
 import getpass
+import re
 from collections.abc import Iterable, Iterator
 
 import lance
@@ -16,7 +17,8 @@ import pyarrow as pa
 from app.errors import Conflict, InvalidName, VersionNotFound
 from app.store.catalog import Store
 
-TAG_RE_HINT = "use letters, digits, '.', '_' or '-', not starting with '.'"
+TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
+TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 
 
 def default_author() -> str:
@@ -72,8 +74,16 @@ def append_stream(
     return ds.version
 
 
+def check_tag_name(tag: str) -> str:
+    """The tag, if Lance takes it as a ref name; else a 400 (Lance itself reports it as an I/O error)."""
+    if not TAG_RE.match(tag) or ".." in tag or tag.endswith(".lock"):
+        raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag)
+    return tag
+
+
 def tag_version(store: Store, name: str, tag: str, version: int | None = None) -> int:
     """Point ``tag`` at a version (latest when None). Re-tagging the same version is a no-op."""
+    check_tag_name(tag)
     ds = store.latest(name)
     target = ds.version if version is None else version
     current = ds.tags.list().get(tag)
