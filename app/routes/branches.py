@@ -1,0 +1,76 @@
+"""``/branches``, ``/branches/{b}/merge``, ``/diff`` and ``/clone``: Git-like collaboration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.deps import StoreDep
+from app.errors import BadRequest
+from app.responses import JSON
+from app.routes.history import RefBody
+from app.services import branches as svc
+from app.services.diff import diff, parse_ref_text
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["branches"])
+
+
+class BranchBody(RefBody):
+    name: str
+
+
+class MergeBody(BaseModel):
+    into: str = "main"
+    on_conflict: Literal["fail", "theirs", "ours"] = "fail"
+    message: str | None = None
+    author: str | None = None
+
+
+class CloneBody(RefBody):
+    name: str
+
+
+@router.get("/branches")
+def list_branches(table: str, store: StoreDep) -> JSON:
+    return JSON({"branches": svc.list_branches(store, table)})
+
+
+@router.post("/branches", status_code=201)
+def create_branch(table: str, body: BranchBody, store: StoreDep) -> JSON:
+    return JSON(svc.create_branch(store, table, body.name, body.ref()), status_code=201)
+
+
+@router.delete("/branches/{branch}", status_code=204)
+def delete_branch(table: str, branch: str, store: StoreDep) -> Response:
+    svc.delete_branch(store, table, branch)
+    return Response(status_code=204)
+
+
+@router.post("/branches/{branch}/merge")
+def merge_branch(table: str, branch: str, store: StoreDep, body: MergeBody | None = None) -> JSON:
+    body = body or MergeBody()
+    return JSON(svc.merge(store, table, branch, into=body.into, on_conflict=body.on_conflict,
+                          message=body.message, author=body.author))
+
+
+@router.get("/diff")
+def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="from")],
+              to: Annotated[str, Query()] = "main", limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+              cursor: Annotated[str | None, Query()] = None) -> JSON:
+    try:
+        offset = int(cursor) if cursor else 0
+    except ValueError:
+        raise BadRequest("cursor must come from a previous diff page") from None
+    a = store.snapshot(table, parse_ref_text(store, table, from_))
+    b = store.snapshot(table, parse_ref_text(store, table, to))
+    page = diff(a, b).page(limit, offset)
+    return JSON({"from": {"version": a.version, "branch": a.branch}, "to": {"version": b.version, "branch": b.branch},
+                 **page})
+
+
+@router.post("/clone", status_code=201)
+def clone_table(table: str, body: CloneBody, store: StoreDep) -> JSON:
+    return JSON(svc.clone(store, table, body.name, body.ref()), status_code=201)

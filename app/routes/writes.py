@@ -1,0 +1,34 @@
+"""Row writes: ``PATCH``/``DELETE /rows/{id}`` and ``POST /delete`` (by filter). Each is one version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from app.deps import StoreDep
+from app.responses import JSON
+from app.services import writes as svc
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
+Branch = Annotated[str | None, Query(description="write to this branch instead of main")]
+Message = Annotated[str | None, Query(description="kept with the version in the log")]
+
+
+@router.patch("/rows/{row_id:path}")
+def patch_row(table: str, row_id: str, store: StoreDep, values: Annotated[dict[str, Any], Body()],
+              branch: Branch = None, message: Message = None, author: str | None = None,
+              tag: str | None = None) -> JSON:
+    return JSON(svc.patch_row(store, table, row_id, values, branch=branch, message=message, author=author, tag=tag))
+
+
+@router.delete("/rows/{row_id:path}")
+def delete_row(table: str, row_id: str, store: StoreDep, branch: Branch = None, message: Message = None,
+               author: str | None = None, tag: str | None = None) -> JSON:
+    return JSON(svc.delete_rows(store, table, ids=[row_id], branch=branch, message=message, author=author, tag=tag))
+
+
+@router.post("/delete")
+def delete_where(table: str, store: StoreDep, body: Annotated[dict[str, Any], Body()], branch: Branch = None) -> JSON:
+    return JSON(svc.delete_rows(store, table, filter_text=str(body.get("filter") or ""), branch=branch,
+                                message=body.get("message"), author=body.get("author"), tag=body.get("tag")))

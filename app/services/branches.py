@@ -1,0 +1,159 @@
+"""Branches, merge and zero-copy clone.
+
+A branch is Lance's own (``tree/<name>`` in the table's folder, sharing the parent's files). A
+merge applies what the branch changed since its fork (rows added, changed and removed) to the
+target as one version, after checking that the target did not change the same ids differently
+in the meantime; a conflict is a 409 listing them unless ``on_conflict`` picks a side. Merging a
+branch again applies only what is new: rows already equal on both sides are no-ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from app.errors import BadRequest, Conflict, InvalidName, NotFound, TableExists
+from app.services.diff import Diff, diff
+from app.store import Ref, Snapshot, Store
+from app.store.catalog import check_name
+from app.store.schema import is_blob
+from app.store.upserts import keyed_write
+
+OnConflict = Literal["fail", "theirs", "ours"]
+CLONE_TAG_PREFIX = "lightbox-clone-"
+
+
+class BranchNotFound(NotFound):
+    code = "branch_not_found"
+
+
+class MergeConflict(Conflict):
+    code = "merge_conflict"
+
+
+def list_branches(store: Store, name: str) -> list[dict[str, Any]]:
+    out = []
+    for branch, info in sorted(store.latest(name).branches.list().items()):
+        head = store.latest(name, branch)
+        out.append({"name": branch, "parent_branch": info.get("parent_branch"),
+                    "parent_version": info.get("parent_version"), "version": head.version,
+                    "num_rows": head.count_rows()})
+    return out
+
+
+def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
+    check_name(branch)
+    if branch == "main":
+        raise InvalidName("'main' is the trunk's name; pick another branch name")
+    snap = store.snapshot(name, ref)
+    main = store.fresh(name)
+    if branch in main.branches.list():
+        raise Conflict(f"branch {branch!r} already exists", branch=branch)
+    main.create_branch(branch, (snap.branch, snap.version))
+    store.invalidate(name)
+    return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
+            "version": store.latest(name, branch).version}
+
+
+def delete_branch(store: Store, name: str, branch: str) -> None:
+    main = store.fresh(name)
+    if branch not in main.branches.list():
+        raise BranchNotFound(f"table {name!r} has no branch {branch!r}", branch=branch)
+    try:
+        main.branches.delete(branch)
+    except (ValueError, OSError) as exc:
+        raise Conflict(f"branch {branch!r} cannot be deleted: {exc}", branch=branch) from exc
+    store.invalidate(name)
+
+
+def merge(store: Store, name: str, branch: str, *, into: str = "main", on_conflict: OnConflict = "fail",
+          message: str | None = None, author: str | None = None) -> dict[str, Any]:
+    """Apply ``branch``'s changes since its fork to ``into`` as one version."""
+    info = store.latest(name).branches.list().get(branch)
+    if info is None:
+        raise BranchNotFound(f"table {name!r} has no branch {branch!r}", branch=branch)
+    target_branch = None if into == "main" else into
+    fork = store.snapshot(name, Ref(version=int(info["parent_version"]), branch=info.get("parent_branch")))
+    theirs_snap = store.snapshot(name, Ref(branch=branch))
+    ours_snap = store.snapshot(name, Ref(branch=target_branch))
+    theirs, ours, cross = diff(fork, theirs_snap), diff(fork, ours_snap), diff(ours_snap, theirs_snap)
+    differing = set(cross.added) | set(cross.removed) | set(cross.changed)  # where target and branch disagree
+    conflicts = sorted(_touched(theirs) & _touched(ours) & differing)
+    if conflicts and on_conflict == "fail":
+        raise MergeConflict(f"{len(conflicts)} id(s) changed on both {branch!r} and {into!r} since the fork",
+                            conflicts=conflicts[:1000], count=len(conflicts))
+    skip = set(conflicts) if on_conflict == "ours" else set()
+    upserts = [i for i in (*theirs.added, *theirs.changed) if i in differing and i not in skip]
+    deletes = [i for i in theirs.removed if i in differing and i not in skip]
+    rows = _rows(theirs_snap, ours_snap, upserts)
+    version, counts = keyed_write(store, name, rows, mode="upsert", branch=target_branch, delete_ids=deletes,
+                                  message=message or f"merge {branch} into {into}", author=author)
+    return {"version": version or ours_snap.version, "merged": version is not None, "into": into,
+            "upserted": len(upserts), "removed": len(deletes),
+            "conflicts": conflicts, "applied": counts}
+
+
+def _touched(d: Diff) -> set[str]:
+    return set(d.added) | set(d.changed) | set(d.removed)
+
+
+def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None:
+    """The source's full rows for ``ids`` (image bytes included), in the target's schema."""
+    if not ids:
+        return None
+    schema = target.ds.schema
+    extra = [c for c in source.ds.schema.names if c not in schema.names]
+    if extra:
+        raise BadRequest(f"the branch has columns the target lacks: {extra}; add them to the target first")
+    positions = dict.fromkeys(ids)
+    index = source.ds.to_table(columns=["id"], with_row_id=True, filter=None)
+    row_ids = [rid for key, rid in zip(index.column("id").to_pylist(), index.column("_rowid").to_pylist(),
+                                       strict=True) if key in positions]
+    scalars = [f.name for f in schema if not is_blob(f) and f.name in source.ds.schema.names]
+    table = source.ds._take_rows(row_ids, columns=scalars)
+    columns = []
+    for f in schema:
+        if is_blob(f):
+            from lance.blob import blob_array
+
+            blobs = dict(source.ds.read_blobs(f.name, ids=row_ids))
+            columns.append(blob_array([blobs.get(r) for r in row_ids]))
+        elif f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.nulls(len(row_ids), f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def clone(store: Store, name: str, new_name: str, ref: Ref) -> dict[str, Any]:
+    """A new table sharing the source's data files at ``ref`` (no bytes copied).
+
+    The source version is tagged ``lightbox-clone-<new>`` so retention never deletes files the clone
+    reads; dropping the clone through Lightbox removes that tag.
+    """
+    if store.exists(new_name):
+        raise TableExists(f"table {new_name!r} already exists", table=new_name)
+    snap = store.snapshot(name, ref)
+    source = store.fresh(name)
+    tag = CLONE_TAG_PREFIX + new_name
+    if tag not in source.tags.list():
+        source.tags.create(tag, (snap.branch, snap.version) if snap.branch else snap.version)
+    source.shallow_clone(store.table_uri(new_name), (snap.branch, snap.version) if snap.branch else snap.version,
+                         **({"storage_options": store.storage_options} if store.storage_options else {}))
+    store.invalidate(name)
+    clone_ds = store.latest(new_name)
+    return {"name": new_name, "source": name, "source_version": snap.version, "version": clone_ds.version,
+            "num_rows": clone_ds.count_rows()}
+
+
+def release_clone(store: Store, dropped: str) -> None:
+    """Forget the protecting tag a clone put on its source (called when the clone is dropped)."""
+    tag = CLONE_TAG_PREFIX + dropped
+    for other in store.names():
+        if other == dropped:
+            continue
+        tags = store.latest(other).tags
+        if tag in tags.list():
+            tags.delete(tag)
+            store.invalidate(other)

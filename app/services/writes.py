@@ -1,0 +1,75 @@
+"""Row writes over HTTP: patch a row, delete a row, delete by filter. Each is one version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from app.errors import RowNotFound, Unprocessable
+from app.filters import validate_filter
+from app.store import Store
+from app.store.schema import STANDARD_NAMES, is_blob
+from app.store.upserts import delete_where, keyed_write
+from app.store.writes import tag_version
+
+# Columns that describe the stored bytes: changing them by hand would make them lie.
+IMMUTABLE = STANDARD_NAMES - {"source"}
+
+
+class UnknownColumns(Unprocessable):
+    code = "unknown_column"
+
+
+def commit_meta(store: Store, name: str, version: int | None, tag: str | None, branch: str | None) -> None:
+    """Tag the version a write made, when the write asked for it."""
+    if tag and version is not None:
+        if branch:
+            store.latest(name).tags.create(tag, (branch, version))
+        else:
+            tag_version(store, name, tag, version)
+
+
+def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, branch: str | None = None,
+              message: str | None = None, author: str | None = None, tag: str | None = None) -> dict[str, Any]:
+    schema = store.latest(name, branch).schema
+    unknown = sorted(set(values) - set(schema.names))
+    if unknown:
+        raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+    fixed = sorted(c for c in values if c in IMMUTABLE or is_blob(schema.field(c)))
+    if fixed:
+        raise Unprocessable(f"column(s) {fixed} describe the stored image and cannot be patched; "
+                            "upload the image again instead", columns=fixed)
+    if not values:
+        raise Unprocessable("nothing to patch: give at least one column")
+    fields = [schema.field("id"), *(schema.field(c) for c in values)]
+    try:
+        arrays = [pa.array([row_id], pa.string()), *(pa.array([values[f.name]]).cast(f.type) if values[f.name]
+                  is not None else pa.nulls(1, f.type) for f in fields[1:])]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise Unprocessable(f"a value does not fit its column's type: {exc}") from exc
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
+    if not counts.get("updated"):
+        raise RowNotFound(f"no row with id {row_id!r} in table {name!r}", id=row_id)
+    commit_meta(store, name, version, tag, branch)
+    return {"version": version, "updated": counts["updated"]}
+
+
+def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter_text: str | None = None,
+                branch: str | None = None, message: str | None = None, author: str | None = None,
+                tag: str | None = None) -> dict[str, Any]:
+    """Delete rows by id (404 when a single id is missing) or by a validated filter."""
+    head = store.latest(name, branch)
+    if filter_text is not None:
+        predicate = validate_filter(filter_text, head.schema)
+        if predicate is None:
+            raise Unprocessable("give a filter; to delete every row use filter 'true'")
+        version, counts = delete_where(store, name, predicate, branch=branch, message=message, author=author)
+    else:
+        version, counts = keyed_write(store, name, None, mode="update", branch=branch, delete_ids=ids or [],
+                                      message=message, author=author)
+        if ids and len(ids) == 1 and not counts.get("deleted"):
+            raise RowNotFound(f"no row with id {ids[0]!r} in table {name!r}", id=ids[0])
+    commit_meta(store, name, version, tag, branch)
+    return {"deleted": counts.get("deleted", 0), "version": version or head.version}

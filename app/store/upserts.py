@@ -1,0 +1,97 @@
+"""Keyed writes: upsert, insert-if-absent, patch and delete by id, each one version with its message.
+
+Every keyed write is a Lance ``merge_insert`` on ``id`` run uncommitted and then committed with
+the version's message and author in its transaction properties (``delete`` and ``merge_insert``
+take no message of their own). The merge joins on ``id`` by hash, not through a scalar index
+(``use_index(False)``): with the table's unenforced primary key that is the engine path that keeps
+ids unique under concurrent writers. A commit that loses a race is retried on the new latest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import lance
+import pyarrow as pa
+
+from app.errors import Conflict
+from app.store.catalog import Store
+from app.store.writes import default_author
+
+Mode = Literal["upsert", "insert", "update", "delete"]
+RETRIES = 12
+
+
+def id_literal(value: str) -> str:
+    """A SQL string literal for an id (quotes doubled): values built by code, never pasted."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ids_predicate(ids: list[str]) -> str:
+    return f"id IN ({', '.join(id_literal(i) for i in ids)})" if ids else "false"
+
+
+def delete_where(store: Store, name: str, predicate: str, *, branch: str | None = None,
+                 message: str | None = None, author: str | None = None) -> tuple[int | None, dict[str, int]]:
+    """Delete the rows a (validated) filter matches, as one version carrying its message."""
+    props = _props(message, author)
+
+    def build(ds: lance.LanceDataset) -> Any:
+        return ds.merge_insert("id").use_index(False).when_not_matched_by_source_delete(predicate)
+
+    return _commit_with_retry(store, name, branch, build, pa.table({"id": pa.array([], pa.string())}), props)
+
+
+def _props(message: str | None, author: str | None) -> dict[str, str]:
+    props = {"author": author or default_author()}
+    if message:
+        props["__lance_commit_message"] = message
+    return props
+
+
+def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, branch: str | None = None,
+                delete_ids: list[str] | None = None, message: str | None = None,
+                author: str | None = None) -> tuple[int | None, dict[str, int]]:
+    """Apply one keyed write; returns (new version or None when nothing changed, row counts)."""
+    props = _props(message, author)
+    source = data if data is not None else pa.table({"id": pa.array([], pa.string())})
+
+    def build(ds: lance.LanceDataset) -> Any:
+        merge = ds.merge_insert("id").use_index(False)
+        if mode in ("upsert", "update"):
+            merge = merge.when_matched_update_all()
+        if mode in ("upsert", "insert"):
+            merge = merge.when_not_matched_insert_all()
+        if delete_ids:
+            merge = merge.when_not_matched_by_source_delete(ids_predicate(delete_ids))
+        return merge
+
+    return _commit_with_retry(store, name, branch, build, source, props)
+
+
+def _commit_with_retry(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
+                       source: pa.Table, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+    for attempt in range(RETRIES):
+        ds = store.fresh(name, branch)
+        try:
+            txn, stats = build(ds).execute_uncommitted(source)
+        except (ValueError, OSError) as exc:
+            raise Conflict(f"the write does not fit table {name!r}: {exc}") from exc
+        counts = {k.removeprefix("num_").removesuffix("_rows"): int(v) for k, v in stats.items()}
+        if not any(counts.values()):
+            return None, counts
+        try:
+            lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=props),
+                                      read_version=ds.version, max_retries=0)
+        except (OSError, ValueError, RuntimeError) as exc:
+            if "conflict" not in str(exc).lower() or attempt + 1 == RETRIES:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+            continue
+        store.invalidate(name)
+        return store.latest(name, branch).version, counts
+    raise AssertionError("unreachable")
