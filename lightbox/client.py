@@ -189,7 +189,7 @@ class Table:
     def versions(self, *, limit: int = 1000) -> list[dict[str, Any]]:
         """The version log, oldest first."""
         params = {"limit": limit, "order": "asc", **({"branch": self.ref["branch"]} if "branch" in self.ref else {})}
-        return self.client.request("GET", self._path("/versions"), params=params).json()["versions"]
+        return self.client.request("GET", self._path("/versions"), params=params).json()
 
     def tags(self) -> list[dict[str, Any]]:
         return self.client.request("GET", self._path("/tags")).json()["tags"]

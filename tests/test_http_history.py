@@ -156,7 +156,7 @@ def test_each_ref_kind_reads_its_own_data(client: httpx.Client, history: History
 
 
 def test_as_of_picks_the_newest_version_at_or_before(client: httpx.Client, history: History) -> None:
-    entries = {e["version"]: e for e in client.get(f"{T}/versions?order=asc").json()["versions"]}
+    entries = {e["version"]: e for e in client.get(f"{T}/versions?order=asc").json()}
     t1 = dt.datetime.fromisoformat(entries[1]["timestamp"])
     t2 = dt.datetime.fromisoformat(entries[2]["timestamp"])
     assert t2 - t1 > dt.timedelta(seconds=1)
@@ -193,7 +193,7 @@ def local_zone_not_utc() -> Iterator[None]:
 def test_timestamps_and_as_of_are_utc_whatever_the_local_zone(
     local_zone_not_utc: None, client: httpx.Client, history: History
 ) -> None:
-    entries = {e["version"]: e for e in client.get(f"{T}/versions").json()["versions"]}
+    entries = {e["version"]: e for e in client.get(f"{T}/versions").json()}
     slack = dt.timedelta(seconds=2)
     for entry in entries.values():
         stamp = dt.datetime.fromisoformat(entry["timestamp"])
@@ -262,9 +262,8 @@ def test_concurrent_requests_at_different_refs_each_get_their_own_data(
 def test_versions_show_message_author_operation_rows_and_tags(client: httpx.Client) -> None:
     response = client.get(f"{T}/versions")
     assert response.status_code == 200
-    body = response.json()
-    entries = body["versions"]
-    assert body["next_cursor"] is None
+    entries = response.json()
+    assert "x-lightbox-next-cursor" not in response.headers
     assert [e["version"] for e in entries] == [3, 2, 1]  # newest first
     by_version = {e["version"]: e for e in entries}
     for version, message, author, rows in ((1, "first load", "alice", 3), (2, "second", "bob", 5),
@@ -277,7 +276,7 @@ def test_versions_show_message_author_operation_rows_and_tags(client: httpx.Clie
     assert by_version[1]["operation"] in ("Overwrite", "Append")
     assert by_version[1]["tags"] == ["v1"] and by_version[2]["tags"] == [] and by_version[3]["tags"] == []
     assert by_version[3]["rows_delta"] == 1
-    branch = client.get(f"{T}/versions?branch=exp").json()["versions"]
+    branch = client.get(f"{T}/versions?branch=exp").json()
     assert branch[0]["version"] == 3 and branch[0]["num_rows"] == 6 and branch[0]["tags"] == ["exp-tag"]
 
 
@@ -289,17 +288,18 @@ def test_versions_paging_and_order(client: httpx.Client) -> None:
         params: dict[str, Any] = {"limit": 2}
         if cursor is not None:
             params["cursor"] = cursor
-        body = client.get(f"{T}/versions", params=params).json()
-        seen += [e["version"] for e in body["versions"]]
+        response = client.get(f"{T}/versions", params=params)
+        seen += [e["version"] for e in response.json()]
         pages += 1
-        cursor = body["next_cursor"]
+        cursor = response.headers.get("x-lightbox-next-cursor")
         if cursor is None:
             break
     assert seen == [3, 2, 1] and pages == 2
-    ascending = client.get(f"{T}/versions", params={"order": "asc", "limit": 1}).json()
-    assert [e["version"] for e in ascending["versions"]] == [1]
-    rest = client.get(f"{T}/versions", params={"order": "asc", "limit": 5, "cursor": ascending["next_cursor"]})
-    assert [e["version"] for e in rest.json()["versions"]] == [2, 3] and rest.json()["next_cursor"] is None
+    ascending = client.get(f"{T}/versions", params={"order": "asc", "limit": 1})
+    assert [e["version"] for e in ascending.json()] == [1]
+    cursor = ascending.headers["x-lightbox-next-cursor"]
+    rest = client.get(f"{T}/versions", params={"order": "asc", "limit": 5, "cursor": cursor})
+    assert [e["version"] for e in rest.json()] == [2, 3] and "x-lightbox-next-cursor" not in rest.headers
     for bad in ({"limit": 0}, {"limit": 5000}, {"order": "sideways"}, {"cursor": "x"}):
         error_of(client.get(f"{T}/versions", params=bad), 400)
     error_of(client.get("/api/v1/tables/nope/versions"), 404, "table_not_found")
@@ -346,7 +346,7 @@ def test_tag_create_move_delete(small: tuple[httpx.Client, Store]) -> None:
     assert moved.status_code == 200 and moved.json()["version"] == 1
     assert tags_of(client)["release"] == (1, None)
     assert client.get(f"{T}/count?tag=release").json() == {"count": 3}
-    versions = {e["version"]: e["tags"] for e in client.get(f"{T}/versions").json()["versions"]}
+    versions = {e["version"]: e["tags"] for e in client.get(f"{T}/versions").json()}
     assert versions == {1: ["release", "v1"], 2: [], 3: ["head"]}
     put_new = client.put(f"{T}/tags/fresh")  # PUT of an unknown tag creates it at the latest version
     assert put_new.status_code == 200 and tags_of(client)["fresh"] == (3, None)
@@ -399,7 +399,7 @@ def test_restore_a_tag_makes_a_new_version_with_its_rows(small: tuple[httpx.Clie
     assert client.get(f"{T}/count").headers["x-lightbox-version"] == "4"
     assert rows_with_digests(client, "?version=3") != v1  # history is kept
     assert lance.dataset(store.table_uri("t")).version == 4
-    log = client.get(f"{T}/versions?limit=1").json()["versions"][0]
+    log = client.get(f"{T}/versions?limit=1").json()[0]
     assert log["version"] == 4 and log["num_rows"] == 3 and log["operation"] == "Restore"
     image = client.get(f"{T}/rows/a1.png/image")
     assert image.content == FILES["a1.png"]

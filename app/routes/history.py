@@ -38,7 +38,8 @@ def versions(table: str, store: StoreDep, branch: str | None = None,
              order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> JSON:
     page, next_cursor = svc.list_versions(store, table, branch=branch, limit=limit, before=cursor,
                                           ascending=order == "asc")
-    return JSON({"versions": page, "next_cursor": next_cursor})
+    headers = {"X-Lightbox-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
+    return JSON(page, headers=headers)
 
 
 @router.get("/tags")
