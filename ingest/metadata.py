@@ -39,16 +39,18 @@ class Metadata:
 
     @classmethod
     def load(cls, path: str | Path, key: str) -> Metadata:
-        return cls(read_table(path), key)
+        return cls(read_table(path, text_columns=[key]), key)
 
-    def lookup(self, row_id: str) -> int | None:
-        """Position of the metadata row for an id, trying the id, the file name and its stem."""
-        name = PurePosixPath(row_id).name
-        for candidate in (row_id, name, PurePosixPath(name).stem):
-            pos = self.positions.get(candidate)
-            if pos is not None:
-                self.used.add(candidate)
-                return pos
+    def lookup(self, *names: str) -> int | None:
+        """Position of the metadata row for a file, trying each name (its id, then its path), the
+        file name and its stem; the id alone would miss a CSV of file names when ids are digests."""
+        for row_id in names:
+            name = PurePosixPath(row_id).name
+            for candidate in (row_id, name, PurePosixPath(name).stem):
+                pos = self.positions.get(candidate)
+                if pos is not None:
+                    self.used.add(candidate)
+                    return pos
         return None
 
     def value(self, column: str, pos: int | None) -> Any:

@@ -75,13 +75,15 @@ class Probed:
 def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     """Ingest every source into ``opts.table`` as one version (or one per ``commit_every`` rows)."""
     started = time.perf_counter()
-    report = IngestReport(table=opts.table, tag=opts.tag)
-    sources = [open_source(s) for s in opts.sources]
-    metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
+    report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
         raise IngestError("--metadata needs --key: the column that names each file")
+    sources = [open_source(s) for s in opts.sources]
+    metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
     exists = store.exists(opts.table)
     report.previous_version = store.latest(opts.table).version if exists else None
+    if opts.tag and exists:
+        _check_tag(store, opts.table, opts.tag)
     schema = _schema(store, opts, sources, metadata, exists)
     ids = existing_values(store, opts.table, "id")
     digests = existing_values(store, opts.table, "sha256") if opts.dedup == "content" else set()
@@ -91,8 +93,9 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
         probed = _parallel(pool, _probe_chunk(opts), _chunks(itertools.chain.from_iterable(
             s.items() for s in sources)), ahead=opts.workers * 2)
         batches = rows.batches(probed, bar.update)
+        segments = _Segments(batches, opts.commit_every) if opts.commit_every else None
         while True:
-            segment = _limit_rows(batches, opts.commit_every) if opts.commit_every else batches
+            segment = segments.next() if segments else batches
             version = append_stream(store, opts.table, schema, segment,
                                     message=opts.message, author=opts.author or default_author())
             if version is None:
@@ -106,8 +109,19 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
         report.duplicate_metadata_keys = metadata.duplicates
     if opts.tag and store.exists(opts.table):
         tag_version(store, opts.table, opts.tag)
+        report.tag = opts.tag  # only a tag that exists is reported
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_tag(store: Store, table: str, tag: str) -> None:
+    """Fail before writing when ``tag`` names an older version: tagging the new one would conflict."""
+    ds = store.latest(table)
+    info = ds.tags.list().get(tag)
+    if info is not None and (info.get("branch") is not None or int(info["version"]) != ds.version):
+        raise IngestError(
+            f"tag {tag!r} already points at version {info['version']} of {table!r}; nothing was written"
+        )
 
 
 def _schema(
@@ -194,6 +208,8 @@ class _RowBuilder:
 
     def _add(self, p: Probed) -> None:
         item, report = p.item, self.report
+        # Looked up for skipped files too: a metadata row naming a real file is never "unmatched".
+        meta_pos = self._metadata_row(item, p.digest)
         if p.reason is not None:
             report.skip(item.source, p.reason, p.message or "")
             return
@@ -207,11 +223,8 @@ class _RowBuilder:
             return
         self.ids.add(row_id)
         self.digests.add(p.digest) if self.opts.dedup == "content" else None
-        meta_pos = None
-        if self.metadata is not None:
-            meta_pos = self.metadata.lookup(row_id)
-            if meta_pos is None:
-                report.missing_metadata.append(row_id)
+        if self.metadata is not None and meta_pos is None:
+            report.missing_metadata.append(row_id)
         info, cols = p.info, self.cols
         values = {
             "id": row_id, "image": p.data, "mime": info.mime, "width": info.width, "height": info.height,
@@ -231,6 +244,13 @@ class _RowBuilder:
                 column.append(None)
         report.added += 1
         report.bytes += len(p.data)
+
+    def _metadata_row(self, item: Item, digest: str | None) -> int | None:
+        if self.metadata is None:
+            return None
+        if digest is None:
+            return self.metadata.lookup(item.rel)
+        return self.metadata.lookup(_row_id(item, digest, self.opts.id_mode), item.rel)
 
     def _flush(self) -> pa.RecordBatch:
         arrays = [_to_array(self.cols[f.name], f) for f in self.schema]
@@ -281,13 +301,31 @@ def _parallel(pool: ThreadPoolExecutor, fn: Callable[[list[Item]], list[Probed]]
         yield pending.popleft().result()
 
 
-def _limit_rows(batches: Iterator[pa.RecordBatch], limit: int) -> Iterator[pa.RecordBatch]:
-    count = 0
-    for batch in batches:
-        yield batch
-        count += batch.num_rows
-        if count >= limit:
-            return
+class _Segments:
+    """Cuts one stream of batches into runs of exactly ``limit`` rows (the last may be shorter).
+
+    Batches hold up to ``batch_rows`` rows, so counting whole batches would put 4,096 rows in
+    every version of a ``--commit-every 1000`` run; a batch that straddles a boundary is split.
+    """
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], limit: int) -> None:
+        self.batches, self.limit = batches, max(1, limit)
+        self.left: pa.RecordBatch | None = None
+
+    def next(self) -> Iterator[pa.RecordBatch]:
+        count = 0
+        while count < self.limit:
+            if self.left is not None:
+                batch, self.left = self.left, None
+            else:
+                batch = next(self.batches, None)
+            if batch is None:
+                return
+            room = self.limit - count
+            if batch.num_rows > room:
+                batch, self.left = batch.slice(0, room), batch.slice(room)
+            count += batch.num_rows
+            yield batch
 
 
 class _NoBar:

@@ -85,6 +85,9 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: Verify =
         info = _probe_jpeg(data)
     elif fmt == "TIFF":
         info = _probe_tiff(data)
+    elif fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
+        # Pillow counts the frames it finds and stops quietly, so a cut GIF would pass as a shorter one.
+        raise ProbeError("truncated", "GIF ends before its trailer")
     else:
         info = _probe_pillow(data, fmt, max_pixels)
     if info.width <= 0 or info.height <= 0:
@@ -147,6 +150,8 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         if marker in _JPEG_SOF:
             if pos + 10 > size:
                 break
+            if data.rfind(b"\xff\xd9") < pos:  # the only end marker belongs to an embedded thumbnail
+                raise ProbeError("truncated", "JPEG has no end-of-image marker after its frame header")
             height, width, comps = struct.unpack(">HHB", data[pos + 5 : pos + 10])
             return ImageInfo("image/jpeg", width, height, _JPEG_MODES.get(comps, f"{comps}ch"), 1)
         if marker == 0xDA:  # start of scan before any frame header
@@ -158,6 +163,7 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
 def _probe_tiff(data: bytes) -> ImageInfo:
     import tifffile
 
+    _check_tiff_layout(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -177,6 +183,39 @@ def _probe_tiff(data: bytes) -> ImageInfo:
     except Exception as exc:  # tifffile raises many types for damaged files
         raise ProbeError("corrupt", f"unreadable TIFF: {exc}") from exc
     return ImageInfo("image/tiff", width, height, mode, frames)
+
+
+# Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ..., LONG8, IFD8).
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+                    16: 8, 17: 8, 18: 8}
+
+
+def _check_tiff_layout(data: bytes) -> None:
+    """Every IFD and every out-of-line tag value must lie inside the file.
+
+    tifffile only logs a page or tag that points past the end and then drops it, so without this a
+    truncated multi-page TIFF would be stored as a shorter, apparently valid one.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    word, count_fmt, entry = ("Q", "Q", 20) if big else ("I", "H", 12)
+    word_size, size = struct.calcsize(word), len(data)
+
+    def read(fmt: str, pos: int) -> int:
+        if pos + struct.calcsize(order + fmt) > size:
+            raise ProbeError("truncated", "TIFF structure runs past the end of the file")
+        return struct.unpack_from(order + fmt, data, pos)[0]
+
+    offset, seen = read(word, 8 if big else 4), set()
+    while offset and offset not in seen:
+        seen.add(offset)
+        count = read(count_fmt, offset)
+        first = offset + struct.calcsize(count_fmt)
+        for at in range(first, first + count * entry, entry):
+            nbytes = _TIFF_TYPE_SIZES.get(read("H", at + 2), 1) * read(word, at + 4)
+            if nbytes > word_size and read(word, at + 4 + word_size) + nbytes > size:
+                raise ProbeError("truncated", "a TIFF tag value runs past the end of the file")
+        offset = read(word, first + count * entry)
 
 
 def _tiff_mode(page: object, rgb: object) -> str:

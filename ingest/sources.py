@@ -6,7 +6,9 @@ front which extra columns its items carry, so the table schema is known before t
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -104,7 +106,8 @@ class ManifestSource(Source):
                 rel = text.split("://", 1)[1].lstrip("/")
                 location = text
             else:
-                rel = text.lstrip("./") if not os.path.isabs(text) else text.lstrip("/")
+                # PurePosixPath drops './' components; lstrip("./") would also eat the dot of '.hidden/'.
+                rel = PurePosixPath(text).as_posix() if not os.path.isabs(text) else text.lstrip("/")
                 location = text if os.path.isabs(text) else str(base / text)
             yield Item(rel=rel, source=text, path=location, label=PurePosixPath(rel).parent.name or None,
                        extra=extra)
@@ -189,7 +192,10 @@ def read_bytes(item: Item, max_bytes: int) -> bytes:
             raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")
         with filesystem.open_input_stream(inner) as stream:
             return stream.read()
-    with open(item.path.removeprefix("file://"), "rb") as fh:
+    local = item.path.removeprefix("file://")
+    if not stat.S_ISREG(os.stat(local).st_mode):  # opening a FIFO would block the run forever
+        raise OSError(errno.EINVAL, "not a regular file")
+    with open(local, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > max_bytes:
             raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,3 +119,31 @@ def live_server() -> Iterator[Callable[[str], LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+# -- the real `lightbox` command in a child process (ingest tests) ------------------------------
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env() -> dict[str, str]:
+    """The environment a `lightbox` child process runs with: this checkout importable, Lance quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["LANCE_LOG"] = "error"
+    env.pop("LIGHTBOX_URI", None)
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lightbox.cli", *args]
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `lightbox ARGS...` to completion with stdout and stderr captured (pipes, not a terminal)."""
+
+    def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli_command(*map(str, args)), capture_output=True, text=True,
+                              env=cli_env(), cwd=REPO_ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    return run
