@@ -23,9 +23,14 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from app.errors import Conflict
+from app.services.embed import default_column, embed_values, vector_array
 from app.store import Store
-from app.store.schema import STANDARD_NAMES, image_schema
-from app.store.writes import append_stream, default_author, existing_values, tag_version
+from app.store.schema import STANDARD_NAMES, image_schema, is_vector, vector_field, vector_meta
+from app.store.upserts import keyed_write
+from app.store.writes import append_stream, check_tag_name, default_author, existing_values, tag_version
+from embeddings.base import Embedder
+from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, ImageInfo, ProbeError, Verify, probe
 from ingest.report import IngestReport
@@ -60,6 +65,11 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = 2 * 1024**3
     progress: bool | None = None  # None: a bar on a terminal, quiet in a pipe
+    branch: str | None = None  # write to this branch (created from main's latest when new)
+    embed: str | None = None  # model for a new vector column ("builtin", "sentence-transformers:...")
+    embed_text: str | None = None  # embed this text column instead of the image
+    mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists
+    registry: Registry | None = None  # where models are loaded and kept (one per process)
 
 
 @dataclass(slots=True)
@@ -70,6 +80,20 @@ class Probed:
     digest: str | None = None
     reason: str | None = None
     message: str | None = None
+    vectors: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """A vector column filled during ingest: from the image (in the workers) or a text column."""
+
+    field: pa.Field
+    embedder: Embedder
+    source: str
+
+    @property
+    def from_image(self) -> bool:
+        return self.source == "image"
 
 
 def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
@@ -81,44 +105,94 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     sources = [open_source(s) for s in opts.sources]
     metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
     exists = store.exists(opts.table)
-    report.previous_version = store.latest(opts.table).version if exists else None
-    if opts.tag and exists:
-        _check_tag(store, opts.table, opts.tag)
-    schema = _schema(store, opts, sources, metadata, exists)
-    ids = existing_values(store, opts.table, "id")
-    digests = existing_values(store, opts.table, "sha256") if opts.dedup == "content" else set()
-    rows = _RowBuilder(schema, opts, report, metadata, ids, digests)
+    if opts.branch:
+        _ensure_branch(store, opts.table, opts.branch, exists, report)
+    report.previous_version = store.latest(opts.table, opts.branch).version if exists else None
+    if opts.tag:
+        check_tag_name(opts.tag)
+        if exists:
+            _check_tag(store, opts.table, opts.tag, opts.branch)
+    schema, vectors = _schema(store, opts, sources, metadata, exists)
+    upsert = opts.mode == "upsert"
+    ids = set() if upsert else existing_values(store, opts.table, "id", opts.branch)
+    digests = existing_values(store, opts.table, "sha256", opts.branch) if opts.dedup == "content" else set()
+    rows = _RowBuilder(schema, opts, report, metadata, ids, digests, vectors)
     total = sum((s.count() or 0) for s in sources) or None
     with _progress(total, opts.progress) as bar, ThreadPoolExecutor(opts.workers) as pool:
-        probed = _parallel(pool, _probe_chunk(opts), _chunks(itertools.chain.from_iterable(
-            s.items() for s in sources)), ahead=opts.workers * 2)
+        probed = _parallel(pool, _probe_chunk(opts, [v for v in vectors if v.from_image], ids), _chunks(
+            itertools.chain.from_iterable(s.items() for s in sources)), ahead=opts.workers * 2)
         batches = rows.batches(probed, bar.update)
-        segments = _Segments(batches, opts.commit_every) if opts.commit_every else None
-        while True:
-            segment = segments.next() if segments else batches
-            version = append_stream(store, opts.table, schema, segment,
-                                    message=opts.message, author=opts.author or default_author())
-            if version is None:
-                break
-            report.versions.append(version)
-            report.version = version
-            if not opts.commit_every:
-                break
+        if upsert:
+            _commit_upsert(store, opts, schema, batches, report)
+        else:
+            _commit_appends(store, opts, schema, batches, report)
     if metadata is not None:
         report.unmatched_metadata = metadata.unmatched()
         report.duplicate_metadata_keys = metadata.duplicates
     if opts.tag and store.exists(opts.table):
-        tag_version(store, opts.table, opts.tag)
-        report.tag = opts.tag  # only a tag that exists is reported
+        _apply_tag(store, opts, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_tag(store: Store, table: str, tag: str) -> None:
+def _commit_appends(store: Store, opts: IngestOptions, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+                    report: IngestReport) -> None:
+    segments = _Segments(batches, opts.commit_every) if opts.commit_every else None
+    while True:
+        segment = segments.next() if segments else batches
+        version = append_stream(store, opts.table, schema, segment, message=opts.message,
+                                author=opts.author or default_author(), branch=opts.branch)
+        if version is None:
+            return
+        report.versions.append(version)
+        report.version = version
+        if not opts.commit_every:
+            return
+
+
+def _commit_upsert(store: Store, opts: IngestOptions, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+                   report: IngestReport) -> None:
+    """Insert new ids and replace existing ones, as one version (the batch is held in memory)."""
+    table = pa.Table.from_batches(list(batches), schema=schema)
+    if not table.num_rows:
+        return
+    if not store.exists(opts.table):
+        _commit_appends(store, opts, schema, iter(table.to_batches()), report)
+        return
+    version, counts = keyed_write(store, opts.table, table, mode="upsert", branch=opts.branch,
+                                  message=opts.message, author=opts.author)
+    report.updated = counts.get("updated", 0)
+    if version is not None:
+        report.versions.append(version)
+        report.version = version
+
+
+def _apply_tag(store: Store, opts: IngestOptions, report: IngestReport) -> None:
+    assert opts.tag is not None
+    try:
+        tag_version(store, opts.table, opts.tag, branch=opts.branch)
+    except Conflict as exc:  # the tag names the previous version and this run added a new one
+        report.warnings.append(f"{exc.message}; the new version is not tagged")
+        return
+    report.tag = opts.tag  # only a tag that exists is reported
+
+
+def _ensure_branch(store: Store, table: str, branch: str, exists: bool, report: IngestReport) -> None:
+    if not exists:
+        raise IngestError(f"table {table!r} does not exist yet, so it has no branches: ingest into main first")
+    if branch not in store.latest(table).branches.list():
+        from app.services.branches import create_branch
+        from app.store import Ref
+
+        created = create_branch(store, table, branch, Ref())
+        report.warnings.append(f"created branch {branch!r} from version {created['parent_version']} of main")
+
+
+def _check_tag(store: Store, table: str, tag: str, branch: str | None = None) -> None:
     """Fail before writing when ``tag`` names an older version: tagging the new one would conflict."""
-    ds = store.latest(table)
-    info = ds.tags.list().get(tag)
-    if info is not None and (info.get("branch") is not None or int(info["version"]) != ds.version):
+    head = store.latest(table, branch)
+    info = store.latest(table).tags.list().get(tag)
+    if info is not None and (info.get("branch") != branch or int(info["version"]) != head.version):
         raise IngestError(
             f"tag {tag!r} already points at version {info['version']} of {table!r}; nothing was written"
         )
@@ -126,7 +200,7 @@ def _check_tag(store: Store, table: str, tag: str) -> None:
 
 def _schema(
     store: Store, opts: IngestOptions, sources: list[Source], metadata: Metadata | None, exists: bool
-) -> pa.Schema:
+) -> tuple[pa.Schema, list[VectorSpec]]:
     extra: dict[str, pa.Field] = {}
     if opts.labels_from_dirs:
         extra["label"] = pa.field("label", _label_type(sources))
@@ -137,14 +211,58 @@ def _schema(
             extra.setdefault(f.name, f)
     extra = {n: f.with_type(pa.string()) if pa.types.is_null(f.type) else f for n, f in extra.items()}
     if not exists:
-        return image_schema(list(extra.values()))
-    schema = store.latest(opts.table).schema
+        vectors = _new_vectors(opts, list(extra.values()))
+        schema = image_schema([*extra.values(), *(v.field for v in vectors)])
+        return schema, vectors
+    schema = store.latest(opts.table, opts.branch).schema
     unknown = [n for n in extra if n not in schema.names and n not in STANDARD_NAMES]
     if unknown:
         raise IngestError(
             f"table {opts.table!r} has no column(s) {unknown}; existing columns: {schema.names}"
         )
-    return schema
+    return schema, _recorded_vectors(opts, schema)
+
+
+def _embedder(opts: IngestOptions, model: str) -> Embedder:
+    registry = opts.registry or Registry()
+    opts.registry = registry
+    try:
+        return registry.get(model)
+    except UnknownModel as exc:
+        raise IngestError(str(exc)) from exc
+
+
+def _new_vectors(opts: IngestOptions, fields: list[pa.Field]) -> list[VectorSpec]:
+    """The vector column ``--embed`` asks for on a new table."""
+    if not opts.embed:
+        if opts.embed_text:
+            raise IngestError("--embed-text needs --embed MODEL")
+        return []
+    source = opts.embed_text or "image"
+    embedder = _embedder(opts, opts.embed)
+    kind = "image" if source == "image" else "text"
+    if kind not in embedder.modalities:
+        raise IngestError(f"model {opts.embed!r} does not embed {kind}s; it embeds {sorted(embedder.modalities)}")
+    if source != "image" and source not in {f.name for f in fields}:
+        raise IngestError(f"--embed-text {source!r}: no such column in the metadata")
+    field = vector_field(default_column(source), embedder.dim, model=embedder.name, source=source,
+                         metric=embedder.metric)
+    return [VectorSpec(field, embedder, source)]
+
+
+def _recorded_vectors(opts: IngestOptions, schema: pa.Schema) -> list[VectorSpec]:
+    """Vector columns of an existing table, filled with the model each one records."""
+    specs = []
+    for f in schema:
+        meta = vector_meta(f) if is_vector(f) else {}
+        if meta.get("model") and meta.get("source"):
+            specs.append(VectorSpec(f, _embedder(opts, meta["model"]), meta["source"]))
+    if opts.embed:
+        wanted = opts.embed_text or "image"
+        if not any(s.embedder.name == _embedder(opts, opts.embed).name and s.source == wanted for s in specs):
+            raise IngestError(f"table {opts.table!r} has no vector column made by {opts.embed!r} from {wanted!r}; "
+                              f"add one with `lightbox embed {opts.table} --model {opts.embed}`")
+    return specs
 
 
 def _label_type(sources: list[Source]) -> pa.DataType:
@@ -157,39 +275,60 @@ def _label_type(sources: list[Source]) -> pa.DataType:
     return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
 
-def _probe_chunk(opts: IngestOptions) -> Callable[[list[Item]], list[Probed]]:
+def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
+                 known: set[str]) -> Callable[[list[Item]], list[Probed]]:
     def work(items: list[Item]) -> list[Probed]:
-        out = []
-        for item in items:
-            try:
-                data = read_bytes(item, opts.max_file_bytes)
-            except ValueError as exc:
-                out.append(Probed(item, reason="too_large", message=str(exc)))
-                continue
-            except OSError as exc:
-                out.append(Probed(item, reason="unreadable", message=exc.strerror or str(exc)))
-                continue
-            try:
-                info = probe(data, max_pixels=opts.max_pixels, verify=opts.verify)
-            except ProbeError as exc:
-                out.append(Probed(item, reason=exc.reason, message=exc.message))
-                continue
-            except Exception as exc:  # a decoder bug must cost one file, not the run
-                out.append(Probed(item, reason="corrupt", message=f"{type(exc).__name__}: {exc}"))
-                continue
-            out.append(Probed(item, data, info, hashlib.sha256(data).hexdigest()))
+        out = _probe_items(items, opts)
+        if vectors:  # rows the table already has are skipped later: don't embed them
+            fresh = [p for p in out if p.reason is None and _row_id(p.item, p.digest or "", opts.id_mode) not in known]
+            for spec in vectors:
+                _embed_images(fresh, spec)
         return out
 
     return work
+
+
+def _embed_images(probed: list[Probed], spec: VectorSpec) -> None:
+    """Image vectors for a chunk, in the worker; an image the model cannot decode is skipped."""
+    ok = [p for p in probed if p.reason is None]
+    for p, vector in zip(ok, embed_values(spec.embedder, [p.data for p in ok], True), strict=True):
+        if vector is None:
+            p.reason, p.message = "undecodable", f"the image could not be decoded to embed it with {spec.embedder.name}"
+        else:
+            p.vectors[spec.field.name] = vector
+
+
+def _probe_items(items: list[Item], opts: IngestOptions) -> list[Probed]:
+    out = []
+    for item in items:
+        try:
+            data = read_bytes(item, opts.max_file_bytes)
+        except ValueError as exc:
+            out.append(Probed(item, reason="too_large", message=str(exc)))
+            continue
+        except OSError as exc:
+            out.append(Probed(item, reason="unreadable", message=exc.strerror or str(exc)))
+            continue
+        try:
+            info = probe(data, max_pixels=opts.max_pixels, verify=opts.verify)
+        except ProbeError as exc:
+            out.append(Probed(item, reason=exc.reason, message=exc.message))
+            continue
+        except Exception as exc:  # a decoder bug must cost one file, not the run
+            out.append(Probed(item, reason="corrupt", message=f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(Probed(item, data, info, hashlib.sha256(data).hexdigest()))
+    return out
 
 
 class _RowBuilder:
     """Turns probed files into record batches, applying ids, dedup and the metadata join."""
 
     def __init__(self, schema: pa.Schema, opts: IngestOptions, report: IngestReport,
-                 metadata: Metadata | None, ids: set[str], digests: set[str]) -> None:
+                 metadata: Metadata | None, ids: set[str], digests: set[str], vectors: list[VectorSpec]) -> None:
         self.schema, self.opts, self.report, self.metadata = schema, opts, report, metadata
         self.ids, self.digests = ids, digests
+        self.vectors = {v.field.name: v for v in vectors}
         self.now = datetime.now(UTC)
         self._reset()
 
@@ -229,7 +368,7 @@ class _RowBuilder:
         values = {
             "id": row_id, "image": p.data, "mime": info.mime, "width": info.width, "height": info.height,
             "mode": info.mode, "frames": info.frames, "size_bytes": len(p.data), "sha256": p.digest,
-            "source": item.source, "ingested_at": self.now,
+            "source": item.source, "ingested_at": self.now, **p.vectors,
         }
         for name, column in cols.items():
             if name in values:
@@ -253,7 +392,11 @@ class _RowBuilder:
         return self.metadata.lookup(_row_id(item, digest, self.opts.id_mode), item.rel)
 
     def _flush(self) -> pa.RecordBatch:
-        arrays = [_to_array(self.cols[f.name], f) for f in self.schema]
+        for name, spec in self.vectors.items():
+            if not spec.from_image:  # text vectors: one batched call per flush
+                self.cols[name] = embed_values(spec.embedder, self.cols[spec.source], False)
+        arrays = [vector_array(self.cols[f.name], f) if f.name in self.vectors else _to_array(self.cols[f.name], f)
+                  for f in self.schema]
         self._reset()
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 

@@ -24,12 +24,14 @@ class IngestReport:
     versions: list[int] = field(default_factory=list)
     tag: str | None = None
     added: int = 0
+    updated: int = 0  # rows replaced by an upsert
     bytes: int = 0
     seconds: float = 0.0
     skipped: list[Skip] = field(default_factory=list)
     missing_metadata: list[str] = field(default_factory=list)  # files with no metadata row
     unmatched_metadata: list[str] = field(default_factory=list)  # metadata keys with no file
     duplicate_metadata_keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def skip(self, file: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(file, reason, message))
@@ -65,6 +67,7 @@ class IngestReport:
             lines.append(f"version    {', '.join(map(str, span))} (was {self.previous_version or 'none'})")
         if self.tag:
             lines.append(f"tag        {self.tag}")
+        lines.extend(f"note       {w}" for w in self.warnings)
         by_reason = self.skipped_by_reason()
         if by_reason:
             lines.append(f"skipped    {len(self.skipped)}: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()))

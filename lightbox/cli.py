@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--verify", choices=["header", "decode"], default="header",
                      help="'decode' decodes every image fully to reject damaged pixel data")
     ing.add_argument("--max-pixels", type=int, default=None)
+    ing.add_argument("--branch", help="ingest into this branch (created from main's latest if new)")
+    ing.add_argument("--embed", metavar="MODEL",
+                     help="also write a vector column: 'builtin' or 'sentence-transformers:<model or path>'")
+    ing.add_argument("--embed-text", metavar="COLUMN", help="embed this text column instead of the image")
     ing.add_argument("--report", help="write the machine-readable run report (JSON) here")
     ing.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     ing.add_argument("--no-progress", action="store_true")
@@ -121,7 +125,8 @@ def _ingest(args: argparse.Namespace) -> int:
         table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
         labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
         message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, branch=args.branch, embed=args.embed,
+        embed_text=args.embed_text,
     )
     if args.workers:
         opts.workers = args.workers

@@ -24,10 +24,7 @@ class UnknownColumns(Unprocessable):
 def commit_meta(store: Store, name: str, version: int | None, tag: str | None, branch: str | None) -> None:
     """Tag the version a write made, when the write asked for it."""
     if tag and version is not None:
-        if branch:
-            store.latest(name).tags.create(tag, (branch, version))
-        else:
-            tag_version(store, name, tag, version)
+        tag_version(store, name, tag, version, branch=branch)
 
 
 def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, branch: str | None = None,

@@ -28,11 +28,11 @@ def default_author() -> str:
         return "unknown"
 
 
-def existing_values(store: Store, name: str, column: str) -> set[str]:
-    """Every non-null value of one string column at the latest version (e.g. all ids)."""
+def existing_values(store: Store, name: str, column: str, branch: str | None = None) -> set[str]:
+    """Every non-null value of one string column at a branch's latest version (e.g. all ids)."""
     if not store.exists(name):
         return set()
-    ds = store.latest(name)
+    ds = store.latest(name, branch)
     if column not in ds.schema.names:
         return set()
     values = ds.to_table(columns=[column]).column(column)
@@ -47,8 +47,9 @@ def append_stream(
     *,
     message: str | None = None,
     author: str | None = None,
+    branch: str | None = None,
 ) -> int | None:
-    """Commit every batch as one new version; returns it, or None when there was nothing."""
+    """Commit every batch as one new version (of ``branch`` when given); None when there was nothing."""
     stream = _non_empty(batches)
     first = next(stream, None)
     if first is None:
@@ -60,9 +61,10 @@ def append_stream(
 
     exists = store.exists(name)
     reader = pa.RecordBatchReader.from_batches(schema, chained())
+    target = store.fresh(name, branch) if branch else store.table_uri(name)
     ds = lance.write_dataset(
         reader,
-        store.table_uri(name),
+        target,
         schema=schema,
         mode="append" if exists else "create",
         enable_stable_row_ids=True,
@@ -81,20 +83,20 @@ def check_tag_name(tag: str) -> str:
     return tag
 
 
-def tag_version(store: Store, name: str, tag: str, version: int | None = None) -> int:
-    """Point ``tag`` at a version (latest when None). Re-tagging the same version is a no-op."""
+def tag_version(store: Store, name: str, tag: str, version: int | None = None, branch: str | None = None) -> int:
+    """Point ``tag`` at a version of a branch (latest when None). Re-tagging the same version is a no-op."""
     check_tag_name(tag)
     ds = store.latest(name)
-    target = ds.version if version is None else version
+    target = store.latest(name, branch).version if version is None else version
     current = ds.tags.list().get(tag)
     if current is not None:
-        if int(current["version"]) == target and current.get("branch") is None:
+        if int(current["version"]) == target and current.get("branch") == branch:
             return target
         raise Conflict(
             f"tag {tag!r} already points at version {current['version']}", tag=tag, version=current["version"]
         )
     try:
-        ds.tags.create(tag, target)
+        ds.tags.create(tag, (branch, target) if branch else target)
     except ValueError as exc:
         text = str(exc)
         if "not found" in text.lower():
