@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import LightboxError
 from app.middleware import RequestId
 from app.responses import JSON
-from app.routes import branches, health, history, indexes, query, rows, search, tables, writes
+from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.")
     app.state.settings = settings
-    for module in (health, tables, history, branches, query, search, indexes, writes, rows):
+    for module in (health, tables, history, branches, query, search, indexes, uploads, writes, rows):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestId)

@@ -49,7 +49,7 @@ class IngestError(SideFileError):
 @dataclass
 class IngestOptions:
     table: str
-    sources: list[str]
+    sources: list[str | Source]  # paths/URIs, or ready Source objects (uploads)
     metadata: str | None = None
     key: str | None = None
     labels_from_dirs: bool = False
@@ -102,7 +102,7 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
         raise IngestError("--metadata needs --key: the column that names each file")
-    sources = [open_source(s) for s in opts.sources]
+    sources = [s if isinstance(s, Source) else open_source(s) for s in opts.sources]
     metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
     exists = store.exists(opts.table)
     if opts.branch:

@@ -143,6 +143,26 @@ class ParquetImagesSource(Source):
                 row += 1
 
 
+class MemorySource(Source):
+    """Files already in memory (an HTTP upload), each with its own metadata dict."""
+
+    def __init__(self, files: list[tuple[str, bytes, dict[str, Any]]], origin: str = "upload") -> None:
+        self.files = files
+        self.origin = origin
+        rows = [meta for _, _, meta in files]
+        inferred = pa.Table.from_pylist(rows).schema if any(rows) else pa.schema([])
+        self.extra_fields = [f for f in inferred if f.name != "id"]
+
+    def count(self) -> int:
+        return len(self.files)
+
+    def items(self) -> Iterator[Item]:
+        for name, data, meta in self.files:
+            rel = str(meta.get("id") or name)
+            extra = {k: v for k, v in meta.items() if k != "id"}
+            yield Item(rel=rel, source=f"{self.origin}:{name}", data=data, extra=extra)
+
+
 def image_bytes_column(schema: pa.Schema) -> str | None:
     """The column of a Parquet schema that holds image bytes, if any."""
     for f in schema:

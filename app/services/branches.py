@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, TableExists
 from app.services.diff import Diff, diff
-from app.store import Ref, Snapshot, Store
+from app.store import Ref, RowReader, Snapshot, Store
 from app.store.catalog import check_name
 from app.store.schema import is_blob
 from app.store.upserts import keyed_write
@@ -117,8 +117,7 @@ def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None
         if is_blob(f):
             from lance.blob import blob_array
 
-            blobs = dict(source.ds.read_blobs(f.name, ids=row_ids))
-            columns.append(blob_array([blobs.get(r) for r in row_ids]))
+            columns.append(blob_array(RowReader.blobs(source, row_ids, f.name)))
         elif f.name in table.column_names:
             columns.append(table.column(f.name).cast(f.type))
         else:

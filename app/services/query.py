@@ -171,8 +171,8 @@ def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], 
     row_ids = [rid for _, rid in found if rid is not None]
     table = snap.ds._take_rows(row_ids, columns=wanted) if row_ids else _empty(schema, wanted)
     if with_images and "image" in schema.names:
-        blobs = dict(snap.ds.read_blobs("image", ids=row_ids)) if row_ids else {}
-        table = table.append_column("image", pa.array([blobs.get(r) for r in row_ids], pa.large_binary()))
+        blobs = RowReader.blobs(snap, row_ids)
+        table = table.append_column("image", pa.array(blobs, pa.large_binary()))
     return snap, table, missing
 
 

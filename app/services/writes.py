@@ -11,7 +11,7 @@ from app.filters import validate_filter
 from app.store import Store
 from app.store.schema import STANDARD_NAMES, is_blob
 from app.store.upserts import delete_where, keyed_write
-from app.store.writes import tag_version
+from app.store.writes import append_stream, tag_version
 
 # Columns that describe the stored bytes: changing them by hand would make them lie.
 IMMUTABLE = STANDARD_NAMES - {"source"}
@@ -70,3 +70,41 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
             raise RowNotFound(f"no row with id {ids[0]!r} in table {name!r}", id=ids[0])
     commit_meta(store, name, version, tag, branch)
     return {"deleted": counts.get("deleted", 0), "version": version or head.version}
+
+
+def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert", branch: str | None = None,
+                message: str | None = None, author: str | None = None, tag: str | None = None) -> dict[str, Any]:
+    """Add rows to a table that is not an image table, in the table's schema."""
+    schema = store.latest(name, branch).schema
+    if any(is_blob(f) for f in schema):
+        raise Unprocessable("this is an image table: upload images (multipart, or Arrow rows with an 'image' column)")
+    unknown = sorted(set(rows.column_names) - set(schema.names))
+    if unknown:
+        raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+    try:
+        table = pa.Table.from_arrays(
+            [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+             for f in schema], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
+    if "id" in schema.names:
+        if table.column("id").null_count:
+            raise Unprocessable("every row needs an id")
+        table = _first_per_id(table)
+        version, counts = keyed_write(store, name, table, mode="upsert" if mode == "upsert" else "insert",
+                                      branch=branch, message=message, author=author)
+    else:
+        version = append_stream(store, name, schema, table.to_batches(), message=message, author=author,
+                                branch=branch)
+        counts = {"inserted": table.num_rows if version else 0, "updated": 0}
+    commit_meta(store, name, version, tag, branch)
+    return {"version": version or store.latest(name, branch).version, "inserted": counts.get("inserted", 0),
+            "updated": counts.get("updated", 0), "skipped": []}
+
+
+def _first_per_id(table: pa.Table) -> pa.Table:
+    """Duplicate ids inside one upload: the first wins (the engine would insert them all)."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(table.column("id").to_pylist()):
+        seen.setdefault(key, i)
+    return table.take(sorted(seen.values())) if len(seen) < table.num_rows else table

@@ -113,6 +113,17 @@ class RowReader:
         return data or b""
 
     @staticmethod
+    def blobs(snap: Snapshot, row_ids: list[int], column: str = "image") -> list[bytes | None]:
+        """Blob bytes for row ids, in the order given.
+
+        ``read_blobs`` answers with row *addresses*, which differ from stable row ids once a table
+        has more than one fragment, so results are matched by position (``preserve_order``).
+        """
+        if not row_ids:
+            return []
+        return [data for _, data in snap.ds.read_blobs(column, ids=row_ids, preserve_order=True)]
+
+    @staticmethod
     def image_range(snap: Snapshot, ref: ImageRef, start: int, length: int) -> bytes:
         """Bytes ``[start, start+length)`` of one image, without reading the rest."""
         blob = snap.ds.take_blobs("image", ids=[ref.row_id])[0]

@@ -1,0 +1,154 @@
+"""``POST /rows``: add images (multipart) or rows (an Arrow IPC stream) as one version.
+
+Uploads go through the same pipeline as ``lightbox ingest``: every image is probed, hashed and
+checked, a bad one is skipped with its reason, ids stay unique (``mode=upsert`` replaces rows
+whose id exists), and the table's vector columns are filled with the models they record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.deps import StoreDep
+from app.errors import BadRequest, LightboxError, TableNotFound, Unprocessable
+from app.responses import ARROW_STREAM, JSON
+
+router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
+OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
+
+
+class PayloadTooLarge(LightboxError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(LightboxError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+@router.post("/rows", status_code=201)
+async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
+    if not store.exists(table):
+        raise TableNotFound(f"table {table!r} does not exist; create it with POST /api/v1/tables", table=table)
+    limit = request.app.state.settings.max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+    content_type = request.headers.get("content-type", "")
+    options = {k: v for k, v in request.query_params.items() if k in OPTIONS}
+    if content_type.startswith("multipart/form-data"):
+        files, form_options = await _multipart(request, limit)
+        options.update(form_options)
+    elif content_type.startswith(ARROW_STREAM):
+        rows = _arrow_rows(await _body(request, limit))
+        if "image" not in rows.column_names:  # plain rows for a table that is not an image table
+            return JSON(await run_in_threadpool(_add_plain_rows, store, table, rows, options), status_code=201)
+        files = _arrow_files(rows)
+    else:
+        raise UnsupportedMedia("send images as multipart/form-data or rows as " + ARROW_STREAM)
+    report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
+    return JSON(report, status_code=201)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes, dict[str, Any]]], dict[str, str]]:
+    form = await request.form(max_files=10_000, max_fields=100)
+    uploads: list[tuple[str, bytes]] = []
+    options: dict[str, str] = {}
+    metadata: Any = None
+    total = 0
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            data = await value.read()
+            total += len(data)
+            if total > limit:
+                raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+            uploads.append((value.filename or key, data))
+        elif key == "metadata":
+            try:
+                metadata = json.loads(value)
+            except ValueError as exc:
+                raise BadRequest(f"the metadata part is not JSON: {exc}") from exc
+        elif key in OPTIONS:
+            options[key] = value
+    if not uploads:
+        raise BadRequest("no files in the upload")
+    return [(name, data, _meta_for(metadata, i, name)) for i, (name, data) in enumerate(uploads)], options
+
+
+def _meta_for(metadata: Any, index: int, name: str) -> dict[str, Any]:
+    """Metadata of one file: a list in file order, or an object keyed by file name."""
+    if metadata is None:
+        return {}
+    if isinstance(metadata, list):
+        if index < len(metadata) and isinstance(metadata[index], dict):
+            return metadata[index]
+        return {}
+    if isinstance(metadata, dict):
+        found = metadata.get(name)
+        return found if isinstance(found, dict) else {}
+    raise BadRequest("metadata must be a JSON list (one object per file) or an object keyed by file name")
+
+
+def _arrow_rows(body: bytes) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadRequest(f"the body is not an Arrow IPC stream: {exc}") from exc
+
+
+def _add_plain_rows(store: Any, table: str, rows: pa.Table, options: dict[str, str]) -> dict[str, Any]:
+    """Rows of any schema, cast to the table's; ids (when the table has them) stay unique."""
+    from app.services.writes import append_rows
+
+    return append_rows(store, table, rows, mode=options.get("mode", "insert"), branch=options.get("branch"),
+                       message=options.get("message"), author=options.get("author"), tag=options.get("tag"))
+
+
+def _arrow_files(rows: pa.Table) -> list[tuple[str, bytes, dict[str, Any]]]:
+    if "id" not in rows.column_names:
+        raise Unprocessable("an Arrow upload of images needs an 'id' column beside 'image'")
+    out = []
+    for row in rows.to_pylist():
+        image = row.pop("image")
+        if isinstance(image, dict):  # {bytes, path} as Hugging Face writes it
+            image = image.get("bytes")
+        out.append((str(row["id"]), image or b"", row))
+    return out
+
+
+def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes, dict[str, Any]]],
+            options: dict[str, str]) -> dict[str, Any]:
+    from ingest.pipeline import IngestError, IngestOptions, run_ingest
+    from ingest.sources import MemorySource
+
+    mode = options.get("mode", "insert")
+    dedup = options.get("dedup", "id")
+    if mode not in ("insert", "upsert") or dedup not in ("id", "content", "none"):
+        raise BadRequest("mode is insert|upsert and dedup is id|content|none")
+    opts = IngestOptions(table=table, sources=[MemorySource(files)], id_mode="path", dedup=dedup,  # type: ignore[arg-type]
+                         mode=mode, message=options.get("message"), author=options.get("author"),  # type: ignore[arg-type]
+                         tag=options.get("tag"), branch=options.get("branch"), progress=False, registry=registry,
+                         workers=1)
+    try:
+        report = run_ingest(store, opts)
+    except IngestError as exc:
+        raise Unprocessable(str(exc)) from exc
+    return {"version": report.version or report.previous_version, "inserted": report.added - report.updated,
+            "updated": report.updated, "tag": report.tag,
+            "skipped": [{"file": s.file.split(":", 1)[-1], "reason": s.reason, "message": s.message}
+                        for s in report.skipped]}
