@@ -63,6 +63,45 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--delete", action="store_true")
     _target(tag)
 
+    log = sub.add_parser("log", help="the version log, newest first, like git log")
+    log.add_argument("table")
+    log.add_argument("--branch", default=None)
+    log.add_argument("-n", "--limit", type=int, default=50)
+    _target(log)
+
+    dif = sub.add_parser("diff", help="ids added, removed and changed between two refs")
+    dif.add_argument("table")
+    dif.add_argument("from_ref", metavar="FROM")
+    dif.add_argument("to_ref", metavar="TO", nargs="?", default="main")
+    dif.add_argument("--ids", action="store_true", help="list the ids, not just the counts")
+    _target(dif)
+
+    br = sub.add_parser("branch", help="list branches, or create/delete one")
+    br.add_argument("table")
+    br.add_argument("name", nargs="?")
+    br.add_argument("--from", dest="from_ref", default=None, help="a version or tag (default: latest main)")
+    br.add_argument("--delete", action="store_true")
+    _target(br)
+
+    mer = sub.add_parser("merge", help="merge a branch into main (or --into another branch)")
+    mer.add_argument("table")
+    mer.add_argument("branch")
+    mer.add_argument("--into", default="main")
+    mer.add_argument("--on-conflict", choices=["fail", "theirs", "ours"], default="fail")
+    mer.add_argument("--message", "-m")
+    _target(mer)
+
+    cl = sub.add_parser("clone", help="a new table sharing a table's files at a ref (no bytes copied)")
+    cl.add_argument("table")
+    cl.add_argument("new")
+    cl.add_argument("--tag")
+    cl.add_argument("--version", type=int)
+    _target(cl)
+
+    opt = sub.add_parser("optimize", help="compact files, fold new rows into indexes, prune old untagged versions")
+    opt.add_argument("table")
+    _target(opt)
+
     emb = sub.add_parser("embed", help="add or refresh a vector column on a table (one new version)")
     emb.add_argument("table")
     emb.add_argument("--model", required=True, help="'builtin' or 'sentence-transformers:<model or path>'")
@@ -95,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LANCE_LOG", "error")
     args = build_parser().parse_args(argv)
     handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
-               "restore": _restore, "embed": _embed, "demo": _demo}
+               "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
+               "merge": _merge, "clone": _clone, "optimize": _optimize}
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
@@ -226,6 +266,119 @@ def _restore(args: argparse.Namespace) -> int:
 
         out = history.restore(_store(args.uri), args.table, Ref.parse(**ref))
     print(f"restored version {out['restored']} as new version {out['version']} ({out['num_rows']} rows)")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    if args.server:
+        table = _client(args).table(args.table)
+        page = (table.at(branch=args.branch) if args.branch else table).versions()[::-1][: args.limit]
+    else:
+        from app.services.history import list_versions
+
+        page, _ = list_versions(_store(args.uri), args.table, branch=args.branch, limit=args.limit)
+    for i, v in enumerate(page):
+        tags = ", ".join(f"tag: {t}" for t in v["tags"])
+        print(f"version {v['version']}" + (f" ({tags})" if tags else "") + (f" [{v['branch']}]" if v["branch"] else ""))
+        print(f"Author: {v['author'] or 'unknown'}")
+        print(f"Date:   {v['timestamp']}")
+        print(f"Op:     {v['operation']}  +{v['rows_added']} -{v['rows_removed']} ~{v['rows_updated']}"
+              f"  ({v['num_rows']} rows)")
+        print(f"\n    {v['message'] or '(no message)'}")
+        if i + 1 < len(page):
+            print()
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    if args.server:
+        out = _client(args).table(args.table).diff(args.from_ref, args.to_ref)
+    else:
+        from app.services.diff import diff, parse_ref_text
+
+        store = _store(args.uri)
+        a = store.snapshot(args.table, parse_ref_text(store, args.table, args.from_ref))
+        b = store.snapshot(args.table, parse_ref_text(store, args.table, args.to_ref))
+        out = diff(a, b).page(10**9, 0)
+    counts = out["counts"]
+    print(f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed")
+    if args.ids:
+        for key in out["added"]:
+            print(f"+ {key}")
+        for key in out["removed"]:
+            print(f"- {key}")
+        for entry in out["changed"]:
+            print(f"~ {entry['id']} ({', '.join(entry['columns'])})")
+    return 0
+
+
+def _branch(args: argparse.Namespace) -> int:
+    ref = _parse_ref(args.from_ref) if args.from_ref else {}
+    if args.server:
+        table = _client(args).table(args.table)
+        if args.name and args.delete:
+            table.delete_branch(args.name)
+        elif args.name:
+            table.create_branch(args.name, **ref)  # type: ignore[arg-type]
+        rows = table.branches()
+    else:
+        from app.services import branches
+        from app.store import Ref
+
+        store = _store(args.uri)
+        if args.name and args.delete:
+            branches.delete_branch(store, args.table, args.name)
+        elif args.name:
+            branches.create_branch(store, args.table, args.name, Ref.parse(**ref))  # type: ignore[arg-type]
+        rows = branches.list_branches(store, args.table)
+    for b in rows:
+        print(f"{b['name']}\tversion {b['version']}\tfrom {b['parent_branch'] or 'main'}@{b['parent_version']}"
+              f"\t{b['num_rows']} rows")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    if args.server:
+        out = _client(args).table(args.table).merge(args.branch, into=args.into, on_conflict=args.on_conflict,
+                                                    message=args.message)
+    else:
+        from app.services.branches import merge
+
+        out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
+                    message=args.message)
+    if out["merged"]:
+        print(f"merged {args.branch} into {args.into} as version {out['version']}: "
+              f"{out['upserted']} added or changed, {out['removed']} removed")
+    else:
+        print(f"nothing to merge: {args.into} already has {args.branch}'s changes")
+    return 0
+
+
+def _clone(args: argparse.Namespace) -> int:
+    ref = {k: v for k, v in (("tag", args.tag), ("version", args.version)) if v is not None}
+    if args.server:
+        _client(args).clone(args.table, args.new, **ref)  # type: ignore[arg-type]
+        print(f"cloned {args.table} as {args.new}")
+        return 0
+    from app.services.branches import clone
+    from app.store import Ref
+
+    out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref))  # type: ignore[arg-type]
+    print(f"cloned {args.table}@{out['source_version']} as {args.new} ({out['num_rows']} rows, no bytes copied)")
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    if args.server:
+        out = _client(args).table(args.table).optimize()
+    else:
+        from datetime import timedelta
+
+        from app.settings import Settings
+        from app.store.maintenance import optimize
+
+        out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days))
+    print(f"optimized {args.table}: version {out['version']}, {out['old_versions_removed']} old versions pruned")
     return 0
 
 

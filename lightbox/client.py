@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -87,6 +89,13 @@ class Client:
 
     def drop_table(self, name: str) -> None:
         self.request("DELETE", f"/api/v1/tables/{quote(name)}")
+
+    def clone(self, source: str, name: str, *, version: int | None = None, tag: str | None = None,
+              branch: str | None = None) -> Table:
+        """A new table sharing ``source``'s files at a ref (latest by default); no bytes are copied."""
+        ref = {k: v for k, v in (("version", version), ("tag", tag), ("branch", branch)) if v is not None}
+        self.request("POST", f"/api/v1/tables/{quote(source)}/clone", json={"name": name, **ref})
+        return Table(self, name)
 
 
 class Table:
@@ -202,12 +211,81 @@ class Table:
     def untag(self, name: str) -> None:
         self.client.request("DELETE", self._path(f"/tags/{quote(name)}"))
 
+    def diff(self, from_ref: str | int, to_ref: str | int = "main", *, limit: int = 100_000) -> dict[str, Any]:
+        """Ids added, removed and changed (with the changed columns) between two refs."""
+        params = {"from": str(from_ref), "to": str(to_ref), "limit": limit}
+        return self.client.request("GET", self._path("/diff"), params=params).json()
+
+    def branches(self) -> list[dict[str, Any]]:
+        return self.client.request("GET", self._path("/branches")).json()["branches"]
+
+    def create_branch(self, name: str, *, version: int | None = None, tag: str | None = None) -> Table:
+        """A branch from this table's latest (or a version/tag); returns a writable handle on it."""
+        body: dict[str, Any] = {"name": name, **{k: v for k, v in (("version", version), ("tag", tag)) if v}}
+        self.client.request("POST", self._path("/branches"), json=body)
+        return Table(self.client, self.name, {"branch": name})
+
+    def delete_branch(self, name: str) -> None:
+        self.client.request("DELETE", self._path(f"/branches/{quote(name)}"))
+
+    def merge(self, branch: str, *, into: str = "main", on_conflict: str = "fail",
+              message: str | None = None) -> dict[str, Any]:
+        """Apply a branch's changes since its fork to ``into`` as one version (409 on conflicts)."""
+        body = {"into": into, "on_conflict": on_conflict, "message": message}
+        return self.client.request("POST", self._path(f"/branches/{quote(branch)}/merge"), json=body).json()
+
+    # -- writes --------------------------------------------------------------------------
+    def _write_params(self, **extra: Any) -> dict[str, Any]:
+        if set(self.ref) - {"branch"}:
+            raise ValueError(f"{self!r} is pinned to a point in history and is read-only")
+        return {**self.ref, **{k: v for k, v in extra.items() if v is not None}}
+
+    def add(self, images: Sequence[Any] | pa.Table | None = None, metadata: Sequence[dict[str, Any]] | None = None,
+            *, mode: str = "insert", dedup: str = "id", message: str | None = None, author: str | None = None,
+            tag: str | None = None) -> dict[str, Any]:
+        """Add images (paths or bytes, with a metadata dict each) or an Arrow table, as one version."""
+        params = self._write_params(mode=mode, dedup=dedup, message=message, author=author, tag=tag)
+        if isinstance(images, pa.Table):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, images.schema) as writer:
+                writer.write_table(images)
+            return self.client.request("POST", self._path("/rows"), params=params, content=sink.getvalue().to_pybytes(),
+                                       headers={"content-type": ARROW_STREAM}, idempotent=False).json()
+        files = [_file_part(i, item) for i, item in enumerate(images or [])]
+        data = {"metadata": json.dumps(list(metadata))} if metadata is not None else None
+        return self.client.request("POST", self._path("/rows"), params=params, files=files, data=data,
+                                   idempotent=False).json()
+
+    def update(self, row_id: str, values: dict[str, Any], *, message: str | None = None) -> dict[str, Any]:
+        """Change some columns of one row (one new version)."""
+        return self.client.request("PATCH", self._row_path(row_id), params=self._write_params(message=message),
+                                   json=values, idempotent=False).json()
+
+    def delete(self, filter: str, *, message: str | None = None) -> dict[str, Any]:
+        """Delete the rows a filter matches (one new version)."""
+        return self.client.request("POST", self._path("/delete"), params=self._write_params(),
+                                   json={"filter": filter, "message": message}, idempotent=False).json()
+
+    def delete_row(self, row_id: str, *, message: str | None = None) -> dict[str, Any]:
+        return self.client.request("DELETE", self._row_path(row_id), params=self._write_params(message=message)).json()
+
+    def optimize(self) -> dict[str, Any]:
+        return self.client.request("POST", self._path("/optimize"), idempotent=False).json()
+
     def restore(self, *, version: int | None = None, tag: str | None = None,
                 as_of: datetime | str | None = None) -> dict[str, Any]:
         """Make a past version's content the new latest version."""
         body = {k: (v.isoformat() if isinstance(v, datetime) else v)
                 for k, v in (("version", version), ("tag", tag), ("as_of", as_of)) if v is not None}
         return self.client.request("POST", self._path("/restore"), json=body).json()
+
+
+def _file_part(index: int, item: Any) -> tuple[str, tuple[str, bytes, str]]:
+    """One multipart file from a path or bytes."""
+    if isinstance(item, bytes | bytearray):
+        return ("files", (f"image-{index}", bytes(item), "application/octet-stream"))
+    path = Path(item)
+    return ("files", (path.name, path.read_bytes(), "application/octet-stream"))
 
 
 def _read_arrow(content: bytes) -> pa.Table:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
@@ -44,9 +44,12 @@ def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
 
 
 @router.post("/optimize")
-def optimize(table: str, request: Request, store: StoreDep) -> JSON:
-    days = request.app.state.settings.retention_days
-    return JSON(maintenance.optimize(store, table, timedelta(days=days)))
+def optimize(table: str, request: Request, store: StoreDep,
+             retention_seconds: Annotated[float | None, Query(ge=0)] = None) -> JSON:
+    """Compact, fold new rows into indexes, prune untagged versions older than the retention setting
+    (``retention_seconds`` overrides it for this call; tagged versions are never pruned)."""
+    seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
+    return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds)))
 
 
 @router.post("/embeddings", status_code=201)

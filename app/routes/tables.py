@@ -40,7 +40,7 @@ def describe_table(table: str, store: StoreDep, ref: RefDep) -> JSON:
 
 @router.delete("/{table}", status_code=204)
 def drop_table(table: str, store: StoreDep) -> Response:
-    store.drop(table)
+    svc.drop_table(store, table)
     return Response(status_code=204)
 
 

@@ -34,7 +34,11 @@ def list_versions(store: Store, name: str, *, branch: str | None = None, limit: 
     for entry in page:
         earlier = bisect.bisect_left(numbers, entry["version"]) - 1
         previous = store.log.entry(head, name, numbers[earlier], branch)["num_rows"] if earlier >= 0 else 0
-        entry["rows_delta"] = entry["num_rows"] - previous
+        entry["rows_delta"] = delta = entry["num_rows"] - previous
+        counts = entry.pop("counts", None) or {}
+        entry["rows_added"] = counts.get("inserted", max(delta, 0))
+        entry["rows_removed"] = counts.get("deleted", max(-delta, 0))
+        entry["rows_updated"] = counts.get("updated", 0)
     return page, (chosen[-1] if more and chosen else None)
 
 

@@ -55,3 +55,11 @@ def embeddings_of(schema: pa.Schema) -> list[dict[str, Any]]:
 def create_table(store: Store, name: str, schema: pa.Schema | None) -> dict[str, Any]:
     ds = store.create(name, schema or image_schema())
     return {"name": name, "version": ds.version, "num_rows": 0}
+
+
+def drop_table(store: Store, name: str) -> None:
+    """Drop a table; a clone's protecting tag on its source goes with it."""
+    from app.services.branches import release_clone
+
+    store.drop(name)
+    release_clone(store, name)

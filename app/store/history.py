@@ -84,4 +84,6 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
         "operation": type(txn.operation).__name__ if txn is not None else None,
         "num_rows": int(info["metadata"].get("total_rows", 0)),
         "branch": branch,
+        "counts": {k: int(props[f"lightbox:{k}"]) for k in ("inserted", "updated", "deleted")
+                   if f"lightbox:{k}" in props},
     }

@@ -84,8 +84,9 @@ def _commit_with_retry(store: Store, name: str, branch: str | None, build: Calla
         counts = {k.removeprefix("num_").removesuffix("_rows"): int(v) for k, v in stats.items()}
         if not any(counts.values()):
             return None, counts
+        recorded = {**props, **{f"lightbox:{k}": str(v) for k, v in counts.items()}}  # shown in the log
         try:
-            lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=props),
+            lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
                                       read_version=ds.version, max_retries=0)
         except (OSError, ValueError, RuntimeError) as exc:
             if "conflict" not in str(exc).lower() or attempt + 1 == RETRIES:
