@@ -7,7 +7,7 @@ match no key are both reported, never silently dropped.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -44,9 +44,14 @@ class Metadata:
     def lookup(self, *names: str) -> int | None:
         """Position of the metadata row for a file, trying each name (its id, then its path), the
         file name and its stem; the id alone would miss a CSV of file names when ids are digests."""
+        for row_id in names:  # the exact key first: no path parsing in the common case
+            pos = self.positions.get(row_id)
+            if pos is not None:
+                self.used.add(row_id)
+                return pos
         for row_id in names:
-            name = PurePosixPath(row_id).name
-            for candidate in (row_id, name, PurePosixPath(name).stem):
+            name = row_id.rpartition("/")[2]
+            for candidate in (name, name.rpartition(".")[0] or name):
                 pos = self.positions.get(candidate)
                 if pos is not None:
                     self.used.add(candidate)

@@ -8,17 +8,15 @@ without any BLAS/OpenMP work that could oversubscribe them.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import functools
 import itertools
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -32,14 +30,14 @@ from app.store.writes import append_stream, check_tag_name, default_author, exis
 from embeddings.base import Embedder
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
-from ingest.probe import DEFAULT_MAX_PIXELS, ImageInfo, ProbeError, Verify, probe
+from ingest.probe import DEFAULT_MAX_PIXELS, Verify
 from ingest.report import IngestReport
-from ingest.sources import FolderSource, Item, Source, open_source, read_bytes
+from ingest.sources import FolderSource, Item, MemorySource, ParquetImagesSource, Source, open_source
 from ingest.tables import SideFileError
+from ingest.work import Limits, Probed, make_executor, probe_items, run_chunks
 
 IdMode = Literal["path", "name", "sha256"]
 Dedup = Literal["id", "content", "none"]
-CHUNK = 128
 
 
 class IngestError(SideFileError):
@@ -60,6 +58,7 @@ class IngestOptions:
     author: str | None = None
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     batch_rows: int = 4096
+    batch_bytes: int = 32 * 1024**2  # a batch is also cut at this many image bytes (flat memory)
     commit_every: int | None = None
     verify: Verify = "header"
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -70,17 +69,6 @@ class IngestOptions:
     embed_text: str | None = None  # embed this text column instead of the image
     mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists
     registry: Registry | None = None  # where models are loaded and kept (one per process)
-
-
-@dataclass(slots=True)
-class Probed:
-    item: Item
-    data: bytes | None = None
-    info: ImageInfo | None = None
-    digest: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    vectors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,9 +106,12 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     digests = existing_values(store, opts.table, "sha256", opts.branch) if opts.dedup == "content" else set()
     rows = _RowBuilder(schema, opts, report, metadata, ids, digests, vectors)
     total = sum((s.count() or 0) for s in sources) or None
-    with _progress(total, opts.progress) as bar, ThreadPoolExecutor(opts.workers) as pool:
-        probed = _parallel(pool, _probe_chunk(opts, [v for v in vectors if v.from_image], ids), _chunks(
-            itertools.chain.from_iterable(s.items() for s in sources)), ahead=opts.workers * 2)
+    image_vectors = [v for v in vectors if v.from_image]
+    in_memory = any(isinstance(s, MemorySource | ParquetImagesSource) for s in sources)
+    executor = make_executor(opts.workers, total, processes_allowed=not image_vectors and not in_memory)
+    with _progress(total, opts.progress) as bar, executor or contextlib.nullcontext():
+        items = itertools.chain.from_iterable(s.items() for s in sources)
+        probed = run_chunks(executor, _probe_chunk(opts, image_vectors, ids), items, opts.workers)
         batches = rows.batches(probed, bar.update)
         if upsert:
             _commit_upsert(store, opts, schema, batches, report)
@@ -266,23 +257,22 @@ def _recorded_vectors(opts: IngestOptions, schema: pa.Schema) -> list[VectorSpec
 
 
 def _label_type(sources: list[Source]) -> pa.DataType:
-    labels = {
-        PurePosixPath(rel).parent.name
-        for s in sources if isinstance(s, FolderSource)
-        for rel in s._walk()
-    }
-    labels.discard("")
+    labels = set().union(*(s.labels() for s in sources if isinstance(s, FolderSource)))
     return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
 
 def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
                  known: set[str]) -> Callable[[list[Item]], list[Probed]]:
+    limits = Limits(opts.max_file_bytes, opts.max_pixels, opts.verify)
+    if not vectors:  # a plain, picklable function: it may run in a worker process
+        return functools.partial(probe_items, limits=limits)
+
     def work(items: list[Item]) -> list[Probed]:
-        out = _probe_items(items, opts)
-        if vectors:  # rows the table already has are skipped later: don't embed them
-            fresh = [p for p in out if p.reason is None and _row_id(p.item, p.digest or "", opts.id_mode) not in known]
-            for spec in vectors:
-                _embed_images(fresh, spec)
+        out = probe_items(items, limits)
+        # rows the table already has are skipped later: don't embed them
+        fresh = [p for p in out if p.reason is None and _row_id(p.item, p.digest or "", opts.id_mode) not in known]
+        for spec in vectors:
+            _embed_images(fresh, spec)
         return out
 
     return work
@@ -298,29 +288,6 @@ def _embed_images(probed: list[Probed], spec: VectorSpec) -> None:
             p.vectors[spec.field.name] = vector
 
 
-def _probe_items(items: list[Item], opts: IngestOptions) -> list[Probed]:
-    out = []
-    for item in items:
-        try:
-            data = read_bytes(item, opts.max_file_bytes)
-        except ValueError as exc:
-            out.append(Probed(item, reason="too_large", message=str(exc)))
-            continue
-        except OSError as exc:
-            out.append(Probed(item, reason="unreadable", message=exc.strerror or str(exc)))
-            continue
-        try:
-            info = probe(data, max_pixels=opts.max_pixels, verify=opts.verify)
-        except ProbeError as exc:
-            out.append(Probed(item, reason=exc.reason, message=exc.message))
-            continue
-        except Exception as exc:  # a decoder bug must cost one file, not the run
-            out.append(Probed(item, reason="corrupt", message=f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(Probed(item, data, info, hashlib.sha256(data).hexdigest()))
-    return out
-
-
 class _RowBuilder:
     """Turns probed files into record batches, applying ids, dedup and the metadata join."""
 
@@ -330,17 +297,33 @@ class _RowBuilder:
         self.ids, self.digests = ids, digests
         self.vectors = {v.field.name: v for v in vectors}
         self.now = datetime.now(UTC)
+        meta_columns = metadata.columns if metadata is not None else {}
+        # Where each non-standard column's value comes from, decided once rather than per row.
+        self.plan: list[tuple[str, str]] = []
+        for name in schema.names:
+            if name in STANDARD_NAMES:
+                continue
+            if name in self.vectors:
+                kind = "vector"
+            elif name in meta_columns:
+                kind = "metadata"
+            elif name == "label" and opts.labels_from_dirs:
+                kind = "label"
+            else:
+                kind = "extra"
+            self.plan.append((name, kind))
         self._reset()
 
     def _reset(self) -> None:
         self.cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.nbytes = 0
 
     def batches(self, probed: Iterable[list[Probed]], tick: Callable[[int], Any]) -> Iterator[pa.RecordBatch]:
         for chunk in probed:
             for p in chunk:
                 self._add(p)
             tick(len(chunk))
-            if len(self.cols["id"]) >= self.opts.batch_rows:
+            if len(self.cols["id"]) >= self.opts.batch_rows or self.nbytes >= self.opts.batch_bytes:
                 yield self._flush()
         if self.cols["id"]:
             yield self._flush()
@@ -357,32 +340,45 @@ class _RowBuilder:
         if row_id in self.ids:
             report.skip(item.source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
             return
-        if self.opts.dedup == "content" and p.digest in self.digests:
-            report.skip(item.source, "duplicate_content", f"the same bytes (sha256 {p.digest[:12]}) are already stored")
-            return
+        if self.opts.dedup == "content":
+            if p.digest in self.digests:
+                report.skip(item.source, "duplicate_content",
+                            f"the same bytes (sha256 {p.digest[:12]}) are already stored")
+                return
+            self.digests.add(p.digest)
         self.ids.add(row_id)
-        self.digests.add(p.digest) if self.opts.dedup == "content" else None
         if self.metadata is not None and meta_pos is None:
             report.missing_metadata.append(row_id)
-        info, cols = p.info, self.cols
-        values = {
-            "id": row_id, "image": p.data, "mime": info.mime, "width": info.width, "height": info.height,
-            "mode": info.mode, "frames": info.frames, "size_bytes": len(p.data), "sha256": p.digest,
-            "source": item.source, "ingested_at": self.now, **p.vectors,
-        }
-        for name, column in cols.items():
-            if name in values:
-                column.append(values[name])
-            elif self.metadata is not None and name in self.metadata.columns and meta_pos is not None:
-                column.append(self.metadata.value(name, meta_pos))
-            elif name in item.extra:
-                column.append(item.extra[name])
-            elif name == "label" and self.opts.labels_from_dirs:
-                column.append(item.label)
-            else:
-                column.append(None)
+        self._append(p, row_id, meta_pos)
+        size = len(p.data)
         report.added += 1
-        report.bytes += len(p.data)
+        report.bytes += size
+        self.nbytes += size
+
+    def _append(self, p: Probed, row_id: str, meta_pos: int | None) -> None:
+        info, cols, item = p.info, self.cols, p.item
+        assert info is not None
+        cols["id"].append(row_id)
+        cols["image"].append(p.data)
+        cols["mime"].append(info.mime)
+        cols["width"].append(info.width)
+        cols["height"].append(info.height)
+        cols["mode"].append(info.mode)
+        cols["frames"].append(info.frames)
+        cols["size_bytes"].append(len(p.data or b""))
+        cols["sha256"].append(p.digest)
+        cols["source"].append(item.source)
+        cols["ingested_at"].append(self.now)
+        for name, kind in self.plan:
+            if kind == "metadata" and meta_pos is not None:
+                value = self.metadata.columns[name][meta_pos]  # type: ignore[union-attr]
+            elif kind == "vector":
+                value = p.vectors.get(name)
+            elif kind == "label" and name not in item.extra:
+                value = item.label
+            else:
+                value = item.extra.get(name)
+            cols[name].append(value)
 
     def _metadata_row(self, item: Item, digest: str | None) -> int | None:
         if self.metadata is None:
@@ -423,25 +419,8 @@ def _row_id(item: Item, digest: str, mode: IdMode) -> str:
     if mode == "sha256":
         return digest
     if mode == "name":
-        return PurePosixPath(item.rel).name
+        return item.rel.rpartition("/")[2]
     return item.rel
-
-
-def _chunks(items: Iterator[Item]) -> Iterator[list[Item]]:
-    while chunk := list(itertools.islice(items, CHUNK)):
-        yield chunk
-
-
-def _parallel(pool: ThreadPoolExecutor, fn: Callable[[list[Item]], list[Probed]],
-              chunks: Iterator[list[Item]], ahead: int) -> Iterator[list[Probed]]:
-    """``pool.map`` in order, but with at most ``ahead`` chunks in flight (flat memory)."""
-    pending: deque[Future[list[Probed]]] = deque()
-    for chunk in chunks:
-        pending.append(pool.submit(fn, chunk))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 class _Segments:

@@ -68,12 +68,15 @@ class FolderSource(Source):
     def count(self) -> int:
         return len(self._walk())
 
+    def labels(self) -> set[str]:
+        """Names of the folders that directly hold files (``--labels-from-dirs``)."""
+        return {parent_name(rel) for rel in self._walk()} - {""}
+
     def items(self) -> Iterator[Item]:
         base = self.root.rstrip("/")
         for rel in self._walk():
-            parent = PurePosixPath(rel).parent.name or None
             path = f"{base}/{rel}"
-            yield Item(rel=rel, source=path, path=path, label=parent)
+            yield Item(rel=rel, source=path, path=path, label=parent_name(rel) or None)
 
 
 class ManifestSource(Source):
@@ -163,6 +166,12 @@ class MemorySource(Source):
             yield Item(rel=rel, source=f"{self.origin}:{name}", data=data, extra=extra)
 
 
+def parent_name(rel: str) -> str:
+    """``"train/3/x.png"`` -> ``"3"``; string splitting, since this runs once per file."""
+    head, _, _ = rel.rpartition("/")
+    return head.rpartition("/")[2]
+
+
 def image_bytes_column(schema: pa.Schema) -> str | None:
     """The column of a Parquet schema that holds image bytes, if any."""
     for f in schema:
@@ -212,11 +221,24 @@ def read_bytes(item: Item, max_bytes: int) -> bytes:
             raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")
         with filesystem.open_input_stream(inner) as stream:
             return stream.read()
-    local = item.path.removeprefix("file://")
-    if not stat.S_ISREG(os.stat(local).st_mode):  # opening a FIFO would block the run forever
-        raise OSError(errno.EINVAL, "not a regular file")
-    with open(local, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > max_bytes:
-            raise ValueError(f"{size} bytes exceeds the limit of {max_bytes}")
-        return fh.read()
+    return _read_local(item.path.removeprefix("file://"), max_bytes)
+
+
+def _read_local(path: str, max_bytes: int) -> bytes:
+    """One open, one fstat, one read. O_NONBLOCK: opening a FIFO must not block the run forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes exceeds the limit of {max_bytes}")
+        chunks = [os.read(fd, max(info.st_size, 1))]
+        while len(chunks[-1]) and sum(map(len, chunks)) <= max_bytes:  # a file that grew while read
+            more = os.read(fd, 1 << 20)
+            if not more:
+                break
+            chunks.append(more)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)

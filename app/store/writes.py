@@ -17,6 +17,8 @@ import pyarrow as pa
 from app.errors import Conflict, InvalidName, VersionNotFound
 from app.store.catalog import Store
 
+# The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
+MAX_ROWS_PER_FILE = 65_536
 TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
 TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 
@@ -68,6 +70,7 @@ def append_stream(
         schema=schema,
         mode="append" if exists else "create",
         enable_stable_row_ids=True,
+        max_rows_per_file=MAX_ROWS_PER_FILE,
         commit_message=message or None,
         transaction_properties={"author": author or default_author()},
         **store.write_options(),
