@@ -8,7 +8,6 @@ without any BLAS/OpenMP work that could oversubscribe them.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import os
@@ -32,9 +31,9 @@ from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, Verify
 from ingest.report import IngestReport
-from ingest.sources import FolderSource, Item, MemorySource, ParquetImagesSource, Source, open_source
+from ingest.sources import FolderSource, Item, Source, open_source
 from ingest.tables import SideFileError
-from ingest.work import Limits, Probed, make_executor, probe_items, run_chunks
+from ingest.work import Limits, Probed, probe_items, run_chunks
 
 IdMode = Literal["path", "name", "sha256"]
 Dedup = Literal["id", "content", "none"]
@@ -107,11 +106,9 @@ def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     rows = _RowBuilder(schema, opts, report, metadata, ids, digests, vectors)
     total = sum((s.count() or 0) for s in sources) or None
     image_vectors = [v for v in vectors if v.from_image]
-    in_memory = any(isinstance(s, MemorySource | ParquetImagesSource) for s in sources)
-    executor = make_executor(opts.workers, total, processes_allowed=not image_vectors and not in_memory)
-    with _progress(total, opts.progress) as bar, executor or contextlib.nullcontext():
+    with _progress(total, opts.progress) as bar:
         items = itertools.chain.from_iterable(s.items() for s in sources)
-        probed = run_chunks(executor, _probe_chunk(opts, image_vectors, ids), items, opts.workers)
+        probed = run_chunks(_probe_chunk(opts, image_vectors, ids), items, opts.workers, heavy=bool(image_vectors))
         batches = rows.batches(probed, bar.update)
         if upsert:
             _commit_upsert(store, opts, schema, batches, report)
@@ -264,7 +261,7 @@ def _label_type(sources: list[Source]) -> pa.DataType:
 def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
                  known: set[str]) -> Callable[[list[Item]], list[Probed]]:
     limits = Limits(opts.max_file_bytes, opts.max_pixels, opts.verify)
-    if not vectors:  # a plain, picklable function: it may run in a worker process
+    if not vectors:
         return functools.partial(probe_items, limits=limits)
 
     def work(items: list[Item]) -> list[Probed]:
