@@ -111,6 +111,7 @@ def _probe_png(data: bytes) -> ImageInfo:
         raise ProbeError("corrupt", f"PNG has an invalid bit depth/colour type ({depth}, {color})")
     frames, pos, end, size = 1, 8, len(data), len(data)
     seen_end = False
+    complete = data.endswith(PNG_END)  # then only the chunks before the pixel data need reading
     while pos + 8 <= end:
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
@@ -118,6 +119,9 @@ def _probe_png(data: bytes) -> ImageInfo:
             raise ProbeError("truncated", f"PNG chunk {kind!r} runs past the end of the file")
         if kind == b"acTL" and length >= 8:
             (frames,) = struct.unpack(">I", data[pos + 8 : pos + 12])
+        if kind == b"IDAT" and complete:  # acTL comes before IDAT; the file ends with its IEND
+            seen_end = True
+            break
         if kind == b"IEND":
             seen_end = True
             break
