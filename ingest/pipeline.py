@@ -8,7 +8,9 @@ without any BLAS/OpenMP work that could oversubscribe them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import itertools
 import os
 import sys
@@ -23,7 +25,7 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.services.embed import default_column, embed_values, vector_array
 from app.store import Store
-from app.store.schema import STANDARD_NAMES, image_schema, is_vector, vector_field, vector_meta
+from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_field, vector_meta
 from app.store.upserts import keyed_write
 from app.store.writes import append_stream, check_tag_name, default_author, existing_values, tag_version
 from embeddings.base import Embedder
@@ -85,6 +87,24 @@ class VectorSpec:
 
 def run_ingest(store: Store, opts: IngestOptions) -> IngestReport:
     """Ingest every source into ``opts.table`` as one version (or one per ``commit_every`` rows)."""
+    with _fewer_gc_passes():
+        return _run(store, opts)
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """A run allocates a handful of short-lived, acyclic objects per file; Python's default
+    collector thresholds make it re-scan them every 700 allocations, which cost 10-30% of a
+    small-file ingest (measured). Collect 100x less often during the run, then restore."""
+    before = gc.get_threshold()
+    gc.set_threshold(70_000, before[1], before[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _run(store: Store, opts: IngestOptions) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
@@ -203,6 +223,9 @@ def _schema(
         schema = image_schema([*extra.values(), *(v.field for v in vectors)])
         return schema, vectors
     schema = store.latest(opts.table, opts.branch).schema
+    if not is_image_table(schema):  # rows of any other schema are added as Arrow, not as image files
+        raise IngestError(f"table {opts.table!r} is not an image table (it has no image/mime/sha256 columns); "
+                          "add rows to it as an Arrow stream")
     unknown = [n for n in extra if n not in schema.names and n not in STANDARD_NAMES]
     if unknown:
         raise IngestError(
@@ -401,9 +424,9 @@ def _to_array(values: list[Any], f: pa.Field) -> pa.Array:
 
     if is_blob(f):
         return blob_array(values)
-    if f.name == "label" and pa.types.is_integer(f.type):
-        values = [None if v is None else int(v) for v in values]
-    try:
+    try:  # a label that is not a number must be a clean "does not fit" error, not a crash
+        if f.name == "label" and pa.types.is_integer(f.type):
+            values = [None if v is None else int(v) for v in values]
         return pa.array(values, type=f.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
         try:
