@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.middleware import RequestId
 from app.responses import JSON
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, tables, history, branches, query, search, indexes, uploads, writes, rows):
         app.include_router(module.router)
     _install_error_handlers(app)
+    keys = ApiKeys.parse(settings.api_keys)
+    if keys is not None:
+        app.add_middleware(RequireKey, keys=keys)
     app.add_middleware(RequestId)
     return app
 

@@ -11,6 +11,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
 
     uri: str = "./lightbox-data"
+    # "KEY" (read-write) or "KEY:ro", comma-separated; unset: no auth (and the default bind is loopback).
+    api_keys: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     # How stale "latest" may be when another process writes; local writes refresh at once.

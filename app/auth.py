@@ -1,0 +1,89 @@
+"""API keys: with ``LIGHTBOX_API_KEYS`` set, every route but health needs a key.
+
+Keys come as ``KEY`` (read-write) or ``KEY:ro`` / ``KEY:rw``, comma-separated. A key is sent as
+``x-api-key: KEY`` or ``Authorization: Bearer KEY``. A read-only key may call every read, including
+the reads that are POSTs (query, fetch, search, count and their LanceDB-protocol forms).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+OPEN_PATHS = ("/healthz", "/readyz")
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+READ_POST_SUFFIXES = (
+    "/query", "/fetch", "/search", "/count", "/describe", "/count_rows", "/version/list", "/tags/list",
+    "/tags/version", "/index/list", "/stats", "/explain_plan", "/analyze_plan", "/exists", "/list",
+)
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    read_write: frozenset[str]
+    read_only: frozenset[str]
+
+    @classmethod
+    def parse(cls, spec: str | None) -> ApiKeys | None:
+        """``"k1,k2:ro"`` -> keys; None when no keys are configured (the service is open)."""
+        if not spec or not spec.strip():
+            return None
+        rw, ro = set(), set()
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            key, _, mode = part.partition(":")
+            (ro if mode.strip().lower() == "ro" else rw).add(key.strip())
+        return cls(frozenset(rw), frozenset(ro))
+
+    def access(self, key: str | None) -> str | None:
+        """"rw", "ro" or None for an unknown key (compared in constant time)."""
+        if not key:
+            return None
+        for known in self.read_write:
+            if hmac.compare_digest(known, key):
+                return "rw"
+        for known in self.read_only:
+            if hmac.compare_digest(known, key):
+                return "ro"
+        return None
+
+
+def is_read(method: str, path: str) -> bool:
+    return method in READ_METHODS or (method == "POST" and path.rstrip("/").endswith(READ_POST_SUFFIXES))
+
+
+class RequireKey:
+    """Plain ASGI middleware: 401 without a known key, 403 when a read-only key writes."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = headers.get("x-api-key")
+        if key is None and headers.get("authorization", "").lower().startswith("bearer "):
+            key = headers["authorization"][7:].strip()
+        access = self.keys.access(key)
+        if access is None:
+            await _deny(send, 401, "unauthorized", "a valid API key is required (x-api-key or Authorization: Bearer)")
+            return
+        if access == "ro" and not is_read(scope["method"], scope["path"]):
+            await _deny(send, 403, "forbidden", "this API key is read-only")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _deny(send: Send, status: int, code: str, message: str) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": message, "detail": {}}})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"www-authenticate", b"Bearer")]})
+    await send({"type": "http.response.body", "body": body})
