@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         app.state.registry = Registry()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
-                                      AnnCache(settings.ann_cache_size))
+                                      AnnCache(settings.ann_cache_size, settings.ann_exact_below))
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     thumbnail_cache_bytes: int = 64 * 1024**2
     # ANN indexes kept in memory, one per (table, version, vector column) searched recently.
     ann_cache_size: int = 4
+    # Below this many vectors a search is exact (flat); above it an IVF index answers.
+    ann_exact_below: int = 20_000
     # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # optimize prunes untagged versions older than this; tagged ones are kept forever.

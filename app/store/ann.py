@@ -24,7 +24,8 @@ METRICS = ("cosine", "l2", "dot")
 class AnnIndex:
     """The vectors of one column of one snapshot, searchable by faiss; results are stable row ids."""
 
-    def __init__(self, ds: Any, column: str, metric: str, template: Any | None = None) -> None:
+    def __init__(self, ds: Any, column: str, metric: str, template: Any | None = None,
+                 flat_below: int = FLAT_BELOW) -> None:
         import faiss
 
         table = ds.to_table(columns=[column], with_row_id=True)
@@ -42,11 +43,11 @@ class AnnIndex:
         self.size = len(self.row_ids)
         self._order = np.argsort(self.row_ids, kind="stable")
         self._sorted = self.row_ids[self._order]
-        self.index = self._build(faiss, matrix, template)
+        self.index = self._build(faiss, matrix, template, flat_below)
 
-    def _build(self, faiss: Any, matrix: np.ndarray, template: Any | None) -> Any:
+    def _build(self, faiss: Any, matrix: np.ndarray, template: Any | None, flat_below: int) -> Any:
         kind = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        if self.size < FLAT_BELOW:
+        if self.size < flat_below:
             index = faiss.IndexFlat(self.dim, kind)
         elif template is not None and template.d == self.dim and template.metric_type == kind:
             index = faiss.clone_index(template)  # trained centroids, no vectors
@@ -119,7 +120,8 @@ def _matrix(vectors: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
 class AnnCache:
     """ANN indexes by (table, branch, version, column); a few kept, one build per key at a time."""
 
-    def __init__(self, size: int = 4) -> None:
+    def __init__(self, size: int = 4, flat_below: int = FLAT_BELOW) -> None:
+        self.flat_below = flat_below
         self._items: OrderedDict[tuple[Any, ...], AnnIndex] = OrderedDict()
         self._templates: dict[tuple[str, str | None, str, str], Any] = {}
         self._size = size
@@ -139,7 +141,7 @@ class AnnCache:
                 found = self._items.get(full)
                 template = self._templates.get((key[0], key[1], column, metric))
             if found is None:
-                found = AnnIndex(ds, column, metric, template)
+                found = AnnIndex(ds, column, metric, template, self.flat_below)
                 with self._lock:
                     self._items[full] = found
                     if template is None and found.is_ivf:
