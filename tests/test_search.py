@@ -17,6 +17,7 @@ from PIL import Image
 
 from app.services.embed import embed_table
 from app.store import Store
+from app.store.schema import image_schema
 from embeddings.registry import Registry
 from ingest.pipeline import IngestOptions, run_ingest
 
@@ -135,7 +136,8 @@ def test_search_at_an_old_tag_and_rows_added_later(digits: Store, digits_dir: Pa
         search(client, "digits", {"image_id": "3/00003.png", "k": 1})  # index built at version 1
         run_ingest(Store(digits.uri), IngestOptions(table="digits", sources=[str(extra)], progress=False,
                                                     registry=registry))  # vectors filled by the recorded model
-        stored = lance.dataset(digits.table_uri("digits")).to_table(columns=["id", "vector"], filter="id = 'rotated.png'")
+        latest_ds = lance.dataset(digits.table_uri("digits"))
+        stored = latest_ds.to_table(columns=["id", "vector"], filter="id = 'rotated.png'")
         assert stored.num_rows == 1 and stored.column("vector").null_count == 0
         query = {"vector": stored.column("vector")[0].as_py(), "k": 1, "columns": ["id"]}
         latest = search(client, "digits", query)
@@ -162,7 +164,7 @@ def test_embeddings_at_ingest_equal_embeddings_computed_later(digits: Store, dig
 
 def test_search_errors(digits: Store, captioned: Store, live_server) -> None:
     server = live_server(digits.uri)
-    Store(digits.uri).create("plain", __import__("app.store.schema", fromlist=["image_schema"]).image_schema())
+    Store(digits.uri).create("plain", image_schema())
     with httpx.Client(base_url=server.url, timeout=60) as client:
         cases = [
             ("digits", {"vector": [0.1, 0.2], "k": 3}, 400, "invalid_query"),                # wrong dimension
@@ -182,7 +184,8 @@ def test_search_errors(digits: Store, captioned: Store, live_server) -> None:
             assert response.json()["error"]["code"] == code, (body, response.text)
         not_image = client.post("/api/v1/tables/digits/search", files={"image": ("x.png", b"not an image")})
         assert not_image.status_code == 422
-        bad_json = client.post("/api/v1/tables/digits/search", content=b"{", headers={"content-type": "application/json"})
+        bad_json = client.post("/api/v1/tables/digits/search", content=b"{",
+                               headers={"content-type": "application/json"})
         assert bad_json.status_code == 400
     # a column whose recorded model is not available here
     ds = lance.dataset(digits.table_uri("digits"))
