@@ -28,13 +28,13 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
+BENCHES := ingest fetch http timetravel service_memory search near_duplicates
+
 bench: $(VENV)/.dev
-	$(PY) -m bench.ingest
-	$(PY) -m bench.fetch
+	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
 bench-quick: $(VENV)/.dev
-	$(PY) -m bench.ingest --quick
-	$(PY) -m bench.fetch --quick
+	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache
