@@ -25,7 +25,16 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.services.embed import default_column, embed_values, vector_array
 from app.store import Store
-from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_field, vector_meta
+from app.store.schema import (
+    STANDARD_NAMES,
+    blob_values,
+    image_schema,
+    is_blob,
+    is_image_table,
+    is_vector,
+    vector_field,
+    vector_meta,
+)
 from app.store.upserts import keyed_write
 from app.store.writes import append_stream, check_tag_name, default_author, existing_values, tag_version
 from embeddings.base import Embedder
@@ -418,12 +427,8 @@ class _RowBuilder:
 
 
 def _to_array(values: list[Any], f: pa.Field) -> pa.Array:
-    from lance.blob import blob_array
-
-    from app.store.schema import is_blob
-
     if is_blob(f):
-        return blob_array(values)
+        return blob_values(values)
     try:  # a label that is not a number must be a clean "does not fit" error, not a crash
         if f.name == "label" and pa.types.is_integer(f.type):
             values = [None if v is None else int(v) for v in values]

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from lance.dataset import ColumnOrdering
 
 from app.errors import BadRequest, InvalidRef
 from app.filters import InvalidFilter, validate_filter
 from app.store import Ref, RowReader, Snapshot, Store
-from app.store.schema import is_blob, scalar_columns
+from app.store.schema import column_order, is_blob, scalar_columns
 
 MAX_JSON_ROWS = 10_000
 MAX_FETCH_IDS = 10_000
@@ -55,7 +54,7 @@ class QueryPlan:
     filter: str | None
     limit: int | None
     offset: int
-    order: list[ColumnOrdering]
+    order: list[Any]
     fingerprint: str
 
     @property
@@ -186,7 +185,7 @@ def check_columns(schema: pa.Schema, columns: list[str] | None) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def _ordering(schema: pa.Schema, order_by: list[str | dict[str, Any]]) -> list[ColumnOrdering]:
+def _ordering(schema: pa.Schema, order_by: list[str | dict[str, Any]]) -> list[Any]:
     out = []
     for item in order_by or []:
         if isinstance(item, str):
@@ -197,9 +196,9 @@ def _ordering(schema: pa.Schema, order_by: list[str | dict[str, Any]]) -> list[C
             ascending = bool(item.get("ascending", True))
         if name not in schema.names:
             raise UnknownColumn(f"cannot order by unknown column {name!r}", unknown=[name])
-        out.append(ColumnOrdering(name, ascending=ascending))
+        out.append(column_order(name, ascending=ascending))
     if out and "id" in schema.names and all(o.column_name != "id" for o in out):
-        out.append(ColumnOrdering("id"))  # ties broken by id, so offset paging is deterministic
+        out.append(column_order("id"))  # ties broken by id, so offset paging is deterministic
     return out
 
 

@@ -41,6 +41,20 @@ def image_schema(extra: list[pa.Field] | None = None) -> pa.Schema:
     return pa.schema(fields)
 
 
+def blob_values(values: list[bytes | None]) -> pa.Array:
+    """Bytes as a blob-column array (Lance refuses plain binary appends to a blob column)."""
+    from lance.blob import blob_array
+
+    return blob_array(values)
+
+
+def column_order(name: str, ascending: bool = True) -> Any:
+    """A sort key for Lance scans."""
+    from lance.dataset import ColumnOrdering
+
+    return ColumnOrdering(name, ascending=ascending)
+
+
 def is_blob(field: pa.Field) -> bool:
     """True for a Lance blob column (v2 extension, or the legacy large_binary marker)."""
     if isinstance(field.type, pa.ExtensionType) and field.type.extension_name == BLOB_EXTENSION:
