@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.middleware import RequestId
@@ -43,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 cache_size=settings.handle_cache_size)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
+        if settings.warm_on_start:
+            threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
+                             name="lightbox-warm").start()
         app.state.registry = Registry()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
                                       AnnCache(settings.ann_cache_size, settings.ann_exact_below))
@@ -53,12 +58,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for module in (health, tables, history, branches, query, search, indexes, uploads, writes, rows):
         app.include_router(module.router)
+    app.include_router(lancedb_compat.router)
     _install_error_handlers(app)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
     app.add_middleware(RequestId)
     return app
+
+
+def warm(store: Store, reader: RowReader) -> None:
+    """Fill the caches a first request would otherwise pay for (version log pages, id maps of latest).
+
+    Runs on a background thread at start-up; anything it cannot read is left for the request to report.
+    """
+    from app.services.history import list_versions
+
+    for name in store.names():
+        try:
+            list_versions(store, name, limit=100)
+            reader.index(store.snapshot(name))
+        except Exception:  # a broken table must not stop the others from warming
+            log.warning("could not warm table %s", name, exc_info=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

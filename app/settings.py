@@ -29,3 +29,5 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 64 * 1024**2
     # optimize prunes untagged versions older than this; tagged ones are kept forever.
     retention_days: float = 7.0
+    # Read each table's recent version log and id map in the background at start-up.
+    warm_on_start: bool = True

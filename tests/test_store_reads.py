@@ -1,0 +1,42 @@
+"""Store-level point reads: the one-pread path for small inline images, and its fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.store import Ref, RowReader, Store
+from ingest.pipeline import IngestOptions, run_ingest
+
+
+def test_inline_images_are_read_with_one_pread_and_checked(store: Store, samples_dir: Path,
+                                                           digits_dir: Path) -> None:
+    run_ingest(store, IngestOptions(table="t", sources=[str(samples_dir)], progress=False))
+    run_ingest(store, IngestOptions(table="t", sources=[str(digits_dir / "images")], progress=False))
+    reader = RowReader()
+    snap = store.snapshot("t", Ref())
+    index = reader.index(snap)
+    assert index.inline is not None and len(index.inline.files) >= 2  # two commits, two data files
+    files = {**{p.name: p for p in samples_dir.iterdir()}, **{f"{p.parent.name}/{p.name}": p
+                                                              for p in (digits_dir / "images").rglob("*.png")}}
+    inline = 0
+    for key, path in files.items():
+        ref = reader.image_ref(snap, key)
+        fast = reader.inline_bytes(snap, ref)
+        if fast is not None:
+            inline += 1
+            assert fast == path.read_bytes(), key
+        assert reader.image_bytes(snap, ref) == path.read_bytes(), key
+    assert inline >= 200  # every digit is small enough to be stored inline
+    assert reader.inline_bytes(snap, reader.image_ref(snap, "astronaut.png")) is None  # 790 KB: not inline
+
+
+def test_a_layout_that_does_not_match_falls_back_for_good(store: Store, digits_dir: Path) -> None:
+    run_ingest(store, IngestOptions(table="t", sources=[str(digits_dir / "images")], progress=False))
+    reader = RowReader()
+    snap = store.snapshot("t", Ref())
+    index = reader.index(snap)
+    assert index.inline is not None
+    index.inline.offsets = [o + 1 for o in index.inline.offsets]  # what a changed file layout would look like
+    ref = reader.image_ref(snap, "3/00003.png")
+    assert reader.inline_bytes(snap, ref) is None and index.inline.trusted is False
+    assert reader.image_bytes(snap, ref) == (digits_dir / "images" / "3" / "00003.png").read_bytes()
