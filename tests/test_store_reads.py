@@ -40,3 +40,18 @@ def test_a_layout_that_does_not_match_falls_back_for_good(store: Store, digits_d
     ref = reader.image_ref(snap, "3/00003.png")
     assert reader.inline_bytes(snap, ref) is None and index.inline.trusted is False
     assert reader.image_bytes(snap, ref) == (digits_dir / "images" / "3" / "00003.png").read_bytes()
+
+
+def test_branch_rows_are_found_in_the_branch_tree(store: Store, digits_dir: Path, samples_dir: Path,
+                                                  tmp_path: Path) -> None:
+    run_ingest(store, IngestOptions(table="t", sources=[str(digits_dir / "images")], progress=False))
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "tiny.png").write_bytes((samples_dir / "chessboard_GRAY.png").read_bytes())
+    run_ingest(store, IngestOptions(table="t", sources=[str(extra)], branch="b", progress=False))
+    reader = RowReader()
+    snap = store.snapshot("t", Ref(branch="b"))
+    for key, path in (("tiny.png", extra / "tiny.png"), ("3/00003.png", digits_dir / "images" / "3" / "00003.png")):
+        ref = reader.image_ref(snap, key)
+        assert reader.inline_bytes(snap, ref) == path.read_bytes(), key  # branch tree and inherited files
+    assert reader.index(snap).inline.trusted

@@ -43,7 +43,7 @@ class ImageRef:
 class IdIndex:
     """Ids of one snapshot, in table order, with their row ids (and image facts)."""
 
-    def __init__(self, ds: lance.LanceDataset) -> None:
+    def __init__(self, ds: lance.LanceDataset, branch: str | None = None) -> None:
         schema = ds.schema
         if "id" not in schema.names:
             raise BadRequest("this table has no 'id' column, so rows cannot be read by id")
@@ -58,7 +58,7 @@ class IdIndex:
             self.mimes: list[str | None] = table.column("mime").to_pylist()
             self.digests: list[str | None] = table.column("sha256").to_pylist()
             self.sizes: list[int | None] = table.column("size_bytes").to_pylist()
-            self.inline = InlineBlobs.locate(ds, table)
+            self.inline = InlineBlobs.locate(ds, table, branch)
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -87,7 +87,7 @@ class InlineBlobs:
         self.trusted = True
 
     @classmethod
-    def locate(cls, ds: lance.LanceDataset, table: pa.Table) -> InlineBlobs | None:
+    def locate(cls, ds: lance.LanceDataset, table: pa.Table, branch: str | None) -> InlineBlobs | None:
         root = ds.uri.removeprefix("file://")
         if "://" in root or not os.path.isdir(root):
             return None
@@ -97,9 +97,10 @@ class InlineBlobs:
             files: list[str] = []
             for fragment in ds.get_fragments():
                 paths = [d.path for d in fragment.data_files() if field_id in d.fields]
-                if len(paths) == 1:
+                found = _local_file(root, branch, paths[0]) if len(paths) == 1 else None
+                if found is not None:  # files of a clone's source (other base paths) are read via Lance
                     by_fragment[fragment.fragment_id] = len(files)
-                    files.append(os.path.join(root, "data", paths[0]))
+                    files.append(found)
             descriptors = table.column("image").to_pylist()
             addresses = table.column("_rowaddr").to_pylist()
         except (AttributeError, KeyError, StopIteration, TypeError, ValueError):
@@ -122,12 +123,29 @@ class InlineBlobs:
             with self._lock:
                 handle = self._handles.get(index)
                 if handle is None:
-                    handle = self._handles[index] = open(self.files[index], "rb")  # noqa: SIM115
-        data = os.pread(handle.fileno(), self.sizes[position], self.offsets[position])
+                    try:
+                        handle = self._handles[index] = open(self.files[index], "rb")  # noqa: SIM115
+                    except OSError:  # pruned since the index was built: Lance knows where to look
+                        return None
+        try:
+            data = os.pread(handle.fileno(), self.sizes[position], self.offsets[position])
+        except OSError:
+            return None
         if hashlib.sha256(data).hexdigest() != sha256:
             self.trusted = False  # a layout we do not understand: never guess again
             return None
         return data
+
+
+def _local_file(root: str, branch: str | None, name: str) -> str | None:
+    """A data file's path: in the table's ``data/``, or a branch's own ``tree/<branch>/data/``.
+
+    File names are unique across a table and its branches, so the first existing candidate is it.
+    """
+    candidates = [os.path.join(root, "data", name)]
+    if branch:
+        candidates.insert(0, os.path.join(root, "tree", branch, "data", name))
+    return next((c for c in candidates if os.path.exists(c)), None)
 
 
 class RowReader:
@@ -150,7 +168,7 @@ class RowReader:
             with self._lock:
                 found = self._indexes.get(snap.key)
             if found is None:
-                found = IdIndex(snap.ds)
+                found = IdIndex(snap.ds, snap.branch)
                 with self._lock:
                     self._indexes[snap.key] = found
                     while len(self._indexes) > self._cache_size:
