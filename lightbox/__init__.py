@@ -2,10 +2,17 @@
 
 >>> import lightbox
 >>> client = lightbox.Client("http://127.0.0.1:8000")
->>> client.table("digits").query("label = 3", columns=["id"], limit=5)
+>>> t = client.table("digits")
+>>> t.query("label = 3", columns=["id"], limit=5)          # a pyarrow.Table
+>>> ds = t.at(tag="v1").torch_dataset(columns=["label"])    # a torch Dataset (lightbox.torch; torch optional)
+
+``lightbox.AsyncClient`` has the same calls for asyncio. Importing ``lightbox`` imports neither
+torch nor the service.
 """
 
-from lightbox.client import Client, Table, TableInfo
+from lightbox._wire import TableInfo
+from lightbox.async_client import AsyncClient, AsyncTable
+from lightbox.client import Client, Table
 from lightbox.errors import (
     BadRequest,
     Conflict,
@@ -13,14 +20,22 @@ from lightbox.errors import (
     LightboxError,
     NotFound,
     PayloadTooLarge,
+    RangeNotSatisfiable,
+    ReadOnly,
     ServerError,
+    ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     Unprocessable,
+    Unreachable,
+    UnsupportedMediaType,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "AsyncTable",
     "BadRequest",
     "Client",
     "Conflict",
@@ -28,10 +43,16 @@ __all__ = [
     "LightboxError",
     "NotFound",
     "PayloadTooLarge",
+    "RangeNotSatisfiable",
+    "ReadOnly",
     "ServerError",
+    "ServiceUnavailable",
     "Table",
     "TableInfo",
+    "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
+    "Unreachable",
+    "UnsupportedMediaType",
     "__version__",
 ]

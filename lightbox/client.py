@@ -1,4 +1,4 @@
-"""The Lightbox SDK: a small httpx client mirroring the native HTTP API.
+"""The Lightbox SDK: a small httpx client mirroring the native HTTP API (``API.md`` §2 and §4).
 
 >>> client = Client("http://127.0.0.1:8000")
 >>> t = client.table("digits")
@@ -7,45 +7,73 @@
 >>> v1 = t.at(tag="v1")          # pinned, read-only
 >>> v1.image("3/00003.png").size
 (8, 8)
+
+One ``httpx.Client`` per ``Client`` (connections are reused); idempotent calls (GET, PUT, DELETE and
+the POST reads ``/query``, ``/fetch``, ``/search``) are retried with backoff on 429, 502, 503 and on
+transport errors; writes are sent once. Every failure is a ``lightbox.LightboxError``.
+``AsyncClient`` (``lightbox.async_client``) has the same calls, awaited.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pyarrow as pa
 
-from lightbox.errors import LightboxError, ServerError, error_for
+from lightbox import _calls
+from lightbox._calls import ImageSource, TableCalls
+from lightbox._wire import (
+    ArrowStreamDecoder,
+    Call,
+    Options,
+    Plan,
+    Rebatcher,
+    RefValue,
+    TableInfo,
+    error_from,
+    new_request_id,
+    one_ref,
+    retryable,
+    unreachable,
+)
+from lightbox.errors import Conflict, LightboxError
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-RETRY_STATUS = {429, 502, 503}
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
 
+    from lightbox.torch import TableDataset
 
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    version: int
-    num_rows: int
+__all__ = ["Client", "Table", "TableInfo"]
+T = TypeVar("T")
 
 
 class Client:
-    """A connection to one Lightbox service; reuses its HTTP connections. Use as a context manager."""
+    """A connection to one Lightbox service. Use it as a context manager, or ``close()`` it.
+
+    >>> with lightbox.Client("http://127.0.0.1:8000", api_key="KEY") as client:
+    ...     [t.name for t in client.tables()]
+    ['digits', 'samples']
+    """
 
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.2) -> None:
-        headers = {"x-api-key": api_key} if api_key else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-        self.retries = retries
-        self.backoff = backoff
+                 retries: int = 3, backoff: float = 0.25) -> None:
+        self.options = Options(url.rstrip("/"), api_key, timeout, retries, backoff)
+        self._http = httpx.Client(base_url=self.options.url, headers=self.options.headers(),
+                                  timeout=self.options.timeouts())
+
+    @property
+    def url(self) -> str:
+        return self.options.url
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -54,250 +82,342 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the pooled connections."""
         self._http.close()
 
-    def request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
-        """One call; status codes become ``LightboxError``s; idempotent calls retry 429/502/503."""
-        safe = method in ("GET", "HEAD", "PUT", "DELETE") if idempotent is None else idempotent
-        attempts = self.retries + 1 if safe else 1
+    # -- the one place requests are sent ---------------------------------------------------
+    def _exchange(self, call: Call[Any], *, stream: bool = False) -> httpx.Response:
+        """Send ``call`` (retrying if it is idempotent); error statuses become ``LightboxError``s."""
+        request_id = new_request_id()
+        attempts = self.options.attempts(call)
         for attempt in range(attempts):
+            last = attempt + 1 == attempts
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.send(call.build(self._http, request_id), stream=stream)
             except httpx.TransportError as exc:
-                if attempt + 1 < attempts:
-                    time.sleep(self.backoff * 2**attempt)
-                    continue
-                raise ServerError(f"no answer from {self._http.base_url}: {exc}", status=0, code="unreachable") from exc
-            if response.status_code in RETRY_STATUS and attempt + 1 < attempts:
-                time.sleep(self.backoff * 2**attempt)
+                if last:
+                    raise unreachable(exc, self.url, request_id) from exc
+                time.sleep(self.options.delay(attempt, None))
                 continue
-            if response.status_code >= 400:
-                raise _error(response)
-            return response
+            if response.status_code < 400:
+                return response
+            response.read()
+            response.close()
+            if retryable(response) and not last:
+                time.sleep(self.options.delay(attempt, response))
+                continue
+            raise error_from(response, request_id)
         raise AssertionError("unreachable")
 
+    def _run(self, plan: Call[T] | Plan[T]) -> T:
+        """Run a call, or a plan of calls (each result is sent back into the plan)."""
+        if isinstance(plan, Call):
+            return plan.parse(self._exchange(plan))
+        try:
+            call = next(plan)
+            while True:
+                try:
+                    result = call.parse(self._exchange(call))
+                except LightboxError as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    @contextmanager
+    def _stream(self, call: Call[Any]) -> Iterator[Iterator[bytes]]:
+        response = self._exchange(call, stream=True)
+        try:
+            yield response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self.url, response.headers.get("x-request-id", "")) from exc
+        finally:
+            response.close()
+
+    # -- tables ----------------------------------------------------------------------------
     def tables(self) -> list[TableInfo]:
-        body = self.request("GET", "/api/v1/tables").json()
-        return [TableInfo(t["name"], t["version"], t["num_rows"]) for t in body["tables"]]
+        """Every table with its latest version and row count."""
+        return self._run(_calls.list_tables())
 
     def table(self, name: str) -> Table:
+        """A handle on ``name`` at main's latest (nothing is sent until a call is made)."""
         return Table(self, name)
 
-    def create_table(self, name: str, schema: list[dict[str, Any]] | None = None) -> Table:
-        self.request("POST", "/api/v1/tables", json={"name": name, "schema": schema})
+    def create_table(self, name: str, schema: pa.Schema | Sequence[Mapping[str, Any]] | None = None, *,
+                     exist_ok: bool = False) -> Table:
+        """An empty image table (plus extra columns ``[{"name": "label", "type": "int64"}]`` or a ``pa.Schema``)."""
+        try:
+            self._run(_calls.create_table(name, schema))
+        except Conflict:
+            if not exist_ok:
+                raise
         return Table(self, name)
 
     def drop_table(self, name: str) -> None:
-        self.request("DELETE", f"/api/v1/tables/{quote(name)}")
+        """Delete a table and its history."""
+        self._run(_calls.drop_table(name))
 
     def clone(self, source: str, name: str, *, version: int | None = None, tag: str | None = None,
-              branch: str | None = None) -> Table:
-        """A new table sharing ``source``'s files at a ref (latest by default); no bytes are copied."""
-        ref = {k: v for k, v in (("version", version), ("tag", tag), ("branch", branch)) if v is not None}
-        self.request("POST", f"/api/v1/tables/{quote(source)}/clone", json={"name": name, **ref})
+              branch: str | None = None, as_of: datetime | str | None = None) -> Table:
+        """A new table sharing ``source``'s files at a ref (latest by default); no bytes are copied.
+
+        >>> client.clone("digits", "digits-copy", tag="v1").count()
+        1797
+        """
+        self._run(_calls.clone(source, name, one_ref(version=version, tag=tag, branch=branch, as_of=as_of)))
         return Table(self, name)
 
 
 class Table:
-    """One table at latest, or pinned to a ref with ``at(...)`` (then read-only)."""
+    """One table: at main's latest (writable), on a branch (writable), or pinned with ``at(...)`` (read-only).
 
-    def __init__(self, client: Client, name: str, ref: dict[str, Any] | None = None) -> None:
+    >>> t = client.table("digits")
+    >>> t.query("label = 3", columns=["id", "ink"], limit=2).to_pylist()
+    [{'id': '3/00003.png', 'ink': 4.172}, {'id': '3/00013.png', 'ink': 5.016}]
+    """
+
+    def __init__(self, client: Client, name: str, ref: Mapping[str, Any] | None = None, *,
+                 writable: bool | None = None) -> None:
         self.client = client
         self.name = name
-        self.ref = ref or {}
+        self.ref: dict[str, Any] = dict(ref or {})
+        self._calls = TableCalls(name, dict(self.ref), not self.ref if writable is None else writable)
 
     def __repr__(self) -> str:
-        pinned = ", ".join(f"{k}={v!r}" for k, v in self.ref.items())
-        return f"Table({self.name!r}{', ' + pinned if pinned else ''})"
+        pinned = "".join(f", {k}={v!r}" for k, v in self.ref.items())
+        return f"Table({self.name!r}{pinned}{'' if self.writable else ', read_only'})"
 
-    # -- refs ----------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        """False for handles from ``at(...)``: their writes raise ``ReadOnly``."""
+        return self._calls.writable
+
+    def _run(self, plan: Call[T] | Plan[T]) -> T:
+        return self.client._run(plan)
+
+    # -- refs ------------------------------------------------------------------------------
     def at(self, *, version: int | None = None, tag: str | None = None, branch: str | None = None,
            as_of: datetime | str | None = None) -> Table:
-        """A handle on one point of history; reads through it never change (but for a branch's latest)."""
-        given = {k: v for k, v in (("version", version), ("tag", tag), ("branch", branch), ("as_of", as_of))
-                 if v is not None}
-        if len(given) != 1:
-            raise ValueError("give exactly one of version, tag, branch, as_of")
-        if "as_of" in given and isinstance(given["as_of"], datetime):
-            given["as_of"] = given["as_of"].isoformat()
-        return Table(self.client, self.name, given)
+        """A read-only handle on one point of history; writes through it raise ``ReadOnly``.
 
-    def _path(self, suffix: str = "") -> str:
-        return f"/api/v1/tables/{quote(self.name)}{suffix}"
+        Reads at a version, a tag or a past ``as_of`` never change; ``at(branch=...)`` follows the
+        branch's latest (``pin()`` turns main's latest or an ``as_of`` into its version number).
 
-    def _row_path(self, row_id: str, suffix: str = "") -> str:
-        return self._path(f"/rows/{quote(row_id, safe='/')}{suffix}")
+        >>> v1 = t.at(tag="v1"); t.at(version=3); t.at(as_of=datetime(2025, 1, 1, tzinfo=UTC))
+        """
+        ref = one_ref(version=version, tag=tag, branch=branch, as_of=as_of)
+        if not ref:
+            raise ValueError("give one of version, tag, branch, as_of")
+        return Table(self.client, self.name, ref, writable=False)
 
-    # -- reads ---------------------------------------------------------------------------
+    def branch(self, name: str) -> Table:
+        """A writable handle on an existing branch: reads see its latest, writes go to it."""
+        return Table(self.client, self.name, {"branch": name}, writable=True)
+
+    def pin(self) -> Table:
+        """A read-only handle on the exact version this handle reads now (latest or ``as_of`` resolved)."""
+        return Table(self.client, self.name, self._run(self._calls.pin()), writable=False)
+
+    # -- reads -----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        return self.client.request("GET", self._path(), params=self.ref).json()
+        """Version, row count, schema, tags, branches, indexes and embeddings."""
+        return self._run(self._calls.info())
 
     def get(self, row_id: str) -> dict[str, Any]:
-        """One row as a dict (no image bytes, no vectors)."""
-        return self.client.request("GET", self._row_path(row_id), params=self.ref).json()
+        """One row as a dict (no image bytes, no vectors), plus ``image_url``: ``t.get("3/00003.png")["label"]``."""
+        return self._run(self._calls.get(row_id))
 
     def image_bytes(self, row_id: str) -> bytes:
         """The original file bytes, exactly as ingested."""
-        return self.client.request("GET", self._row_path(row_id, "/image"), params=self.ref).content
+        return self._run(self._calls.image_bytes(row_id))
 
-    def image(self, row_id: str) -> Any:
-        """The image as a ``PIL.Image.Image``."""
-        from PIL import Image
+    def image(self, row_id: str) -> Image.Image:
+        """The image as a ``PIL.Image.Image``: ``t.image("3/00003.png").size`` -> ``(8, 8)``."""
+        return self._run(self._calls.image(row_id))
 
-        return Image.open(io.BytesIO(self.image_bytes(row_id)))
+    def array(self, row_id: str) -> np.ndarray:
+        """The decoded pixels as a numpy array, dtype and shape preserved (16-bit stays uint16; pages first).
 
-    def array(self, row_id: str) -> Any:
-        """The decoded pixels as a numpy array, dtype and shape preserved (16-bit stays uint16)."""
-        import numpy as np
+        >>> samples.array("skimage/camera_uint16.tif").dtype
+        dtype('uint16')
+        """
+        return self._run(self._calls.array(row_id))
 
-        content = self.client.request("GET", self._row_path(row_id, "/array"), params=self.ref).content
-        return np.load(io.BytesIO(content), allow_pickle=False)
-
-    def thumbnail(self, row_id: str, size: int = 256) -> bytes:
-        params = {**self.ref, "size": size}
-        return self.client.request("GET", self._row_path(row_id, "/thumbnail"), params=params).content
+    def thumbnail(self, row_id: str, size: int = 256, format: str | None = None) -> bytes:
+        """A small JPEG/PNG/WebP rendering of any image (``format`` picks one)."""
+        return self._run(self._calls.thumbnail(row_id, size, format))
 
     def fetch(self, ids: Sequence[str], columns: Sequence[str] | None = None, *,
               with_images: bool = False) -> pa.Table:
-        """Rows for ``ids`` in the order asked; ids that are not there are left out."""
-        body = {"ids": list(ids), "columns": list(columns) if columns else None, "with_images": with_images}
-        response = self.client.request("POST", self._path("/fetch"), params=self.ref, json=body,
-                                       headers={"accept": ARROW_STREAM}, idempotent=True)
-        return _read_arrow(response.content)
+        """Rows for ``ids`` in the order asked (repeats kept, missing ids left out), as Arrow.
+
+        >>> t.fetch(["3/00003.png", "0/00000.png"], columns=["id", "label"]).to_pylist()
+        [{'id': '3/00003.png', 'label': 3}, {'id': '0/00000.png', 'label': 0}]
+        """
+        return self._run(self._calls.fetch(ids, columns, with_images))
 
     def query(self, filter: str | None = None, *, columns: Sequence[str] | None = None, limit: int | None = 1000,
-              offset: int | None = None, order_by: Sequence[str] | None = None) -> pa.Table:
-        """Rows matching a SQL filter as an Arrow table (``limit=None`` for all of them)."""
-        body = {"filter": filter, "columns": list(columns) if columns else None, "limit": limit,
-                "offset": offset, "order_by": list(order_by or [])}
-        response = self.client.request("POST", self._path("/query"), params=self.ref, json=body,
-                                       headers={"accept": ARROW_STREAM}, idempotent=True)
-        return _read_arrow(response.content)
+              offset: int | None = None, order_by: str | Sequence[str] | None = None) -> pa.Table:
+        """Rows matching a SQL filter as Arrow (``limit=None`` for all of them; ``order_by="ink desc"``)."""
+        return self._run(self._calls.query(filter, columns, limit, offset, order_by))
+
+    def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
+                  limit: int | None = None) -> pd.DataFrame:
+        """Matching rows (all by default) as a pandas DataFrame: ``t.to_pandas("split = 'test'", columns=["id"])``."""
+        return self.query(filter, columns=columns, limit=limit).to_pandas()
 
     def iter_batches(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
-                     batch_size: int = 10_000) -> Iterator[pa.Table]:
-        """Page through every matching row; the pages all come from one version."""
-        pinned = self if self.ref else self.at(version=self.info()["version"])
-        offset = 0
-        while True:
-            page = pinned.query(filter, columns=columns, limit=batch_size, offset=offset)
-            if page.num_rows:
-                yield page
-            if page.num_rows < batch_size:
-                return
-            offset += batch_size
+                     batch_size: int = 10_000, order_by: str | Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Every matching row, ``batch_size`` rows at a time, all from the version the call started on.
 
-    def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None) -> Any:
-        return self.query(filter, columns=columns, limit=None).to_pandas()
+        One Arrow stream is read as it arrives, so memory stays at about one batch whatever the size.
+
+        >>> sum(b.num_rows for b in t.iter_batches("split = 'train'", columns=["id"], batch_size=500))
+        1437
+        """
+        rebatch = Rebatcher(batch_size)
+        decoder = ArrowStreamDecoder()
+        with self.client._stream(self._calls.query(filter, columns, None, None, order_by)) as chunks:
+            for chunk in chunks:
+                for batch in decoder.feed(chunk):
+                    yield from rebatch.push(batch)
+        decoder.finish()
+        yield from rebatch.flush()
 
     def count(self, filter: str | None = None) -> int:
-        params = {**self.ref, **({"filter": filter} if filter else {})}
-        return int(self.client.request("GET", self._path("/count"), params=params).json()["count"])
+        """Rows matching a filter (all rows by default): ``t.count("label = 3")`` -> ``183``."""
+        return self._run(self._calls.count(filter))
 
-    # -- history -------------------------------------------------------------------------
-    def versions(self, *, limit: int = 1000) -> list[dict[str, Any]]:
-        """The version log, oldest first."""
-        params = {"limit": limit, "order": "asc", **({"branch": self.ref["branch"]} if "branch" in self.ref else {})}
-        return self.client.request("GET", self._path("/versions"), params=params).json()
+    def search(self, text: str | None = None, *, image: ImageSource | None = None,
+               vector: Sequence[float] | None = None, like: str | None = None, k: int = 10,
+               filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,
+               nprobes: int | None = None, refine_factor: int | None = None) -> pa.Table:
+        """The ``k`` nearest rows (``_distance`` ascending) to a text, an image (path, bytes or PIL), a
+        vector, or the row ``like`` (itself left out); embedded with the vector column's own model.
+
+        >>> t.search(like="3/00003.png", k=3, columns=["id", "label"]).column("label").to_pylist()
+        [3, 3, 3]
+        """
+        return self._run(self._calls.search(text=text, image=image, vector=vector, like=like, k=k, filter=filter,
+                                            columns=columns, column=column, nprobes=nprobes,
+                                            refine_factor=refine_factor))
+
+    def torch_dataset(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
+                      transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
+        """A map-style ``torch.utils.data.Dataset`` over this handle's rows, pinned (see ``lightbox.torch``).
+
+        >>> ds = t.at(tag="v1").torch_dataset(filter="split = 'train'", columns=["label"])
+        >>> loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
+        """
+        spec = self._run(self._calls.dataset_spec(filter, columns))
+        return _calls.dataset_class()(self.client.options, spec, transform=transform, decode=decode)
+
+    # -- history ---------------------------------------------------------------------------
+    def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The version log (of this handle's branch, else main), oldest first.
+
+        >>> [(v["version"], v["message"], v["tags"]) for v in t.versions()]
+        [(1, 'scikit-learn digits 0-9', ['v1'])]
+        """
+        return self._run(self._calls.versions(limit))
 
     def tags(self) -> list[dict[str, Any]]:
-        return self.client.request("GET", self._path("/tags")).json()["tags"]
+        """Every tag: name, version, branch, created_at."""
+        return self._run(self._calls.tags())
 
-    def tag(self, name: str, version: int | None = None) -> dict[str, Any]:
-        """Point a tag at a version (latest when None); moving an existing tag is explicit: untag first."""
-        body: dict[str, Any] = {"name": name, **({"version": version} if version is not None else {})}
-        return self.client.request("POST", self._path("/tags"), json=body).json()
+    def tag(self, name: str, version: int | None = None, *, move: bool = False) -> dict[str, Any]:
+        """Name a version (latest when None); an existing tag is a ``Conflict`` unless ``move=True``.
+
+        >>> t.tag("v2")["version"]; t.tag("v2", version=1, move=True)
+        """
+        return self._run(self._calls.tag(name, version, move))
 
     def untag(self, name: str) -> None:
-        self.client.request("DELETE", self._path(f"/tags/{quote(name)}"))
-
-    def diff(self, from_ref: str | int, to_ref: str | int = "main", *, limit: int = 100_000) -> dict[str, Any]:
-        """Ids added, removed and changed (with the changed columns) between two refs."""
-        params = {"from": str(from_ref), "to": str(to_ref), "limit": limit}
-        return self.client.request("GET", self._path("/diff"), params=params).json()
-
-    def branches(self) -> list[dict[str, Any]]:
-        return self.client.request("GET", self._path("/branches")).json()["branches"]
-
-    def create_branch(self, name: str, *, version: int | None = None, tag: str | None = None) -> Table:
-        """A branch from this table's latest (or a version/tag); returns a writable handle on it."""
-        body: dict[str, Any] = {"name": name, **{k: v for k, v in (("version", version), ("tag", tag)) if v}}
-        self.client.request("POST", self._path("/branches"), json=body)
-        return Table(self.client, self.name, {"branch": name})
-
-    def delete_branch(self, name: str) -> None:
-        self.client.request("DELETE", self._path(f"/branches/{quote(name)}"))
-
-    def merge(self, branch: str, *, into: str = "main", on_conflict: str = "fail",
-              message: str | None = None) -> dict[str, Any]:
-        """Apply a branch's changes since its fork to ``into`` as one version (409 on conflicts)."""
-        body = {"into": into, "on_conflict": on_conflict, "message": message}
-        return self.client.request("POST", self._path(f"/branches/{quote(branch)}/merge"), json=body).json()
-
-    # -- writes --------------------------------------------------------------------------
-    def _write_params(self, **extra: Any) -> dict[str, Any]:
-        if set(self.ref) - {"branch"}:
-            raise ValueError(f"{self!r} is pinned to a point in history and is read-only")
-        return {**self.ref, **{k: v for k, v in extra.items() if v is not None}}
-
-    def add(self, images: Sequence[Any] | pa.Table | None = None, metadata: Sequence[dict[str, Any]] | None = None,
-            *, mode: str = "insert", dedup: str = "id", message: str | None = None, author: str | None = None,
-            tag: str | None = None) -> dict[str, Any]:
-        """Add images (paths or bytes, with a metadata dict each) or an Arrow table, as one version."""
-        params = self._write_params(mode=mode, dedup=dedup, message=message, author=author, tag=tag)
-        if isinstance(images, pa.Table):
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, images.schema) as writer:
-                writer.write_table(images)
-            return self.client.request("POST", self._path("/rows"), params=params, content=sink.getvalue().to_pybytes(),
-                                       headers={"content-type": ARROW_STREAM}, idempotent=False).json()
-        files = [_file_part(i, item) for i, item in enumerate(images or [])]
-        data = {"metadata": json.dumps(list(metadata))} if metadata is not None else None
-        return self.client.request("POST", self._path("/rows"), params=params, files=files, data=data,
-                                   idempotent=False).json()
-
-    def update(self, row_id: str, values: dict[str, Any], *, message: str | None = None) -> dict[str, Any]:
-        """Change some columns of one row (one new version)."""
-        return self.client.request("PATCH", self._row_path(row_id), params=self._write_params(message=message),
-                                   json=values, idempotent=False).json()
-
-    def delete(self, filter: str, *, message: str | None = None) -> dict[str, Any]:
-        """Delete the rows a filter matches (one new version)."""
-        return self.client.request("POST", self._path("/delete"), params=self._write_params(),
-                                   json={"filter": filter, "message": message}, idempotent=False).json()
-
-    def delete_row(self, row_id: str, *, message: str | None = None) -> dict[str, Any]:
-        return self.client.request("DELETE", self._row_path(row_id), params=self._write_params(message=message)).json()
-
-    def optimize(self) -> dict[str, Any]:
-        return self.client.request("POST", self._path("/optimize"), idempotent=False).json()
+        """Delete a tag (the version stays)."""
+        self._run(self._calls.untag(name))
 
     def restore(self, *, version: int | None = None, tag: str | None = None,
                 as_of: datetime | str | None = None) -> dict[str, Any]:
-        """Make a past version's content the new latest version."""
-        body = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in (("version", version), ("tag", tag), ("as_of", as_of)) if v is not None}
-        return self.client.request("POST", self._path("/restore"), json=body).json()
+        """Commit a new latest version of main whose content is that of a past version: ``t.restore(tag="v1")``."""
+        return self._run(self._calls.restore(one_ref(version=version, tag=tag, as_of=as_of)))
 
+    def diff(self, from_ref: RefValue, to_ref: RefValue = "main") -> dict[str, Any]:
+        """Ids ``added``, ``removed`` and ``changed`` (with the changed columns) between two refs.
 
-def _file_part(index: int, item: Any) -> tuple[str, tuple[str, bytes, str]]:
-    """One multipart file from a path or bytes."""
-    if isinstance(item, bytes | bytearray):
-        return ("files", (f"image-{index}", bytes(item), "application/octet-stream"))
-    path = Path(item)
-    return ("files", (path.name, path.read_bytes(), "application/octet-stream"))
+        >>> t.diff("v1", "main")["counts"]
+        {'added': 0, 'removed': 0, 'changed': 1}
+        """
+        return self._run(self._calls.diff(from_ref, to_ref))
 
+    def branches(self) -> list[dict[str, Any]]:
+        """Every branch with its fork point, latest version and row count."""
+        return self._run(self._calls.branches())
 
-def _read_arrow(content: bytes) -> pa.Table:
-    return pa.ipc.open_stream(content).read_all()
+    def create_branch(self, name: str, *, version: int | None = None, tag: str | None = None,
+                      as_of: datetime | str | None = None) -> Table:
+        """A branch from this handle's latest (or a version, tag or time); returns a writable handle on it.
 
+        >>> b = t.create_branch("relabel"); b.update("3/00003.png", {"label": 8}); t.merge("relabel")
+        """
+        self._run(self._calls.create_branch(name, one_ref(version=version, tag=tag, as_of=as_of)))
+        return self.branch(name)
 
-def _error(response: httpx.Response) -> LightboxError:
-    request_id = response.headers.get("x-request-id")
-    try:
-        err = response.json()["error"]
-        message, code, detail = err["message"], err["code"], err.get("detail") or {}
-    except (ValueError, KeyError, TypeError):
-        message, code, detail = response.text[:500] or response.reason_phrase, "http_error", {}
-    cls = error_for(response.status_code)
-    return cls(message, status=response.status_code, code=code, request_id=request_id, detail=detail)
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch."""
+        self._run(self._calls.delete_branch(name))
+
+    def merge(self, branch: str, *, into: str = "main", on_conflict: str = "fail", message: str | None = None,
+              author: str | None = None) -> dict[str, Any]:
+        """Apply a branch's changes since its fork to ``into`` as one version (``Conflict`` on clashes,
+        unless ``on_conflict`` is ``"theirs"`` or ``"ours"``)."""
+        return self._run(self._calls.merge(branch, into, on_conflict, message, author))
+
+    # -- writes ----------------------------------------------------------------------------
+    def add(self, images: Sequence[ImageSource] | pa.Table | pd.DataFrame | None = None,
+            metadata: Sequence[Mapping[str, Any]] | None = None, *, ids: Sequence[str] | None = None,
+            mode: str = "insert", dedup: str = "id", message: str | None = None, author: str | None = None,
+            tag: str | None = None) -> dict[str, Any]:
+        """Add images (paths, bytes or PIL images, each with a metadata dict) or rows (Arrow, pandas) as one version.
+
+        Row ids: ``ids``, else a metadata ``"id"``, else the file name of a path, else the SHA-256 of the bytes.
+
+        >>> t.add(["cat.png"], metadata=[{"label": 3}], message="one more")["inserted"]
+        1
+        """
+        options = {"mode": mode, "dedup": dedup, "message": message, "author": author, "tag": tag}
+        return self._run(self._calls.add(images, metadata, ids, options))
+
+    def update(self, row_id: str, values: Mapping[str, Any], *, message: str | None = None,
+               author: str | None = None) -> dict[str, Any]:
+        """Change some columns of one row (one new version): ``t.update("3/00003.png", {"label": 8})``."""
+        return self._run(self._calls.update(row_id, values, message, author))
+
+    def delete(self, filter: str, *, message: str | None = None, author: str | None = None) -> dict[str, Any]:
+        """Delete the rows a filter matches (one new version): ``t.delete("label = 9")``."""
+        return self._run(self._calls.delete(filter, message, author))
+
+    def delete_row(self, row_id: str, *, message: str | None = None, author: str | None = None) -> dict[str, Any]:
+        """Delete one row by id (one new version)."""
+        return self._run(self._calls.delete_row(row_id, message, author))
+
+    # -- maintenance -----------------------------------------------------------------------
+    def indexes(self) -> list[dict[str, Any]]:
+        """The table's Lance indexes."""
+        return self._run(self._calls.indexes())
+
+    def create_index(self, column: str, index_type: str = "BTREE", **params: Any) -> dict[str, Any]:
+        """Build a Lance index (``IVF_PQ``, ``IVF_HNSW_SQ``, ``BTREE``, ``BITMAP``, ``FTS``) on a column."""
+        return self._run(self._calls.create_index(column, index_type, params))
+
+    def optimize(self, *, retention_seconds: float | None = None) -> dict[str, Any]:
+        """Compact files, fold new rows into indexes, prune old untagged versions."""
+        return self._run(self._calls.optimize(retention_seconds))
+
+    def embed(self, model: str = "builtin", *, source: str = "image", column: str | None = None) -> dict[str, Any]:
+        """Add or refresh a vector column computed by ``model`` from ``source`` (one new version).
+
+        >>> t.embed("builtin")["column"]
+        'vector'
+        """
+        return self._run(self._calls.embed(model, source, column))

@@ -1,8 +1,40 @@
-"""SDK errors: every failure of a call is a ``LightboxError`` carrying status, code and request id."""
+"""SDK errors: every failure of a call is a ``LightboxError`` carrying status, code and request id.
+
+>>> try:
+...     client.table("digits").get("9/99999.png")
+... except lightbox.NotFound as exc:
+...     print(exc.status, exc.code, exc.request_id)
+404 row_not_found 5f0c3c0e2b5d4d3c9a0b1c2d3e4f5a6b
+
+``status`` is the HTTP status (0 when nothing was sent or nothing came back), ``code`` the
+service's error code (``table_not_found``, ``invalid_filter``, ``merge_conflict``, ...),
+``request_id`` the ``X-Request-ID`` the service answered with (the one the SDK sent otherwise),
+and ``detail`` the error's ``detail`` object.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = [
+    "BY_STATUS",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "LightboxError",
+    "NotFound",
+    "PayloadTooLarge",
+    "RangeNotSatisfiable",
+    "ReadOnly",
+    "ServerError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unprocessable",
+    "Unreachable",
+    "UnsupportedMediaType",
+    "error_for",
+]
 
 
 class LightboxError(Exception):
@@ -46,19 +78,45 @@ class PayloadTooLarge(LightboxError):
     """413: an upload over the service's size limit."""
 
 
+class UnsupportedMediaType(LightboxError):
+    """415: a body the route does not take."""
+
+
+class RangeNotSatisfiable(BadRequest):
+    """416: a byte range outside the image."""
+
+
 class Unprocessable(LightboxError):
     """422: well-formed but unusable (an image that does not decode)."""
+
+
+class TooManyRequests(LightboxError):
+    """429: the service asks to slow down (idempotent calls were retried before this was raised)."""
 
 
 class ServerError(LightboxError):
     """5xx, or no answer at all."""
 
 
+class ServiceUnavailable(ServerError):
+    """503: the service is overloaded or starting (idempotent calls were retried first)."""
+
+
+class Unreachable(ServerError):
+    """No HTTP answer: connection refused, reset or timed out (``status`` is 0)."""
+
+
+class ReadOnly(LightboxError):
+    """A write through a handle pinned with ``at(...)``; raised before anything is sent (``status`` is 0)."""
+
+
 BY_STATUS: dict[int, type[LightboxError]] = {
     400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge,
-    416: BadRequest, 422: Unprocessable,
+    415: UnsupportedMediaType, 416: RangeNotSatisfiable, 422: Unprocessable, 429: TooManyRequests,
+    503: ServiceUnavailable,
 }
 
 
 def error_for(status: int) -> type[LightboxError]:
+    """The exception class for an HTTP status."""
     return BY_STATUS.get(status) or (ServerError if status >= 500 else LightboxError)
