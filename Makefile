@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export LANCE_LOG ?= error
 
+TS_DIR := tests/ts
+
 .PHONY: demo test lint bench bench-quick clean
 
 $(PY):
@@ -21,7 +23,17 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 demo: $(VENV)/.samples
 	$(VENV)/bin/lightbox demo
 
-test: $(VENV)/.dev
+# The pinned official LanceDB TypeScript client for tests/test_lancedb_ts.py (skipped without node/npm).
+# `npm install` with the committed lock, not `npm ci`: the registry lacks some other platforms' binaries
+# for this version, so the lock cannot list them and `npm ci` refuses it.
+$(TS_DIR)/node_modules: $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(TS_DIR) && npm install --no-audit --no-fund --ignore-scripts --loglevel=error && touch node_modules; \
+	else \
+		echo "npm not found: the LanceDB TypeScript client tests will be skipped"; \
+	fi
+
+test: $(VENV)/.dev $(TS_DIR)/node_modules
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -37,4 +49,4 @@ bench-quick: $(VENV)/.dev
 	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache
+	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache $(TS_DIR)/node_modules

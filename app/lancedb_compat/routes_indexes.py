@@ -1,0 +1,94 @@
+"""Indexes: create (vector and scalar), list, stats."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import pyarrow as pa
+from fastapi import Query, Request
+
+from app.deps import StoreDep
+from app.errors import BadRequest, Conflict, NotFound
+from app.lancedb_compat.request import Body, body_ref, str_field, table_name
+from app.lancedb_compat.routing import compat_router, table_route
+from app.responses import JSON
+from app.store import maintenance
+
+router = compat_router()
+Delimiter = Annotated[str | None, Query()]
+# Lance's names for index kinds -> the names the clients parse (lancedb's IndexType)
+TYPE_NAMES = {"btree": "BTREE", "bitmap": "BITMAP", "labellist": "LABEL_LIST", "inverted": "FTS", "fts": "FTS",
+              "ngram": "NGRAM", "zonemap": "ZONEMAP", "bloomfilter": "BLOOM_FILTER", "rtree": "RTREE"}
+REQUEST_TYPES = {"BLOOM_FILTER": "BLOOMFILTER", "SCALAR": "BTREE"}
+PARAMS = ("num_partitions", "num_sub_vectors", "num_bits")
+
+
+class IndexNotFound(NotFound):
+    code = "index_not_found"
+
+
+def client_type(lance_type: str) -> str:
+    key = lance_type.replace("_", "").lower()
+    return TYPE_NAMES.get(key, lance_type.upper())
+
+
+def vector_defaults(kind: str, column_type: pa.DataType, num_rows: int) -> dict[str, int]:
+    """LanceDB's defaults when the client leaves them out: sqrt(rows) partitions, dim/16 (or /8) sub-vectors."""
+    out = {"num_partitions": max(1, min(num_rows, round(math.sqrt(num_rows))))}
+    if kind == "IVF_PQ" and pa.types.is_fixed_size_list(column_type):
+        dim = column_type.list_size
+        out["num_sub_vectors"] = dim // 16 if dim % 16 == 0 else dim // 8 if dim % 8 == 0 else 1
+    return out
+
+
+@table_route(router, "create_index")
+@table_route(router, "create_scalar_index")
+def create_index(table_id: str, request: Request, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+    name = table_name(table_id, delimiter)
+    column = str_field(body, "column")
+    if not column:
+        raise BadRequest("give the column to index in 'column'")
+    scalar = request.url.path.rstrip("/").endswith("create_scalar_index")
+    kind = (str_field(body, "index_type") or ("BTREE" if scalar else "IVF_PQ")).upper()
+    kind = REQUEST_TYPES.get(kind, kind)
+    head = store.latest(name)
+    params = _params(body, kind, head.schema.field(column).type if column in head.schema.names else None,
+                     head.count_rows())
+    index_name = params.get("name") or f"{column}_idx"
+    if body.get("replace") is False and any(i["name"] == index_name for i in maintenance.list_indexes(head)):
+        raise Conflict(f"index {index_name!r} already exists", index=index_name)
+    return JSON(maintenance.create_index(store, name, column, kind, params))
+
+
+def _params(body: dict[str, Any], kind: str, column_type: pa.DataType | None, num_rows: int) -> dict[str, Any]:
+    params: dict[str, Any] = {k: body[k] for k in PARAMS if body.get(k) is not None}
+    given = {"name": str_field(body, "name"),
+             "metric": str_field(body, "metric_type") or str_field(body, "distance_type")}
+    params.update({k: v for k, v in given.items() if v is not None})
+    if kind.startswith("IVF") and column_type is not None:
+        params = {**vector_defaults(kind, column_type, num_rows), **params}
+    return params
+
+
+def _indexes(store: StoreDep, name: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    snap = store.snapshot(name, body_ref(body))
+    return maintenance.list_indexes(snap.ds)
+
+
+@table_route(router, "index/list")
+def list_indexes(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+    indexes = _indexes(store, table_name(table_id, delimiter), body)
+    return JSON({"indexes": [
+        {"index_name": i["name"], "index_uuid": i["name"], "columns": i["columns"], "status": "done",
+         "index_type": client_type(i["type"]), "num_indexed_rows": i["num_indexed_rows"],
+         "num_unindexed_rows": i["num_unindexed_rows"]} for i in indexes], "page_token": None})
+
+
+@table_route(router, "index/{index_name}/stats")
+def index_stats(table_id: str, index_name: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+    for i in _indexes(store, table_name(table_id, delimiter), body):
+        if i["name"] == index_name:
+            return JSON({"index_type": client_type(i["type"]), "num_indexed_rows": i["num_indexed_rows"],
+                         "num_unindexed_rows": i["num_unindexed_rows"], "num_indices": 1})
+    raise IndexNotFound(f"no index named {index_name!r}", index=index_name)

@@ -1,0 +1,94 @@
+"""Arrow IPC on the wire: stream bodies in (``insert``, ``create``, ``merge_insert``), file bodies out (``query``).
+
+The clients send IPC *streams* whose buffers are LZ4_FRAME-compressed; pyarrow decompresses them
+as it reads. They parse a query answer as an IPC *file* unless its content type says stream. The
+file is written batch by batch, so a large answer is never held whole in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from app.errors import BadRequest, LightboxError
+
+ARROW_FILE = "application/vnd.apache.arrow.file"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class PayloadTooLarge(LightboxError):
+    status = 413
+    code = "payload_too_large"
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused past the service's upload limit (413) like every other upload."""
+    limit = request.app.state.settings.max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise PayloadTooLarge(f"the body exceeds the upload limit of {limit} bytes", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the upload limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_stream(body: bytes) -> pa.Table:
+    """An Arrow IPC stream (or file) body as a table; a 400 for anything else."""
+    if not body:
+        raise BadRequest("the body is empty; send an Arrow IPC stream")
+    try:
+        if body[:6] == b"ARROW1":
+            return pa.ipc.open_file(pa.BufferReader(body)).read_all()
+        return pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise BadRequest(f"the body is not an Arrow IPC stream: {exc}") from exc
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema without field metadata (Lance's blob and key markers mean nothing to a reader)."""
+    return pa.schema([f.remove_metadata() for f in schema])
+
+
+def file_response(schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+                  headers: dict[str, str] | None = None) -> StreamingResponse:
+    """An Arrow IPC file, written as the batches come."""
+    plain = plain_schema(schema)
+
+    def body() -> Iterator[bytes]:
+        sink = _Sink()
+        with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), plain) as writer:
+            for batch in batches:
+                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=plain))
+                yield sink.drain()
+        yield sink.drain()
+
+    return StreamingResponse(body(), media_type=ARROW_FILE, headers=headers)
+
+
+class _Sink:
+    """A write-only file that hands back what was written since the last drain."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out

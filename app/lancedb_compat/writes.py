@@ -1,0 +1,193 @@
+"""Writes from the LanceDB clients, through the same paths as native uploads.
+
+Rows with an ``image`` column, sent to an image table, are handed to the ingest pipeline exactly as
+an Arrow upload to ``POST /api/v1/tables/{t}/rows`` is: every image is probed and hashed, bad ones
+are skipped, and vector columns are filled with the model they record. Rows for any other table go
+through ``append_rows`` (cast to the table's schema, ids kept unique). Keyed writes (update,
+merge_insert, overwrite) are ``keyed_write``s on ``id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from app.errors import BadRequest, Unprocessable
+from app.filters import tokenize
+from app.routes.uploads import _add_plain_rows, _arrow_files, _ingest
+from app.services import tables as tables_svc
+from app.services.query import QuerySpec, plan_query
+from app.services.writes import IMMUTABLE, delete_rows
+from app.store import Ref, Store
+from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
+from app.store.upserts import keyed_write
+from app.store.writes import existing_values
+from embeddings.registry import Registry
+
+
+class AlreadyExists(BadRequest):
+    """The clients read "a 400 whose body says `already exists`" as TableAlreadyExists."""
+
+    code = "table_exists"
+
+
+CREATE_MODES = ("create", "overwrite", "exist_ok")
+
+
+def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mode: str) -> int:
+    """A new table shaped like ``rows`` (an image table when they carry ``id`` and ``image`` bytes)."""
+    if mode not in CREATE_MODES:
+        raise BadRequest(f"mode must be one of {', '.join(CREATE_MODES)}, got {mode!r}")
+    if store.exists(name):
+        if mode == "exist_ok":
+            return store.latest(name).version
+        if mode == "create":
+            raise AlreadyExists(f"table {name!r} already exists", table=name)
+        tables_svc.drop_table(store, name)
+    tables_svc.create_table(store, name, _new_schema(rows.schema))
+    return int(add_rows(store, registry, name, rows)["version"])
+
+
+def _new_schema(schema: pa.Schema) -> pa.Schema:
+    image = schema.field("image") if "image" in schema.names else None
+    if "id" in schema.names and image is not None and (pa.types.is_binary(image.type)
+                                                       or pa.types.is_large_binary(image.type)):
+        return image_schema([f for f in schema if f.name not in STANDARD_NAMES])
+    return schema
+
+
+def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mode: str = "insert",
+             branch: str | None = None) -> dict[str, Any]:
+    """Add (``insert``: ids already there are kept) or upsert rows.
+
+    Returns the write's report: ``{"version", "inserted", "updated", "skipped"}``.
+    """
+    if not rows.num_rows:
+        return {"version": store.latest(name, branch).version, "inserted": 0, "updated": 0, "skipped": []}
+    schema = store.latest(name, branch).schema
+    options = {"mode": mode, **({"branch": branch} if branch else {})}
+    if is_image_table(schema) and "image" in rows.column_names:
+        report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options)
+    else:
+        report = _add_plain_rows(store, name, rows, options)
+    return report
+
+
+def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Metadata beside the bytes: the columns the probe computes (and recorded embeddings) are its own."""
+    computed = (STANDARD_NAMES - {"id", "image"}) | {
+        f.name for f in schema if is_vector(f) and vector_meta(f).get("model")}
+    return rows.drop_columns([c for c in rows.column_names if c in computed])
+
+
+def overwrite(store: Store, registry: Registry, name: str, rows: pa.Table, branch: str | None = None) -> int:
+    """The table's rows become ``rows``: upsert them, then delete every other id (history is kept)."""
+    schema = store.latest(name, branch).schema
+    if "id" not in schema.names or "id" not in rows.column_names:
+        raise BadRequest("overwrite replaces rows by id, and the table or the rows have no id column")
+    keep = {str(i) for i in rows.column("id").to_pylist() if i is not None}
+    version = int(add_rows(store, registry, name, rows, mode="upsert", branch=branch)["version"])
+    stale = sorted(existing_values(store, name, "id", branch) - keep)
+    if stale:
+        version = int(delete_rows(store, name, ids=stale, branch=branch)["version"])
+    return version
+
+
+def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, params: dict[str, Any],
+                 branch: str | None = None) -> dict[str, int]:
+    """``merge_insert("id")`` with any of update-all, insert-all and delete-by-source (by id)."""
+    if params.get("on") != ["id"]:
+        raise BadRequest(f"merge_insert joins on 'id' here, got on={params.get('on')}")
+    if params.get("when_matched_update_all_filt"):
+        raise BadRequest("when_matched_update_all with a condition is not supported; update all matches")
+    if "id" not in rows.column_names:
+        raise BadRequest("merge_insert rows need an 'id' column")
+    update, insert = _flag(params, "when_matched_update_all"), _flag(params, "when_not_matched_insert_all")
+    given = {str(i) for i in rows.column("id").to_pylist() if i is not None}
+    if update and not insert:  # update only: rows whose id is absent are dropped here
+        before = existing_values(store, name, "id", branch)
+        rows = rows.filter(pa.array([str(i) in before for i in rows.column("id").to_pylist()]))
+    version = store.latest(name, branch).version
+    counts = {"num_inserted_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0}
+    if update or insert:
+        report = add_rows(store, registry, name, rows, mode="upsert" if update else "insert", branch=branch)
+        version = int(report["version"])
+        counts.update(num_inserted_rows=report["inserted"], num_updated_rows=report["updated"])
+    if _flag(params, "when_not_matched_by_source_delete"):
+        stale = sorted(_ids_where(store, name, params.get("when_not_matched_by_source_delete_filt"), branch) - given)
+        if stale:
+            version = int(delete_rows(store, name, ids=stale, branch=branch)["version"])
+            counts["num_deleted_rows"] = len(stale)
+    return {"version": version, **counts}
+
+
+def _flag(params: dict[str, Any], key: str) -> bool:
+    value = params.get(key)
+    return str(value).lower() in ("true", "1") if value is not None else False
+
+
+def _ids_where(store: Store, name: str, predicate: str | None, branch: str | None) -> set[str]:
+    if not predicate:
+        return existing_values(store, name, "id", branch)
+    plan = plan_query(store, name, Ref(branch=branch), QuerySpec(filter=predicate, columns=["id"], limit=None),
+                      max_rows=None)
+    return {str(i) for i in plan.stream().read_all().column("id").to_pylist()}
+
+
+def update(store: Store, name: str, predicate: str | None, updates: Any,
+           branch: str | None = None) -> dict[str, int]:
+    """``UPDATE t SET col = literal WHERE predicate`` as one keyed write of the matching ids."""
+    schema = store.latest(name, branch).schema
+    values = _literal_updates(schema, updates)
+    if "id" not in schema.names:
+        raise BadRequest("update writes rows by id, and this table has no id column")
+    ids = sorted(_ids_where(store, name, predicate or "true", branch))
+    if not ids:
+        return {"rows_updated": 0, "version": store.latest(name, branch).version}
+    arrays = {"id": pa.array(ids, pa.string())}
+    for column, value in values.items():
+        try:
+            arrays[column] = pa.array([value] * len(ids)).cast(schema.field(column).type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise Unprocessable(f"{value!r} does not fit column {column!r}: {exc}") from exc
+    version, counts = keyed_write(store, name, pa.table(arrays), mode="update", branch=branch)
+    return {"rows_updated": counts.get("updated", 0), "version": version or store.latest(name, branch).version}
+
+
+def _literal_updates(schema: pa.Schema, updates: Any) -> dict[str, Any]:
+    if isinstance(updates, dict):
+        updates = list(updates.items())
+    if not isinstance(updates, list) or not updates:
+        raise BadRequest("updates must be a non-empty list of [column, value] pairs")
+    out: dict[str, Any] = {}
+    for pair in updates:
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+            raise BadRequest("each update is a [column, SQL literal] pair of strings")
+        column, expression = pair
+        if column not in schema.names:
+            raise Unprocessable(f"unknown column {column!r}", column=column, columns=schema.names)
+        if column in IMMUTABLE or column == "id":
+            raise Unprocessable(f"column {column!r} describes the stored image or keys the row; it cannot be updated")
+        out[column] = sql_literal(expression)
+    return out
+
+
+def sql_literal(text: str) -> Any:
+    """The value of a SQL literal (number, string, TRUE/FALSE/NULL); anything else is a 400."""
+    tokens = [t for t in tokenize(text) if t.kind != "end"]
+    sign = 1
+    if len(tokens) == 2 and tokens[0].kind == "op" and tokens[0].text in "+-":
+        sign = -1 if tokens[0].text == "-" else 1
+        tokens = tokens[1:]
+    if len(tokens) == 1:
+        tok = tokens[0]
+        if tok.kind == "num":
+            number = float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
+            return sign * number
+        if tok.kind == "str" and sign == 1:
+            quote = tok.text[0]
+            return tok.text[1:-1].replace(quote * 2, quote)
+        if tok.kind == "kw" and tok.text in ("TRUE", "FALSE", "NULL") and sign == 1:
+            return {"TRUE": True, "FALSE": False, "NULL": None}[tok.text]
+    raise BadRequest(f"update values must be SQL literals (a number, 'text', true, false or null), got {text!r}")
