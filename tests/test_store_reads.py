@@ -55,3 +55,17 @@ def test_branch_rows_are_found_in_the_branch_tree(store: Store, digits_dir: Path
         ref = reader.image_ref(snap, key)
         assert reader.inline_bytes(snap, ref) == path.read_bytes(), key  # branch tree and inherited files
     assert reader.index(snap).inline.trusted
+
+
+def test_a_table_dropped_and_created_again_is_not_answered_from_old_caches(store: Store, samples_dir: Path,
+                                                                          digits_dir: Path) -> None:
+    run_ingest(store, IngestOptions(table="t", sources=[str(samples_dir)], progress=False))
+    reader = RowReader()
+    first = store.snapshot("t", Ref())
+    assert reader.image_bytes(first, reader.image_ref(first, "camera.png")) == (samples_dir / "camera.png").read_bytes()
+    store.drop("t")
+    run_ingest(store, IngestOptions(table="t", sources=[str(digits_dir / "images")], progress=False))
+    again = store.snapshot("t", Ref())
+    assert again.version == first.version and again.key != first.key
+    ref = reader.image_ref(again, "3/00003.png")
+    assert reader.image_bytes(again, ref) == (digits_dir / "images" / "3" / "00003.png").read_bytes()

@@ -1,12 +1,9 @@
-"""Forgetting a dropped table in the service's per-version caches.
+"""Forgetting a dropped or re-created table in the service's caches.
 
-The id index (``RowReader``), the ANN indexes and the filter results (``Searcher``) are keyed by
-``(table, branch, version)``. A table dropped and created again under the same name starts over at
-version 1, so entries of the old table would answer for the new one (wrong rows, wrong row ids).
-LanceDB clients do exactly that (``drop_table`` then ``create_table``, ``create_table(mode=
-"overwrite")``), so this package forgets the name whenever it drops or creates a table. The ANN
-cache has ``forget``; the other two have no public way yet, so their entries are removed under the
-owner's own lock (a public ``forget`` on ``RowReader`` and ``Searcher`` should replace this).
+Per-version caches (id maps, ANN indexes, filter results) are keyed by the store's snapshot key,
+which carries a generation the store bumps whenever it drops or creates a table, so a table
+re-created under the same name (LanceDB clients do ``drop_table`` then ``create_table``) never
+sees the old table's entries. Forgetting here also frees the old ANN indexes' memory at once.
 """
 
 from __future__ import annotations
@@ -15,15 +12,5 @@ from typing import Any
 
 
 def forget_table(state: Any, name: str) -> None:
+    state.store.forget(name)
     state.searcher.ann.forget(name)
-    for owner, attr in ((state.reader, "_indexes"), (state.searcher, "_filters")):
-        public = getattr(owner, "forget", None)
-        if callable(public):
-            public(name)
-            continue
-        cache, lock = getattr(owner, attr, None), getattr(owner, "_lock", None)
-        if cache is None or lock is None:
-            continue
-        with lock:
-            for key in [k for k in cache if k and k[0] == name]:
-                del cache[key]

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from app.store.catalog import SnapshotKey
+
 FLAT_BELOW = 20_000
 METRICS = ("cosine", "l2", "dot")
 
@@ -128,7 +130,7 @@ class AnnCache:
         self._lock = threading.Lock()
         self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
-    def get(self, key: tuple[str, str | None, int], ds: Any, column: str, metric: str) -> AnnIndex:
+    def get(self, key: SnapshotKey, ds: Any, column: str, metric: str) -> AnnIndex:
         full = (*key, column, metric)
         with self._lock:
             found = self._items.get(full)

@@ -26,6 +26,7 @@ from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 
+SnapshotKey = tuple[str, str | None, int, int]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -37,10 +38,12 @@ class Snapshot:
     ds: lance.LanceDataset
     version: int
     branch: str | None
+    generation: int = 0  # bumped when the table is dropped or created here: version 1 can mean two tables
 
     @property
-    def key(self) -> tuple[str, str | None, int]:
-        return (self.name, self.branch, self.version)
+    def key(self) -> SnapshotKey:
+        """What caches of per-version facts (id maps, ANN indexes, filter results) are keyed by."""
+        return (self.name, self.branch, self.version, self.generation)
 
 
 class Store:
@@ -62,6 +65,7 @@ class Store:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.log = VersionLog()
+        self._generations: dict[str, int] = {}
 
     # -- names and locations -------------------------------------------------------------
     @property
@@ -145,6 +149,13 @@ class Store:
             for key in [k for k in self._latest if k[0] == name]:
                 del self._latest[key]
 
+    def forget_pinned(self, name: str) -> None:
+        """Forget a table's pinned-version handles (after a drop, or a cleanup that pruned versions:
+        a cached handle would go on answering for a version that no longer exists)."""
+        with self._lock:
+            for key in [k for k in self._pinned if k[0] == name]:
+                del self._pinned[key]
+
     def snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot:
         """Resolve a ref to an immutable handle; 404 when it names nothing."""
         main = self.latest(name)
@@ -156,11 +167,12 @@ class Store:
             branch, version = ref.branch, ref.version
         else:
             head = self.latest(name, ref.branch)
-            return Snapshot(name, head, head.version, ref.branch)
+            return Snapshot(name, head, head.version, ref.branch, self._generations.get(name, 0))
         head = self.latest(name, branch)
+        generation = self._generations.get(name, 0)
         if version == head.version:
-            return Snapshot(name, head, version, branch)
-        return Snapshot(name, self._pinned_handle(name, branch, version, head), version, branch)
+            return Snapshot(name, head, version, branch, generation)
+        return Snapshot(name, self._pinned_handle(name, branch, version, head), version, branch, generation)
 
     def _pinned_handle(
         self, name: str, branch: str | None, version: int, head: lance.LanceDataset
@@ -213,7 +225,7 @@ class Store:
             storage_options=self.storage_options,
             commit_message="create table",
         )
-        self.invalidate(name)
+        self.forget(name)
         return ds
 
     def drop(self, name: str) -> None:
@@ -225,11 +237,16 @@ class Store:
             import lancedb
 
             lancedb.connect(self.uri, storage_options=self.storage_options).drop_table(name)
+        self.forget(name)
+
+    def forget(self, name: str) -> None:
+        """Drop everything cached about a table and start a new generation of its cache keys, so
+        per-version caches elsewhere never answer for an older table of the same name."""
         self.invalidate(name)
         self.log.forget(name)
+        self.forget_pinned(name)
         with self._lock:
-            for key in [k for k in self._pinned if k[0] == name]:
-                del self._pinned[key]
+            self._generations[name] = self._generations.get(name, 0) + 1
 
     def write_options(self) -> dict[str, Any]:
         """Keyword arguments every ``lance.write_dataset`` call of this store takes."""

@@ -25,7 +25,7 @@ import lance
 import pyarrow as pa
 
 from app.errors import BadRequest, NoImage, RowNotFound
-from app.store.catalog import Snapshot
+from app.store.catalog import Snapshot, SnapshotKey
 from app.store.schema import is_image_table, scalar_columns
 
 
@@ -152,10 +152,10 @@ class RowReader:
     """Reads rows and images by id from snapshots, keeping a few id indexes warm."""
 
     def __init__(self, cache_size: int = 8) -> None:
-        self._indexes: OrderedDict[tuple[str, str | None, int], IdIndex] = OrderedDict()
+        self._indexes: OrderedDict[SnapshotKey, IdIndex] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._building: dict[tuple[str, str | None, int], threading.Lock] = {}
+        self._building: dict[SnapshotKey, threading.Lock] = {}
 
     def index(self, snap: Snapshot) -> IdIndex:
         with self._lock:
