@@ -133,6 +133,7 @@ def _arrow_files(rows: pa.Table) -> list[tuple[str, bytes, dict[str, Any]]]:
 
 def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes, dict[str, Any]]],
             options: dict[str, str]) -> dict[str, Any]:
+    from app.store.upserts import write_turn
     from ingest.pipeline import IngestError, IngestOptions, run_ingest
     from ingest.sources import MemorySource
 
@@ -145,7 +146,8 @@ def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes,
                          tag=options.get("tag"), branch=options.get("branch"), progress=False, registry=registry,
                          workers=1)
     try:
-        report = run_ingest(store, opts)
+        with write_turn(store, table):  # the id check and the commit, with no other keyed write between
+            report = run_ingest(store, opts)
     except IngestError as exc:
         raise Unprocessable(str(exc)) from exc
     return {"version": report.version or report.previous_version, "inserted": report.added - report.updated,

@@ -146,6 +146,13 @@ def clone(store: Store, name: str, new_name: str, ref: Ref) -> dict[str, Any]:
             "num_rows": clone_ds.count_rows()}
 
 
+def clones_of(store: Store, name: str) -> list[str]:
+    """Tables cloned from ``name`` that still exist (each left its protecting tag on ``name``)."""
+    names = (tag.removeprefix(CLONE_TAG_PREFIX) for tag in store.latest(name).tags.list()
+             if tag.startswith(CLONE_TAG_PREFIX))
+    return sorted(n for n in names if n != name and store.exists(n))
+
+
 def release_clone(store: Store, dropped: str) -> None:
     """Forget the protecting tag a clone put on its source (called when the clone is dropped)."""
     tag = CLONE_TAG_PREFIX + dropped

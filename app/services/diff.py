@@ -5,6 +5,10 @@ changed between two snapshots of one lineage (same row id, same last update), so
 are compared, column by column (image bytes by ``sha256``, vectors element-wise). Snapshots of
 different lineages (a merge copies rows, a clone re-ingests) still diff correctly: their rows are
 simply all compared.
+
+Branches number their versions on from their fork, so main's version 7 and a branch's version 7
+are different commits: across branches, a matching (row id, last update) proves nothing unless
+that update is no newer than the history both snapshots share.
 """
 
 from __future__ import annotations
@@ -71,7 +75,11 @@ def diff(a: Snapshot, b: Snapshot) -> Diff:
     only_b = pc.is_null(rid_a).to_numpy(zero_copy_only=False)
     only_a = pc.is_null(rid_b).to_numpy(zero_copy_only=False)
     both = ~(only_a | only_b)
-    same = both & _eq(rid_a, rid_b) & _eq(joined.column("upd_a"), joined.column("upd_b"))
+    upd_a = joined.column("upd_a")
+    same = both & _eq(rid_a, rid_b) & _eq(upd_a, joined.column("upd_b"))
+    shared = _shared_history(a, b)
+    if shared is not None:
+        same &= pc.fill_null(pc.less_equal(upd_a, shared), False).to_numpy(zero_copy_only=False)
     candidates = np.flatnonzero(both & ~same)
     out = Diff(added=sorted(ids[i] for i in np.flatnonzero(only_b)),
                removed=sorted(ids[i] for i in np.flatnonzero(only_a)))
@@ -80,6 +88,28 @@ def diff(a: Snapshot, b: Snapshot) -> Diff:
         b_ids = rid_b.take(pa.array(candidates)).to_pylist()
         out.changed = _compare(a, b, [ids[i] for i in candidates], a_ids, b_ids)
     return out
+
+
+def _shared_history(a: Snapshot, b: Snapshot) -> int | None:
+    """The newest version whose rows both snapshots inherit alike; None when both are on one branch."""
+    if a.branch == b.branch:
+        return None
+    branches = (a.ds if a.branch is not None else b.ds).branches.list()
+    chain_a, chain_b = _ancestry(branches, a.branch, a.version), _ancestry(branches, b.branch, b.version)
+    return max((min(chain_a[c], chain_b[c]) for c in chain_a.keys() & chain_b.keys()), default=0)
+
+
+def _ancestry(branches: dict[str, Any], branch: str | None, version: int) -> dict[str | None, int]:
+    """Every branch whose history a snapshot includes (None = main), with the newest version included."""
+    chain: dict[str | None, int] = {}
+    while branch is not None:
+        chain[branch] = version
+        info = branches.get(branch)
+        if info is None:  # a branch that is gone: nothing further is known to be shared
+            return chain
+        branch, version = info.get("parent_branch"), min(version, int(info["parent_version"]))
+    chain[None] = version
+    return chain
 
 
 def _lineage(ds: Any) -> pa.Table:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from app.errors import Conflict
 from app.store import Ref, Snapshot, Store
 from app.store.schema import describe_schema, image_schema, is_vector, vector_meta
 
@@ -58,8 +59,16 @@ def create_table(store: Store, name: str, schema: pa.Schema | None) -> dict[str,
 
 
 def drop_table(store: Store, name: str) -> None:
-    """Drop a table; a clone's protecting tag on its source goes with it."""
-    from app.services.branches import release_clone
+    """Drop a table; a clone's protecting tag on its source goes with it.
 
+    A table that clones still read from cannot be dropped (409): its data files are theirs too, and
+    deleting them would leave every clone unreadable.
+    """
+    from app.services.branches import clones_of, release_clone
+
+    clones = clones_of(store, name)
+    if clones:
+        raise Conflict(f"table {name!r} has clones that read its data files: {clones}; drop them first",
+                       table=name, clones=clones)
     store.drop(name)
     release_clone(store, name)

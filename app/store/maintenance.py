@@ -79,6 +79,7 @@ def optimize(store: Store, name: str, retention: timedelta) -> dict[str, Any]:
     stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
     store.invalidate(name)
     store.log.forget(name)
+    store.forget_pinned(name)
     return {
         "version": store.latest(name).version,
         "fragments_removed": getattr(compaction, "fragments_removed", 0),

@@ -5,14 +5,24 @@ the version's message and author in its transaction properties (``delete`` and `
 take no message of their own). The merge joins on ``id`` by hash, not through a scalar index
 (``use_index(False)``): with the table's unenforced primary key that is the engine path that keeps
 ids unique under concurrent writers. A commit that loses a race is retried on the new latest.
+
+The uncommitted route loses one thing on its way through Python: the set of keys a merge
+inserted, which is what lets Lance see two concurrent inserts of the same new id as a conflict
+(it rebases them onto each other instead, and the id is stored twice). So keyed writes to one
+table take turns: a lock per table in this process, and an advisory file lock beside the table's
+files for other processes on the same local data root. An HTTP upload holds the same turn from its
+id check to its commit (``write_turn``), so two uploads of one new id cannot both add it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import lance
@@ -24,6 +34,16 @@ from app.store.writes import default_author
 
 Mode = Literal["upsert", "insert", "update", "delete"]
 RETRIES = 12
+LOCK_FILE = "_lightbox_write.lock"
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: writers in other processes are not serialised
+    fcntl = None  # type: ignore[assignment]
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+_held = threading.local()  # the tables whose turn this thread holds (a turn may be taken again inside)
 
 
 def id_literal(value: str) -> str:
@@ -73,8 +93,48 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
     return _commit_with_retry(store, name, branch, build, source, props)
 
 
+@contextmanager
+def write_turn(store: Store, name: str) -> Iterator[None]:
+    """Hold the table's keyed-write turn: across threads here, and across processes on a local root.
+
+    Re-entrant within a thread, so a caller holding the turn can make keyed writes itself.
+    """
+    uri = store.table_uri(name)
+    held: set[str] = _held.__dict__.setdefault("uris", set())
+    if uri in held:
+        yield
+        return
+    with _locks_guard:
+        lock = _locks.setdefault(uri, threading.Lock())
+    with lock:
+        held.add(uri)
+        try:
+            yield from _file_turn(store, uri)
+        finally:
+            held.discard(uri)
+
+
+def _file_turn(store: Store, uri: str) -> Iterator[None]:
+    folder = uri.removeprefix("file://")
+    if fcntl is None or not store.is_local or not os.path.isdir(folder):
+        yield
+        return
+    with open(os.path.join(folder, LOCK_FILE), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _commit_with_retry(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
                        source: pa.Table, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+    with write_turn(store, name):
+        return _commit_turn(store, name, branch, build, source, props)
+
+
+def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
+                 source: pa.Table, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
     for attempt in range(RETRIES):
         ds = store.fresh(name, branch)
         try:
@@ -86,13 +146,13 @@ def _commit_with_retry(store: Store, name: str, branch: str | None, build: Calla
             return None, counts
         recorded = {**props, **{f"lightbox:{k}": str(v) for k, v in counts.items()}}  # shown in the log
         try:
-            lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
-                                      read_version=ds.version, max_retries=0)
+            committed = lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
+                                                  read_version=ds.version, max_retries=0)
         except (OSError, ValueError, RuntimeError) as exc:
             if "conflict" not in str(exc).lower() or attempt + 1 == RETRIES:
                 raise
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
             continue
         store.invalidate(name)
-        return store.latest(name, branch).version, counts
+        return committed.version, counts  # this write's version: "latest" may already be a later one
     raise AssertionError("unreachable")
