@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.")
     app.state.settings = settings
-    for module in (health, tables, history, branches, query, search, indexes, uploads, writes, rows):
+    for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(lancedb_compat.router)
     _install_error_handlers(app)
