@@ -77,12 +77,24 @@ class Searcher:
         if allowed is not None and len(allowed) <= EXACT_BELOW:
             row_ids, distances = exact_subset(snap, field.name, index.metric, query, allowed, want)
         else:
-            row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes)
+            row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes,
+                                              selectivity=len(allowed) / max(1, index.size) if allowed is not None
+                                              else 1.0)
         if exclude is not None:
             keep = row_ids != exclude
             row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
-        rows = snap.ds._take_rows(row_ids.tolist(), columns=columns) if len(row_ids) else _empty(schema, columns)
-        return snap, rows.append_column("_distance", pa.array(distances.astype(np.float32)))
+        return snap, self._rows(snap, schema, columns, row_ids).append_column(
+            "_distance", pa.array(distances.astype(np.float32)))
+
+    def _rows(self, snap: Snapshot, schema: pa.Schema, columns: list[str], row_ids: np.ndarray) -> pa.Table:
+        """The hits' columns: ids straight from the id map when that is all that was asked (a take
+        costs about as much as the whole ANN search), otherwise one Lance take."""
+        if not len(row_ids):
+            return _empty(schema, columns)
+        if columns == ["id"]:
+            index = self.reader.index(snap)
+            return pa.table({"id": pa.array(index.ids_of(row_ids.tolist()), pa.string())})
+        return snap.ds._take_rows(row_ids.tolist(), columns=columns)
 
     def _allowed(self, snap: Snapshot, predicate: str | None) -> np.ndarray | None:
         if predicate is None:

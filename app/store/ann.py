@@ -88,15 +88,21 @@ class AnnIndex:
         return self._order[where[hit]]
 
     def search(self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
-               nprobes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(row ids, distances) of the k nearest, nearest first; ``allowed`` restricts to those row ids."""
+               nprobes: int | None = None, selectivity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, distances) of the k nearest, nearest first; ``allowed`` restricts to those row ids.
+
+        A filter that keeps a fraction of the rows probes proportionally more lists: the rows it
+        keeps may sit in clusters far from the query (a class label correlates with the vectors),
+        and probing only the nearest lists would find too few of them (measured recall 0.45 at 10%).
+        """
         import faiss
 
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if self.metric == "cosine":
             faiss.normalize_L2(q)
         params = None
-        probe = min(self.nlist, nprobes or max(8, self.nlist // 24)) if self.is_ivf else None
+        base = nprobes or max(8, self.nlist // 24)
+        probe = min(self.nlist, math.ceil(base / max(selectivity, 1e-6))) if self.is_ivf else None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(self.positions(allowed).astype(np.int64))
             params = (faiss.SearchParametersIVF(sel=selector, nprobe=probe) if self.is_ivf

@@ -50,9 +50,10 @@ class IdIndex:
         self.has_images = is_image_table(schema)
         columns = ["id", "mime", "sha256", "size_bytes", "image"] if self.has_images else ["id"]
         table = ds.to_table(columns=columns, with_row_id=True, with_row_address=self.has_images)
-        ids = table.column("id").to_pylist()
+        self.ids: list[str] = table.column("id").to_pylist()
         self.row_ids: list[int] = table.column("_rowid").to_pylist()
-        self.positions: dict[str, int] = {key: i for i, key in enumerate(ids)}
+        self.positions: dict[str, int] = {key: i for i, key in enumerate(self.ids)}
+        self._by_row_id: dict[int, int] | None = None
         self.inline: InlineBlobs | None = None
         if self.has_images:
             self.mimes: list[str | None] = table.column("mime").to_pylist()
@@ -62,6 +63,13 @@ class IdIndex:
 
     def __len__(self) -> int:
         return len(self.row_ids)
+
+    def ids_of(self, row_ids: list[int]) -> list[str | None]:
+        """The ids of some rows, from memory (a search that only wants ids needs no take)."""
+        if self._by_row_id is None:
+            self._by_row_id = {rid: i for i, rid in enumerate(self.row_ids)}
+        found = (self._by_row_id.get(r) for r in row_ids)
+        return [None if pos is None else self.ids[pos] for pos in found]
 
     def row_id(self, key: str) -> int | None:
         pos = self.positions.get(key)
