@@ -22,9 +22,9 @@ from tests.conftest import REPO_ROOT, LiveServer
 URL = "http://127.0.0.1:8000"
 
 
-def sdk_blocks() -> list[str]:
+def sdk_blocks(heading: str = "Python SDK") -> list[str]:
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split("\n## Python SDK\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
@@ -81,3 +81,18 @@ def test_python_sdk_section_runs(tmp_path: Path, live_server: Callable[[str], Li
             namespace["client"].close()
     assert checked >= 7  # the literal claims in the comments were compared, not just run
     assert store.latest("digits-copy").count_rows("label = 9") == 0
+
+
+def test_use_it_from_lancedb_section_runs(tmp_path: Path, live_server: Callable[[str], LiveServer]) -> None:
+    """The README's LanceDB example, with the official client, after ``lightbox embed digits``."""
+    from app.services.embed import embed_table
+    from embeddings.registry import load
+
+    store = Store(str(tmp_path / "data"), refresh_seconds=0.0)
+    build_demo(store, workdir=tmp_path / "sources")
+    embed_table(store, "digits", load("builtin"))
+    server = live_server(store.uri)
+    blocks = sdk_blocks("Use it from LanceDB")
+    assert len(blocks) == 1
+    checked = run_block(blocks[0].replace(URL, server.url), {"__name__": "readme"})
+    assert checked >= 6

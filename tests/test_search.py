@@ -195,3 +195,40 @@ def test_search_errors(digits: Store, captioned: Store, live_server) -> None:
     with httpx.Client(base_url=server2.url, timeout=60) as client:
         unknown = search(client, "digits", {"text": "x"})
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalid_query"
+
+
+def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: Registry, live_server,
+                                                       tuned_server) -> None:
+    """A non-image table of captions embedded with the bundled MiniLM model; filtered text search must
+    match exact search over the stored vectors, through both the flat and the IVF index."""
+    import itertools
+
+    import pyarrow as pa
+
+    adjectives = ["red", "small", "old", "shiny", "broken", "striped", "wooden", "frozen"]
+    things = ["cat", "bicycle", "teapot", "mountain", "violin", "lighthouse", "tulip", "robot"]
+    places = ["on a beach", "in a kitchen", "under the rain", "at night", "in a museum", "on the moon", "in a forest"]
+    captions = [f"a {a} {t} {p}" for a, t, p in itertools.product(adjectives, things, places)]
+    rows = pa.table({"id": pa.array([f"c{i:04d}" for i in range(len(captions))], pa.string()),
+                     "caption": captions, "group": [i % 10 for i in range(len(captions))]})
+    lance.write_dataset(rows, store.table_uri("captions"), enable_stable_row_ids=True)
+    out = embed_table(store, "captions", registry.get(MINILM), source="caption")
+    assert out["rows"] == len(captions) and out["failed"] == 0
+    table = lance.dataset(store.table_uri("captions")).to_table(columns=["id", "group", "caption_vector"])
+    ids = np.array(table.column("id").to_pylist())
+    groups = np.array(table.column("group").to_pylist())
+    vectors = np.stack(table.column("caption_vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    queries = ["a cat sleeping on the sand", "music instruments", "a robot in space", "flowers in the woods",
+               "an old boat", "something cold", "a bright light by the sea", "kitchen things"]
+    embedded = registry.get(MINILM).embed_texts(queries)
+    for server in (live_server(store.uri), tuned_server(store.uri, ann_exact_below=50)):
+        recalls = []
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for text, q in zip(queries, embedded, strict=True):
+                mask = groups == 3
+                truth = set(ids[mask][np.argsort(1 - vectors[mask] @ q, kind="stable")[:10]])
+                body = {"text": text, "k": 10, "filter": "group = 3", "columns": ["id", "group"]}
+                hits = search(client, "captions", body).json()["hits"]
+                assert all(h["group"] == 3 for h in hits)
+                recalls.append(len(truth & {h["id"] for h in hits}) / 10)
+        assert np.mean(recalls) >= 0.95, (server.url, recalls)
