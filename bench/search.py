@@ -340,8 +340,9 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     import faiss
 
     from app.filters import validate_filter
-    from app.services.search import EXACT_BELOW, Searcher, SearchSpec
+    from app.services.search import Searcher, SearchSpec
     from app.store import LATEST, Ref, RowReader, Store
+    from app.store.ann import EXHAUSTIVE_BELOW
     from embeddings.registry import Registry
 
     res: dict[str, Any] = {}
@@ -398,9 +399,9 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         assert found is not None
         allowed[key] = found
         res["allowed"][key] = len(found)
-        res["path"][key] = (f"exact over the allowed rows' vectors, taken from Lance per query (≤ EXACT_BELOW = "
-                            f"{EXACT_BELOW:,})" if len(found) <= EXACT_BELOW else
-                            "IVF + `IDSelectorBatch(index.positions(allowed))` built per query")
+        res["path"][key] = (f"every list probed with the filter's selector, exact (≤ EXHAUSTIVE_BELOW = "
+                            f"{EXHAUSTIVE_BELOW:,} rows)" if len(found) <= EXHAUSTIVE_BELOW else
+                            "IVF probing nprobes/selectivity lists, the filter's `IDSelectorBatch` cached per filter")
     log(f"Lightbox: first search (index build) {res['lb_build_s']:.1f} s ({res['lb_build_cpu_s']:.1f} s CPU), RSS "
         f"+{res['lb_rss_growth_mb']:.0f} MB (peak +{res['lb_peak_growth_mb']:.0f} MB), nlist {index.nlist}")
 

@@ -24,7 +24,6 @@ from app.store.schema import is_vector, vector_meta
 from embeddings.registry import Registry, UnknownModel
 
 MAX_K = 10_000
-EXACT_BELOW = 2_000  # a filter this selective is searched exactly over its rows
 
 
 class NoVectors(BadRequest):
@@ -74,12 +73,9 @@ class Searcher:
         meta = vector_meta(field)
         index = self.ann.get(snap.key, snap.ds, field.name, meta.get("metric", "l2"))
         want = spec.k + (1 if exclude is not None else 0)
-        if allowed is not None and len(allowed) <= EXACT_BELOW:
-            row_ids, distances = exact_subset(snap, field.name, index.metric, query, allowed, want)
-        else:
-            row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes,
-                                              selectivity=len(allowed) / max(1, index.size) if allowed is not None
-                                              else 1.0)
+        selectivity = len(allowed) / max(1, index.size) if allowed is not None else 1.0
+        row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes,
+                                          selectivity=selectivity)
         if exclude is not None:
             keep = row_ids != exclude
             row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
@@ -157,28 +153,6 @@ def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:
     if len(vectors) > 1:
         raise InvalidQuery(f"this table has several vector columns; say which: {[f.name for f in vectors]}")
     return vectors[0]
-
-
-def exact_subset(snap: Snapshot, column: str, metric: str, query: np.ndarray, row_ids: np.ndarray,
-                 k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force over a few rows (a selective filter): exact, and cheaper than probing an index."""
-    if not len(row_ids):
-        return row_ids, np.zeros(0, np.float32)
-    table = snap.ds._take_rows(row_ids.tolist(), columns=[column])
-    cells = table.column(0)
-    valid = np.asarray(cells.is_valid())
-    ids = row_ids[valid]
-    matrix = np.asarray(cells.filter(cells.is_valid()).combine_chunks().flatten(), np.float32).reshape(len(ids), -1)
-    q = query.astype(np.float32)
-    if metric == "l2":
-        distances = ((matrix - q) ** 2).sum(axis=1)
-    else:
-        if metric == "cosine":
-            matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            q = q / max(float(np.linalg.norm(q)), 1e-12)
-        distances = np.maximum(1.0 - matrix @ q, 0.0)
-    order = np.argsort(distances, kind="stable")[:k]
-    return ids[order], distances[order]
 
 
 def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:

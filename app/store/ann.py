@@ -20,6 +20,7 @@ import pyarrow as pa
 from app.store.catalog import SnapshotKey
 
 FLAT_BELOW = 20_000
+EXHAUSTIVE_BELOW = 2_000  # a filter keeping this few rows is searched over all of them (exact)
 METRICS = ("cosine", "l2", "dot")
 
 
@@ -46,6 +47,8 @@ class AnnIndex:
         self._order = np.argsort(self.row_ids, kind="stable")
         self._sorted = self.row_ids[self._order]
         self.index = self._build(faiss, matrix, template, flat_below)
+        self._selectors: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _build(self, faiss: Any, matrix: np.ndarray, template: Any | None, flat_below: int) -> Any:
         kind = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -104,7 +107,9 @@ class AnnIndex:
         base = nprobes or max(8, self.nlist // 24)
         probe = min(self.nlist, math.ceil(base / max(selectivity, 1e-6))) if self.is_ivf else None
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(self.positions(allowed).astype(np.int64))
+            if len(allowed) <= EXHAUSTIVE_BELOW:
+                probe = self.nlist if self.is_ivf else None  # few rows: visit them all, exactly
+            selector = self._selector(allowed)
             params = (faiss.SearchParametersIVF(sel=selector, nprobe=probe) if self.is_ivf
                       else faiss.SearchParameters(sel=selector))
         elif self.is_ivf:
@@ -112,6 +117,23 @@ class AnnIndex:
         scores, found = self.index.search(q, min(k, max(1, self.size)), params=params)
         keep = found[0] >= 0
         return self.row_ids[found[0][keep]], self._distance(scores[0][keep])
+
+    def _selector(self, allowed: np.ndarray) -> Any:
+        """The faiss selector of a filter's rows. Built once per filter result: the searcher caches
+        the ``allowed`` array per snapshot and predicate, and the selector is kept beside it."""
+        import faiss
+
+        key = id(allowed)
+        with self._lock:
+            found = self._selectors.get(key)
+            if found is not None and found[0] is allowed:
+                return found[1]
+        selector = faiss.IDSelectorBatch(self.positions(allowed).astype(np.int64))
+        with self._lock:
+            self._selectors[key] = (allowed, selector)  # the array is kept, so its id is not reused
+            while len(self._selectors) > 16:
+                self._selectors.popitem(last=False)
+        return selector
 
     def _distance(self, scores: np.ndarray) -> np.ndarray:
         """faiss scores as Lance's ``_distance``: squared L2, or 1 - similarity for cosine and dot."""
