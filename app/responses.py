@@ -69,21 +69,26 @@ def _plain(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.remove_metadata() for f in schema])
 
 
+ARROW_FILE = "application/vnd.apache.arrow.file"
+
+
 def arrow_response(
-    schema: pa.Schema, batches: Iterable[pa.RecordBatch], headers: dict[str, str]
+    schema: pa.Schema, batches: Iterable[pa.RecordBatch], headers: dict[str, str] | None, *, file: bool = False
 ) -> StreamingResponse:
-    """An Arrow IPC stream, written batch by batch so large results never sit in memory."""
+    """An Arrow IPC stream (or, with ``file``, the IPC file format the LanceDB clients read), written
+    batch by batch so large results never sit in memory."""
     plain = _plain(schema)
+    open_writer = pa.ipc.new_file if file else pa.ipc.new_stream
 
     def body() -> Iterator[bytes]:
         sink = _Chunks()
-        with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), plain) as writer:
+        with open_writer(pa.PythonFile(sink, mode="w"), plain) as writer:
             for batch in batches:
                 writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=plain))
                 yield sink.drain()
         yield sink.drain()
 
-    return StreamingResponse(body(), media_type=ARROW_STREAM, headers=headers)
+    return StreamingResponse(body(), media_type=ARROW_FILE if file else ARROW_STREAM, headers=headers)
 
 
 class _Chunks:

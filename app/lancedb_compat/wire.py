@@ -7,13 +7,14 @@ file is written batch by batch, so a large answer is never held whole in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import pyarrow as pa
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from app.errors import BadRequest, LightboxError
+from app.responses import arrow_response
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -50,45 +51,7 @@ def read_stream(body: bytes) -> pa.Table:
         raise BadRequest(f"the body is not an Arrow IPC stream: {exc}") from exc
 
 
-def plain_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema without field metadata (Lance's blob and key markers mean nothing to a reader)."""
-    return pa.schema([f.remove_metadata() for f in schema])
-
-
 def file_response(schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                   headers: dict[str, str] | None = None) -> StreamingResponse:
-    """An Arrow IPC file, written as the batches come."""
-    plain = plain_schema(schema)
-
-    def body() -> Iterator[bytes]:
-        sink = _Sink()
-        with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), plain) as writer:
-            for batch in batches:
-                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=plain))
-                yield sink.drain()
-        yield sink.drain()
-
-    return StreamingResponse(body(), media_type=ARROW_FILE, headers=headers)
-
-
-class _Sink:
-    """A write-only file that hands back what was written since the last drain."""
-
-    closed = False
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def drain(self) -> bytes:
-        out, self.parts = b"".join(self.parts), []
-        return out
+    """An Arrow IPC file (what the clients parse from ``query``), written as the batches come."""
+    return arrow_response(schema, batches, headers, file=True)
