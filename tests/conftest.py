@@ -84,10 +84,10 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 in a background thread."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, **overrides: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(uri=uri, latest_refresh_seconds=0.0)
+        settings = Settings(uri=uri, latest_refresh_seconds=0.0, **overrides)  # type: ignore[arg-type]
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -150,25 +150,13 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 # -- a live server with Settings overrides (e.g. a small upload limit) --------------------------
-class TunedLiveServer(LiveServer):
-    """A ``LiveServer`` whose Settings take extra overrides (``max_upload_bytes=...``)."""
-
-    def __init__(self, uri: str, **overrides: object) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(uri=uri, latest_refresh_seconds=0.0, **overrides)  # type: ignore[arg-type]
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-
 @pytest.fixture
 def tuned_server() -> Iterator[Callable[..., LiveServer]]:
     """Like ``live_server``, with Settings overrides: ``tuned_server(uri, max_upload_bytes=1000)``."""
     started: list[LiveServer] = []
 
     def start(uri: str, **overrides: object) -> LiveServer:
-        server = TunedLiveServer(uri, **overrides).start()
+        server = LiveServer(uri, **overrides).start()
         started.append(server)
         return server
 
