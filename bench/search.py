@@ -319,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cap_threads()
     os.environ.setdefault("LANCEDB_LOG", "error")
     info = machine()
+    code = git_state()  # at the start: the code measured (commits may land while a long run goes on)
     started = _T0[0] = time.perf_counter()
     root = scratch("search-")
     try:
@@ -327,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     result["total_s"] = time.perf_counter() - started
+    result["code"] = code
     result["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     body = report(result, args, info, command)
     print(body)
@@ -855,7 +857,7 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
         f"## Vector search{' (quick)' if args.quick else ''}: `{command}`\n\n"
         f"- date: {info['date']}; total run {res['total_s']:.0f} s\n"
         f"- machine: {machine_line(info)}; load average at the end {res['load_end']}\n"
-        f"- code: {git_state()}\n"
+        f"- code: {res['code']}\n"
         f"- data: {args.n:,} x {DIM}-d float32 unit vectors, **cosine** (faiss: inner product), {GROUPS} groups x "
         f"{PER_GROUP} gaussian clusters in random {RANK}-d subspaces + isotropic noise; {args.queries} held-out "
         f"queries from the same clusters; `label` int64 0..9, exactly 10% each, independent of the vectors; `cls` "
