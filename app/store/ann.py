@@ -104,7 +104,7 @@ class AnnIndex:
         if self.metric == "cosine":
             faiss.normalize_L2(q)
         params = None
-        base = nprobes or max(8, self.nlist // 24)
+        base = nprobes or max(8, self.nlist // 64)  # 8 lists already gave recall 1.000 at 200k (bench.search)
         probe = min(self.nlist, math.ceil(base / max(selectivity, 1e-6))) if self.is_ivf else None
         if allowed is not None:
             if len(allowed) <= EXHAUSTIVE_BELOW:
