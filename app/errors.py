@@ -82,6 +82,16 @@ class TableExists(Conflict):
     code = "table_exists"
 
 
+class PayloadTooLarge(LightboxError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(LightboxError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unprocessable(LightboxError):
     status = 422
     code = "unprocessable"

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from app.bodies import read_body
 from app.deps import StoreDep
 from app.lancedb_compat import writes
 from app.lancedb_compat.caches import forget_table
 from app.lancedb_compat.request import Body, body_ref, check_root_namespace, str_field, table_name
 from app.lancedb_compat.routing import compat_router, route, table_route
 from app.lancedb_compat.schema_json import schema_to_json
-from app.lancedb_compat.wire import read_body, read_stream
+from app.lancedb_compat.wire import read_stream
 from app.responses import JSON
 from app.services import query as query_svc
 from app.services import tables as tables_svc

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from app.bodies import read_body
 from app.deps import StoreDep
 from app.errors import BadRequest, TableNotFound
 from app.lancedb_compat import writes
 from app.lancedb_compat.request import Body, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
-from app.lancedb_compat.wire import read_body, read_stream
+from app.lancedb_compat.wire import read_stream
 from app.responses import JSON
 from app.services.writes import delete_rows
 from app.store import Store

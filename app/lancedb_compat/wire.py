@@ -10,33 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pyarrow as pa
-from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from app.errors import BadRequest, LightboxError
+from app.errors import BadRequest
 from app.responses import arrow_response
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-
-
-class PayloadTooLarge(LightboxError):
-    status = 413
-    code = "payload_too_large"
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body, refused past the service's upload limit (413) like every other upload."""
-    limit = request.app.state.settings.max_upload_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise PayloadTooLarge(f"the body exceeds the upload limit of {limit} bytes", limit=limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the upload limit of {limit} bytes", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def read_stream(body: bytes) -> pa.Table:

@@ -10,17 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
+from app.bodies import read_body, upload_limit
 from app.deps import RefDep
-from app.errors import BadRequest, LightboxError
+from app.errors import BadRequest, PayloadTooLarge
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services.search import Searcher, SearchSpec
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
-
-
-class PayloadTooLarge(LightboxError):
-    status = 413
-    code = "payload_too_large"
 
 
 class SearchBody(BaseModel):
@@ -53,10 +49,7 @@ async def search(table: str, request: Request, ref: RefDep) -> Response:
 
 
 async def _spec(request: Request) -> SearchSpec:
-    limit = request.app.state.settings.max_upload_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}", limit=limit)
+    limit = upload_limit(request)
     content_type = request.headers.get("content-type", "")
     image: bytes | None = None
     if content_type.startswith("multipart/form-data"):
@@ -71,9 +64,7 @@ async def _spec(request: Request) -> SearchSpec:
                 fields[key] = _form_value(key, value)
         raw: Any = fields
     else:
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
+        body = await read_body(request)
         try:
             raw = json.loads(body or b"{}")
         except ValueError as exc:

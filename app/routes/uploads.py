@@ -14,55 +14,34 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from app.bodies import read_body, upload_limit
 from app.deps import StoreDep
-from app.errors import BadRequest, LightboxError, TableNotFound, Unprocessable
+from app.errors import BadRequest, PayloadTooLarge, TableNotFound, Unprocessable, UnsupportedMediaType
 from app.responses import ARROW_STREAM, JSON
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
 OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
 
 
-class PayloadTooLarge(LightboxError):
-    status = 413
-    code = "payload_too_large"
-
-
-class UnsupportedMedia(LightboxError):
-    status = 415
-    code = "unsupported_media_type"
-
-
 @router.post("/rows", status_code=201)
 async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
     if not store.exists(table):
         raise TableNotFound(f"table {table!r} does not exist; create it with POST /api/v1/tables", table=table)
-    limit = request.app.state.settings.max_upload_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+    limit = upload_limit(request)
     content_type = request.headers.get("content-type", "")
     options = {k: v for k, v in request.query_params.items() if k in OPTIONS}
     if content_type.startswith("multipart/form-data"):
         files, form_options = await _multipart(request, limit)
         options.update(form_options)
     elif content_type.startswith(ARROW_STREAM):
-        rows = _arrow_rows(await _body(request, limit))
+        rows = _arrow_rows(await read_body(request))
         if "image" not in rows.column_names:  # plain rows for a table that is not an image table
             return JSON(await run_in_threadpool(_add_plain_rows, store, table, rows, options), status_code=201)
         files = _arrow_files(rows)
     else:
-        raise UnsupportedMedia("send images as multipart/form-data or rows as " + ARROW_STREAM)
+        raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
     report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
     return JSON(report, status_code=201)
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes, dict[str, Any]]], dict[str, str]]:
