@@ -25,6 +25,7 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.services.embed import default_column, embed_values, vector_array
 from app.store import Store
+from app.store.ids import id_problem, shown
 from app.store.schema import (
     STANDARD_NAMES,
     blob_values,
@@ -366,6 +367,10 @@ class _RowBuilder:
             return
         assert p.info is not None and p.data is not None and p.digest is not None
         row_id = _row_id(item, p.digest, self.opts.id_mode)
+        problem = id_problem(row_id)
+        if problem is not None:  # an id that could not be addressed over HTTP is never stored
+            report.skip(item.source, "invalid_id", f"id {shown(row_id)} {problem}")
+            return
         if row_id in self.ids:
             report.skip(item.source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
             return

@@ -162,7 +162,8 @@ class MemorySource(Source):
 
     def items(self) -> Iterator[Item]:
         for name, data, meta in self.files:
-            rel = str(meta.get("id") or name)
+            given = meta.get("id")
+            rel = name if given is None else given  # never str()-ed: the pipeline refuses an id that is not a string
             extra = {k: v for k, v in meta.items() if k != "id"}
             yield Item(rel=rel, source=f"{self.origin}:{name}", data=data, extra=extra)
 

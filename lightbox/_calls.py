@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import quote
 
 import httpx
 import pyarrow as pa
 
+from lightbox._ids import check_id, id_problem, id_segment, segment
 from lightbox._wire import (
     ARROW_STREAM,
     Call,
@@ -35,7 +35,7 @@ from lightbox._wire import (
     ref_text,
     with_headers,
 )
-from lightbox.errors import ReadOnly
+from lightbox.errors import InvalidId, ReadOnly
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,11 +68,11 @@ def create_table(name: str, schema: pa.Schema | Sequence[Mapping[str, Any]] | No
 
 
 def drop_table(name: str) -> Call[None]:
-    return Call("DELETE", f"{API}/{quote(name, safe='')}", read_none, idempotent=True)
+    return Call("DELETE", f"{API}/{segment(name)}", read_none, idempotent=True)
 
 
 def clone(source: str, name: str, ref: dict[str, Any]) -> Call[dict[str, Any]]:
-    return Call("POST", f"{API}/{quote(source, safe='')}/clone", read_json, json={"name": name, **ref})
+    return Call("POST", f"{API}/{segment(source)}/clone", read_json, json={"name": name, **ref})
 
 
 # -- one table ---------------------------------------------------------------------------------
@@ -89,10 +89,11 @@ class TableCalls:
         return self.ref.get("branch")
 
     def path(self, suffix: str = "") -> str:
-        return f"{API}/{quote(self.name, safe='')}{suffix}"
+        return f"{API}/{segment(self.name)}{suffix}"
 
     def row_path(self, row_id: str, suffix: str = "") -> str:
-        return self.path(f"/rows/{quote(row_id, safe='/')}{suffix}")
+        """The id as one encoded segment (``a/b`` as ``a%2Fb``): no client or proxy can walk out of the row."""
+        return self.path(f"/rows/{id_segment(row_id)}{suffix}")
 
     def read(self, method: str, path: str, parse: Any, **kw: Any) -> Call[Any]:
         """A read at this handle's ref (idempotent, so retried)."""
@@ -234,12 +235,12 @@ class TableCalls:
             raise ValueError("a branch handle tags its branch's latest; tag a main version on client.table(...)")
         ref = drop_none({"version": version, "branch": self.branch})
         if move:
-            return Call("PUT", self.path(f"/tags/{quote(name, safe='')}"), read_json, json=ref, idempotent=True)
+            return Call("PUT", self.path(f"/tags/{segment(name)}"), read_json, json=ref, idempotent=True)
         return Call("POST", self.path("/tags"), read_json, json={"name": name, **ref})
 
     def untag(self, name: str) -> Call[None]:
         self.check_writable("untag")
-        return Call("DELETE", self.path(f"/tags/{quote(name, safe='')}"), read_none, idempotent=True)
+        return Call("DELETE", self.path(f"/tags/{segment(name)}"), read_none, idempotent=True)
 
     def restore(self, ref: dict[str, Any]) -> Call[dict[str, Any]]:
         if not ref:
@@ -274,13 +275,13 @@ class TableCalls:
 
     def delete_branch(self, name: str) -> Call[None]:
         self.check_writable("delete_branch")
-        return Call("DELETE", self.path(f"/branches/{quote(name, safe='')}"), read_none, idempotent=True)
+        return Call("DELETE", self.path(f"/branches/{segment(name)}"), read_none, idempotent=True)
 
     def merge(self, branch: str, into: str, on_conflict: str, message: str | None,
               author: str | None) -> Call[dict[str, Any]]:
         self.check_writable("merge")
         body = drop_none({"into": into, "on_conflict": on_conflict, "message": message, "author": author})
-        return Call("POST", self.path(f"/branches/{quote(branch, safe='')}/merge"), read_json, json=body)
+        return Call("POST", self.path(f"/branches/{segment(branch)}/merge"), read_json, json=body)
 
     # -- writes --------------------------------------------------------------------------
     def add(self, images: Any, metadata: Sequence[Mapping[str, Any]] | None, ids: Sequence[str] | None,
@@ -290,6 +291,8 @@ class TableCalls:
         if _is_dataframe(images):
             images = pa.Table.from_pandas(images, preserve_index=False)
         if isinstance(images, pa.Table | pa.RecordBatch):
+            if "id" in images.schema.names:
+                _check_id_column(images.column("id"))
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, images.schema) as writer:
                 writer.write(images)
@@ -304,6 +307,8 @@ class TableCalls:
             if row_id is not None:
                 meta["id"] = row_id
         files = [("files", (*image_part(item), "application/octet-stream")) for item in items]
+        for meta, (_, (name, _, _)) in zip(metas, files, strict=True):
+            check_id(meta["id"] if meta.get("id") is not None else name)  # the id the service will store
         return self.write("add", "POST", self.path("/rows"), params=params, files=files,
                           data={"metadata": json.dumps(metas, default=str)})
 
@@ -355,6 +360,18 @@ def image_part(item: ImageSource) -> tuple[str, bytes]:
         data = buf.getvalue()
         return hashlib.sha256(data).hexdigest() + ".png", data
     raise TypeError(f"an image is a path, bytes or a PIL image, not {type(item).__name__}")
+
+
+def _check_id_column(column: pa.Array | pa.ChunkedArray) -> None:
+    """The service's checks of an Arrow ``id`` column, before the upload is sent."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise InvalidId(f"the 'id' column must be strings, not {kind}; ids are never converted", code="invalid_id")
+    for value in column.to_pylist():
+        if id_problem(value) is not None:
+            check_id(value)
 
 
 def dataset_class() -> type[TableDataset]:

@@ -21,6 +21,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "InvalidId",
     "LightboxError",
     "NotFound",
     "PayloadTooLarge",
@@ -104,6 +105,11 @@ class ServiceUnavailable(ServerError):
 
 class Unreachable(ServerError):
     """No HTTP answer: connection refused, reset or timed out (``status`` is 0)."""
+
+
+class InvalidId(LightboxError, ValueError):
+    """A row id the service would refuse (``..``, ``a//b``, a control character, ...); raised before
+    anything is sent (``status`` is 0). Also a ``ValueError``."""
 
 
 class ReadOnly(LightboxError):

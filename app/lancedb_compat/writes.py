@@ -20,6 +20,7 @@ from app.services import tables as tables_svc
 from app.services.query import QuerySpec, plan_query
 from app.services.writes import IMMUTABLE, delete_rows
 from app.store import Ref, Store
+from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
 from app.store.upserts import keyed_write
 from app.store.writes import existing_values
@@ -39,6 +40,8 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
     """A new table shaped like ``rows`` (an image table when they carry ``id`` and ``image`` bytes)."""
     if mode not in CREATE_MODES:
         raise BadRequest(f"mode must be one of {', '.join(CREATE_MODES)}, got {mode!r}")
+    if "id" in rows.column_names:
+        _check_ids(_new_schema(rows.schema), rows)  # before an existing table is dropped or a new one made
     if store.exists(name):
         if mode == "exist_ok":
             return store.latest(name).version
@@ -86,6 +89,7 @@ def overwrite(store: Store, registry: Registry, name: str, rows: pa.Table, branc
     schema = store.latest(name, branch).schema
     if "id" not in schema.names or "id" not in rows.column_names:
         raise BadRequest("overwrite replaces rows by id, and the table or the rows have no id column")
+    _check_ids(schema, rows)
     keep = {str(i) for i in rows.column("id").to_pylist() if i is not None}
     version = int(add_rows(store, registry, name, rows, mode="upsert", branch=branch)["version"])
     stale = sorted(existing_values(store, name, "id", branch) - keep)
@@ -103,6 +107,7 @@ def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, pa
         raise BadRequest("when_matched_update_all with a condition is not supported; update all matches")
     if "id" not in rows.column_names:
         raise BadRequest("merge_insert rows need an 'id' column")
+    _check_ids(store.latest(name, branch).schema, rows)
     update, insert = _flag(params, "when_matched_update_all"), _flag(params, "when_not_matched_insert_all")
     given = {str(i) for i in rows.column("id").to_pylist() if i is not None}
     if update and not insert:  # update only: rows whose id is absent are dropped here
@@ -120,6 +125,12 @@ def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, pa
             version = int(delete_rows(store, name, ids=stale, branch=branch)["version"])
             counts["num_deleted_rows"] = len(stale)
     return {"version": version, **counts}
+
+
+def _check_ids(schema: pa.Schema, rows: pa.Table) -> None:
+    """Ids are checked before anything is matched or deleted (a table whose ``id`` is not a string keeps its own)."""
+    if "id" in schema.names and pa.types.is_string(schema.field("id").type):
+        check_id_column(rows.column("id"))
 
 
 def _flag(params: dict[str, Any], key: str) -> bool:

@@ -1,7 +1,10 @@
 """``/api/v1/tables/{t}/rows/{id}``: one row as JSON, and its original image bytes.
 
 Ids may contain ``/`` (``train/3/00012.png``), so the image route is declared before the row
-route and both take the id as a path.
+route and both take the id as a path. Every route checks the id against the one id rule
+(``app.store.ids``): a ``..`` segment is a 422 here, never a walk up to a table route. The SDK sends an
+id as one segment (``/`` as ``%2F``); the server routes on the decoded path, so a suffix route also
+looks at the raw path: ``rows/x%2Fimage`` is the row ``x/image``, ``rows/x/image`` is row ``x``'s image.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from app.errors import InvalidRange
 from app.responses import JSON, ref_query, version_headers
 from app.services import pixels
 from app.store import Ref
+from app.store.ids import check_id
 
 router = APIRouter(prefix="/api/v1/tables/{table}/rows", tags=["rows"])
 REF_PARAMETERS = [
@@ -40,6 +44,9 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
     query = request.query_params
     ref = Ref.parse(version=query.get("version"), tag=query.get("tag"), branch=query.get("branch"),
                     as_of=query.get("as_of"))
+    if not _literal_suffix(request, "image"):
+        return await run_in_threadpool(get_row, table, f"{row_id}/image", store, reader, ref)
+    check_id(row_id)
     snap = store.snapshot(table, ref)
     if reader.cached_index(snap) is None:
         await run_in_threadpool(reader.index, snap)
@@ -66,7 +73,11 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
 
 
 @router.get("/{row_id:path}/array")
-def get_array(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: RefDep) -> Response:
+def get_array(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep,
+              ref: RefDep) -> Response:
+    if not _literal_suffix(request, "array"):
+        return get_row(table, f"{row_id}/array", store, reader, ref)
+    check_id(row_id)
     snap = store.snapshot(table, ref)
     image = reader.image_ref(snap, row_id)
     array = pixels.decode_array(reader.image_bytes(snap, image), image.mime)
@@ -79,6 +90,9 @@ def get_array(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: 
 def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep, ref: RefDep,
                   size: Annotated[int, Query()] = 256,
                   format: Annotated[pixels.ThumbFormat | None, Query()] = None) -> Response:
+    if not _literal_suffix(request, "thumbnail"):
+        return get_row(table, f"{row_id}/thumbnail", store, reader, ref)
+    check_id(row_id)
     snap = store.snapshot(table, ref)
     image = reader.image_ref(snap, row_id)
     key = (image.sha256, pixels.check_size(size), format)
@@ -96,11 +110,18 @@ def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, re
 
 @router.get("/{row_id:path}")
 def get_row(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: RefDep) -> JSON:
+    check_id(row_id)
     snap = store.snapshot(table, ref)
     row = reader.row(snap, row_id)
     if "image" in snap.ds.schema.names:
         row["image_url"] = f"/api/v1/tables/{quote(table)}/rows/{quote(row_id)}/image{ref_query(ref)}"
     return JSON(row, headers=version_headers(snap))
+
+
+def _literal_suffix(request: Request, suffix: str) -> bool:
+    """Whether the path really ends in ``/suffix``, not in an id whose encoded ``%2F`` decoded to one."""
+    raw = request.scope.get("raw_path")
+    return raw is None or raw.partition(b"?")[0].endswith(b"/" + suffix.encode())
 
 
 def _etag_matches(header: str | None, digest: str) -> bool:

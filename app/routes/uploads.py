@@ -18,6 +18,7 @@ from app.bodies import read_body, upload_limit
 from app.deps import StoreDep
 from app.errors import BadRequest, PayloadTooLarge, TableNotFound, Unprocessable, UnsupportedMediaType
 from app.responses import ARROW_STREAM, JSON
+from app.store.ids import check_id_column, check_ids
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
 OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
@@ -101,13 +102,20 @@ def _add_plain_rows(store: Any, table: str, rows: pa.Table, options: dict[str, s
 def _arrow_files(rows: pa.Table) -> list[tuple[str, bytes, dict[str, Any]]]:
     if "id" not in rows.column_names:
         raise Unprocessable("an Arrow upload of images needs an 'id' column beside 'image'")
+    check_id_column(rows.column("id"))
     out = []
     for row in rows.to_pylist():
         image = row.pop("image")
         if isinstance(image, dict):  # {bytes, path} as Hugging Face writes it
             image = image.get("bytes")
-        out.append((str(row["id"]), image or b"", row))
+        out.append((row["id"], image or b"", row))
     return out
+
+
+def upload_id(name: str, meta: dict[str, Any]) -> Any:
+    """The id a file is stored under: its metadata's ``id`` when given (as is), else its file name."""
+    given = meta.get("id")
+    return name if given is None else given
 
 
 def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes, dict[str, Any]]],
@@ -120,6 +128,7 @@ def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes,
     dedup = options.get("dedup", "id")
     if mode not in ("insert", "upsert") or dedup not in ("id", "content", "none"):
         raise BadRequest("mode is insert|upsert and dedup is id|content|none")
+    check_ids(upload_id(name, meta) for name, _, meta in files)  # one bad id refuses the upload: nothing is written
     opts = IngestOptions(table=table, sources=[MemorySource(files)], id_mode="path", dedup=dedup,  # type: ignore[arg-type]
                          mode=mode, message=options.get("message"), author=options.get("author"),  # type: ignore[arg-type]
                          tag=options.get("tag"), branch=options.get("branch"), progress=False, registry=registry,

@@ -9,6 +9,7 @@ import pyarrow as pa
 from app.errors import RowNotFound, Unprocessable
 from app.filters import validate_filter
 from app.store import Store
+from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, is_blob
 from app.store.upserts import delete_where, keyed_write
 from app.store.writes import append_stream, tag_version
@@ -81,6 +82,8 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
     unknown = sorted(set(rows.column_names) - set(schema.names))
     if unknown:
         raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+    if "id" in rows.column_names and "id" in schema.names and pa.types.is_string(schema.field("id").type):
+        check_id_column(rows.column("id"))  # before the cast below, which would turn ints into ids
     try:
         table = pa.Table.from_arrays(
             [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
