@@ -114,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("ref")
     _target(res)
 
+    row = sub.add_parser("row", help="one row as JSON, or patch (--set) or delete (--delete) it")
+    row.add_argument("table")
+    row.add_argument("id", help="the row id as stored (e.g. 3/00012.png); it is encoded for you")
+    action = row.add_mutually_exclusive_group()
+    action.add_argument("--delete", action="store_true", help="delete the row (one new version)")
+    action.add_argument("--set", action="append", metavar="COLUMN=VALUE",
+                        help="patch a column (one new version); VALUE is JSON, or else taken as text")
+    row.add_argument("--message", "-m")
+    _target(row)
+
     demo = sub.add_parser("demo", help="build a sample table from bundled real images and serve it")
     demo.add_argument("--uri", default=None)
     demo.add_argument("--host", default="127.0.0.1")
@@ -135,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
                "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
-               "merge": _merge, "clone": _clone, "optimize": _optimize}
+               "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row}
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
@@ -244,6 +254,45 @@ def _tag(args: argparse.Namespace) -> int:
             version = history.create_tag(store, args.table, args.name, Ref(version=args.version))["version"]
     print(f"deleted tag {args.name}" if args.delete else f"tagged version {version} as {args.name}")
     return 0
+
+
+def _row(args: argparse.Namespace) -> int:
+    """Through the SDK (``--server``: the id is checked and sent as one encoded path segment) or on a
+    data root directly; either way the id must pass the one id rule."""
+    values = dict(_assignment(text) for text in args.set or [])
+    if args.server:
+        table = _client(args).table(args.table)
+        if args.delete:
+            out = table.delete_row(args.id, message=args.message)
+        elif values:
+            out = table.update(args.id, values, message=args.message)
+        else:
+            out = table.get(args.id)
+    else:
+        from app.services import writes
+        from app.store import RowReader
+        from app.store.ids import check_id
+
+        store = _store(args.uri)
+        check_id(args.id)
+        if args.delete:
+            out = writes.delete_rows(store, args.table, ids=[args.id], message=args.message)
+        elif values:
+            out = writes.patch_row(store, args.table, args.id, values, message=args.message)
+        else:
+            out = RowReader().row(store.snapshot(args.table), args.id)
+    print(json.dumps(out, default=str, ensure_ascii=False))
+    return 0
+
+
+def _assignment(text: str) -> tuple[str, object]:
+    column, sep, value = text.partition("=")
+    if not sep or not column:
+        raise SystemExit(f"lightbox: error: --set takes COLUMN=VALUE, got {text!r}")
+    try:
+        return column, json.loads(value)
+    except ValueError:
+        return column, value
 
 
 def _embed(args: argparse.Namespace) -> int:
