@@ -446,3 +446,17 @@ def test_ingest_skips_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     assert [(s.reason, "not valid UTF-8" in s.message) for s in report.skipped] == [("invalid_id", True)]
     assert store.latest("t").to_table(columns=["id"]).column("id").to_pylist() == ["fine.png"]
     json.dumps(report.to_dict(), default=str)  # the report can still be written
+
+
+def test_ingest_of_a_parquet_file_skips_bad_ids(tmp_path: Path) -> None:
+    """A Hugging Face style ``{bytes, path}`` column: the path is the id, so ``../`` in it is skipped."""
+    import pyarrow.parquet as pq
+
+    images = pa.array([{"bytes": png(1), "path": "../evil.png"}, {"bytes": png(2), "path": "fine/ok.png"},
+                       {"bytes": png(3), "path": "a//b.png"}])
+    pq.write_table(pa.table({"image": images, "label": [1, 2, 3]}), tmp_path / "train.parquet")
+    store = Store(str(tmp_path / "data"), refresh_seconds=0.0)
+    report = run_ingest(store, IngestOptions(table="hf", sources=[str(tmp_path / "train.parquet")], progress=False,
+                                             workers=1))
+    assert [s.reason for s in report.skipped] == ["invalid_id", "invalid_id"]
+    assert store.latest("hf").to_table(columns=["id"]).column("id").to_pylist() == ["fine/ok.png"]
