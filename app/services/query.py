@@ -9,16 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from app.errors import BadRequest, InvalidRef
-from app.filters import InvalidFilter, validate_filter
+from app.filters import check_filter, filter_errors
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.schema import column_order, is_blob, scalar_columns
 
@@ -122,38 +119,6 @@ def count(store: Store, name: str, ref: Ref, filter_text: str | None) -> tuple[S
     predicate = check_filter(snap, filter_text)
     with filter_errors(predicate):
         return snap, snap.ds.count_rows(predicate)
-
-
-def check_filter(snap: Snapshot, text: str | None) -> str | None:
-    """The filter, validated against the schema, then planned by Lance, which checks types and functions.
-
-    ``label = 'abc'`` on an int column or ``nosuch(x)`` parse as SQL; only Lance's planner knows they
-    cannot run, and its complaint is bad input (a 400), not a server error.
-    """
-    predicate = validate_filter(text, snap.ds.schema)
-    if predicate is not None:
-        try:
-            snap.ds.scanner(filter=predicate, columns=[]).explain_plan()
-        except ValueError as exc:
-            raise InvalidFilter(f"the filter cannot run on this table: {_lance_reason(exc)}") from exc
-    return predicate
-
-
-@contextmanager
-def filter_errors(predicate: str | None) -> Iterator[None]:
-    """Turn a filter that fails on the data (``CAST(s AS INT)`` over 'abc') into a 400."""
-    try:
-        yield
-    except (ValueError, OSError) as exc:
-        if predicate is None or "filter" not in str(exc):
-            raise
-        raise InvalidFilter(f"the filter failed on this table's data: {_lance_reason(exc)}") from exc
-
-
-def _lance_reason(exc: Exception) -> str:
-    """Lance's message without its source locations and repeated prefixes."""
-    text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", str(exc))
-    return text.replace("Invalid user input: ", "").strip()[:500]
 
 
 def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], columns: list[str] | None,

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.errors import BadRequest, NotFound, Unprocessable
-from app.filters import validate_filter
+from app.filters import check_filter, filter_errors
 from app.services.query import check_columns
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.ann import AnnCache
@@ -68,7 +68,7 @@ class Searcher:
         schema = snap.ds.schema
         field = vector_column(schema, spec.column)
         columns = [c for c in check_columns(schema, spec.columns) if c != "_distance"]
-        allowed = self._allowed(snap, validate_filter(spec.filter, schema))
+        allowed = self._allowed(snap, spec.filter)
         query, exclude = self._query_vector(snap, field, spec)
         meta = vector_meta(field)
         index = self.ann.get(snap.key, snap.ds, field.name, meta.get("metric", "l2"))
@@ -92,14 +92,19 @@ class Searcher:
             return pa.table({"id": pa.array(index.ids_of(row_ids.tolist()), pa.string())})
         return snap.ds._take_rows(row_ids.tolist(), columns=columns)
 
-    def _allowed(self, snap: Snapshot, predicate: str | None) -> np.ndarray | None:
-        if predicate is None:
+    def _allowed(self, snap: Snapshot, text: str | None) -> np.ndarray | None:
+        """Row ids the filter keeps; a filter is checked (``check_filter``) once, when first cached."""
+        if text is None or not text.strip():
             return None
-        key = (*snap.key, predicate)
+        key = (*snap.key, text)
         with self._lock:
             found = self._filters.get(key)
         if found is None:
-            table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
+            predicate = check_filter(snap, text)
+            if predicate is None:
+                return None
+            with filter_errors(predicate):
+                table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
             found = table.column("_rowid").to_numpy().astype(np.uint64)
             with self._lock:
                 self._filters[key] = found

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.errors import RowNotFound, Unprocessable
-from app.filters import validate_filter
+from app.filters import check_filter
 from app.store import Store
 from app.store.schema import STANDARD_NAMES, is_blob
 from app.store.upserts import delete_where, keyed_write
@@ -59,7 +59,7 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
     """Delete rows by id (404 when a single id is missing) or by a validated filter."""
     head = store.latest(name, branch)
     if filter_text is not None:
-        predicate = validate_filter(filter_text, head.schema)
+        predicate = check_filter(head, filter_text)
         if predicate is None:
             raise Unprocessable("give a filter; to delete every row use filter 'true'")
         version, counts = delete_where(store, name, predicate, branch=branch, message=message, author=author)

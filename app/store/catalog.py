@@ -27,7 +27,7 @@ from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 
 SnapshotKey = tuple[str, str | None, int, int]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole name: fullmatch (``$`` passes a final newline)
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class Store:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidName(
             f"invalid table name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             name=name,
