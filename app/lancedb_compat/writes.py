@@ -20,7 +20,7 @@ from app.services import tables as tables_svc
 from app.services.query import QuerySpec, plan_query
 from app.services.writes import IMMUTABLE, delete_rows
 from app.store import Ref, Store
-from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
+from app.store.schema import STANDARD_NAMES, check_image_bytes, image_schema, is_image_table, is_vector, vector_meta
 from app.store.upserts import keyed_write
 from app.store.writes import existing_values
 from embeddings.registry import Registry
@@ -68,6 +68,7 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
     schema = store.latest(name, branch).schema
     options = {"mode": mode, **({"branch": branch} if branch else {})}
     if is_image_table(schema) and "image" in rows.column_names:
+        check_image_bytes(rows)
         report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options)
     else:
         report = _add_plain_rows(store, name, rows, options)
@@ -149,7 +150,7 @@ def update(store: Store, name: str, predicate: str | None, updates: Any,
     for column, value in values.items():
         try:
             arrays[column] = pa.array([value] * len(ids)).cast(schema.field(column).type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
             raise Unprocessable(f"{value!r} does not fit column {column!r}: {exc}") from exc
     version, counts = keyed_write(store, name, pa.table(arrays), mode="update", branch=branch)
     return {"rows_updated": counts.get("updated", 0), "version": version or store.latest(name, branch).version}

@@ -129,6 +129,8 @@ def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], 
     snap = store.snapshot(name, ref)
     schema = snap.ds.schema
     wanted = [c for c in check_columns(schema, columns) if not is_blob(schema.field(c))]
+    if not wanted and "id" in schema.names:  # only blob columns asked: their bytes come with with_images
+        wanted = ["id"]
     index = reader.index(snap)
     found = [(key, index.row_id(key)) for key in ids]
     missing = [key for key, rid in found if rid is None]
@@ -181,7 +183,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, str | None, int]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         version, branch, offset, query = int(raw["v"]), raw["b"], int(raw["o"]), raw["q"]
-        if version < 1 or not 0 <= offset <= MAX_POSITION or not isinstance(branch, str | None):
+        if not 1 <= version <= MAX_POSITION or not 0 <= offset <= MAX_POSITION or not isinstance(branch, str | None):
             raise ValueError("cursor fields out of range")
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursor("cursor is not one this service issued") from exc

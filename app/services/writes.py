@@ -43,7 +43,7 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     try:
         arrays = [pa.array([row_id], pa.string()), *(pa.array([values[f.name]]).cast(f.type) if values[f.name]
                   is not None else pa.nulls(1, f.type) for f in fields[1:])]
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"a value does not fit its column's type: {exc}") from exc
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
@@ -85,7 +85,7 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
         table = pa.Table.from_arrays(
             [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
              for f in schema], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
     if "id" in schema.names:
         if table.column("id").null_count:

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict
 from app.store.catalog import Store
-from app.store.schema import is_vector
+from app.store.schema import is_blob, is_vector
 
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
@@ -52,9 +52,14 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
         elif kind in SCALAR_TYPES:
             if is_vector(field):
                 raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
+            if is_blob(field):
+                raise BadRequest(f"{column!r} holds image bytes, which cannot be indexed; index a metadata "
+                                 "or vector column", column=column)
             ds.create_scalar_index(column, kind, name=index_name, replace=True)
         else:
             raise BadRequest(f"unknown index type {index_type!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
+    except (TypeError, OverflowError) as exc:  # the column's type or a parameter does not fit the index
+        raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
     except (ValueError, OSError) as exc:
         if isinstance(exc, BadRequest):
             raise
