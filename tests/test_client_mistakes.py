@@ -269,3 +269,18 @@ def test_unknown_fields_in_a_multipart_search_are_422(client: httpx.Client, samp
     assert error["detail"]["suggestions"] == {"kk": "k"}
     good = client.post("/api/v1/tables/t/search", files={"image": ("c.png", image, "image/png")}, data={"k": "2"})
     assert good.status_code == 200 and len(good.json()["hits"]) == 2, good.text
+
+
+# -- found by looking for client values that reach Lance unchecked -----------------------------------
+def test_values_lance_would_refuse_are_400(client: httpx.Client) -> None:
+    before = state(client)
+    (embedding,) = client.get("/api/v1/tables/t").json()["embeddings"]
+    huge = [1e39] * embedding["dim"]  # finite in JSON, infinite as the float32 Lance and the index compare
+    assert_error(client.post("/api/v1/tables/t/search", json={"vector": huge}), 400, "invalid_query")
+    assert_error(client.post("/v1/table/t/query/", json={"vector": huge, "k": 3}), 400, "invalid_query")
+    # IVF_PQ without the parameters Lance requires is the client's mistake (a 400), not a conflict
+    assert_error(client.post("/api/v1/tables/t/indexes", json={"column": "vector", "type": "IVF_PQ"}), 400)
+    assert_error(client.post("/api/v1/tables/t/query", json={"order_by": [5]}), 400)
+    assert_error(client.post("/v1/table/t/query/", json={"vector": [], "k": 3, "order_by": [{"column_name": 5}]}),
+                 400, "unknown_column")
+    assert state(client) == before

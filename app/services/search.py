@@ -118,7 +118,11 @@ class Searcher:
             if len(spec.vector) != dim:
                 raise InvalidQuery(f"the query vector has {len(spec.vector)} values; column {field.name!r} "
                                    f"holds {dim}", expected=dim, got=len(spec.vector))
-            return np.asarray(spec.vector, np.float32), None
+            with np.errstate(over="ignore"):
+                query = np.asarray(spec.vector, np.float32)
+            if not np.isfinite(query).all():
+                raise InvalidQuery("the query vector's values must be finite 32-bit floats (at most about 3.4e38)")
+            return query, None
         if spec.image_id is not None:
             row_id = self.reader.index(snap).row_id(spec.image_id)
             if row_id is None:

@@ -61,8 +61,8 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     except (TypeError, OverflowError) as exc:  # the column's type or a parameter does not fit the index
         raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
     except (ValueError, OSError) as exc:
-        if isinstance(exc, BadRequest):
-            raise
+        if isinstance(exc, ValueError) and "conflict" not in str(exc).lower():  # Lance refused the parameters
+            raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
         raise Conflict(f"cannot build {kind} on {column!r}: {exc}") from exc
     store.invalidate(name)
     latest = store.latest(name)
