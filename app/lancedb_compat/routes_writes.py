@@ -60,10 +60,11 @@ async def merge_insert(table_id: str, request: Request, store: StoreDep, delimit
     return JSON(out)
 
 
-# What the clients send (``id`` is the namespace spec's table id). A misspelt predicate must be a 422, not
-# an update of every row: ``update`` without a predicate updates the whole table.
-DELETE_FIELDS = ["predicate", "branch", "id"]
-UPDATE_FIELDS = ["predicate", "updates", "branch", "id"]
+# What the clients may send: the remote client's fields, and the namespace spec's request models
+# (DeleteFromTableRequest, UpdateTableRequest). A misspelt predicate must be a 422, not an update of
+# every row: ``update`` without a predicate updates the whole table.
+DELETE_FIELDS = ["predicate", "branch", "id", "identity", "context"]
+UPDATE_FIELDS = ["predicate", "updates", "branch", "id", "identity", "context", "properties"]
 FIELD_HINTS = {"where": "predicate", "filter": "predicate", "values": "updates", "set": "updates"}
 
 
