@@ -284,3 +284,18 @@ def test_values_lance_would_refuse_are_400(client: httpx.Client) -> None:
     assert_error(client.post("/v1/table/t/query/", json={"vector": [], "k": 3, "order_by": [{"column_name": 5}]}),
                  400, "unknown_column")
     assert state(client) == before
+
+
+def test_search_never_answers_image_descriptors_and_takes_distance_as_a_column(client: httpx.Client) -> None:
+    for columns, expected in ((["image"], ["id", "_distance"]), (["id", "image"], ["id", "_distance"]),
+                              (["_distance"], ["id", "_distance"]), (["label", "_distance"], ["label", "_distance"])):
+        got = client.post("/api/v1/tables/t/search", json={"image_id": "camera.png", "k": 2, "columns": columns})
+        assert got.status_code == 200, got.text
+        assert [list(h) for h in got.json()["hits"]] == [expected] * 2, (columns, got.json())
+
+
+def test_a_patch_of_a_misspelt_column_names_the_close_match(client: httpx.Client) -> None:
+    before = state(client)
+    error = assert_error(client.patch("/api/v1/tables/t/rows/camera.png", json={"lable": 3}), 422, "unknown_column")
+    assert error["detail"]["suggestions"] == {"lable": "label"} and "did you mean 'label'" in error["message"]
+    assert state(client) == before

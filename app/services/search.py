@@ -20,7 +20,7 @@ from app.filters import check_filter, filter_errors
 from app.services.query import check_columns
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.ann import AnnCache
-from app.store.schema import is_vector, vector_meta
+from app.store.schema import is_blob, is_vector, vector_meta
 from embeddings.registry import Registry, UnknownModel
 
 MAX_K = 10_000
@@ -67,7 +67,7 @@ class Searcher:
         snap = self.store.snapshot(name, ref)
         schema = snap.ds.schema
         field = vector_column(schema, spec.column)
-        columns = [c for c in check_columns(schema, spec.columns) if c != "_distance"]
+        columns = search_columns(schema, spec.columns)
         allowed = self._allowed(snap, spec.filter)
         query, exclude = self._query_vector(snap, field, spec)
         meta = vector_meta(field)
@@ -147,6 +147,16 @@ class Searcher:
         except ValueError as exc:
             raise Unprocessable(f"cannot embed the query {kind}: {exc}") from exc
         return vectors[0], None
+
+
+def search_columns(schema: pa.Schema, asked: list[str] | None) -> list[str]:
+    """The hits' columns: ``_distance`` always comes, and image bytes never do (a Lance take would
+    answer the blob's internal descriptor); as with fetch, they are read from ``/rows/{id}/image``."""
+    wanted = [c for c in asked if c != "_distance"] if asked else None
+    if asked and not wanted:  # only the distance: the ids say whose
+        return ["id"] if "id" in schema.names else []
+    columns = [c for c in check_columns(schema, wanted) if not is_blob(schema.field(c))]
+    return columns or (["id"] if "id" in schema.names else [])
 
 
 def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:

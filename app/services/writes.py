@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +33,9 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     schema = store.latest(name, branch).schema
     unknown = sorted(set(values) - set(schema.names))
     if unknown:
-        raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+        hints = {c: m[0] for c in unknown if (m := difflib.get_close_matches(c, schema.names, n=1))}
+        said = ", ".join(f"{c!r}" + (f" (did you mean {hints[c]!r}?)" if c in hints else "") for c in unknown)
+        raise UnknownColumns(f"unknown column(s) {said}", unknown=unknown, suggestions=hints, columns=schema.names)
     fixed = sorted(c for c in values if c in IMMUTABLE or is_blob(schema.field(c)))
     if fixed:
         raise Unprocessable(f"column(s) {fixed} describe the stored image and cannot be patched; "
