@@ -51,10 +51,13 @@ def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
 
 @router.post("/optimize")
 def optimize(table: str, request: Request, store: StoreDep,
-             retention_seconds: Annotated[float | None, Query(ge=0, le=MAX_RETENTION_SECONDS,
-                                                              allow_inf_nan=False)] = None) -> JSON:
+             retention_seconds: Annotated[float | None, Query(ge=0)] = None) -> JSON:
     """Compact, fold new rows into indexes, prune untagged versions older than the retention setting
     (``retention_seconds`` overrides it for this call; tagged versions are never pruned)."""
+    if retention_seconds is not None and not 0 <= retention_seconds <= MAX_RETENTION_SECONDS:  # inf, nan, 1e308
+        raise BadRequest(f"retention_seconds must be a number from 0 to {MAX_RETENTION_SECONDS}",
+                         retention_seconds=str(retention_seconds))
+
     seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
     return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds)))
 

@@ -28,7 +28,7 @@ from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
 
 SnapshotKey = tuple[str, str | None, int, int]
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole name: fullmatch (``$`` passes a final newline)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class Store:
 
 
 def check_name(name: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: `$` passes a final newline
         raise InvalidName(
             f"invalid table name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             name=name,

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict
 from app.store.catalog import Store
-from app.store.schema import is_blob, is_vector
+from app.store.schema import is_vector
 
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
@@ -52,6 +52,8 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
         elif kind in SCALAR_TYPES:
             if is_vector(field):
                 raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
+            from app.store.schema import is_blob  # here, not at the top: keeps this module's imports as they were
+
             if is_blob(field):
                 raise BadRequest(f"{column!r} holds image bytes, which cannot be indexed; index a metadata "
                                  "or vector column", column=column)

@@ -20,7 +20,7 @@ from app.store.catalog import Store
 # The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
 MAX_ROWS_PER_FILE = 65_536
 TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
-TAG_RE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?")  # whole name: fullmatch
+TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 
 
 def default_author() -> str:
@@ -81,6 +81,7 @@ def append_stream(
 
 def check_tag_name(tag: str) -> str:
     """The tag, if Lance takes it as a ref name; else a 400 (Lance itself reports it as an I/O error)."""
+    # fullmatch, not match: the pattern's `$` also matches before a final newline ("v1\n")
     if not isinstance(tag, str) or not TAG_RE.fullmatch(tag) or ".." in tag or tag.endswith(".lock"):
         raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag)
     return tag
