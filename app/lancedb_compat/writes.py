@@ -20,7 +20,7 @@ from app.services import tables as tables_svc
 from app.services.query import QuerySpec, plan_query
 from app.services.writes import IMMUTABLE, delete_rows
 from app.store import Ref, Store
-from app.store.schema import STANDARD_NAMES, check_image_bytes, image_schema, is_image_table, is_vector, vector_meta
+from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
 from app.store.upserts import keyed_write
 from app.store.writes import existing_values
 from embeddings.registry import Registry
@@ -68,7 +68,6 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
     schema = store.latest(name, branch).schema
     options = {"mode": mode, **({"branch": branch} if branch else {})}
     if is_image_table(schema) and "image" in rows.column_names:
-        check_image_bytes(rows)
         report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options)
     else:
         report = _add_plain_rows(store, name, rows, options)
@@ -76,7 +75,12 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
 
 
 def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Metadata beside the bytes: the columns the probe computes (and recorded embeddings) are its own."""
+    """Metadata beside the bytes: the columns the probe computes (and recorded embeddings) are its own.
+
+    The ``image`` column must hold bytes (a 422 otherwise, before anything is written)."""
+    from app.store.schema import check_image_bytes
+
+    check_image_bytes(rows)
     computed = (STANDARD_NAMES - {"id", "image"}) | {
         f.name for f in schema if is_vector(f) and vector_meta(f).get("model")}
     return rows.drop_columns([c for c in rows.column_names if c in computed])
