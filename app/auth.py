@@ -39,15 +39,20 @@ class ApiKeys:
             (ro if mode.strip().lower() == "ro" else rw).add(key.strip())
         return cls(frozenset(rw), frozenset(ro))
 
-    def access(self, key: str | None) -> str | None:
-        """"rw", "ro" or None for an unknown key (compared in constant time)."""
+    def access(self, key: str | bytes | None) -> str | None:
+        """"rw", "ro" or None for an unknown key (compared in constant time).
+
+        Keys are compared as bytes: ``hmac.compare_digest`` refuses ``str`` holding non-ASCII
+        characters, and a header may carry any byte, so ``Bearer ré`` must be a 401, not a crash.
+        """
         if not key:
             return None
+        given = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
         for known in self.read_write:
-            if hmac.compare_digest(known, key):
+            if hmac.compare_digest(known.encode("utf-8"), given):
                 return "rw"
         for known in self.read_only:
-            if hmac.compare_digest(known, key):
+            if hmac.compare_digest(known.encode("utf-8"), given):
                 return "ro"
         return None
 
@@ -67,10 +72,11 @@ class RequireKey:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = headers.get("x-api-key")
-        if key is None and headers.get("authorization", "").lower().startswith("bearer "):
-            key = headers["authorization"][7:].strip()
+        headers = {k.lower(): v for k, v in scope["headers"]}  # raw bytes: a key may hold any byte
+        key = headers.get(b"x-api-key")
+        authorization = headers.get(b"authorization", b"")
+        if key is None and authorization[:7].lower() == b"bearer ":
+            key = authorization[7:].strip()
         access = self.keys.access(key)
         if access is None:
             await _deny(send, 401, "unauthorized", "a valid API key is required (x-api-key or Authorization: Bearer)")

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -322,3 +325,43 @@ def validate_filter(text: str | None, schema: pa.Schema) -> str | None:
     if kind == "value":
         raise InvalidFilter("filter must be a boolean expression (a comparison, IN, LIKE, IS NULL, AND/OR, ...)")
     return text
+
+
+def check_filter(ds: Any, text: str | None) -> str | None:
+    """The one check every filter passes before it runs: validated here, then planned by Lance.
+
+    ``ds`` is the Lance dataset (or a snapshot holding one as ``.ds``) the filter will run on. The
+    parser above knows columns and shapes; only Lance's planner knows that ``label = 'x'`` on an int
+    column, or ``split = 3`` on a string column, cannot run (it refuses even ``label = '3'``). Its
+    complaint is bad input, so it is a 400 here, for query, count, search, delete and update alike.
+    """
+    ds = getattr(ds, "ds", ds)
+    predicate = validate_filter(text, ds.schema)
+    if predicate is not None:
+        try:
+            ds.scanner(filter=predicate, columns=[]).explain_plan()
+        except (ValueError, OSError, TypeError) as exc:
+            raise InvalidFilter(f"the filter cannot run on this table: {lance_reason(exc)}") from exc
+    return predicate
+
+
+@contextmanager
+def filter_errors(predicate: str | None) -> Iterator[None]:
+    """Turn a filter that fails on the data (``CAST(s AS INT)`` over 'abc') into a 400."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        if predicate is None or not is_filter_error(exc):
+            raise
+        raise InvalidFilter(f"the filter failed on this table's data: {lance_reason(exc)}") from exc
+
+
+def is_filter_error(exc: BaseException) -> bool:
+    """Whether a Lance error is about a filter expression (its message names the filter)."""
+    return "filter" in str(exc).lower()
+
+
+def lance_reason(exc: BaseException) -> str:
+    """Lance's message without its source locations and repeated prefixes."""
+    text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", str(exc))
+    return text.replace("Invalid user input: ", "").strip()[:500]

@@ -20,6 +20,7 @@ from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.middleware import RequestId
+from app.models import request_error
 from app.responses import JSON
 from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
 from app.services.pixels import ThumbnailCache
@@ -89,11 +90,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSON:
-        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-        body = {"error": {"code": "invalid_request", "message": message, "detail": {"errors": problems}}}
-        return JSON(body, status_code=400)
+        error = request_error(list(exc.errors()))  # 422 for unknown body fields, else 400
+        return JSON(error.body(), status_code=error.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:

@@ -33,9 +33,29 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(
-            content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-        )
+        try:
+            return dumps(content)
+        except orjson.JSONEncodeError:
+            # orjson refuses integers beyond 64 bits (a client may send them and see them quoted back):
+            # an answer must never fail because a value cannot be rendered
+            return dumps(renderable(content))
+
+
+def dumps(content: Any) -> bytes:
+    return orjson.dumps(content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def renderable(value: Any) -> Any:
+    """``value`` with what orjson cannot write made writable: out-of-range integers become strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(renderable(k)): renderable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [renderable(v) for v in value]
+    return value
 
 
 def version_headers(snap: Snapshot) -> dict[str, str]:

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from app.errors import BadRequest, LightboxError
-from app.responses import JSON
+from app.responses import JSON, renderable
 
 
 class NestedNamespace(BadRequest):
@@ -44,7 +44,7 @@ def namespace_error(exc: LightboxError, request: Request) -> JSON:
     code = SPEC_CODES.get(exc.code, INVALID_INPUT if exc.status < 500 else 18)
     if exc.code == "version_not_found" and "tag" in exc.detail:
         code = SPEC_CODES["tag_not_found"]
-    body = {"error": exc.message, "code": code, "detail": orjson.dumps(exc.detail, default=str).decode(),
+    body = {"error": exc.message, "code": code, "detail": orjson.dumps(renderable(exc.detail), default=str).decode(),
             "instance": getattr(request.state, "request_id", None)}
     return JSON(body, status_code=exc.status, headers=exc.headers)
 

@@ -5,7 +5,7 @@
 - ``"vector": []`` -> ``plan_query``: a filter-only scan (``k`` >= 2^31 means no limit), which also
   serves ``take_offsets`` (``_rowoffset IN (...)``) and ``with_row_id``.
 
-Filters go through ``validate_filter`` inside both services; unknown columns are 400s there too.
+Filters go through ``check_filter`` inside both services; unknown columns are 400s there too.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from app.errors import BadRequest, Conflict
-from app.filters import META_COLUMNS
+from app.filters import META_COLUMNS, check_filter, filter_errors
 from app.lancedb_compat.errors import NotImplementedRoute
 from app.lancedb_compat.request import body_ref, int_field, str_field
-from app.services.query import QuerySpec, check_columns, check_filter, filter_errors, plan_query
+from app.services.query import QuerySpec, check_columns, plan_query
 from app.services.search import Searcher, SearchSpec, vector_column
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.schema import is_blob, vector_meta

@@ -75,12 +75,14 @@ def body_ref(body: dict[str, Any], branch: str | None = None) -> Ref:
     return Ref(branch=branch)
 
 
-def int_field(body: dict[str, Any], key: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+def int_field(body: dict[str, Any], key: str, default: int | None = None, *, minimum: int = 0,
+              maximum: int = 2**63 - 1) -> int | None:
+    """An integer field within bounds; Lance takes int64, so larger numbers are a 400 here."""
     value = body.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadRequest(f"{key} must be an integer of at least {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise BadRequest(f"{key} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 

@@ -78,7 +78,12 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
 
 
 def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Metadata beside the bytes: the columns the probe computes (and recorded embeddings) are its own."""
+    """Metadata beside the bytes: the columns the probe computes (and recorded embeddings) are its own.
+
+    The ``image`` column must hold bytes (a 422 otherwise, before anything is written)."""
+    from app.store.schema import check_image_bytes
+
+    check_image_bytes(rows)
     computed = (STANDARD_NAMES - {"id", "image"}) | {
         f.name for f in schema if is_vector(f) and vector_meta(f).get("model")}
     return rows.drop_columns([c for c in rows.column_names if c in computed])
@@ -160,7 +165,7 @@ def update(store: Store, name: str, predicate: str | None, updates: Any,
     for column, value in values.items():
         try:
             arrays[column] = pa.array([value] * len(ids)).cast(schema.field(column).type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
             raise Unprocessable(f"{value!r} does not fit column {column!r}: {exc}") from exc
     version, counts = keyed_write(store, name, pa.table(arrays), mode="update", branch=branch)
     return {"rows_updated": counts.get("updated", 0), "version": version or store.latest(name, branch).version}

@@ -6,14 +6,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from app.deps import StoreDep
 from app.errors import BadRequest
+from app.models import RequestBody
 from app.responses import JSON
 from app.routes.history import RefBody
 from app.services import branches as svc
 from app.services.diff import diff, parse_ref_text
+from app.services.query import MAX_POSITION
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["branches"])
 
@@ -22,7 +23,7 @@ class BranchBody(RefBody):
     name: str
 
 
-class MergeBody(BaseModel):
+class MergeBody(RequestBody):
     into: str = "main"
     on_conflict: Literal["fail", "theirs", "ours"] = "fail"
     message: str | None = None
@@ -63,7 +64,9 @@ def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="fr
     try:
         offset = int(cursor) if cursor else 0
     except ValueError:
-        raise BadRequest("cursor must come from a previous diff page") from None
+        offset = -1
+    if not 0 <= offset <= MAX_POSITION:
+        raise BadRequest("cursor must come from a previous diff page", cursor=cursor)
     a = store.snapshot(table, parse_ref_text(store, table, from_))
     b = store.snapshot(table, parse_ref_text(store, table, to))
     page = diff(a, b).page(limit, offset)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import Field
 
 from app.deps import RefDep, StoreDep
+from app.models import RequestBody
 from app.responses import JSON
 from app.services import history as svc
 from app.store import Ref
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["history"])
+MAX_VERSION = 2**63 - 1  # Lance's versions are 64-bit
 
 
-class RefBody(BaseModel):
+class RefBody(RequestBody):
     """A ref in a JSON body; the same rules as the query parameters."""
 
-    version: int | None = None
+    field_hints: ClassVar[dict[str, str]] = {"from": "version", "ref": "version", "at": "version",
+                                             "source": "version", "parent": "version"}
+
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     tag: str | None = None
     branch: str | None = None
     as_of: str | None = None
@@ -34,7 +39,7 @@ class TagBody(RefBody):
 
 @router.get("/versions")
 def versions(table: str, store: StoreDep, branch: str | None = None,
-             limit: Annotated[int, Query()] = 100, cursor: Annotated[int | None, Query()] = None,
+             limit: Annotated[int, Query()] = 100, cursor: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
              order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc") -> JSON:
     page, next_cursor = svc.list_versions(store, table, branch=branch, limit=limit, before=cursor,
                                           ascending=order == "asc")

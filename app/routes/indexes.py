@@ -7,25 +7,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from app.deps import RefDep, StoreDep
 from app.errors import BadRequest
+from app.models import RequestBody
 from app.responses import JSON, version_headers
 from app.services.embed import embed_table
 from app.store import maintenance
 from embeddings.registry import UnknownModel
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["maintenance"])
+MAX_RETENTION_SECONDS = 100 * 366 * 86400  # a century: longer is "keep everything", and must still fit Lance's int64
 
 
-class IndexBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class IndexBody(RequestBody):
     column: str
     type: str
+    name: str | None = None
+    metric: str | None = None
+    num_partitions: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    num_sub_vectors: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    num_bits: int | None = Field(default=None, ge=1, le=64)
 
 
-class EmbedBody(BaseModel):
+class EmbedBody(RequestBody):
     model: str
     source: str = "image"
     column: str | None = None
@@ -39,7 +45,7 @@ def list_indexes(table: str, store: StoreDep, ref: RefDep) -> JSON:
 
 @router.post("/indexes", status_code=201)
 def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
-    params: dict[str, Any] = dict(body.model_extra or {})
+    params: dict[str, Any] = body.model_dump(exclude={"column", "type"}, exclude_none=True)
     return JSON(maintenance.create_index(store, table, body.column, body.type, params), status_code=201)
 
 
@@ -48,6 +54,10 @@ def optimize(table: str, request: Request, store: StoreDep,
              retention_seconds: Annotated[float | None, Query(ge=0)] = None) -> JSON:
     """Compact, fold new rows into indexes, prune untagged versions older than the retention setting
     (``retention_seconds`` overrides it for this call; tagged versions are never pruned)."""
+    if retention_seconds is not None and not 0 <= retention_seconds <= MAX_RETENTION_SECONDS:  # inf, nan, 1e308
+        raise BadRequest(f"retention_seconds must be a number from 0 to {MAX_RETENTION_SECONDS}",
+                         retention_seconds=str(retention_seconds))
+
     seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
     return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds)))
 

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.deps import ReaderDep, RefDep, StoreDep
+from app.models import RequestBody
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services import query as svc
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/api/v1/tables/{table}", tags=["query"])
 AcceptHeader = Annotated[str | None, Header()]
 
 
-class QueryBody(BaseModel):
+class QueryBody(RequestBody):
     filter: str | None = None
     columns: list[str] | None = None
     limit: int | None = Field(default=100, description="rows per page; null means all (Arrow only)")
@@ -25,7 +26,7 @@ class QueryBody(BaseModel):
     order_by: list[str | dict[str, Any]] = Field(default_factory=list)
 
 
-class FetchBody(BaseModel):
+class FetchBody(RequestBody):
     ids: list[str]
     columns: list[str] | None = None
     with_images: bool = False

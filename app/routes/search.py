@@ -8,18 +8,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from app.bodies import read_body, upload_limit
 from app.deps import RefDep
 from app.errors import BadRequest, PayloadTooLarge
+from app.models import RequestBody, request_error
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services.search import Searcher, SearchSpec
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
 
 
-class SearchBody(BaseModel):
+class SearchBody(RequestBody):
     vector: list[float] | None = None
     text: str | None = None
     image_id: str | None = None
@@ -27,8 +28,8 @@ class SearchBody(BaseModel):
     filter: str | None = None
     columns: list[str] | None = None
     column: str | None = None
-    nprobes: int | None = Field(default=None, ge=1)
-    refine_factor: int | None = Field(default=None, ge=1)
+    nprobes: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    refine_factor: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 UPLOAD_SCHEMA = {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
@@ -72,8 +73,7 @@ async def _spec(request: Request) -> SearchSpec:
     try:
         parsed = SearchBody.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadRequest(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+        raise request_error(list(exc.errors())) from exc
     return SearchSpec(**parsed.model_dump(), image=image)
 
 

@@ -6,17 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.deps import RefDep, StoreDep
 from app.errors import BadRequest
+from app.models import RequestBody
 from app.responses import JSON, version_headers
 from app.services import tables as svc
 
 router = APIRouter(prefix="/api/v1/tables", tags=["tables"])
 
 
-class CreateTable(BaseModel):
+class CreateTable(RequestBody):
     name: str
     schema_: list[dict[str, Any]] | None = Field(default=None, alias="schema")
 

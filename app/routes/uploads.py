@@ -19,6 +19,7 @@ from app.deps import StoreDep
 from app.errors import BadRequest, PayloadTooLarge, TableNotFound, Unprocessable, UnsupportedMediaType
 from app.responses import ARROW_STREAM, JSON
 from app.store.ids import check_id_column, check_ids
+from app.store.schema import check_image_bytes
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
 OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
@@ -36,6 +37,7 @@ async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
         options.update(form_options)
     elif content_type.startswith(ARROW_STREAM):
         rows = _arrow_rows(await read_body(request))
+        check_image_bytes(rows)
         if "image" not in rows.column_names:  # plain rows for a table that is not an image table
             return JSON(await run_in_threadpool(_add_plain_rows, store, table, rows, options), status_code=201)
         files = _arrow_files(rows)

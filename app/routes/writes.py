@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from app.deps import StoreDep
+from app.models import RequestBody
 from app.responses import JSON
 from app.services import writes as svc
 from app.store.ids import check_id
@@ -31,7 +32,14 @@ def delete_row(table: str, row_id: str, store: StoreDep, branch: Branch = None, 
     return JSON(svc.delete_rows(store, table, ids=[row_id], branch=branch, message=message, author=author, tag=tag))
 
 
+class DeleteBody(RequestBody):
+    filter: str | None = None
+    message: str | None = None
+    author: str | None = None
+    tag: str | None = None
+
+
 @router.post("/delete")
-def delete_where(table: str, store: StoreDep, body: Annotated[dict[str, Any], Body()], branch: Branch = None) -> JSON:
-    return JSON(svc.delete_rows(store, table, filter_text=str(body.get("filter") or ""), branch=branch,
-                                message=body.get("message"), author=body.get("author"), tag=body.get("tag")))
+def delete_where(table: str, store: StoreDep, body: DeleteBody, branch: Branch = None) -> JSON:
+    return JSON(svc.delete_rows(store, table, filter_text=body.filter or "", branch=branch,
+                                message=body.message, author=body.author, tag=body.tag))

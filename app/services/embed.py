@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from app.errors import BadRequest, Conflict
 from app.store import Store
-from app.store.schema import is_blob, vector_field, vector_meta
+from app.store.schema import check_column_name, is_blob, vector_field, vector_meta
 from embeddings.base import Embedder
 
 
@@ -39,7 +39,7 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     ds = store.fresh(name)
     schema = ds.schema
     check_source(embedder, schema, source)
-    column = column or default_column(source)
+    column = check_column_name(column) if column is not None else default_column(source)
     field = vector_field(column, embedder.dim, model=embedder.name, source=source, metric=embedder.metric)
     exists = column in schema.names
     if exists:

@@ -9,16 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from app.errors import BadRequest, InvalidRef
-from app.filters import InvalidFilter, validate_filter
+from app.filters import check_filter, filter_errors
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.schema import column_order, is_blob, scalar_columns
 
@@ -124,38 +121,6 @@ def count(store: Store, name: str, ref: Ref, filter_text: str | None) -> tuple[S
         return snap, snap.ds.count_rows(predicate)
 
 
-def check_filter(snap: Snapshot, text: str | None) -> str | None:
-    """The filter, validated against the schema, then planned by Lance, which checks types and functions.
-
-    ``label = 'abc'`` on an int column or ``nosuch(x)`` parse as SQL; only Lance's planner knows they
-    cannot run, and its complaint is bad input (a 400), not a server error.
-    """
-    predicate = validate_filter(text, snap.ds.schema)
-    if predicate is not None:
-        try:
-            snap.ds.scanner(filter=predicate, columns=[]).explain_plan()
-        except ValueError as exc:
-            raise InvalidFilter(f"the filter cannot run on this table: {_lance_reason(exc)}") from exc
-    return predicate
-
-
-@contextmanager
-def filter_errors(predicate: str | None) -> Iterator[None]:
-    """Turn a filter that fails on the data (``CAST(s AS INT)`` over 'abc') into a 400."""
-    try:
-        yield
-    except (ValueError, OSError) as exc:
-        if predicate is None or "filter" not in str(exc):
-            raise
-        raise InvalidFilter(f"the filter failed on this table's data: {_lance_reason(exc)}") from exc
-
-
-def _lance_reason(exc: Exception) -> str:
-    """Lance's message without its source locations and repeated prefixes."""
-    text = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", str(exc))
-    return text.replace("Invalid user input: ", "").strip()[:500]
-
-
 def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], columns: list[str] | None,
           with_images: bool) -> tuple[Snapshot, pa.Table, list[str]]:
     """Rows for ``ids`` in the order asked (repeats kept), plus the ids that are not there."""
@@ -164,6 +129,8 @@ def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], 
     snap = store.snapshot(name, ref)
     schema = snap.ds.schema
     wanted = [c for c in check_columns(schema, columns) if not is_blob(schema.field(c))]
+    if not wanted and "id" in schema.names:  # only blob columns asked: their bytes come with with_images
+        wanted = ["id"]
     index = reader.index(snap)
     found = [(key, index.row_id(key)) for key in ids]
     missing = [key for key, rid in found if rid is None]
@@ -216,7 +183,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, str | None, int]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         version, branch, offset, query = int(raw["v"]), raw["b"], int(raw["o"]), raw["q"]
-        if version < 1 or not 0 <= offset <= MAX_POSITION or not isinstance(branch, str | None):
+        if not 1 <= version <= MAX_POSITION or not 0 <= offset <= MAX_POSITION or not isinstance(branch, str | None):
             raise ValueError("cursor fields out of range")
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursor("cursor is not one this service issued") from exc

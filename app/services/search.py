@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 
 from app.errors import BadRequest, NotFound, Unprocessable
-from app.filters import validate_filter
+from app.filters import check_filter, filter_errors
 from app.services.query import check_columns
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.ann import AnnCache
-from app.store.schema import is_vector, vector_meta
+from app.store.schema import is_blob, is_vector, vector_meta
 from embeddings.registry import Registry, UnknownModel
 
 MAX_K = 10_000
@@ -67,8 +67,8 @@ class Searcher:
         snap = self.store.snapshot(name, ref)
         schema = snap.ds.schema
         field = vector_column(schema, spec.column)
-        columns = [c for c in check_columns(schema, spec.columns) if c != "_distance"]
-        allowed = self._allowed(snap, validate_filter(spec.filter, schema))
+        columns = search_columns(schema, spec.columns)
+        allowed = self._allowed(snap, spec.filter)
         query, exclude = self._query_vector(snap, field, spec)
         meta = vector_meta(field)
         index = self.ann.get(snap.key, snap.ds, field.name, meta.get("metric", "l2"))
@@ -92,14 +92,19 @@ class Searcher:
             return pa.table({"id": pa.array(index.ids_of(row_ids.tolist()), pa.string())})
         return snap.ds._take_rows(row_ids.tolist(), columns=columns)
 
-    def _allowed(self, snap: Snapshot, predicate: str | None) -> np.ndarray | None:
-        if predicate is None:
+    def _allowed(self, snap: Snapshot, text: str | None) -> np.ndarray | None:
+        """Row ids the filter keeps; a filter is checked (``check_filter``) once, when first cached."""
+        if text is None or not text.strip():
             return None
-        key = (*snap.key, predicate)
+        key = (*snap.key, text)
         with self._lock:
             found = self._filters.get(key)
         if found is None:
-            table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
+            predicate = check_filter(snap, text)
+            if predicate is None:
+                return None
+            with filter_errors(predicate):
+                table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
             found = table.column("_rowid").to_numpy().astype(np.uint64)
             with self._lock:
                 self._filters[key] = found
@@ -113,7 +118,11 @@ class Searcher:
             if len(spec.vector) != dim:
                 raise InvalidQuery(f"the query vector has {len(spec.vector)} values; column {field.name!r} "
                                    f"holds {dim}", expected=dim, got=len(spec.vector))
-            return np.asarray(spec.vector, np.float32), None
+            with np.errstate(over="ignore"):
+                query = np.asarray(spec.vector, np.float32)
+            if not np.isfinite(query).all():
+                raise InvalidQuery("the query vector's values must be finite 32-bit floats (at most about 3.4e38)")
+            return query, None
         if spec.image_id is not None:
             row_id = self.reader.index(snap).row_id(spec.image_id)
             if row_id is None:
@@ -138,6 +147,16 @@ class Searcher:
         except ValueError as exc:
             raise Unprocessable(f"cannot embed the query {kind}: {exc}") from exc
         return vectors[0], None
+
+
+def search_columns(schema: pa.Schema, asked: list[str] | None) -> list[str]:
+    """The hits' columns: ``_distance`` always comes, and image bytes never do (a Lance take would
+    answer the blob's internal descriptor); as with fetch, they are read from ``/rows/{id}/image``."""
+    wanted = [c for c in asked if c != "_distance"] if asked else None
+    if asked and not wanted:  # only the distance: the ids say whose
+        return ["id"] if "id" in schema.names else []
+    columns = [c for c in check_columns(schema, wanted) if not is_blob(schema.field(c))]
+    return columns or (["id"] if "id" in schema.names else [])
 
 
 def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:

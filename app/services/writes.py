@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import pyarrow as pa
 
 from app.errors import RowNotFound, Unprocessable
-from app.filters import validate_filter
+from app.filters import check_filter
 from app.store import Store
 from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, is_blob
@@ -33,7 +34,9 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     schema = store.latest(name, branch).schema
     unknown = sorted(set(values) - set(schema.names))
     if unknown:
-        raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
+        hints = {c: m[0] for c in unknown if (m := difflib.get_close_matches(c, schema.names, n=1))}
+        said = ", ".join(f"{c!r}" + (f" (did you mean {hints[c]!r}?)" if c in hints else "") for c in unknown)
+        raise UnknownColumns(f"unknown column(s) {said}", unknown=unknown, suggestions=hints, columns=schema.names)
     fixed = sorted(c for c in values if c in IMMUTABLE or is_blob(schema.field(c)))
     if fixed:
         raise Unprocessable(f"column(s) {fixed} describe the stored image and cannot be patched; "
@@ -44,7 +47,7 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     try:
         arrays = [pa.array([row_id], pa.string()), *(pa.array([values[f.name]]).cast(f.type) if values[f.name]
                   is not None else pa.nulls(1, f.type) for f in fields[1:])]
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"a value does not fit its column's type: {exc}") from exc
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
@@ -60,7 +63,7 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
     """Delete rows by id (404 when a single id is missing) or by a validated filter."""
     head = store.latest(name, branch)
     if filter_text is not None:
-        predicate = validate_filter(filter_text, head.schema)
+        predicate = check_filter(head, filter_text)
         if predicate is None:
             raise Unprocessable("give a filter; to delete every row use filter 'true'")
         version, counts = delete_where(store, name, predicate, branch=branch, message=message, author=author)
@@ -88,7 +91,7 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
         table = pa.Table.from_arrays(
             [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
              for f in schema], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
     if "id" in schema.names:
         if table.column("id").null_count:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
+from app.store.schema import check_schema_names
 
 SnapshotKey = tuple[str, str | None, int, int]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -216,6 +217,7 @@ class Store:
         """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
         if self.exists(name):
             raise TableExists(f"table {name!r} already exists", table=name)
+        check_schema_names(schema)
         ds = lance.write_dataset(
             schema.empty_table(),
             self.table_uri(name),
@@ -254,7 +256,7 @@ class Store:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: `$` passes a final newline
         raise InvalidName(
             f"invalid table name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             name=name,

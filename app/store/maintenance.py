@@ -52,12 +52,19 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
         elif kind in SCALAR_TYPES:
             if is_vector(field):
                 raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
+            from app.store.schema import is_blob  # here, not at the top: keeps this module's imports as they were
+
+            if is_blob(field):
+                raise BadRequest(f"{column!r} holds image bytes, which cannot be indexed; index a metadata "
+                                 "or vector column", column=column)
             ds.create_scalar_index(column, kind, name=index_name, replace=True)
         else:
             raise BadRequest(f"unknown index type {index_type!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
+    except (TypeError, OverflowError) as exc:  # the column's type or a parameter does not fit the index
+        raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
     except (ValueError, OSError) as exc:
-        if isinstance(exc, BadRequest):
-            raise
+        if isinstance(exc, ValueError) and "conflict" not in str(exc).lower():  # Lance refused the parameters
+            raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
         raise Conflict(f"cannot build {kind} on {column!r}: {exc}") from exc
     store.invalidate(name)
     latest = store.latest(name)

@@ -7,10 +7,13 @@ is a Lance blob column (blob v2), so scans that do not ask for it never read ima
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
 from lance.blob import blob_field
+
+from app.errors import InvalidName, Unprocessable
 
 PRIMARY_KEY_META = {"lance-schema:unenforced-primary-key": "true"}
 BLOB_EXTENSION = "lance.blob.v2"
@@ -29,6 +32,50 @@ STANDARD_FIELDS: tuple[pa.Field, ...] = (
     pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
 )
 STANDARD_NAMES = frozenset(f.name for f in STANDARD_FIELDS)
+COLUMN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # whole name: fullmatch
+
+
+def check_column_name(name: str) -> str:
+    """A name for a column Lightbox creates (e.g. a vector column), or a 400.
+
+    Lance refuses ``.`` in a top-level name (it reads it as a struct path) and the name ends up in
+    filters and URLs, so new columns are plain identifiers.
+    """
+    if not isinstance(name, str) or not COLUMN_RE.fullmatch(name):
+        raise InvalidName(f"invalid column name {name!r}: use up to 128 letters, digits or '_', "
+                          "not starting with a digit", column=name)
+    return name
+
+
+def check_schema_names(schema: pa.Schema) -> pa.Schema:
+    """A new table's column names, checked before Lance sees them (it reports them as I/O errors).
+
+    Names must be non-empty, unique, free of control characters and of ``.`` (Lance reads a dot as a
+    path into a struct column).
+    """
+    seen: set[str] = set()
+    for name in schema.names:
+        if not name or "." in name or any(ord(c) < 32 or ord(c) == 127 for c in name) or len(name) > 256:
+            raise InvalidName(f"invalid column name {name!r}: give a non-empty name of up to 256 characters "
+                              "without '.' or control characters", column=name)
+        if name in seen:
+            raise InvalidName(f"column {name!r} is declared twice", column=name)
+        seen.add(name)
+    return schema
+
+
+def check_image_bytes(rows: pa.Table) -> None:
+    """Rows that carry images must carry bytes: an ``image`` column of binary, or of Hugging Face's
+    ``{bytes, path}`` structs. Anything else (ints, strings) is the client's mistake, a 422."""
+    if "image" not in rows.column_names:
+        return
+    kind = rows.schema.field("image").type
+    if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
+        kind = kind.field("bytes").type
+    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
+            or pa.types.is_null(kind)):
+        raise Unprocessable(f"the 'image' column must hold the image file's bytes (binary), not {kind}",
+                            column="image", type=str(kind))
 
 
 def image_schema(extra: list[pa.Field] | None = None) -> pa.Schema:

@@ -29,6 +29,7 @@ import lance
 import pyarrow as pa
 
 from app.errors import Conflict
+from app.filters import InvalidFilter, is_filter_error, lance_reason
 from app.store.catalog import Store
 from app.store.writes import default_author
 
@@ -140,6 +141,8 @@ def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[A
         try:
             txn, stats = build(ds).execute_uncommitted(source)
         except (ValueError, OSError) as exc:
+            if is_filter_error(exc):  # a predicate that cannot run is the client's mistake, not a conflict
+                raise InvalidFilter(f"the filter cannot run on this table: {lance_reason(exc)}") from exc
             raise Conflict(f"the write does not fit table {name!r}: {exc}") from exc
         counts = {k.removeprefix("num_").removesuffix("_rows"): int(v) for k, v in stats.items()}
         if not any(counts.values()):

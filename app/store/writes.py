@@ -81,7 +81,8 @@ def append_stream(
 
 def check_tag_name(tag: str) -> str:
     """The tag, if Lance takes it as a ref name; else a 400 (Lance itself reports it as an I/O error)."""
-    if not TAG_RE.match(tag) or ".." in tag or tag.endswith(".lock"):
+    # fullmatch, not match: the pattern's `$` also matches before a final newline ("v1\n")
+    if not isinstance(tag, str) or not TAG_RE.fullmatch(tag) or ".." in tag or tag.endswith(".lock"):
         raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag)
     return tag
 
