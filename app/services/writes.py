@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ from app.errors import RowNotFound, Unprocessable
 from app.filters import validate_filter
 from app.store import Store
 from app.store.schema import STANDARD_NAMES, is_blob
-from app.store.upserts import delete_where, keyed_write
+from app.store.upserts import delete_where, keyed_write, write_turn
 from app.store.writes import append_stream, tag_version
 
 # Columns that describe the stored bytes: changing them by hand would make them lie.
@@ -73,8 +74,13 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
 
 
 def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert", branch: str | None = None,
-                message: str | None = None, author: str | None = None, tag: str | None = None) -> dict[str, Any]:
-    """Add rows to a table that is not an image table, in the table's schema."""
+                message: str | None = None, author: str | None = None, tag: str | None = None,
+                delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
+    """Add rows to a table that is not an image table, in the table's schema.
+
+    Every row is cast before anything is written, so rows that do not fit change nothing.
+    ``delete_ids`` (given the ids written, the ids to remove) deletes rows in the same version.
+    """
     schema = store.latest(name, branch).schema
     if any(is_blob(f) for f in schema):
         raise Unprocessable("this is an image table: upload images (multipart, or Arrow rows with an 'image' column)")
@@ -91,15 +97,20 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
         if table.column("id").null_count:
             raise Unprocessable("every row needs an id")
         table = _first_per_id(table)
-        version, counts = keyed_write(store, name, table, mode="upsert" if mode == "upsert" else "insert",
-                                      branch=branch, message=message, author=author)
+        with write_turn(store, name):  # the ids to delete are read in the same turn as the write
+            stale = delete_ids(set(table.column("id").to_pylist())) if delete_ids else None
+            version, counts = keyed_write(store, name, table, mode="upsert" if mode == "upsert" else "insert",
+                                          branch=branch, delete_ids=stale, message=message, author=author)
+    elif delete_ids is not None:
+        raise Unprocessable("this write replaces rows by id, and the table has no id column")
     else:
         version = append_stream(store, name, schema, table.to_batches(), message=message, author=author,
                                 branch=branch)
         counts = {"inserted": table.num_rows if version else 0, "updated": 0}
     commit_meta(store, name, version, tag, branch)
     return {"version": version or store.latest(name, branch).version, "inserted": counts.get("inserted", 0),
-            "updated": counts.get("updated", 0), "skipped": []}
+            "updated": counts.get("updated", 0), **({"deleted": counts.get("deleted", 0)} if delete_ids else {}),
+            "skipped": []}
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:
