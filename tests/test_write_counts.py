@@ -259,6 +259,13 @@ def test_lancedb_add_and_overwrite_are_all_or_nothing(api: Api, server: LiveServ
     tbl.add(api.images({"p1": 1}), mode="overwrite")
     assert set(watch.changed(added=1, removed=2)) == {"p1"}
 
+    watch = Watch(api)  # re-creating the table over it: refused before the old one is dropped
+    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=server.url)
+    with pytest.raises(HttpError, match="422"):
+        db.create_table("t", api.images({"c1": 1, "bad": 2}, bad=("bad",)), mode="overwrite")
+    watch.unchanged()
+    assert api.image("t", "p1") == api.pictures[0]
+
 
 def test_lancedb_merge_insert_update_and_delete_answer_what_they_changed(api: Api, server: LiveServer) -> None:
     tbl = lancedb.connect("db://lightbox", api_key="KEY", host_override=server.url).open_table("t")

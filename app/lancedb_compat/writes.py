@@ -45,9 +45,32 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
             return store.latest(name).version
         if mode == "create":
             raise AlreadyExists(f"table {name!r} already exists", table=name)
+        _refuse_unstorable(rows)  # before the old table is dropped: a refused overwrite must leave it be
         tables_svc.drop_table(store, name)
     tables_svc.create_table(store, name, _new_schema(rows.schema))
     return int(add_rows(store, registry, name, rows)["version"])
+
+
+def _refuse_unstorable(rows: pa.Table) -> None:
+    """422 when rows for a new image table hold something the write would refuse (an image that is not
+    one, a missing id), found without writing anything."""
+    from ingest.probe import ProbeError, probe
+
+    if _new_schema(rows.schema) is rows.schema or "image" not in rows.column_names:
+        return
+    refused = []
+    for key, image in zip(rows.column("id").to_pylist(), rows.column("image").to_pylist(), strict=True):
+        if key is None:
+            refused.append({"file": None, "reason": "missing_id", "message": "every row needs an id"})
+            continue
+        try:
+            probe(image or b"")
+        except ProbeError as exc:
+            refused.append({"file": str(key), "reason": exc.reason, "message": exc.message})
+    if refused:
+        first = refused[0]
+        raise Unprocessable(f"{len(refused)} row(s) refused, nothing written; first: {first['file']}: "
+                            f"{first['reason']} ({first['message']})", refused=refused)
 
 
 def _new_schema(schema: pa.Schema) -> pa.Schema:
