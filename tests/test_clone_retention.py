@@ -358,3 +358,25 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     api.optimize("src", retention_seconds=0)
     assert guarded_at not in api.versions("src")
     assert lance.dataset(str(root / "src.lance")).validate() is None
+
+
+def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store) -> None:
+    root = Path(store.uri)
+    api.create("src")
+    api.add("src", {f"r{i}": i for i in range(4)})
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 1"})
+    assert api.http.post("/api/v1/tables/src/clone", json={"name": "c"}).status_code == 201
+    expected = api.labels("c")
+    lance.dataset(str(root / "src.lance")).tags.delete(CLONE_TAG + "c")  # removed behind Lightbox's back
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 2"})
+    api.optimize("src")
+    kept = api.optimize("src", retention_seconds=0)
+    assert kept["old_versions_removed"] == 0 and "'c'" in kept["retention_skipped"], kept
+    assert api.labels("c") == expected and api.image("c", "r3") == api.pictures[0]
+    assert lance.dataset(str(root / "c.lance")).validate() is None
+
+    # once the clone is gone, retention prunes again
+    assert api.http.delete("/api/v1/tables/c").status_code == 204
+    pruned = api.optimize("src", retention_seconds=0)
+    assert pruned["old_versions_removed"] > 0 and "retention_skipped" not in pruned
+    assert api.labels("src") == {"r0": 0, "r3": 3}

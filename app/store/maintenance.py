@@ -7,12 +7,14 @@ raise in that case and silently skip index maintenance).
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 from app.errors import BadRequest, Conflict
 from app.store.catalog import Store
 from app.store.schema import is_vector
+from app.store.writes import CLONE_TAG_PREFIX
 
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
@@ -76,14 +78,48 @@ def optimize(store: Store, name: str, retention: timedelta) -> dict[str, Any]:
     if ds.list_indices():
         ds.optimize.optimize_indices()
     ds = store.fresh(name)
-    stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
+    unguarded = unguarded_clones(store, name, ds)
+    stats = None
+    if not unguarded:
+        stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
     store.invalidate(name)
     store.log.forget(name)
     store.forget_pinned(name)
-    return {
+    out = {
         "version": store.latest(name).version,
         "fragments_removed": getattr(compaction, "fragments_removed", 0),
         "fragments_added": getattr(compaction, "fragments_added", 0),
         "old_versions_removed": getattr(stats, "old_versions", 0),
         "bytes_removed": getattr(stats, "bytes_removed", 0),
     }
+    if unguarded:
+        out["retention_skipped"] = (f"table(s) {unguarded} read this table's files without a "
+                                    f"{CLONE_TAG_PREFIX}<name> tag guarding them; no version was pruned")
+    return out
+
+
+def unguarded_clones(store: Store, name: str, ds: Any) -> list[str]:
+    """Tables that read ``name``'s files (zero-copy clones) but have no guard tag on it.
+
+    Lance's cleanup keeps tagged versions and the versions branches fork from, but knows nothing of
+    clones: the guard tag ``clone`` leaves is what keeps their files. A clone without one (its guard
+    removed outside Lightbox) means pruning could delete files it reads, so retention waits.
+    """
+    source = _location(store.table_uri(name))
+    tags = ds.tags.list()
+    out = []
+    for other in store.names():
+        if other == name or CLONE_TAG_PREFIX + other in tags:
+            continue
+        try:
+            bases = store.latest(other).base_paths()
+        except (ValueError, OSError):
+            continue
+        if any(_location(b.path) == source or _location(b.path).startswith(source + "/") for b in bases.values()):
+            out.append(other)
+    return out
+
+
+def _location(uri: str) -> str:
+    path = uri.removeprefix("file://")
+    return os.path.realpath(path) if "://" not in path else path.rstrip("/")
