@@ -134,6 +134,8 @@ def test_native_uploads_answer_what_they_wrote(api: Api) -> None:
 
 
 def test_native_refused_writes_change_nothing(api: Api) -> None:
+    assert api.http.post("/api/v1/tables/t/tags", json={"name": "old"}).status_code == 201
+    api.http.post("/api/v1/tables/t/rows", content=arrow(api.images({"r9": 9})), headers={"content-type": ARROW})
     watch = Watch(api)
     every_file_bad = api.http.post("/api/v1/tables/t/rows", files=[("files", ("x.png", NOT_AN_IMAGE, "image/png"))])
     assert every_file_bad.json().get("inserted", 0) == 0, every_file_bad.text
@@ -151,6 +153,16 @@ def test_native_refused_writes_change_nothing(api: Api) -> None:
         api.http.post("/api/v1/tables/t/delete", json={"filter": ""}),
         api.http.post("/api/v1/tables/t/embeddings", json={"model": "no-such-model"}),
         api.http.post("/api/v1/tables/t/restore", json={"version": 999}),
+        # a tag the new version could not take is refused before anything is written
+        api.http.patch("/api/v1/tables/t/rows/r1", params={"tag": "lightbox-clone-x"}, json={"label": 5}),
+        api.http.patch("/api/v1/tables/t/rows/r1", params={"tag": "old"}, json={"label": 5}),
+        api.http.patch("/api/v1/tables/t/rows/r1", params={"tag": "bad..tag"}, json={"label": 5}),
+        api.http.delete("/api/v1/tables/t/rows/r1", params={"tag": "old"}),
+        api.http.post("/api/v1/tables/t/delete", json={"filter": "label = 1", "tag": "old"}),
+        api.http.post("/api/v1/tables/t/rows", params={"tag": "old"}, headers={"content-type": ARROW},
+                      content=arrow(api.images({"z2": 1}))),
+        api.http.post("/api/v1/tables/t/rows", params={"tag": "lightbox-clone-x"}, headers={"content-type": ARROW},
+                      content=arrow(api.images({"z2": 1}))),
     ]
     for response in refused:
         assert 400 <= response.status_code < 500, (response.request.method, response.request.url, response.text)
@@ -352,3 +364,33 @@ def test_lancedb_writes_on_a_plain_table(api: Api, server: LiveServer) -> None:
                          content=arrow(pa.table({"id": pa.array([], pa.string()), "x": pa.array([], pa.int64())})))
     assert wire.status_code == 200 and wire.json()["num_deleted_rows"] == 3, wire.text
     watch.changed(removed=3)
+
+
+def test_native_writes_on_a_plain_table(api: Api, server: LiveServer) -> None:
+    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=server.url)
+    db.create_table("plain", pa.table({"id": ["a", "b"], "x": pa.array([1, 2], pa.int64())}))
+    assert api.http.post("/api/v1/tables/plain/tags", json={"name": "old"}).status_code == 201
+    api.http.patch("/api/v1/tables/plain/rows/a", json={"x": 10})
+
+    def upload(rows: pa.Table, **params: str) -> httpx.Response:
+        return api.http.post("/api/v1/tables/plain/rows", params=params, content=arrow(rows),
+                             headers={"content-type": ARROW})
+
+    watch = Watch(api, "plain")
+    for response in (upload(pa.table({"id": ["c"], "x": ["not a number"]})),
+                     upload(pa.table({"id": ["c"], "nosuch": [1]})),
+                     upload(pa.table({"id": pa.array([None], pa.string()), "x": [3]})),
+                     upload(pa.table({"id": ["c"], "x": [3]}), tag="old")):
+        assert 400 <= response.status_code < 500, response.text
+    watch.unchanged()
+
+    watch = Watch(api, "plain")
+    up = upload(pa.table({"id": ["a", "c", "c"], "x": pa.array([100, 3, 4], pa.int64())}))
+    assert up.status_code == 201 and (up.json()["inserted"], up.json()["updated"]) == (1, 0), up.text
+    assert watch.changed(added=1)["c"]["x"] == 3
+
+    watch = Watch(api, "plain")
+    up = upload(pa.table({"id": ["a", "d"], "x": pa.array([100, 5], pa.int64())}), mode="upsert", tag="new")
+    assert up.status_code == 201 and (up.json()["inserted"], up.json()["updated"]) == (1, 1), up.text
+    assert updated_ids(watch.before, watch.changed(added=1)) == {"a"}
+    assert {t["name"] for t in api.http.get("/api/v1/tables/plain/tags").json()["tags"]} == {"old", "new"}

@@ -7,12 +7,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.errors import RowNotFound, Unprocessable
+from app.errors import Conflict, RowNotFound, Unprocessable
 from app.filters import validate_filter
 from app.store import Store
 from app.store.schema import STANDARD_NAMES, is_blob
 from app.store.upserts import delete_where, keyed_write, write_turn
-from app.store.writes import append_stream, tag_version
+from app.store.writes import append_stream, check_tag_name, tag_version
 
 # Columns that describe the stored bytes: changing them by hand would make them lie.
 IMMUTABLE = STANDARD_NAMES - {"source"}
@@ -26,6 +26,19 @@ def commit_meta(store: Store, name: str, version: int | None, tag: str | None, b
     """Tag the version a write made, when the write asked for it."""
     if tag and version is not None:
         tag_version(store, name, tag, version, branch=branch)
+
+
+def check_tag_free(store: Store, name: str, tag: str | None, branch: str | None) -> None:
+    """Refuse, before writing, a tag the new version could not take (a bad or reserved name, or a tag
+    already on an older version): a refused write must leave the table as it was."""
+    if not tag:
+        return
+    check_tag_name(tag)
+    info = store.latest(name).tags.list().get(tag)
+    head = store.latest(name, branch).version
+    if info is not None and (info.get("branch") != branch or int(info["version"]) != head):
+        raise Conflict(f"tag {tag!r} already points at version {info['version']}; nothing was written",
+                       tag=tag, version=info["version"])
 
 
 def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, branch: str | None = None,
@@ -47,6 +60,7 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise Unprocessable(f"a value does not fit its column's type: {exc}") from exc
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    check_tag_free(store, name, tag, branch)
     version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
     if not counts.get("updated"):
         raise RowNotFound(f"no row with id {row_id!r} in table {name!r}", id=row_id)
@@ -59,10 +73,11 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
                 tag: str | None = None) -> dict[str, Any]:
     """Delete rows by id (404 when a single id is missing) or by a validated filter."""
     head = store.latest(name, branch)
-    if filter_text is not None:
-        predicate = validate_filter(filter_text, head.schema)
-        if predicate is None:
-            raise Unprocessable("give a filter; to delete every row use filter 'true'")
+    predicate = validate_filter(filter_text, head.schema) if filter_text is not None else None
+    if filter_text is not None and predicate is None:
+        raise Unprocessable("give a filter; to delete every row use filter 'true'")
+    check_tag_free(store, name, tag, branch)
+    if predicate is not None:
         version, counts = delete_where(store, name, predicate, branch=branch, message=message, author=author)
     else:
         version, counts = keyed_write(store, name, None, mode="update", branch=branch, delete_ids=ids or [],
@@ -93,6 +108,7 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
              for f in schema], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
+    check_tag_free(store, name, tag, branch)
     if "id" in schema.names:
         if table.column("id").null_count:
             raise Unprocessable("every row needs an id")
