@@ -277,6 +277,9 @@ def test_lancedb_add_and_overwrite_are_all_or_nothing(api: Api, server: LiveServ
         db.create_table("t", api.images({"c1": 1, "bad": 2}, bad=("bad",)), mode="overwrite")
     watch.unchanged()
     assert api.image("t", "p1") == api.pictures[0]
+    with pytest.raises(HttpError, match="422"):  # nor does a refused create leave a table behind
+        db.create_table("fresh", api.images({"c1": 1, "bad": 2}, bad=("bad",)))
+    assert db.table_names() == ["t"]
 
 
 def test_lancedb_merge_insert_update_and_delete_answer_what_they_changed(api: Api, server: LiveServer) -> None:

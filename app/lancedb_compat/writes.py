@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.errors import BadRequest, Unprocessable
+from app.errors import BadRequest, LightboxError, Unprocessable
 from app.filters import tokenize
 from app.routes.uploads import _add_plain_rows, _arrow_files, _ingest
 from app.services import tables as tables_svc
@@ -45,10 +45,15 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
             return store.latest(name).version
         if mode == "create":
             raise AlreadyExists(f"table {name!r} already exists", table=name)
-        _refuse_unstorable(rows)  # before the old table is dropped: a refused overwrite must leave it be
+    _refuse_unstorable(rows)  # before an old table is dropped: a refused overwrite must leave it be
+    if store.exists(name):
         tables_svc.drop_table(store, name)
     tables_svc.create_table(store, name, _new_schema(rows.schema))
-    return int(add_rows(store, registry, name, rows)["version"])
+    try:
+        return int(add_rows(store, registry, name, rows)["version"])
+    except LightboxError:  # refused rows: no table is left behind by a create that failed
+        tables_svc.drop_table(store, name)
+        raise
 
 
 def _refuse_unstorable(rows: pa.Table) -> None:
