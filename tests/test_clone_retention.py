@@ -360,7 +360,7 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     assert lance.dataset(str(root / "src.lance")).validate() is None
 
 
-def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store) -> None:
+def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, cli) -> None:
     root = Path(store.uri)
     api.create("src")
     api.add("src", {f"r{i}": i for i in range(4)})
@@ -372,6 +372,8 @@ def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store) -> N
     api.optimize("src")
     kept = api.optimize("src", retention_seconds=0)
     assert kept["old_versions_removed"] == 0 and "'c'" in kept["retention_skipped"], kept
+    ran = cli("optimize", "src", "--server", str(api.http.base_url))
+    assert ran.returncode == 0 and "warning" in ran.stderr and "'c'" in ran.stderr, (ran.stdout, ran.stderr)
     assert api.labels("c") == expected and api.image("c", "r3") == api.pictures[0]
     assert lance.dataset(str(root / "c.lance")).validate() is None
 
