@@ -296,6 +296,15 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     pictures = {key: api.image("c", key) for key in expected}
     assert set(expected) == {"r0", "r2", "r3", "r4", "r5", "s0", "s2", "s3"}
     guarded_at = api.tags("src")[guard]
+    # a branch forked at the same version, and a clone of a version of that branch
+    branched = api.http.post("/api/v1/tables/src/branches", json={"name": "b", "version": guarded_at})
+    assert branched.status_code == 201, branched.text
+    api.http.post("/api/v1/tables/src/delete", params={"branch": "b"}, json={"filter": "label = 3"})
+    from_branch = api.http.post("/api/v1/tables/src/clone", json={"name": "cb", "branch": "b"})
+    assert from_branch.status_code == 201, from_branch.text
+    on_branch = api.labels("src", branch="b")
+    assert set(on_branch) == set(expected) - {"r3"} and api.labels("cb") == on_branch
+    assert_error(api.http.delete("/api/v1/tables/src/branches/b"), 409)  # its guard reads it
 
     def refused(response: httpx.Response) -> None:
         error = assert_error(response, 409, "clone_guard")
@@ -343,6 +352,10 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     assert lance.dataset(str(root / "c.lance")).validate() is None
     assert lance.dataset(str(root / "src.lance")).validate() is None
     assert api.labels("src", tag=guard) == expected
+    assert api.labels("src", branch="b") == on_branch == api.labels("cb")
+    for key in on_branch:
+        assert api.image("src", key, branch="b") == pictures[key] == api.image("cb", key), key
+    assert lance.dataset(str(root / "cb.lance")).validate() is None
 
     # the clone writes (deletions of its own) and prunes itself: the source's guarded version is intact
     api.http.post("/api/v1/tables/c/delete", json={"filter": "label = 0"})
@@ -355,6 +368,8 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     # dropping the clone releases the guard; the source may then prune the cloned version
     assert api.http.delete("/api/v1/tables/c").status_code == 204
     assert guard not in api.tags("src")
+    assert api.http.delete("/api/v1/tables/cb").status_code == 204
+    assert api.http.delete("/api/v1/tables/src/branches/b").status_code == 204  # no guard reads it now
     api.optimize("src", retention_seconds=0)
     assert guarded_at not in api.versions("src")
     assert lance.dataset(str(root / "src.lance")).validate() is None
