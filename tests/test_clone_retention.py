@@ -382,18 +382,28 @@ def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, cli)
     api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 1"})
     assert api.http.post("/api/v1/tables/src/clone", json={"name": "c"}).status_code == 201
     expected = api.labels("c")
+    # a clone of the clone reads the source's files through the clone: its guard covers them
+    assert api.http.post("/api/v1/tables/c/clone", json={"name": "c2"}).status_code == 201
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 0"})
+    pruned = api.optimize("src", retention_seconds=0)
+    assert "retention_skipped" not in pruned and pruned["old_versions_removed"] > 0, pruned
+    assert api.labels("c2") == expected and api.image("c2", "r2") == api.pictures[0]
+    assert assert_error(api.http.delete("/api/v1/tables/c"), 409)["detail"]["clones"] == ["c2"]
     lance.dataset(str(root / "src.lance")).tags.delete(CLONE_TAG + "c")  # removed behind Lightbox's back
     api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 2"})
     api.optimize("src")
     kept = api.optimize("src", retention_seconds=0)
-    assert kept["old_versions_removed"] == 0 and "'c'" in kept["retention_skipped"], kept
+    assert kept["old_versions_removed"] == 0 and "['c', 'c2']" in kept["retention_skipped"], kept
     ran = cli("optimize", "src", "--server", str(api.http.base_url))
     assert ran.returncode == 0 and "warning" in ran.stderr and "'c'" in ran.stderr, (ran.stdout, ran.stderr)
     assert api.labels("c") == expected and api.image("c", "r3") == api.pictures[0]
     assert lance.dataset(str(root / "c.lance")).validate() is None
 
-    # once the clone is gone, retention prunes again
+    assert api.labels("c2") == expected
+
+    # once the clones are gone, retention prunes again
+    assert api.http.delete("/api/v1/tables/c2").status_code == 204
     assert api.http.delete("/api/v1/tables/c").status_code == 204
     pruned = api.optimize("src", retention_seconds=0)
     assert pruned["old_versions_removed"] > 0 and "retention_skipped" not in pruned
-    assert api.labels("src") == {"r0": 0, "r3": 3}
+    assert api.labels("src") == {"r3": 3}

@@ -11,8 +11,8 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from app.errors import BadRequest, Conflict
-from app.store.catalog import Store
+from app.errors import BadRequest, Conflict, InvalidName
+from app.store.catalog import Store, check_name
 from app.store.schema import is_vector
 from app.store.writes import CLONE_TAG_PREFIX
 
@@ -106,18 +106,28 @@ def unguarded_clones(store: Store, name: str, ds: Any) -> list[str]:
     removed outside Lightbox) means pruning could delete files it reads, so retention waits.
     """
     source = _location(store.table_uri(name))
-    tags = ds.tags.list()
+    guarded = {tag.removeprefix(CLONE_TAG_PREFIX) for tag in ds.tags.list() if tag.startswith(CLONE_TAG_PREFIX)}
+    through = {_location(store.table_uri(g)) for g in guarded if _valid(g)}
     out = []
     for other in store.names():
-        if other == name or CLONE_TAG_PREFIX + other in tags:
+        if other == name or other in guarded:
             continue
         try:
-            bases = store.latest(other).base_paths()
+            bases = {_location(b.path) for b in store.latest(other).base_paths().values()}
         except (ValueError, OSError):
             continue
-        if any(_location(b.path) == source or _location(b.path).startswith(source + "/") for b in bases.values()):
+        # a clone of a guarded clone reads only files that clone's guard already keeps
+        if any(b == source or b.startswith(source + "/") for b in bases) and not bases & through:
             out.append(other)
     return out
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except InvalidName:
+        return False
+    return True
 
 
 def _location(uri: str) -> str:
