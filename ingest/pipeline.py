@@ -42,7 +42,7 @@ from embeddings.base import Embedder
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, Verify
-from ingest.report import IngestReport
+from ingest.report import IngestReport, Skip
 from ingest.sources import FolderSource, Item, Source, open_source
 from ingest.tables import SideFileError
 from ingest.work import Limits, Probed, probe_items, run_chunks
@@ -53,6 +53,18 @@ Dedup = Literal["id", "content", "none"]
 
 class IngestError(SideFileError):
     """The run cannot start (bad options, a schema that does not fit); nothing was written."""
+
+
+class RowsRefused(IngestError):
+    """A strict run met files it cannot store; it stopped before writing anything."""
+
+    def __init__(self, message: str, refused: list[Skip]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+# Skips that are a write's own rules (ids kept unique, content deduplicated), not bad input.
+DEDUP_REASONS = frozenset({"duplicate_id", "duplicate_content"})
 
 
 @dataclass
@@ -80,6 +92,12 @@ class IngestOptions:
     embed_text: str | None = None  # embed this text column instead of the image
     mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists
     registry: Registry | None = None  # where models are loaded and kept (one per process)
+    # All or nothing: a file that cannot be stored (not a dedup skip) refuses the whole run, before
+    # anything is written. The LanceDB protocol's writes are strict, like LanceDB's own.
+    strict: bool = False
+    # Rows this run removes in its own version, given the ids it writes (an overwrite's other ids,
+    # merge_insert's delete-by-source); called while the table's write turn is held.
+    delete_ids: Callable[[set[str]], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,13 @@ def _run(store: Store, opts: IngestOptions) -> IngestReport:
         items = itertools.chain.from_iterable(s.items() for s in sources)
         probed = run_chunks(_probe_chunk(opts, image_vectors, ids), items, opts.workers, heavy=bool(image_vectors))
         batches = rows.batches(probed, bar.update)
-        if upsert:
+        if opts.strict or opts.delete_ids is not None:  # every file is checked before anything is written
+            held = list(batches)
+            _refuse_bad_files(report)
+            batches = iter(held)
+        if opts.delete_ids is not None:
+            _commit_keyed(store, opts, schema, batches, report)
+        elif upsert:
             _commit_upsert(store, opts, schema, batches, report)
         else:
             _commit_appends(store, opts, schema, batches, report)
@@ -180,6 +204,31 @@ def _commit_upsert(store: Store, opts: IngestOptions, schema: pa.Schema, batches
     version, counts = keyed_write(store, opts.table, table, mode="upsert", branch=opts.branch,
                                   message=opts.message, author=opts.author)
     report.updated = counts.get("updated", 0)
+    if version is not None:
+        report.versions.append(version)
+        report.version = version
+
+
+def _refuse_bad_files(report: IngestReport) -> None:
+    refused = [s for s in report.skipped if s.reason not in DEDUP_REASONS]
+    if refused:
+        first = refused[0]
+        raise RowsRefused(f"{len(refused)} row(s) refused, nothing written; first: {first.file}: "
+                          f"{first.reason} ({first.message})", refused)
+
+
+def _commit_keyed(store: Store, opts: IngestOptions, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+                  report: IngestReport) -> None:
+    """Write the rows (upsert or insert) and delete ``opts.delete_ids`` as one version."""
+    assert opts.delete_ids is not None
+    if not store.exists(opts.table):
+        raise IngestError(f"table {opts.table!r} does not exist")
+    table = pa.Table.from_batches(list(batches), schema=schema)
+    stale = opts.delete_ids({str(i) for i in table.column("id").to_pylist()})
+    version, counts = keyed_write(store, opts.table, table, mode=opts.mode, branch=opts.branch,
+                                  delete_ids=stale, message=opts.message, author=opts.author)
+    report.updated = counts.get("updated", 0)
+    report.deleted = counts.get("deleted", 0)
     if version is not None:
         report.versions.append(version)
         report.version = version

@@ -25,6 +25,7 @@ class IngestReport:
     tag: str | None = None
     added: int = 0
     updated: int = 0  # rows replaced by an upsert
+    deleted: int = 0  # rows a replacing write removed (``IngestOptions.delete_ids``)
     bytes: int = 0
     seconds: float = 0.0
     skipped: list[Skip] = field(default_factory=list)

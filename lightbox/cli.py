@@ -428,6 +428,8 @@ def _optimize(args: argparse.Namespace) -> int:
 
         out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days))
     print(f"optimized {args.table}: version {out['version']}, {out['old_versions_removed']} old versions pruned")
+    if out.get("retention_skipped"):
+        print(f"warning: {out['retention_skipped']}", file=sys.stderr)
     return 0
 
 

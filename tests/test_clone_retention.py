@@ -272,3 +272,138 @@ def test_optimize_and_index_errors(api: Api) -> None:
     assert_error(api.http.post("/api/v1/tables/t/indexes", json={"column": "label", "type": "MAGIC"}), 400)
     assert_error(api.http.post("/api/v1/tables/t/indexes", json={"column": "label", "type": "IVF_PQ"}), 400)
     assert hashlib.sha256(api.image("t", "a")).hexdigest() == hashlib.sha256(api.pictures[0]).hexdigest()
+
+
+# -- a clone's guard ---------------------------------------------------------------------------
+def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_reads(
+        api: Api, store: Store, live_server, cli) -> None:
+    import lancedb
+
+    from lightbox import Client
+    from lightbox.errors import LightboxError
+
+    root = Path(store.uri)
+    guard = CLONE_TAG + "c"
+    api.create("src")
+    api.add("src", {f"r{i}": i for i in range(6)})
+    api.add("src", {f"s{i}": 10 + i for i in range(4)}, picture=1)
+    deleted = api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 1 OR label = 11"})
+    assert deleted.status_code == 200, deleted.text
+    # the cloned version has deletions: the clone reads the source's deletion files too
+    made = api.http.post("/api/v1/tables/src/clone", json={"name": "c"})
+    assert made.status_code == 201 and made.json()["num_rows"] == 8, made.text
+    expected = api.labels("c")
+    pictures = {key: api.image("c", key) for key in expected}
+    assert set(expected) == {"r0", "r2", "r3", "r4", "r5", "s0", "s2", "s3"}
+    guarded_at = api.tags("src")[guard]
+    # a branch forked at the same version, and a clone of a version of that branch
+    branched = api.http.post("/api/v1/tables/src/branches", json={"name": "b", "version": guarded_at})
+    assert branched.status_code == 201, branched.text
+    api.http.post("/api/v1/tables/src/delete", params={"branch": "b"}, json={"filter": "label = 3"})
+    from_branch = api.http.post("/api/v1/tables/src/clone", json={"name": "cb", "branch": "b"})
+    assert from_branch.status_code == 201, from_branch.text
+    on_branch = api.labels("src", branch="b")
+    assert set(on_branch) == set(expected) - {"r3"} and api.labels("cb") == on_branch
+    assert_error(api.http.delete("/api/v1/tables/src/branches/b"), 409)  # its guard reads it
+
+    def refused(response: httpx.Response) -> None:
+        error = assert_error(response, 409, "clone_guard")
+        assert error["detail"]["clone"] == "c" and "'c'" in error["message"], error
+
+    # native API: neither deleted nor moved nor re-created
+    refused(api.http.delete(f"/api/v1/tables/src/tags/{guard}"))
+    refused(api.http.put(f"/api/v1/tables/src/tags/{guard}", json={"version": 1}))
+    refused(api.http.put(f"/api/v1/tables/src/tags/{guard}", json={}))
+    refused(api.http.post("/api/v1/tables/src/tags", json={"name": guard, "version": 1}))
+    # nor is the prefix anyone's to use by hand
+    assert_error(api.http.post("/api/v1/tables/src/tags", json={"name": CLONE_TAG + "x", "version": 1}), 400)
+    assert_error(api.http.put(f"/api/v1/tables/src/tags/{CLONE_TAG}y", json={"version": 1}), 400)
+    # the LanceDB protocol, with LanceDB's own client and on the wire
+    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=str(api.http.base_url).rstrip("/"))
+    tbl = db.open_table("src")
+    for attempt in (lambda: tbl.tags.delete(guard), lambda: tbl.tags.update(guard, 1),
+                    lambda: tbl.tags.create(CLONE_TAG + "z", 1)):
+        with pytest.raises(Exception):  # noqa: B017 - the client wraps the 4xx in its own error types
+            attempt()
+    refused(api.http.post("/v1/table/src/tags/delete/", json={"tag": guard}))
+    refused(api.http.post("/v1/table/src/tags/update/", json={"tag": guard, "version": 1}))
+    # the SDK and the CLI (over HTTP and on the data root)
+    with pytest.raises(LightboxError) as sdk_error:
+        Client(str(api.http.base_url)).table("src").untag(guard)
+    assert sdk_error.value.status == 409 and sdk_error.value.code == "clone_guard"
+    with pytest.raises(LightboxError):
+        Client(str(api.http.base_url)).table("src").tag(guard, 1, move=True)
+    for where in (("--server", str(api.http.base_url)), ("--uri", store.uri)):
+        ran = cli("tag", "src", guard, "--delete", *where)
+        assert ran.returncode != 0 and "clone" in ran.stderr, (ran.stdout, ran.stderr)
+    assert api.tags("src")[guard] == guarded_at
+
+    # the source moves on: more deletions, an update, new rows, compaction, retention 0
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 2 OR label = 12"})
+    api.http.patch("/api/v1/tables/src/rows/r3", json={"label": 33})
+    api.http.delete("/api/v1/tables/src/rows/r0")
+    api.add("src", {"n0": 100}, picture=2)
+    api.optimize("src")
+    pruned = api.optimize("src", retention_seconds=0)
+    assert pruned["old_versions_removed"] > 0
+    assert api.labels("c") == expected
+    for key, picture in pictures.items():
+        assert api.image("c", key) == picture, key
+    assert lance.dataset(str(root / "c.lance")).validate() is None
+    assert lance.dataset(str(root / "src.lance")).validate() is None
+    assert api.labels("src", tag=guard) == expected
+    assert api.labels("src", branch="b") == on_branch == api.labels("cb")
+    for key in on_branch:
+        assert api.image("src", key, branch="b") == pictures[key] == api.image("cb", key), key
+    assert lance.dataset(str(root / "cb.lance")).validate() is None
+
+    # the clone writes (deletions of its own) and prunes itself: the source's guarded version is intact
+    api.http.post("/api/v1/tables/c/delete", json={"filter": "label = 0"})
+    api.add("c", {"cn": 7})
+    api.optimize("c", retention_seconds=0)
+    assert api.labels("c") == {**{k: v for k, v in expected.items() if v != 0}, "cn": 7}
+    assert api.image("c", "s3") == pictures["s3"]
+    assert api.labels("src", tag=guard) == expected and api.image("src", "s0", tag=guard) == pictures["s0"]
+
+    # dropping the clone releases the guard; the source may then prune the cloned version
+    assert api.http.delete("/api/v1/tables/c").status_code == 204
+    assert guard not in api.tags("src")
+    assert api.http.delete("/api/v1/tables/cb").status_code == 204
+    assert api.http.delete("/api/v1/tables/src/branches/b").status_code == 204  # no guard reads it now
+    api.optimize("src", retention_seconds=0)
+    assert guarded_at not in api.versions("src")
+    assert lance.dataset(str(root / "src.lance")).validate() is None
+
+
+def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, cli) -> None:
+    root = Path(store.uri)
+    api.create("src")
+    api.add("src", {f"r{i}": i for i in range(4)})
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 1"})
+    assert api.http.post("/api/v1/tables/src/clone", json={"name": "c"}).status_code == 201
+    expected = api.labels("c")
+    # a clone of the clone reads the source's files through the clone: its guard covers them
+    assert api.http.post("/api/v1/tables/c/clone", json={"name": "c2"}).status_code == 201
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 0"})
+    pruned = api.optimize("src", retention_seconds=0)
+    assert "retention_skipped" not in pruned and pruned["old_versions_removed"] > 0, pruned
+    assert api.labels("c2") == expected and api.image("c2", "r2") == api.pictures[0]
+    assert assert_error(api.http.delete("/api/v1/tables/c"), 409)["detail"]["clones"] == ["c2"]
+    lance.dataset(str(root / "src.lance")).tags.delete(CLONE_TAG + "c")  # removed behind Lightbox's back
+    api.http.post("/api/v1/tables/src/delete", json={"filter": "label = 2"})
+    api.optimize("src")
+    kept = api.optimize("src", retention_seconds=0)
+    assert kept["old_versions_removed"] == 0 and "['c', 'c2']" in kept["retention_skipped"], kept
+    ran = cli("optimize", "src", "--server", str(api.http.base_url))
+    assert ran.returncode == 0 and "warning" in ran.stderr and "'c'" in ran.stderr, (ran.stdout, ran.stderr)
+    assert api.labels("c") == expected and api.image("c", "r3") == api.pictures[0]
+    assert lance.dataset(str(root / "c.lance")).validate() is None
+
+    assert api.labels("c2") == expected
+
+    # once the clones are gone, retention prunes again
+    assert api.http.delete("/api/v1/tables/c2").status_code == 204
+    assert api.http.delete("/api/v1/tables/c").status_code == 204
+    pruned = api.optimize("src", retention_seconds=0)
+    assert pruned["old_versions_removed"] > 0 and "retention_skipped" not in pruned
+    assert api.labels("src") == {"r3": 3}

@@ -267,7 +267,8 @@ def test_async_client(server: LiveServer) -> None:
         version = await tbl.version()
         await tbl.tags.create("a", version)
         assert (await tbl.tags.list())["a"]["version"] == version
-        await tbl.add(pa.table({"id": ["x"], "image": [b"not an image"]}))  # probed: skipped as a bad file
+        with pytest.raises(HttpError, match=r"422.*not_an_image"):  # probed: refused, nothing written
+            await tbl.add(pa.table({"id": ["x"], "image": [b"not an image"]}))
         assert await tbl.count_rows() == 200
         await tbl.checkout(version)
         assert await tbl.version() == version

@@ -39,8 +39,9 @@ async def insert(table_id: str, request: Request, store: StoreDep, delimiter: De
     rows = read_stream(await read_body(request))
     registry = request.app.state.registry
     if mode.lower() == "overwrite":
-        version = await run_in_threadpool(writes.overwrite, store, registry, name, rows, branch)
-        return JSON({"version": version, "num_inserted_rows": rows.num_rows})
+        report = await run_in_threadpool(writes.overwrite, store, registry, name, rows, branch)
+        return JSON({"version": report["version"], "num_inserted_rows": report["inserted"],
+                     "num_updated_rows": report["updated"], "num_deleted_rows": report["deleted"]})
     if mode.lower() != "append":
         raise BadRequest(f"mode must be append or overwrite, got {mode!r}")
     report = await run_in_threadpool(writes.add_rows, store, registry, name, rows, branch=branch)

@@ -9,11 +9,12 @@ merge_insert, overwrite) are ``keyed_write``s on ``id``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
-from app.errors import BadRequest, Unprocessable
+from app.errors import BadRequest, LightboxError, Unprocessable
 from app.filters import tokenize
 from app.routes.uploads import _add_plain_rows, _arrow_files, _ingest
 from app.services import tables as tables_svc
@@ -22,8 +23,7 @@ from app.services.writes import IMMUTABLE, delete_rows
 from app.store import Ref, Store
 from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
-from app.store.upserts import keyed_write
-from app.store.writes import existing_values
+from app.store.upserts import keyed_write, write_turn
 from embeddings.registry import Registry
 
 
@@ -34,6 +34,7 @@ class AlreadyExists(BadRequest):
 
 
 CREATE_MODES = ("create", "overwrite", "exist_ok")
+DeleteIds = Callable[[set[str]], list[str]]
 
 
 def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mode: str) -> int:
@@ -47,9 +48,37 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
             return store.latest(name).version
         if mode == "create":
             raise AlreadyExists(f"table {name!r} already exists", table=name)
+    _refuse_unstorable(rows)  # before an old table is dropped: a refused overwrite must leave it be
+    if store.exists(name):
         tables_svc.drop_table(store, name)
     tables_svc.create_table(store, name, _new_schema(rows.schema))
-    return int(add_rows(store, registry, name, rows)["version"])
+    try:
+        return int(add_rows(store, registry, name, rows)["version"])
+    except LightboxError:  # refused rows: no table is left behind by a create that failed
+        tables_svc.drop_table(store, name)
+        raise
+
+
+def _refuse_unstorable(rows: pa.Table) -> None:
+    """422 when rows for a new image table hold something the write would refuse (an image that is not
+    one, a missing id), found without writing anything."""
+    from ingest.probe import ProbeError, probe
+
+    if _new_schema(rows.schema) is rows.schema or "image" not in rows.column_names:
+        return
+    refused = []
+    for key, image in zip(rows.column("id").to_pylist(), rows.column("image").to_pylist(), strict=True):
+        if key is None:
+            refused.append({"file": None, "reason": "missing_id", "message": "every row needs an id"})
+            continue
+        try:
+            probe(image or b"")
+        except ProbeError as exc:
+            refused.append({"file": str(key), "reason": exc.reason, "message": exc.message})
+    if refused:
+        first = refused[0]
+        raise Unprocessable(f"{len(refused)} row(s) refused, nothing written; first: {first['file']}: "
+                            f"{first['reason']} ({first['message']})", refused=refused)
 
 
 def _new_schema(schema: pa.Schema) -> pa.Schema:
@@ -61,20 +90,29 @@ def _new_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mode: str = "insert",
-             branch: str | None = None) -> dict[str, Any]:
-    """Add (``insert``: ids already there are kept) or upsert rows.
+             branch: str | None = None, delete_ids: DeleteIds | None = None) -> dict[str, Any]:
+    """Add (``insert``: ids already there are kept) or upsert rows, all or nothing.
 
-    Returns the write's report: ``{"version", "inserted", "updated", "skipped"}``.
+    Every row is checked before anything is written: one that cannot be stored (an ``image`` that is
+    not an image, a value that does not fit its column) refuses the write with a 422 and the table is
+    left as it was. ``delete_ids`` (given the ids written, the ids to remove) deletes in the same version.
+    Returns the write's report: ``{"version", "inserted", "updated", "deleted", "skipped"}``.
     """
     if not rows.num_rows:
-        return {"version": store.latest(name, branch).version, "inserted": 0, "updated": 0, "skipped": []}
+        if delete_ids is None:
+            return {"version": store.latest(name, branch).version, "inserted": 0, "updated": 0, "deleted": 0,
+                    "skipped": []}
+        with write_turn(store, name):
+            out = delete_rows(store, name, ids=delete_ids(set()) or [], branch=branch)
+        return {"version": out["version"], "inserted": 0, "updated": 0, "deleted": out["deleted"], "skipped": []}
     schema = store.latest(name, branch).schema
     options = {"mode": mode, **({"branch": branch} if branch else {})}
     if is_image_table(schema) and "image" in rows.column_names:
-        report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options)
+        report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options, strict=True,
+                         delete_ids=delete_ids)
     else:
-        report = _add_plain_rows(store, name, rows, options)
-    return report
+        report = _add_plain_rows(store, name, rows, options, delete_ids=delete_ids)
+    return {"deleted": 0, **report}
 
 
 def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -89,23 +127,24 @@ def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return rows.drop_columns([c for c in rows.column_names if c in computed])
 
 
-def overwrite(store: Store, registry: Registry, name: str, rows: pa.Table, branch: str | None = None) -> int:
-    """The table's rows become ``rows``: upsert them, then delete every other id (history is kept)."""
+def overwrite(store: Store, registry: Registry, name: str, rows: pa.Table,
+              branch: str | None = None) -> dict[str, Any]:
+    """The table's rows become ``rows``, as one version: upsert them and delete every other id (history is
+    kept). All or nothing: rows that are refused leave the table as it was."""
     schema = store.latest(name, branch).schema
     if "id" not in schema.names or "id" not in rows.column_names:
         raise BadRequest("overwrite replaces rows by id, and the table or the rows have no id column")
     _check_ids(schema, rows)
-    keep = {str(i) for i in rows.column("id").to_pylist() if i is not None}
-    version = int(add_rows(store, registry, name, rows, mode="upsert", branch=branch)["version"])
-    stale = sorted(existing_values(store, name, "id", branch) - keep)
-    if stale:
-        version = int(delete_rows(store, name, ids=stale, branch=branch)["version"])
-    return version
+
+    def others(written: set[str]) -> list[str]:
+        return sorted(_current_ids(store, name, branch) - written)
+
+    return add_rows(store, registry, name, rows, mode="upsert", branch=branch, delete_ids=others)
 
 
 def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, params: dict[str, Any],
                  branch: str | None = None) -> dict[str, int]:
-    """``merge_insert("id")`` with any of update-all, insert-all and delete-by-source (by id)."""
+    """``merge_insert("id")`` with any of update-all, insert-all and delete-by-source (by id), as one version."""
     if params.get("on") != ["id"]:
         raise BadRequest(f"merge_insert joins on 'id' here, got on={params.get('on')}")
     if params.get("when_matched_update_all_filt"):
@@ -115,21 +154,27 @@ def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, pa
     _check_ids(store.latest(name, branch).schema, rows)
     update, insert = _flag(params, "when_matched_update_all"), _flag(params, "when_not_matched_insert_all")
     given = {str(i) for i in rows.column("id").to_pylist() if i is not None}
-    if update and not insert:  # update only: rows whose id is absent are dropped here
-        before = existing_values(store, name, "id", branch)
-        rows = rows.filter(pa.array([str(i) in before for i in rows.column("id").to_pylist()]))
-    version = store.latest(name, branch).version
-    counts = {"num_inserted_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0}
-    if update or insert:
-        report = add_rows(store, registry, name, rows, mode="upsert" if update else "insert", branch=branch)
-        version = int(report["version"])
-        counts.update(num_inserted_rows=report["inserted"], num_updated_rows=report["updated"])
+    delete_ids: DeleteIds | None = None
     if _flag(params, "when_not_matched_by_source_delete"):
-        stale = sorted(_ids_where(store, name, params.get("when_not_matched_by_source_delete_filt"), branch) - given)
-        if stale:
-            version = int(delete_rows(store, name, ids=stale, branch=branch)["version"])
-            counts["num_deleted_rows"] = len(stale)
-    return {"version": version, **counts}
+        where = params.get("when_not_matched_by_source_delete_filt")
+
+        def delete_ids(_written: set[str]) -> list[str]:
+            return sorted(_ids_where(store, name, where, branch) - given)
+
+    if update and not insert:  # update only: rows whose id is absent are dropped here
+        before = _current_ids(store, name, branch)
+        rows = rows.filter(pa.array([str(i) in before for i in rows.column("id").to_pylist()]))
+    if not (update or insert):
+        rows = rows.slice(0, 0)
+    report = add_rows(store, registry, name, rows, mode="upsert" if update else "insert", branch=branch,
+                      delete_ids=delete_ids)
+    return {"version": int(report["version"]), "num_inserted_rows": report["inserted"],
+            "num_updated_rows": report["updated"], "num_deleted_rows": report["deleted"]}
+
+
+def _current_ids(store: Store, name: str, branch: str | None) -> set[str]:
+    """The ids at the branch's latest version, read afresh (not from a handle cached for reads)."""
+    return {i for i in store.fresh(name, branch).to_table(columns=["id"]).column("id").to_pylist() if i is not None}
 
 
 def _check_ids(schema: pa.Schema, rows: pa.Table) -> None:
@@ -145,7 +190,7 @@ def _flag(params: dict[str, Any], key: str) -> bool:
 
 def _ids_where(store: Store, name: str, predicate: str | None, branch: str | None) -> set[str]:
     if not predicate:
-        return existing_values(store, name, "id", branch)
+        return _current_ids(store, name, branch)
     plan = plan_query(store, name, Ref(branch=branch), QuerySpec(filter=predicate, columns=["id"], limit=None),
                       max_rows=None)
     return {str(i) for i in plan.stream().read_all().column("id").to_pylist()}

@@ -8,6 +8,7 @@ whose id exists), and the table's vector columns are filled with the models they
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -93,12 +94,14 @@ def _arrow_rows(body: bytes) -> pa.Table:
         raise BadRequest(f"the body is not an Arrow IPC stream: {exc}") from exc
 
 
-def _add_plain_rows(store: Any, table: str, rows: pa.Table, options: dict[str, str]) -> dict[str, Any]:
+def _add_plain_rows(store: Any, table: str, rows: pa.Table, options: dict[str, str],
+                    delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
     """Rows of any schema, cast to the table's; ids (when the table has them) stay unique."""
     from app.services.writes import append_rows
 
     return append_rows(store, table, rows, mode=options.get("mode", "insert"), branch=options.get("branch"),
-                       message=options.get("message"), author=options.get("author"), tag=options.get("tag"))
+                       message=options.get("message"), author=options.get("author"), tag=options.get("tag"),
+                       delete_ids=delete_ids)
 
 
 def _arrow_files(rows: pa.Table) -> list[tuple[str, bytes, dict[str, Any]]]:
@@ -121,9 +124,11 @@ def upload_id(name: str, meta: dict[str, Any]) -> Any:
 
 
 def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes, dict[str, Any]]],
-            options: dict[str, str]) -> dict[str, Any]:
+            options: dict[str, str], *, strict: bool = False,
+            delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
+    """Run the ingest pipeline on in-memory files; ``strict`` and ``delete_ids`` as in ``IngestOptions``."""
     from app.store.upserts import write_turn
-    from ingest.pipeline import IngestError, IngestOptions, run_ingest
+    from ingest.pipeline import IngestError, IngestOptions, RowsRefused, run_ingest
     from ingest.sources import MemorySource
 
     mode = options.get("mode", "insert")
@@ -134,13 +139,16 @@ def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes,
     opts = IngestOptions(table=table, sources=[MemorySource(files)], id_mode="path", dedup=dedup,  # type: ignore[arg-type]
                          mode=mode, message=options.get("message"), author=options.get("author"),  # type: ignore[arg-type]
                          tag=options.get("tag"), branch=options.get("branch"), progress=False, registry=registry,
-                         workers=1)
+                         workers=1, strict=strict, delete_ids=delete_ids)
     try:
         with write_turn(store, table):  # the id check and the commit, with no other keyed write between
             report = run_ingest(store, opts)
+    except RowsRefused as exc:
+        raise Unprocessable(str(exc), refused=[{"file": s.file.split(":", 1)[-1], "reason": s.reason,
+                                                "message": s.message} for s in exc.refused]) from exc
     except IngestError as exc:
         raise Unprocessable(str(exc)) from exc
     return {"version": report.version or report.previous_version, "inserted": report.added - report.updated,
-            "updated": report.updated, "tag": report.tag,
+            "updated": report.updated, **({"deleted": report.deleted} if delete_ids else {}), "tag": report.tag,
             "skipped": [{"file": s.file.split(":", 1)[-1], "reason": s.reason, "message": s.message}
                         for s in report.skipped]}

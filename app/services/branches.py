@@ -19,9 +19,9 @@ from app.store import Ref, RowReader, Snapshot, Store
 from app.store.catalog import check_name
 from app.store.schema import is_blob
 from app.store.upserts import keyed_write
+from app.store.writes import CLONE_TAG_PREFIX
 
 OnConflict = Literal["fail", "theirs", "ours"]
-CLONE_TAG_PREFIX = "lightbox-clone-"
 
 
 class BranchNotFound(NotFound):
@@ -30,6 +30,10 @@ class BranchNotFound(NotFound):
 
 class MergeConflict(Conflict):
     code = "merge_conflict"
+
+
+class CloneGuarded(Conflict):
+    code = "clone_guard"
 
 
 def list_branches(store: Store, name: str) -> list[dict[str, Any]]:
@@ -136,8 +140,11 @@ def clone(store: Store, name: str, new_name: str, ref: Ref) -> dict[str, Any]:
     snap = store.snapshot(name, ref)
     source = store.fresh(name)
     tag = CLONE_TAG_PREFIX + new_name
-    if tag not in source.tags.list():
-        source.tags.create(tag, (snap.branch, snap.version) if snap.branch else snap.version)
+    point = (snap.branch, snap.version) if snap.branch else snap.version
+    if tag in source.tags.list():  # left by a clone dropped outside Lightbox: make it guard this one
+        source.tags.update(tag, point)
+    else:
+        source.tags.create(tag, point)
     source.shallow_clone(store.table_uri(new_name), (snap.branch, snap.version) if snap.branch else snap.version,
                          **({"storage_options": store.storage_options} if store.storage_options else {}))
     store.invalidate(name)
@@ -151,6 +158,26 @@ def clones_of(store: Store, name: str) -> list[str]:
     names = (tag.removeprefix(CLONE_TAG_PREFIX) for tag in store.latest(name).tags.list()
              if tag.startswith(CLONE_TAG_PREFIX))
     return sorted(n for n in names if n != name and store.exists(n))
+
+
+def guarded_clone(store: Store, name: str, tag: str) -> str | None:
+    """The clone whose files ``tag`` on ``name`` keeps alive, when it is a guard and the clone exists."""
+    if not tag.startswith(CLONE_TAG_PREFIX):
+        return None
+    clone_name = tag.removeprefix(CLONE_TAG_PREFIX)
+    try:
+        return clone_name if clone_name != name and store.exists(clone_name) else None
+    except InvalidName:
+        return None
+
+
+def refuse_guard_change(store: Store, name: str, tag: str) -> None:
+    """409 when ``tag`` guards a clone that still exists: moving or deleting it would let retention
+    prune files the clone reads. Dropping the clone releases it."""
+    clone_name = guarded_clone(store, name, tag)
+    if clone_name is not None:
+        raise CloneGuarded(f"tag {tag!r} keeps the files of clone {clone_name!r} alive; drop the clone to release it",
+                           tag=tag, clone=clone_name)
 
 
 def release_clone(store: Store, dropped: str) -> None:

@@ -6,6 +6,7 @@ import bisect
 from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
+from app.services.branches import refuse_guard_change
 from app.store import Ref, Store
 from app.store.writes import check_tag_name, tag_version
 
@@ -60,6 +61,8 @@ def list_tags(store: Store, name: str) -> list[dict[str, Any]]:
 
 
 def create_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
+    refuse_guard_change(store, name, tag)
+    check_tag_name(tag)
     snap = store.snapshot(name, ref)
     if snap.branch is not None:
         return _tag_branch(store, name, tag, snap.branch, snap.version)
@@ -68,6 +71,7 @@ def create_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
 
 
 def move_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
+    refuse_guard_change(store, name, tag)
     check_tag_name(tag)
     snap = store.snapshot(name, ref)
     tags = store.latest(name).tags
@@ -82,6 +86,7 @@ def delete_tag(store: Store, name: str, tag: str) -> None:
     tags = store.latest(name).tags
     if tag not in tags.list():
         raise TagNotFound(f"table {name!r} has no tag {tag!r}", tag=tag)
+    refuse_guard_change(store, name, tag)  # a guard whose clone is gone may go
     tags.delete(tag)
     store.invalidate(name)
 

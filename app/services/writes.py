@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
-from app.errors import RowNotFound, Unprocessable
+from app.errors import Conflict, RowNotFound, Unprocessable
 from app.filters import check_filter
 from app.store import Store
 from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, is_blob
-from app.store.upserts import delete_where, keyed_write
-from app.store.writes import append_stream, tag_version
+from app.store.upserts import delete_where, keyed_write, write_turn
+from app.store.writes import append_stream, check_tag_name, tag_version
 
 # Columns that describe the stored bytes: changing them by hand would make them lie.
 IMMUTABLE = STANDARD_NAMES - {"source"}
@@ -27,6 +28,19 @@ def commit_meta(store: Store, name: str, version: int | None, tag: str | None, b
     """Tag the version a write made, when the write asked for it."""
     if tag and version is not None:
         tag_version(store, name, tag, version, branch=branch)
+
+
+def check_tag_free(store: Store, name: str, tag: str | None, branch: str | None) -> None:
+    """Refuse, before writing, a tag the new version could not take (a bad or reserved name, or a tag
+    already on an older version): a refused write must leave the table as it was."""
+    if not tag:
+        return
+    check_tag_name(tag)
+    info = store.latest(name).tags.list().get(tag)
+    head = store.latest(name, branch).version
+    if info is not None and (info.get("branch") != branch or int(info["version"]) != head):
+        raise Conflict(f"tag {tag!r} already points at version {info['version']}; nothing was written",
+                       tag=tag, version=info["version"])
 
 
 def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, branch: str | None = None,
@@ -50,6 +64,7 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"a value does not fit its column's type: {exc}") from exc
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    check_tag_free(store, name, tag, branch)
     version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
     if not counts.get("updated"):
         raise RowNotFound(f"no row with id {row_id!r} in table {name!r}", id=row_id)
@@ -62,10 +77,11 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
                 tag: str | None = None) -> dict[str, Any]:
     """Delete rows by id (404 when a single id is missing) or by a validated filter."""
     head = store.latest(name, branch)
-    if filter_text is not None:
-        predicate = check_filter(head, filter_text)
-        if predicate is None:
-            raise Unprocessable("give a filter; to delete every row use filter 'true'")
+    predicate = check_filter(head, filter_text) if filter_text is not None else None
+    if filter_text is not None and predicate is None:
+        raise Unprocessable("give a filter; to delete every row use filter 'true'")
+    check_tag_free(store, name, tag, branch)
+    if predicate is not None:
         version, counts = delete_where(store, name, predicate, branch=branch, message=message, author=author)
     else:
         version, counts = keyed_write(store, name, None, mode="update", branch=branch, delete_ids=ids or [],
@@ -77,8 +93,13 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
 
 
 def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert", branch: str | None = None,
-                message: str | None = None, author: str | None = None, tag: str | None = None) -> dict[str, Any]:
-    """Add rows to a table that is not an image table, in the table's schema."""
+                message: str | None = None, author: str | None = None, tag: str | None = None,
+                delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
+    """Add rows to a table that is not an image table, in the table's schema.
+
+    Every row is cast before anything is written, so rows that do not fit change nothing.
+    ``delete_ids`` (given the ids written, the ids to remove) deletes rows in the same version.
+    """
     schema = store.latest(name, branch).schema
     if any(is_blob(f) for f in schema):
         raise Unprocessable("this is an image table: upload images (multipart, or Arrow rows with an 'image' column)")
@@ -93,19 +114,25 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
              for f in schema], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
+    check_tag_free(store, name, tag, branch)
     if "id" in schema.names:
         if table.column("id").null_count:
             raise Unprocessable("every row needs an id")
         table = _first_per_id(table)
-        version, counts = keyed_write(store, name, table, mode="upsert" if mode == "upsert" else "insert",
-                                      branch=branch, message=message, author=author)
+        with write_turn(store, name):  # the ids to delete are read in the same turn as the write
+            stale = delete_ids(set(table.column("id").to_pylist())) if delete_ids else None
+            version, counts = keyed_write(store, name, table, mode="upsert" if mode == "upsert" else "insert",
+                                          branch=branch, delete_ids=stale, message=message, author=author)
+    elif delete_ids is not None:
+        raise Unprocessable("this write replaces rows by id, and the table has no id column")
     else:
         version = append_stream(store, name, schema, table.to_batches(), message=message, author=author,
                                 branch=branch)
         counts = {"inserted": table.num_rows if version else 0, "updated": 0}
     commit_meta(store, name, version, tag, branch)
     return {"version": version or store.latest(name, branch).version, "inserted": counts.get("inserted", 0),
-            "updated": counts.get("updated", 0), "skipped": []}
+            "updated": counts.get("updated", 0), **({"deleted": counts.get("deleted", 0)} if delete_ids else {}),
+            "skipped": []}
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:

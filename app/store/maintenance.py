@@ -7,12 +7,14 @@ raise in that case and silently skip index maintenance).
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
-from app.errors import BadRequest, Conflict
-from app.store.catalog import Store
+from app.errors import BadRequest, Conflict, InvalidName
+from app.store.catalog import Store, check_name
 from app.store.schema import is_vector
+from app.store.writes import CLONE_TAG_PREFIX
 
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
@@ -83,14 +85,58 @@ def optimize(store: Store, name: str, retention: timedelta) -> dict[str, Any]:
     if ds.list_indices():
         ds.optimize.optimize_indices()
     ds = store.fresh(name)
-    stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
+    unguarded = unguarded_clones(store, name, ds)
+    stats = None
+    if not unguarded:
+        stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
     store.invalidate(name)
     store.log.forget(name)
     store.forget_pinned(name)
-    return {
+    out = {
         "version": store.latest(name).version,
         "fragments_removed": getattr(compaction, "fragments_removed", 0),
         "fragments_added": getattr(compaction, "fragments_added", 0),
         "old_versions_removed": getattr(stats, "old_versions", 0),
         "bytes_removed": getattr(stats, "bytes_removed", 0),
     }
+    if unguarded:
+        out["retention_skipped"] = (f"table(s) {unguarded} read this table's files without a "
+                                    f"{CLONE_TAG_PREFIX}<name> tag guarding them; no version was pruned")
+    return out
+
+
+def unguarded_clones(store: Store, name: str, ds: Any) -> list[str]:
+    """Tables that read ``name``'s files (zero-copy clones) but have no guard tag on it.
+
+    Lance's cleanup keeps tagged versions and the versions branches fork from, but knows nothing of
+    clones: the guard tag ``clone`` leaves is what keeps their files. A clone without one (its guard
+    removed outside Lightbox) means pruning could delete files it reads, so retention waits.
+    """
+    source = _location(store.table_uri(name))
+    guarded = {tag.removeprefix(CLONE_TAG_PREFIX) for tag in ds.tags.list() if tag.startswith(CLONE_TAG_PREFIX)}
+    through = {_location(store.table_uri(g)) for g in guarded if _valid(g)}
+    out = []
+    for other in store.names():
+        if other == name or other in guarded:
+            continue
+        try:
+            bases = {_location(b.path) for b in store.latest(other).base_paths().values()}
+        except (ValueError, OSError):
+            continue
+        # a clone of a guarded clone reads only files that clone's guard already keeps
+        if any(b == source or b.startswith(source + "/") for b in bases) and not bases & through:
+            out.append(other)
+    return out
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def _location(uri: str) -> str:
+    path = uri.removeprefix("file://")
+    return os.path.realpath(path) if "://" not in path else path.rstrip("/")

@@ -21,6 +21,9 @@ from app.store.catalog import Store
 MAX_ROWS_PER_FILE = 65_536
 TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
 TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
+# A clone's guard: the tag on its source version that keeps the files the clone reads from being pruned.
+# Only ``clone`` makes these; a hand-made one could guard the wrong version or be mistaken for a guard.
+CLONE_TAG_PREFIX = "lightbox-clone-"
 
 
 def default_author() -> str:
@@ -84,6 +87,8 @@ def check_tag_name(tag: str) -> str:
     # fullmatch, not match: the pattern's `$` also matches before a final newline ("v1\n")
     if not isinstance(tag, str) or not TAG_RE.fullmatch(tag) or ".." in tag or tag.endswith(".lock"):
         raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag)
+    if tag.startswith(CLONE_TAG_PREFIX):
+        raise InvalidName(f"tag names starting with {CLONE_TAG_PREFIX!r} are reserved for clone guards", tag=tag)
     return tag
 
 
