@@ -36,7 +36,14 @@ from app.store.schema import (
     vector_meta,
 )
 from app.store.upserts import keyed_write
-from app.store.writes import append_stream, check_tag_name, default_author, existing_values, tag_version
+from app.store.writes import (
+    append_stream,
+    check_tag_name,
+    default_author,
+    existing_values,
+    stored_digests,
+    tag_version,
+)
 from embeddings.base import Embedder
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
@@ -78,6 +85,7 @@ class IngestOptions:
     embed: str | None = None  # model for a new vector column ("builtin", "sentence-transformers:...")
     embed_text: str | None = None  # embed this text column instead of the image
     mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists
+    skip_unchanged: bool = False  # upsert: a file whose bytes equal its stored row's is skipped as "unchanged"
     registry: Registry | None = None  # where models are loaded and kept (one per process)
 
 
@@ -133,6 +141,8 @@ def _run(store: Store, opts: IngestOptions) -> IngestReport:
     ids = set() if upsert else existing_values(store, opts.table, "id", opts.branch)
     digests = existing_values(store, opts.table, "sha256", opts.branch) if opts.dedup == "content" else set()
     rows = _RowBuilder(schema, opts, report, metadata, ids, digests, vectors)
+    if upsert and opts.skip_unchanged:
+        rows.stored = stored_digests(store, opts.table, opts.branch)
     total = sum((s.count() or 0) for s in sources) or None
     image_vectors = [v for v in vectors if v.from_image]
     with _progress(total, opts.progress) as bar:
@@ -324,6 +334,7 @@ class _RowBuilder:
                  metadata: Metadata | None, ids: set[str], digests: set[str], vectors: list[VectorSpec]) -> None:
         self.schema, self.opts, self.report, self.metadata = schema, opts, report, metadata
         self.ids, self.digests = ids, digests
+        self.stored: dict[str, str] | None = None  # id -> sha256 of stored rows, to skip unchanged files
         self.vectors = {v.field.name: v for v in vectors}
         self.now = datetime.now(UTC)
         meta_columns = metadata.columns if metadata is not None else {}
@@ -368,6 +379,9 @@ class _RowBuilder:
         row_id = _row_id(item, p.digest, self.opts.id_mode)
         if row_id in self.ids:
             report.skip(item.source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
+            return
+        if self.stored is not None and self.stored.get(row_id) == p.digest:
+            report.skip(item.source, "unchanged", f"row {row_id!r} already holds these bytes")
             return
         if self.opts.dedup == "content":
             if p.digest in self.digests:

@@ -359,12 +359,11 @@ def image_part(item: ImageSource) -> tuple[str, bytes]:
 
 def dataset_class() -> type[TableDataset]:
     """``lightbox.torch.TableDataset``, importing torch now (it is an optional dependency)."""
-    try:
-        from lightbox.torch import TableDataset
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
-            raise
-        raise ImportError("torch_dataset needs PyTorch: pip install torch (or lightbox[embeddings])") from exc
+    from lightbox.extras import need
+
+    need("torch", "torch", "torch_dataset")
+    from lightbox.torch import TableDataset
+
     return TableDataset
 
 
