@@ -13,7 +13,6 @@ import functools
 import gc
 import itertools
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from embeddings.base import Embedder
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, Verify
+from ingest.progress import Progress
 from ingest.report import IngestReport
 from ingest.sources import FolderSource, Item, Source, open_source
 from ingest.tables import SideFileError
@@ -145,10 +145,11 @@ def _run(store: Store, opts: IngestOptions) -> IngestReport:
         rows.stored = stored_digests(store, opts.table, opts.branch)
     total = sum((s.count() or 0) for s in sources) or None
     image_vectors = [v for v in vectors if v.from_image]
-    with _progress(total, opts.progress) as bar:
+    with Progress(total, bool(image_vectors), opts.progress) as progress:
         items = itertools.chain.from_iterable(s.items() for s in sources)
-        probed = run_chunks(_probe_chunk(opts, image_vectors, ids), items, opts.workers, heavy=bool(image_vectors))
-        batches = rows.batches(probed, bar.update)
+        probed = run_chunks(_probe_chunk(opts, image_vectors, ids, progress.embedded), items, opts.workers,
+                            heavy=bool(image_vectors))
+        batches = rows.batches(probed, progress.probed)
         if upsert:
             _commit_upsert(store, opts, schema, batches, report)
         else:
@@ -300,8 +301,8 @@ def _label_type(sources: list[Source]) -> pa.DataType:
     return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
 
-def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
-                 known: set[str]) -> Callable[[list[Item]], list[Probed]]:
+def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec], known: set[str],
+                 embedded: Callable[[int], None] = lambda n: None) -> Callable[[list[Item]], list[Probed]]:
     limits = Limits(opts.max_file_bytes, opts.max_pixels, opts.verify)
     if not vectors:
         return functools.partial(probe_items, limits=limits)
@@ -312,6 +313,7 @@ def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
         fresh = [p for p in out if p.reason is None and _row_id(p.item, p.digest or "", opts.id_mode) not in known]
         for spec in vectors:
             _embed_images(fresh, spec)
+        embedded(len(fresh))
         return out
 
     return work
@@ -487,22 +489,3 @@ class _Segments:
                 batch, self.left = batch.slice(0, room), batch.slice(room)
             count += batch.num_rows
             yield batch
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int | None, enabled: bool | None) -> Any:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)

@@ -262,3 +262,21 @@ def test_http_only_use_imports_no_service_modules(digits_root: str, live_server:
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last == "RC [0, 0, 0, 0, 1] LOADED []", done.stdout
+
+
+def test_progress_in_a_pipe_is_plain_lines_per_phase(digits_dir: Path, tmp_path: Path) -> None:
+    """Not a terminal: plain lines (no carriage returns), naming the probe and embed phases."""
+    env = cli_env()
+    env["LIGHTBOX_PROGRESS_SECONDS"] = "0"
+    done = subprocess.run(cli_command("ingest", str(digits_dir / "images"), "--table", "d", "--uri",
+                                      str(tmp_path / "data"), "--embed", "builtin"),
+                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines and "\r" not in done.stderr
+    assert all(line.startswith("ingest: probed ") and " of 200 files, embedded " in line for line in lines), lines
+    assert lines[-1] == "ingest: probed 200 of 200 files, embedded 200"
+    quiet = subprocess.run(cli_command("ingest", str(digits_dir / "images"), "--table", "e", "--uri",
+                                       str(tmp_path / "data")), capture_output=True, text=True, env=cli_env(),
+                           cwd=REPO_ROOT, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # a short run in a pipe prints no progress at all
