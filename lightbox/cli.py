@@ -384,7 +384,7 @@ def _merge(args: argparse.Namespace) -> int:
         from lightbox.cli_read import merge_conflict_report
 
         print(merge_conflict_report(args, exc), file=sys.stderr)
-        return 1
+        return 2
     if out["merged"]:
         print(f"merged {args.branch} into {args.into} as version {out['version']}: "
               f"{out['upserted']} added or changed, {out['removed']} removed")

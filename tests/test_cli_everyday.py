@@ -189,7 +189,7 @@ def test_merge_conflict_lists_ids_values_and_the_hint(digits_root: str, live_ser
         t.update("3/00003.png", {"label": 5})
     for where in (("--uri", digits_root), ("--server", server.url)):
         clash = cli("merge", "digits", "relabel", *where)
-        assert clash.returncode == 1 and "Traceback" not in clash.stderr
+        assert clash.returncode == 2 and "Traceback" not in clash.stderr
         assert "1 id(s) changed on both" in clash.stderr
         assert "3/00003.png" in clash.stderr and "label: main has 5, relabel has 8" in clash.stderr
         assert "--on-conflict theirs" in clash.stderr and "--on-conflict ours" in clash.stderr
