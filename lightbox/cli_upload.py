@@ -51,17 +51,20 @@ def upload(args: argparse.Namespace) -> int:
                 else table.create_branch(args.branch)
         done = 0
         for batch in _batches(files, args.batch_size):
+            done += len(batch)
+            if args.mode == "upsert":
+                batch = _changed(table, batch, args.id_mode, skipped)
             ids = [_row_id(path, rel, args.id_mode) for path, rel in batch]
             metadata = [{"label": labels[rel]} if labels else {} for _, rel in batch]
-            out = table.add([path for path, _ in batch], metadata=metadata, ids=ids, mode=args.mode,
-                            dedup=args.dedup, message=args.message, author=args.author)
-            counts["inserted"] += out.get("inserted", 0)
-            counts["updated"] += out.get("updated", 0)
-            skipped.extend(out.get("skipped", []))
-            if out.get("version") is not None and out["version"] not in versions and \
-                    (out.get("inserted") or out.get("updated")):
-                versions.append(out["version"])
-            done += len(batch)
+            if batch:
+                out = table.add([path for path, _ in batch], metadata=metadata, ids=ids, mode=args.mode,
+                                dedup=args.dedup, message=args.message, author=args.author)
+                counts["inserted"] += out.get("inserted", 0)
+                counts["updated"] += out.get("updated", 0)
+                skipped.extend(out.get("skipped", []))
+                if out.get("version") is not None and out["version"] not in versions and \
+                        (out.get("inserted") or out.get("updated")):
+                    versions.append(out["version"])
             if not args.no_progress:
                 print(f"ingest: uploaded {done} of {len(files)} files", file=sys.stderr, flush=True)
         tagged = None
@@ -124,6 +127,22 @@ def _batches(files: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Pa
             batch, nbytes = [], 0
     if batch:
         yield batch
+
+
+def _changed(table: Any, batch: list[tuple[Path, str]], id_mode: str,
+             skipped: list[dict[str, Any]]) -> list[tuple[Path, str]]:
+    """An upsert sends only files whose bytes differ from their stored row's (the rest are "unchanged")."""
+    digests = {rel: hashlib.sha256(path.read_bytes()).hexdigest() for path, rel in batch}
+    ids = {rel: _row_id(path, rel, id_mode) for path, rel in batch}
+    stored = {r["id"]: r["sha256"] for r in table.fetch(list(ids.values()), ["id", "sha256"]).to_pylist()}
+    keep = []
+    for path, rel in batch:
+        if stored.get(ids[rel]) == digests[rel]:
+            skipped.append({"file": rel, "reason": "unchanged",
+                            "message": f"row {ids[rel]!r} already holds these bytes"})
+        else:
+            keep.append((path, rel))
+    return keep
 
 
 def _row_id(path: Path, rel: str, mode: str) -> str:

@@ -4,8 +4,10 @@ real data root and against a real server (`--uri` and `--server` must give the s
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -125,14 +127,24 @@ def test_ingest_over_http_in_batches(digits_dir: Path, tmp_path: Path, live_serv
     local = {p.relative_to(digits_dir / "images").as_posix(): p for p in (digits_dir / "images").rglob("*.png")}
     rows = ds.to_table(columns=["id", "label", "sha256"]).to_pylist()
     assert {r["id"] for r in rows} == set(local)
-    import hashlib
-
     for r in rows[:20]:
         assert r["label"] == int(r["id"].split("/")[0])
         assert r["sha256"] == hashlib.sha256(local[r["id"]].read_bytes()).hexdigest()
     again = ok(cli("ingest", digits_dir / "images", "--table", "d", "--server", server.url, "--no-progress"))
     assert "added      0 images" in again and "skipped    200: duplicate_id 200" in again
     assert Store(uri).latest("d").version == 5  # version 1 is the empty table the upload created
+    # a file edited in place, upserted over HTTP: one new version holding the new bytes, the rest unchanged
+    edited = tmp_path / "edited"
+    shutil.copytree(digits_dir / "images", edited)
+    changed = sorted(edited.rglob("*.png"))[7]
+    Image.open(changed).rotate(90).save(changed)
+    up = json.loads(ok(cli("ingest", edited, "--table", "d", "--server", server.url, "--mode", "upsert",
+                           "--labels-from-dirs", "--json", "--no-progress")))
+    assert up["updated"] == 1 and up["added"] == 0 and up["versions"] == [6]
+    assert [s["reason"] for s in up["skipped"]] == ["unchanged"] * 199
+    key = changed.relative_to(edited).as_posix()
+    assert Store(uri).latest("d").to_table(columns=["sha256"], filter=f"id = '{key}'").column("sha256")[0] \
+        .as_py() == hashlib.sha256(changed.read_bytes()).hexdigest()
     refused = cli("ingest", digits_dir / "digits.csv", "--table", "d", "--server", server.url)
     assert refused.returncode == 2 and "need a data root" in refused.stderr
 
@@ -155,7 +167,6 @@ def test_ingest_upsert_replaces_edited_files_in_one_version(digits_dir: Path, tm
                             "-m", "edited in place")))
     assert out["version"] == 3 and out["updated"] == 1 and out["added"] == 1
     assert out["skipped_by_reason"]["unchanged"] == 6
-    import hashlib
 
     ds = Store(uri).latest("t")
     assert ds.version == 3 and ds.count_rows() == 7
