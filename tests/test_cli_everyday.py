@@ -265,14 +265,16 @@ def test_http_only_use_imports_no_service_modules(digits_root: str, live_server:
         "u = sys.argv[1]\n"
         "rc = [main(['tables', '--server', u]), main(['query', 'digits', '-n', '1', '--server', u]),\n"
         "      main(['search', 'digits', '--like', '3/00003.png', '-k', '1', '--server', u]),\n"
-        "      main(['tags', 'digits', '--server', u]), main(['show', 'digits', 'x', '--server', u])]\n"
+        "      main(['tags', 'digits', '--server', u]), main(['show', 'digits', 'x', '--server', u]),\n"
+        "      main(['log', 'digits', '--server', u]), main(['diff', 'digits', 'v1', '--server', u]),\n"
+        "      main(['branch', 'digits', '--server', u]), main(['versions', 'digits', '--server', u])]\n"
         f"print('RC', rc, 'LOADED', sorted(m for m in {SERVICE_MODULES!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, server.url], capture_output=True, text=True,
                           env=cli_env(), cwd=REPO_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
-    assert last == "RC [0, 0, 0, 0, 1] LOADED []", done.stdout
+    assert last == "RC [0, 0, 0, 0, 1, 0, 0, 0, 0] LOADED []", done.stdout
 
 
 def test_progress_in_a_pipe_is_plain_lines_per_phase(digits_dir: Path, tmp_path: Path) -> None:
