@@ -12,15 +12,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.samples: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples]'
+# What the README's demo and SDK examples need: the sample images and pandas (PyTorch and the
+# sentence-transformers models are larger; the README names their extras where it uses them).
+$(VENV)/.demo: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[samples,pandas]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
-	touch $@ $(VENV)/.samples
+	touch $@ $(VENV)/.demo
 
-demo: $(VENV)/.samples
+demo: $(VENV)/.demo
 	$(VENV)/bin/lightbox demo
 
 # The pinned official LanceDB TypeScript client for tests/test_lancedb_ts.py (skipped without node/npm).

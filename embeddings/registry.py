@@ -8,10 +8,15 @@ from __future__ import annotations
 import threading
 
 from embeddings.base import Embedder
+from lightbox.extras import MissingExtra, need
 
 
 class UnknownModel(ValueError):
     """A model name no backend understands, or one that cannot be loaded here."""
+
+
+class ModelNeedsExtra(MissingExtra, UnknownModel):
+    """The model's backend is not installed (``pip install 'lightbox[embeddings]'``): one line, no traceback."""
 
 
 class Registry:
@@ -38,6 +43,11 @@ def load(name: str) -> Embedder:
         return BuiltinImageEmbedder()
     prefix = "sentence-transformers:"
     if name.startswith(prefix) and len(name) > len(prefix):
+        for module in ("torch", "sentence_transformers"):
+            try:
+                need(module, "embeddings", f"the model {name!r}")
+            except MissingExtra as exc:
+                raise ModelNeedsExtra(exc.module, exc.extra, exc.what) from exc.__cause__
         from embeddings.sentence import ModelUnavailable, SentenceTransformerEmbedder
 
         try:

@@ -13,7 +13,6 @@ import functools
 import gc
 import itertools
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,11 +36,19 @@ from app.store.schema import (
     vector_meta,
 )
 from app.store.upserts import keyed_write
-from app.store.writes import append_stream, check_tag_name, default_author, existing_values, tag_version
+from app.store.writes import (
+    append_stream,
+    check_tag_name,
+    default_author,
+    existing_values,
+    stored_digests,
+    tag_version,
+)
 from embeddings.base import Embedder
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, Verify
+from ingest.progress import Progress
 from ingest.report import IngestReport, Skip
 from ingest.sources import FolderSource, Item, Source, open_source
 from ingest.tables import SideFileError
@@ -91,6 +98,7 @@ class IngestOptions:
     embed: str | None = None  # model for a new vector column ("builtin", "sentence-transformers:...")
     embed_text: str | None = None  # embed this text column instead of the image
     mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists
+    skip_unchanged: bool = False  # upsert: a file whose bytes equal its stored row's is skipped as "unchanged"
     registry: Registry | None = None  # where models are loaded and kept (one per process)
     # All or nothing: a file that cannot be stored (not a dedup skip) refuses the whole run, before
     # anything is written. The LanceDB protocol's writes are strict, like LanceDB's own.
@@ -152,12 +160,15 @@ def _run(store: Store, opts: IngestOptions) -> IngestReport:
     ids = set() if upsert else existing_values(store, opts.table, "id", opts.branch)
     digests = existing_values(store, opts.table, "sha256", opts.branch) if opts.dedup == "content" else set()
     rows = _RowBuilder(schema, opts, report, metadata, ids, digests, vectors)
+    if upsert and opts.skip_unchanged:
+        rows.stored = stored_digests(store, opts.table, opts.branch)
     total = sum((s.count() or 0) for s in sources) or None
     image_vectors = [v for v in vectors if v.from_image]
-    with _progress(total, opts.progress) as bar:
+    with Progress(total, bool(image_vectors), opts.progress) as progress:
         items = itertools.chain.from_iterable(s.items() for s in sources)
-        probed = run_chunks(_probe_chunk(opts, image_vectors, ids), items, opts.workers, heavy=bool(image_vectors))
-        batches = rows.batches(probed, bar.update)
+        probed = run_chunks(_probe_chunk(opts, image_vectors, ids, progress.embedded), items, opts.workers,
+                            heavy=bool(image_vectors))
+        batches = rows.batches(probed, progress.probed)
         if opts.strict or opts.delete_ids is not None:  # every file is checked before anything is written
             held = list(batches)
             _refuse_bad_files(report)
@@ -340,8 +351,8 @@ def _label_type(sources: list[Source]) -> pa.DataType:
     return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
 
-def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
-                 known: set[str]) -> Callable[[list[Item]], list[Probed]]:
+def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec], known: set[str],
+                 embedded: Callable[[int], None] = lambda n: None) -> Callable[[list[Item]], list[Probed]]:
     limits = Limits(opts.max_file_bytes, opts.max_pixels, opts.verify)
     if not vectors:
         return functools.partial(probe_items, limits=limits)
@@ -352,6 +363,7 @@ def _probe_chunk(opts: IngestOptions, vectors: list[VectorSpec],
         fresh = [p for p in out if p.reason is None and _row_id(p.item, p.digest or "", opts.id_mode) not in known]
         for spec in vectors:
             _embed_images(fresh, spec)
+        embedded(len(fresh))
         return out
 
     return work
@@ -374,6 +386,7 @@ class _RowBuilder:
                  metadata: Metadata | None, ids: set[str], digests: set[str], vectors: list[VectorSpec]) -> None:
         self.schema, self.opts, self.report, self.metadata = schema, opts, report, metadata
         self.ids, self.digests = ids, digests
+        self.stored: dict[str, str] | None = None  # id -> sha256 of stored rows, to skip unchanged files
         self.vectors = {v.field.name: v for v in vectors}
         self.now = datetime.now(UTC)
         meta_columns = metadata.columns if metadata is not None else {}
@@ -422,6 +435,9 @@ class _RowBuilder:
             return
         if row_id in self.ids:
             report.skip(item.source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
+            return
+        if self.stored is not None and self.stored.get(row_id) == p.digest:
+            report.skip(item.source, "unchanged", f"row {row_id!r} already holds these bytes")
             return
         if self.opts.dedup == "content":
             if p.digest in self.digests:
@@ -527,22 +543,3 @@ class _Segments:
                 batch, self.left = batch.slice(0, room), batch.slice(room)
             count += batch.num_rows
             yield batch
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int | None, enabled: bool | None) -> Any:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)

@@ -66,6 +66,8 @@ class IngestReport:
         else:
             span = self.versions if len(self.versions) > 1 else [self.version]
             lines.append(f"version    {', '.join(map(str, span))} (was {self.previous_version or 'none'})")
+        if self.updated:
+            lines.append(f"updated    {self.updated} of them replaced rows with the same id (new content)")
         if self.tag:
             lines.append(f"tag        {self.tag}")
         lines.extend(f"note       {w}" for w in self.warnings)

@@ -376,12 +376,11 @@ def _check_id_column(column: pa.Array | pa.ChunkedArray) -> None:
 
 def dataset_class() -> type[TableDataset]:
     """``lightbox.torch.TableDataset``, importing torch now (it is an optional dependency)."""
-    try:
-        from lightbox.torch import TableDataset
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
-            raise
-        raise ImportError("torch_dataset needs PyTorch: pip install torch (or lightbox[embeddings])") from exc
+    from lightbox.extras import need
+
+    need("torch", "torch", "torch_dataset")
+    from lightbox.torch import TableDataset
+
     return TableDataset
 
 

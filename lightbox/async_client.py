@@ -43,6 +43,7 @@ from lightbox._wire import (
 )
 from lightbox.client import Client, Table
 from lightbox.errors import Conflict, LightboxError
+from lightbox.extras import need
 
 if TYPE_CHECKING:
     import numpy as np
@@ -216,6 +217,7 @@ class AsyncTable:
 
     async def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                         limit: int | None = None) -> pd.DataFrame:
+        need("pandas", "pandas", "to_pandas")
         return (await self.query(filter, columns=columns, limit=limit)).to_pandas()
 
     async def iter_batches(self, filter: str | None = None, *, columns: Sequence[str] | None = None,

@@ -14,7 +14,10 @@ def _env_uri() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lightbox import __version__, cli_read
+
     parser = argparse.ArgumentParser(prog="lightbox", description="Versioned image tables on Lance.")
+    parser.add_argument("--version", action="version", version=f"lightbox {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="load images (and metadata) into a table as one new version")
@@ -22,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths) or a Parquet file of image bytes")
     ing.add_argument("--table", required=True)
     ing.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
+    ing.add_argument("--server", default=None, help="upload to a Lightbox service over HTTP instead (folders and "
+                     "image files, in batches of --batch-size files, one version each)")
+    ing.add_argument("--api-key", default=os.environ.get("LIGHTBOX_API_KEY"))
+    ing.add_argument("--batch-size", type=int, default=256, help="files per upload with --server")
+    ing.add_argument("--mode", choices=["insert", "upsert"], default="insert",
+                     help="'upsert' replaces rows whose id exists (a file edited in place); unchanged files "
+                          "are skipped")
     ing.add_argument("--metadata", help="CSV/TSV/Parquet/JSONL file of per-image metadata")
     ing.add_argument("--key", help="the metadata column naming each image (its id, file name or stem)")
     ing.add_argument("--labels-from-dirs", action="store_true", help="a 'label' column from each parent folder")
@@ -107,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--model", required=True, help="'builtin' or 'sentence-transformers:<model or path>'")
     emb.add_argument("--source", default="image", help="the column to embed: 'image' or a text column")
     emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
-    emb.add_argument("--uri", default=None)
+    _target(emb)
 
     res = sub.add_parser("restore", help="make a past version the new latest (REF: a version, tag or timestamp)")
     res.add_argument("table")
@@ -129,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-serve", action="store_true", help="build the tables and exit")
+    cli_read.register(sub, _target)
     return parser
 
 
@@ -143,23 +154,36 @@ def _target(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LANCE_LOG", "error")
     args = build_parser().parse_args(argv)
-    handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
-               "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
-               "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row}
+    handlers = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
+                "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
+                "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row}
+    handler = getattr(args, "handler", None) or handlers[args.command]
     try:
-        return handler[args.command](args)
+        return handler(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from app.errors import LightboxError
-        from embeddings.registry import UnknownModel
-        from ingest.tables import SideFileError
-        from lightbox.errors import LightboxError as ClientError
+        if not _expected(exc):
+            raise
+        print(f"lightbox: error: {exc}", file=sys.stderr)
+        return 2
 
-        if isinstance(exc, LightboxError | SideFileError | ClientError | UnknownModel):
-            print(f"lightbox: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+
+def _expected(exc: Exception) -> bool:
+    """An error worth one line, not a traceback: refused input, a missing extra, a service's answer.
+
+    The server-side error types are looked up only if their modules were imported (an error of
+    theirs implies they were), so a command that only talks HTTP never imports the service.
+    """
+    from lightbox.cli_read import UsageError
+    from lightbox.errors import LightboxError as ClientError
+    from lightbox.extras import MissingExtra
+
+    if isinstance(exc, ClientError | MissingExtra | UsageError):
+        return True
+    server_types = [getattr(sys.modules.get(module), name, None) for module, name in (
+        ("app.errors", "LightboxError"), ("ingest.tables", "SideFileError"), ("embeddings.registry", "UnknownModel"))]
+    return any(isinstance(exc, t) for t in server_types if isinstance(t, type))
 
 
 def _store(uri: str | None):  # type: ignore[no-untyped-def]
@@ -169,6 +193,10 @@ def _store(uri: str | None):  # type: ignore[no-untyped-def]
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    if args.server:
+        from lightbox.cli_upload import upload
+
+        return upload(args)
     from ingest.pipeline import IngestOptions, run_ingest
 
     opts = IngestOptions(
@@ -176,7 +204,7 @@ def _ingest(args: argparse.Namespace) -> int:
         labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
         message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
         progress=False if args.no_progress else None, branch=args.branch, embed=args.embed,
-        embed_text=args.embed_text,
+        embed_text=args.embed_text, mode=args.mode, skip_unchanged=args.mode == "upsert" and not args.metadata,
     )
     if args.workers:
         opts.workers = args.workers
@@ -296,10 +324,13 @@ def _assignment(text: str) -> tuple[str, object]:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from app.services.embed import embed_table
-    from embeddings.registry import load
+    if args.server:
+        out = _client(args).table(args.table).embed(args.model, source=args.source, column=args.column)
+    else:
+        from app.services.embed import embed_table
+        from embeddings.registry import load
 
-    out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column)
+        out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column)
     print(f"embedded {out['rows']} rows of {args.table} into {out['column']} ({out['model']}, {out['dim']}-d)"
           f" as version {out['version']}" + (f"; {out['failed']} could not be embedded" if out["failed"] else ""))
     return 0
@@ -387,14 +418,22 @@ def _branch(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    if args.server:
-        out = _client(args).table(args.table).merge(args.branch, into=args.into, on_conflict=args.on_conflict,
-                                                    message=args.message)
-    else:
-        from app.services.branches import merge
+    try:
+        if args.server:
+            out = _client(args).table(args.table).merge(args.branch, into=args.into, on_conflict=args.on_conflict,
+                                                        message=args.message)
+        else:
+            from app.services.branches import merge
 
-        out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
-                    message=args.message)
+            out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
+                        message=args.message)
+    except Exception as exc:
+        if getattr(exc, "code", None) != "merge_conflict":
+            raise
+        from lightbox.cli_read import merge_conflict_report
+
+        print(merge_conflict_report(args, exc), file=sys.stderr)
+        return 2
     if out["merged"]:
         print(f"merged {args.branch} into {args.into} as version {out['version']}: "
               f"{out['upserted']} added or changed, {out['removed']} removed")

@@ -42,6 +42,7 @@ from lightbox._wire import (
     unreachable,
 )
 from lightbox.errors import Conflict, LightboxError
+from lightbox.extras import need
 
 if TYPE_CHECKING:
     import numpy as np
@@ -265,6 +266,7 @@ class Table:
     def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                   limit: int | None = None) -> pd.DataFrame:
         """Matching rows (all by default) as a pandas DataFrame: ``t.to_pandas("split = 'test'", columns=["id"])``."""
+        need("pandas", "pandas", "to_pandas")
         return self.query(filter, columns=columns, limit=limit).to_pandas()
 
     def iter_batches(self, filter: str | None = None, *, columns: Sequence[str] | None = None,

@@ -21,11 +21,13 @@ SAMPLE_SUFFIXES = (".png", ".jpg", ".gif", ".tif")
 
 def sample_files() -> list[Path]:
     """Image files bundled with scikit-image and scikit-learn."""
-    import skimage.data
-    import sklearn.datasets
+    from lightbox.extras import need
 
-    found = [p for p in sorted(Path(skimage.data.__file__).parent.iterdir()) if p.suffix in SAMPLE_SUFFIXES]
-    found += sorted((Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg"))
+    skimage_data = need("skimage.data", "samples", "lightbox demo")
+    sklearn_datasets = need("sklearn.datasets", "samples", "lightbox demo")
+
+    found = [p for p in sorted(Path(skimage_data.__file__).parent.iterdir()) if p.suffix in SAMPLE_SUFFIXES]
+    found += sorted((Path(sklearn_datasets.__file__).parent / "images").glob("*.jpg"))
     return found
 
 

@@ -44,6 +44,17 @@ def existing_values(store: Store, name: str, column: str, branch: str | None = N
     return {v for v in values.to_pylist() if v is not None}
 
 
+def stored_digests(store: Store, name: str, branch: str | None = None) -> dict[str, str]:
+    """Each row's id -> sha256 at a branch's latest: what an upsert compares to skip unchanged bytes."""
+    if not store.exists(name):
+        return {}
+    ds = store.latest(name, branch)
+    if "sha256" not in ds.schema.names:
+        return {}
+    table = ds.to_table(columns=["id", "sha256"])
+    return dict(zip(table.column("id").to_pylist(), table.column("sha256").to_pylist(), strict=True))
+
+
 def append_stream(
     store: Store,
     name: str,
