@@ -63,6 +63,12 @@ class VersionLog:
             self._numbers = {k: v for k, v in self._numbers.items() if k[0] != name}
             self._entries = {k: v for k, v in self._entries.items() if k[0] != name}
 
+    def forget_branch(self, name: str, branch: str) -> None:
+        """Drop one branch's cached numbers and entries (deleted and created again elsewhere)."""
+        with self._lock:
+            self._numbers = {k: v for k, v in self._numbers.items() if k[:2] != (name, branch)}
+            self._entries = {k: v for k, v in self._entries.items() if k[:2] != (name, branch)}
+
 
 def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None) -> dict[str, Any]:
     try:
