@@ -278,16 +278,28 @@ def _log(args: argparse.Namespace) -> int:
 
         page, _ = list_versions(_store(args.uri), args.table, branch=args.branch, limit=args.limit)
     for i, v in enumerate(page):
-        tags = ", ".join(f"tag: {t}" for t in v["tags"])
-        print(f"version {v['version']}" + (f" ({tags})" if tags else "") + (f" [{v['branch']}]" if v["branch"] else ""))
-        print(f"Author: {v['author'] or 'unknown'}")
-        print(f"Date:   {v['timestamp']}")
-        print(f"Op:     {v['operation']}  +{v['rows_added']} -{v['rows_removed']} ~{v['rows_updated']}"
-              f"  ({v['num_rows']} rows)")
-        print(f"\n    {v['message'] or '(no message)'}")
+        _print_entry(v)
         if i + 1 < len(page):
             print()
     return 0
+
+
+def _print_entry(v: dict, indent: str = "") -> None:
+    """One log entry, git-style; a merge's branch versions follow it, indented (as ``git log --graph``)."""
+    tags = ", ".join(f"tag: {t}" for t in v.get("tags") or [])
+    print(indent + f"version {v['version']}" + (f" ({tags})" if tags else "")
+          + (f" [{v['branch']}]" if v.get("branch") else ""))
+    print(indent + f"Author: {v.get('author') or 'unknown'}")
+    print(indent + f"Date:   {v['timestamp']}")
+    print(indent + f"Op:     {v['operation']}  +{v['rows_added']} -{v['rows_removed']} ~{v['rows_updated']}"
+          f"  ({v['num_rows']} rows)")
+    print(f"\n{indent}    {v.get('message') or '(no message)'}")
+    merged = v.get("merged") or []
+    if merged:
+        print(f"\n{indent}    merged {len(merged)} version(s) of {merged[0].get('branch')}:")
+    for entry in merged:
+        print()
+        _print_entry(entry, indent + "    | ")
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -78,7 +78,7 @@ class Store:
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self.log = VersionLog()
+        self.log = VersionLog(self.table_uri)
         self._listeners: list[Callable[[str], None]] = []
 
     def on_forget(self, listener: Callable[[str], None]) -> None:
@@ -279,6 +279,8 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
         """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
+        from app.store.writes import default_author  # (that module builds on this one)
+
         if self.exists(name):
             raise TableExists(f"table {name!r} already exists", table=name)
         ds = lance.write_dataset(
@@ -289,6 +291,7 @@ class Store:
             enable_stable_row_ids=True,
             storage_options=self.storage_options,
             commit_message="create table",
+            transaction_properties={"author": default_author(), "lightbox:op": "create"},
         )
         self.forget(name)
         return ds
