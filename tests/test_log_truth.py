@@ -114,14 +114,12 @@ def test_embed_restore_clone_optimize_record_author_message_and_operation(served
     assert counts == diff_counts(http, entry["version"] - 1, entry["version"])
     assert counts == {"added": 3, "removed": 1, "changed": 1}  # r3-r5 back, extra gone, r0 relabelled
 
-    with_message = http.post(f"{T}/restore", params={"version": base + 1, "message": "back again", "author": "hal"})
-    assert with_message.status_code == 200, with_message.text
+    assert t.restore(version=base + 1, message="back again", author="hal")["restored"] == base + 1  # the SDK
     entry = versions(http)[0]
     assert (entry["operation"], entry["author"], entry["message"]) == ("restore", "hal", "back again")
     assert_counts_agree_with_diff(http)
 
-    cloned = http.post(f"{T}/clone", json={"name": "copy", "version": base}, params={"author": "ivy"})
-    assert cloned.status_code == 201, cloned.text
+    assert client.clone("t", "copy", version=base, author="ivy").name == "copy"
     entry = versions(http, "copy")[0]
     assert (entry["operation"], entry["author"]) == ("clone", "ivy")
     assert entry["message"] == f"clone of t at version {base}"

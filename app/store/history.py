@@ -94,7 +94,7 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
     info = pinned.get_version()
     try:
         txn = pinned.get_transactions(1)[0]
-    except (ValueError, OSError, IndexError):
+    except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
         txn = None
     props = dict(txn.transaction_properties or {}) if txn is not None else {}
     stamp: datetime = info["timestamp"]  # pylance gives naive *local* time (datetime.fromtimestamp)

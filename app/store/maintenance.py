@@ -110,7 +110,7 @@ def _note_range(store: Store, name: str, before: int, props: dict[str, str]) -> 
         pinned = head if version == head.version else head.checkout_version(version)
         try:
             txn = pinned.get_transactions(1)[0]
-        except (ValueError, OSError, IndexError):
+        except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
             txn = None
         if txn is None or "author" not in (txn.transaction_properties or {}):
             write_note(store.table_uri(name), pinned, None, props)
