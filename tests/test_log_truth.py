@@ -75,9 +75,14 @@ def test_a_merge_shows_the_branch_versions_under_it(served, cli) -> None:
     assert under[0]["version"] > under[1]["version"]
     assert logged_counts(entry) == diff_counts(http, entry["version"] - 1, entry["version"])
 
+    # merging again lists only what is new on the branch
+    assert feat.update("r4", {"label": 44}, message="relabel r4", author="carol")["updated"] == 1
+    assert t.merge("feat", message="more from feat")["merged"] is True
+    assert [e["message"] for e in versions(http)[0]["merged"]] == ["relabel r4"]
+
     # the branch's versions stay on main's log after the branch is deleted
     assert http.delete(f"{T}/branches/feat").status_code == 204
-    assert [e["message"] for e in versions(http)[0]["merged"]] == ["drop r2", "relabel r1"]
+    assert [e["message"] for e in versions(http)[1]["merged"]] == ["drop r2", "relabel r1"]
 
     for target in (["--server", url], ["--uri", uri]):
         out = cli("log", "t", *target)
@@ -86,6 +91,7 @@ def test_a_merge_shows_the_branch_versions_under_it(served, cli) -> None:
         assert "merge feat into main" in text and "Author: erin" in text
         assert "    | Author: carol" in text and "    |     relabel r1" in text
         assert "    | Author: dave" in text and "    |     drop r2" in text
+        assert text.index("more from feat") < text.index("relabel r4") < text.index("merge feat into main")
         assert text.index("merge feat into main") < text.index("relabel r1") < text.index("first load")
 
 

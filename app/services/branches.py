@@ -26,6 +26,7 @@ from app.store.writes import default_author
 
 OnConflict = Literal["fail", "theirs", "ours"]
 CLONE_TAG_PREFIX = "lightbox-clone-"
+RECENT_MERGES = 200  # versions of the target searched for an earlier merge of the same branch
 
 
 class BranchNotFound(NotFound):
@@ -91,7 +92,8 @@ def merge(store: Store, name: str, branch: str, *, into: str = "main", on_confli
     upserts = [i for i in (*theirs.added, *theirs.changed) if i in differing and i not in skip]
     deletes = [i for i in theirs.removed if i in differing and i not in skip]
     rows = _rows(theirs_snap, ours_snap, upserts)
-    merged = branch_log(store, name, branch, int(info["parent_version"]))
+    merged = branch_log(store, name, branch, _merged_before(store, name, branch, target_branch,
+                                                           int(info["parent_version"])))
     version, counts = keyed_write(store, name, rows, mode="upsert", branch=target_branch, delete_ids=deletes,
                                   message=message or f"merge {branch} into {into}", author=author,
                                   extra={"lightbox:op": "merge", "lightbox:merged": json.dumps(merged)})
@@ -100,13 +102,25 @@ def merge(store: Store, name: str, branch: str, *, into: str = "main", on_confli
             "conflicts": conflicts, "applied": counts}
 
 
-def branch_log(store: Store, name: str, branch: str, fork: int) -> list[dict[str, Any]]:
-    """The branch's own versions since its fork, newest first, as the merge's log entry shows them
+def branch_log(store: Store, name: str, branch: str, since: int) -> list[dict[str, Any]]:
+    """The branch's versions after ``since``, newest first, as the merge's log entry shows them
     (kept in the merge's commit, so they stay readable after the branch is deleted)."""
-    page, _ = list_versions(store, name, branch=branch, limit=MAX_PAGE, before=fork, ascending=True)
+    page, _ = list_versions(store, name, branch=branch, limit=MAX_PAGE, before=since, ascending=True)
     keep = ("version", "branch", "timestamp", "message", "author", "operation", "num_rows",
             "rows_added", "rows_removed", "rows_updated", "merged")
     return [{k: entry[k] for k in keep if k in entry} for entry in reversed(page)]
+
+
+def _merged_before(store: Store, name: str, branch: str, target: str | None, fork: int) -> int:
+    """The newest version of ``branch`` an earlier merge into ``target`` already listed (else the
+    fork), so each branch version shows under one merge only, as in ``git log``. Only the target's
+    recent log is looked at: an older merge's versions may then show again, never go missing."""
+    page, _ = list_versions(store, name, branch=target, limit=RECENT_MERGES)
+    for entry in page:
+        listed = [m["version"] for m in entry.get("merged") or [] if m.get("branch") == branch]
+        if listed:
+            return max(fork, *listed)
+    return fork
 
 
 def _touched(d: Diff) -> set[str]:
