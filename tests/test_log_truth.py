@@ -163,3 +163,18 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (9, 7), (200, 10, 10)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_cli_writes_are_logged_with_the_users_name_and_message(served, cli) -> None:
+    client, http, uri, url = served
+    client.table("t").update("r0", {"label": 9})
+    restored = cli("restore", "t", "2", "--server", url, "-m", "undo the relabel")
+    assert restored.returncode == 0, restored.stderr
+    entry = versions(http)[0]
+    assert (entry["operation"], entry["author"], entry["message"]) == ("restore", default_author(), "undo the relabel")
+    cloned = cli("clone", "t", "t2", "--uri", uri, "--author", "zed")
+    assert cloned.returncode == 0, cloned.stderr
+    entry = versions(http, "t2")[0]
+    assert (entry["operation"], entry["author"], entry["message"]) == ("clone", "zed", "clone of t at version 4")
+    out = cli("log", "t2", "--uri", uri)
+    assert out.returncode == 0 and "Author: zed" in out.stdout and "Op:     clone" in out.stdout, out.stdout
