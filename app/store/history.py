@@ -98,7 +98,7 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
         txn = None
     props = dict(txn.transaction_properties or {}) if txn is not None else {}
     stamp: datetime = info["timestamp"]  # pylance gives naive *local* time (datetime.fromtimestamp)
-    if "lightbox:op" not in props and table_uri is not None:  # a Lance call that could carry no properties
+    if "author" not in props and table_uri is not None:  # a Lance call that could carry no properties
         props.update(read_note(table_uri, branch, version, stamp))
     counts = {k: int(props[f"lightbox:{k}"]) for k in ("inserted", "updated", "deleted") if f"lightbox:{k}" in props}
     operation = props.get("lightbox:op") or _what_happened(txn, version, counts)
