@@ -114,6 +114,20 @@ def test_a_dropped_and_recreated_table_is_seen_by_the_other_process(two_servers,
         assert after["row"] == 20 and after["hits"] == ["d", "e", "f"]
         assert after["pinned"] == ["a", "d", "e", "f"]
 
+        # a branch deleted and created again under its name: the same version numbers, other rows
+        tb, ta = cb.table("t"), ca.table("t")
+        tb.create_branch("b", version=3)
+        tb.branch("b").update("a", {"label": 31})
+        time.sleep(REFRESH + SLACK)
+        assert ta.at(branch="b").get("a")["label"] == 31
+        assert [v["message"] for v in ha.get("/api/v1/tables/t/versions?branch=b&limit=1").json()] == ["update 1 row"]
+        tb.delete_branch("b")
+        tb.create_branch("b", version=3)
+        tb.branch("b").update("a", {"label": 32}, message="again")
+        time.sleep(REFRESH + SLACK)
+        assert ta.at(branch="b").get("a")["label"] == 32
+        assert [v["message"] for v in ha.get("/api/v1/tables/t/versions?branch=b&limit=1").json()] == ["again"]
+
         cb.drop_table("t")
         time.sleep(REFRESH + SLACK)
         for path in ("/api/v1/tables/t/rows/a", "/api/v1/tables/t/rows/a/image", "/api/v1/tables/t/rows/a/thumbnail",
