@@ -9,6 +9,7 @@ from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFo
 from app.services.diff import diff
 from app.store import Ref, Store
 from app.store.history import commit_restore
+from app.store.upserts import write_turn
 from app.store.writes import check_tag_name, default_author, tag_version
 
 MAX_PAGE = 1000
@@ -113,18 +114,19 @@ def restore(store: Store, name: str, ref: Ref, *, message: str | None = None,
     head = store.latest(name)
     if snap.version == head.version:
         raise Conflict(f"version {snap.version} is already the latest", version=snap.version)
-    base = store.fresh(name)  # the latest the new version replaces: what its counts are against
-    change = diff(store.snapshot(name, Ref(version=base.version)), snap)
-    props = {"lightbox:op": "restore", "author": author or default_author(),
-             "__lance_commit_message": message or f"restore version {snap.version}",
-             "lightbox:inserted": str(len(change.added)), "lightbox:deleted": str(len(change.removed)),
-             "lightbox:updated": str(len(change.changed))}
-    try:
-        restored = commit_restore(base, snap.version, props)
-    except (ValueError, OSError, RuntimeError) as exc:
-        if "conflict" in str(exc).lower():
-            raise Conflict(f"table {name!r} changed during the restore; try again") from exc
-        raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
+    with write_turn(store, name):  # other writers wait, so the counts are against what is replaced
+        base = store.fresh(name)
+        change = diff(store.snapshot(name, Ref(version=base.version)), snap)
+        props = {"lightbox:op": "restore", "author": author or default_author(),
+                 "__lance_commit_message": message or f"restore version {snap.version}",
+                 "lightbox:inserted": str(len(change.added)), "lightbox:deleted": str(len(change.removed)),
+                 "lightbox:updated": str(len(change.changed))}
+        try:
+            restored = commit_restore(base, snap.version, props)
+        except (ValueError, OSError) as exc:
+            if "conflict" in str(exc).lower():
+                raise Conflict(f"table {name!r} changed during the restore; try again") from exc
+            raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
     store.invalidate(name)
     return {"version": restored.version, "restored": snap.version, "num_rows": restored.count_rows()}
 
