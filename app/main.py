@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = Registry()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
                                       AnnCache(settings.ann_cache_size, settings.ann_exact_below))
+        app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
+        app.state.store.on_forget(app.state.searcher.ann.forget)
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,

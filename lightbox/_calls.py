@@ -71,8 +71,10 @@ def drop_table(name: str) -> Call[None]:
     return Call("DELETE", f"{API}/{segment(name)}", read_none, idempotent=True)
 
 
-def clone(source: str, name: str, ref: dict[str, Any]) -> Call[dict[str, Any]]:
-    return Call("POST", f"{API}/{segment(source)}/clone", read_json, json={"name": name, **ref})
+def clone(source: str, name: str, ref: dict[str, Any], message: str | None = None,
+          author: str | None = None) -> Call[dict[str, Any]]:
+    return Call("POST", f"{API}/{segment(source)}/clone", read_json, json={"name": name, **ref},
+                params=drop_none({"message": message, "author": author}))
 
 
 # -- one table ---------------------------------------------------------------------------------
@@ -242,10 +244,12 @@ class TableCalls:
         self.check_writable("untag")
         return Call("DELETE", self.path(f"/tags/{segment(name)}"), read_none, idempotent=True)
 
-    def restore(self, ref: dict[str, Any]) -> Call[dict[str, Any]]:
+    def restore(self, ref: dict[str, Any], message: str | None = None,
+                author: str | None = None) -> Call[dict[str, Any]]:
         if not ref:
             raise ValueError("restore(version=|tag=|as_of=): say which point to restore")
-        return self.write("restore", "POST", self.path("/restore"), main_only=True, json=ref)
+        return self.write("restore", "POST", self.path("/restore"), main_only=True, json=ref,
+                          params=drop_none({"message": message, "author": author}))
 
     def diff(self, from_ref: RefValue, to_ref: RefValue) -> Plan[dict[str, Any]]:
         """All pages of ``/diff``; later pages read the versions the first one resolved."""
@@ -333,13 +337,17 @@ class TableCalls:
         return self.write("create_index", "POST", self.path("/indexes"), main_only=True,
                           json={"column": column, "type": index_type, **params})
 
-    def optimize(self, retention_seconds: float | None) -> Call[dict[str, Any]]:
+    def optimize(self, retention_seconds: float | None, message: str | None = None,
+                 author: str | None = None) -> Call[dict[str, Any]]:
         return self.write("optimize", "POST", self.path("/optimize"), main_only=True,
-                          params=drop_none({"retention_seconds": retention_seconds}))
+                          params=drop_none({"retention_seconds": retention_seconds, "message": message,
+                                            "author": author}))
 
-    def embed(self, model: str, source: str, column: str | None) -> Call[dict[str, Any]]:
+    def embed(self, model: str, source: str, column: str | None, message: str | None = None,
+              author: str | None = None) -> Call[dict[str, Any]]:
         return self.write("embed", "POST", self.path("/embeddings"), main_only=True,
-                          json=drop_none({"model": model, "source": source, "column": column}))
+                          json=drop_none({"model": model, "source": source, "column": column}),
+                          params=drop_none({"message": message, "author": author}))
 
 
 def image_part(item: ImageSource) -> tuple[str, bytes]:

@@ -147,8 +147,10 @@ class AsyncClient:
         await self._run(_calls.drop_table(name))
 
     async def clone(self, source: str, name: str, *, version: int | None = None, tag: str | None = None,
-                    branch: str | None = None, as_of: datetime | str | None = None) -> AsyncTable:
-        await self._run(_calls.clone(source, name, one_ref(version=version, tag=tag, branch=branch, as_of=as_of)))
+                    branch: str | None = None, as_of: datetime | str | None = None,
+                    message: str | None = None, author: str | None = None) -> AsyncTable:
+        await self._run(_calls.clone(source, name, one_ref(version=version, tag=tag, branch=branch, as_of=as_of),
+                                     message, author))
         return AsyncTable(self, name)
 
 
@@ -264,8 +266,9 @@ class AsyncTable:
         await self._run(self._calls.untag(name))
 
     async def restore(self, *, version: int | None = None, tag: str | None = None,
-                      as_of: datetime | str | None = None) -> dict[str, Any]:
-        return await self._run(self._calls.restore(one_ref(version=version, tag=tag, as_of=as_of)))
+                      as_of: datetime | str | None = None, message: str | None = None,
+                      author: str | None = None) -> dict[str, Any]:
+        return await self._run(self._calls.restore(one_ref(version=version, tag=tag, as_of=as_of), message, author))
 
     async def diff(self, from_ref: RefValue, to_ref: RefValue = "main") -> dict[str, Any]:
         return await self._run(self._calls.diff(from_ref, to_ref))
@@ -311,12 +314,14 @@ class AsyncTable:
     async def create_index(self, column: str, index_type: str = "BTREE", **params: Any) -> dict[str, Any]:
         return await self._run(self._calls.create_index(column, index_type, params))
 
-    async def optimize(self, *, retention_seconds: float | None = None) -> dict[str, Any]:
-        return await self._run(self._calls.optimize(retention_seconds))
+    async def optimize(self, *, retention_seconds: float | None = None, message: str | None = None,
+                       author: str | None = None) -> dict[str, Any]:
+        return await self._run(self._calls.optimize(retention_seconds, message, author))
 
     async def embed(self, model: str = "builtin", *, source: str = "image",
-                    column: str | None = None) -> dict[str, Any]:
-        return await self._run(self._calls.embed(model, source, column))
+                    column: str | None = None, message: str | None = None,
+                    author: str | None = None) -> dict[str, Any]:
+        return await self._run(self._calls.embed(model, source, column, message, author))
 
 
 def _share_docs(target: type, source: type) -> None:

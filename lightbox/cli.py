@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     mer.add_argument("branch")
     mer.add_argument("--into", default="main")
     mer.add_argument("--on-conflict", choices=["fail", "theirs", "ours"], default="fail")
-    mer.add_argument("--message", "-m")
+    _log_args(mer)
     _target(mer)
 
     cl = sub.add_parser("clone", help="a new table sharing a table's files at a ref (no bytes copied)")
@@ -106,10 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("new")
     cl.add_argument("--tag")
     cl.add_argument("--version", type=int)
+    _log_args(cl)
     _target(cl)
 
     opt = sub.add_parser("optimize", help="compact files, fold new rows into indexes, prune old untagged versions")
     opt.add_argument("table")
+    _log_args(opt)
     _target(opt)
 
     emb = sub.add_parser("embed", help="add or refresh a vector column on a table (one new version)")
@@ -118,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--source", default="image", help="the column to embed: 'image' or a text column")
     emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
     _target(emb)
+    _log_args(emb)
 
     res = sub.add_parser("restore", help="make a past version the new latest (REF: a version, tag or timestamp)")
     res.add_argument("table")
     res.add_argument("ref")
+    _log_args(res)
     _target(res)
 
     row = sub.add_parser("row", help="one row as JSON, or patch (--set) or delete (--delete) it")
@@ -323,14 +327,32 @@ def _assignment(text: str) -> tuple[str, object]:
         return column, value
 
 
+def _log_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--message", "-m", help="kept with the version in the log (default: what it did)")
+    parser.add_argument("--author", help="kept with the version in the log (default: your user name)")
+
+
+def _note(args: argparse.Namespace) -> dict[str, str | None]:
+    """The message and author a write is logged with: the author is who runs the command."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = None
+    return {"message": args.message, "author": args.author or user}
+
+
 def _embed(args: argparse.Namespace) -> int:
     if args.server:
-        out = _client(args).table(args.table).embed(args.model, source=args.source, column=args.column)
+        out = _client(args).table(args.table).embed(args.model, source=args.source, column=args.column,
+                                                    **_note(args))
     else:
         from app.services.embed import embed_table
         from embeddings.registry import load
 
-        out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column)
+        out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column,
+                          **_note(args))
     print(f"embedded {out['rows']} rows of {args.table} into {out['column']} ({out['model']}, {out['dim']}-d)"
           f" as version {out['version']}" + (f"; {out['failed']} could not be embedded" if out["failed"] else ""))
     return 0
@@ -339,12 +361,12 @@ def _embed(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     ref = _parse_ref(args.ref)
     if args.server:
-        out = _client(args).table(args.table).restore(**ref)
+        out = _client(args).table(args.table).restore(**ref, **_note(args))  # type: ignore[arg-type]
     else:
         from app.services import history
         from app.store import Ref
 
-        out = history.restore(_store(args.uri), args.table, Ref.parse(**ref))
+        out = history.restore(_store(args.uri), args.table, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
     print(f"restored version {out['restored']} as new version {out['version']} ({out['num_rows']} rows)")
     return 0
 
@@ -358,16 +380,28 @@ def _log(args: argparse.Namespace) -> int:
 
         page, _ = list_versions(_store(args.uri), args.table, branch=args.branch, limit=args.limit)
     for i, v in enumerate(page):
-        tags = ", ".join(f"tag: {t}" for t in v["tags"])
-        print(f"version {v['version']}" + (f" ({tags})" if tags else "") + (f" [{v['branch']}]" if v["branch"] else ""))
-        print(f"Author: {v['author'] or 'unknown'}")
-        print(f"Date:   {v['timestamp']}")
-        print(f"Op:     {v['operation']}  +{v['rows_added']} -{v['rows_removed']} ~{v['rows_updated']}"
-              f"  ({v['num_rows']} rows)")
-        print(f"\n    {v['message'] or '(no message)'}")
+        _print_entry(v)
         if i + 1 < len(page):
             print()
     return 0
+
+
+def _print_entry(v: dict, indent: str = "") -> None:
+    """One log entry, git-style; a merge's branch versions follow it, indented (as ``git log --graph``)."""
+    tags = ", ".join(f"tag: {t}" for t in v.get("tags") or [])
+    print(indent + f"version {v['version']}" + (f" ({tags})" if tags else "")
+          + (f" [{v['branch']}]" if v.get("branch") else ""))
+    print(indent + f"Author: {v.get('author') or 'unknown'}")
+    print(indent + f"Date:   {v['timestamp']}")
+    print(indent + f"Op:     {v['operation']}  +{v['rows_added']} -{v['rows_removed']} ~{v['rows_updated']}"
+          f"  ({v['num_rows']} rows)")
+    print(f"\n{indent}    {v.get('message') or '(no message)'}")
+    merged = v.get("merged") or []
+    if merged:
+        print(f"\n{indent}    merged {len(merged)} version(s) of {merged[0].get('branch')}:")
+    for entry in merged:
+        print()
+        _print_entry(entry, indent + "    | ")
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -421,12 +455,12 @@ def _merge(args: argparse.Namespace) -> int:
     try:
         if args.server:
             out = _client(args).table(args.table).merge(args.branch, into=args.into, on_conflict=args.on_conflict,
-                                                        message=args.message)
+                                                        **_note(args))
         else:
             from app.services.branches import merge
 
             out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
-                        message=args.message)
+                        **_note(args))
     except Exception as exc:
         if getattr(exc, "code", None) != "merge_conflict":
             raise
@@ -445,27 +479,27 @@ def _merge(args: argparse.Namespace) -> int:
 def _clone(args: argparse.Namespace) -> int:
     ref = {k: v for k, v in (("tag", args.tag), ("version", args.version)) if v is not None}
     if args.server:
-        _client(args).clone(args.table, args.new, **ref)  # type: ignore[arg-type]
+        _client(args).clone(args.table, args.new, **ref, **_note(args))  # type: ignore[arg-type]
         print(f"cloned {args.table} as {args.new}")
         return 0
     from app.services.branches import clone
     from app.store import Ref
 
-    out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref))  # type: ignore[arg-type]
+    out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
     print(f"cloned {args.table}@{out['source_version']} as {args.new} ({out['num_rows']} rows, no bytes copied)")
     return 0
 
 
 def _optimize(args: argparse.Namespace) -> int:
     if args.server:
-        out = _client(args).table(args.table).optimize()
+        out = _client(args).table(args.table).optimize(**_note(args))
     else:
         from datetime import timedelta
 
         from app.settings import Settings
         from app.store.maintenance import optimize
 
-        out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days))
+        out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days), **_note(args))
     print(f"optimized {args.table}: version {out['version']}, {out['old_versions_removed']} old versions pruned")
     if out.get("retention_skipped"):
         print(f"warning: {out['retention_skipped']}", file=sys.stderr)

@@ -160,13 +160,15 @@ class Client:
         self._run(_calls.drop_table(name))
 
     def clone(self, source: str, name: str, *, version: int | None = None, tag: str | None = None,
-              branch: str | None = None, as_of: datetime | str | None = None) -> Table:
+              branch: str | None = None, as_of: datetime | str | None = None, message: str | None = None,
+              author: str | None = None) -> Table:
         """A new table sharing ``source``'s files at a ref (latest by default); no bytes are copied.
 
         >>> client.clone("digits", "digits-copy", tag="v1").count()
         1797
         """
-        self._run(_calls.clone(source, name, one_ref(version=version, tag=tag, branch=branch, as_of=as_of)))
+        self._run(_calls.clone(source, name, one_ref(version=version, tag=tag, branch=branch, as_of=as_of),
+                                    message, author))
         return Table(self, name)
 
 
@@ -340,9 +342,10 @@ class Table:
         self._run(self._calls.untag(name))
 
     def restore(self, *, version: int | None = None, tag: str | None = None,
-                as_of: datetime | str | None = None) -> dict[str, Any]:
+                as_of: datetime | str | None = None, message: str | None = None,
+                author: str | None = None) -> dict[str, Any]:
         """Commit a new latest version of main whose content is that of a past version: ``t.restore(tag="v1")``."""
-        return self._run(self._calls.restore(one_ref(version=version, tag=tag, as_of=as_of)))
+        return self._run(self._calls.restore(one_ref(version=version, tag=tag, as_of=as_of), message, author))
 
     def diff(self, from_ref: RefValue, to_ref: RefValue = "main") -> dict[str, Any]:
         """Ids ``added``, ``removed`` and ``changed`` (with the changed columns) between two refs.
@@ -412,14 +415,16 @@ class Table:
         """Build a Lance index (``IVF_PQ``, ``IVF_HNSW_SQ``, ``BTREE``, ``BITMAP``, ``FTS``) on a column."""
         return self._run(self._calls.create_index(column, index_type, params))
 
-    def optimize(self, *, retention_seconds: float | None = None) -> dict[str, Any]:
+    def optimize(self, *, retention_seconds: float | None = None, message: str | None = None,
+                 author: str | None = None) -> dict[str, Any]:
         """Compact files, fold new rows into indexes, prune old untagged versions."""
-        return self._run(self._calls.optimize(retention_seconds))
+        return self._run(self._calls.optimize(retention_seconds, message, author))
 
-    def embed(self, model: str = "builtin", *, source: str = "image", column: str | None = None) -> dict[str, Any]:
+    def embed(self, model: str = "builtin", *, source: str = "image", column: str | None = None,
+              message: str | None = None, author: str | None = None) -> dict[str, Any]:
         """Add or refresh a vector column computed by ``model`` from ``source`` (one new version).
 
         >>> t.embed("builtin")["column"]
         'vector'
         """
-        return self._run(self._calls.embed(model, source, column))
+        return self._run(self._calls.embed(model, source, column, message, author))

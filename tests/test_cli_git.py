@@ -103,7 +103,7 @@ def test_git_commands(mode: str, store: Store, folders: tuple[Path, Path], cli, 
     out = ok(cli("log", "pics", "-n", "50", *target))
     entries = out.split("\nversion ")
     assert out.startswith(f"version {latest}\n")
-    by_message = {re.search(r"\n\n    (.*)$", e).group(1): e for e in entries}  # type: ignore[union-attr]
+    by_message = {re.search(r"\n\n    (.*)", e).group(1): e for e in entries}  # type: ignore[union-attr]
     first_load = by_message["first load"]
     assert first_load.startswith(f"{v1} (tag: ") and "tag: v1" in first_load
     assert "tag: lightbox-clone-pics-v1" in first_load  # the clone's protecting tag shows too
@@ -115,4 +115,4 @@ def test_git_commands(mode: str, store: Store, folders: tuple[Path, Path], cli, 
     merged = by_message["bring feat in"]
     assert merged.startswith(f"{before + 1}\n") and "  +1 -0 ~2  (3 rows)" in merged
     relabel = next(e for e in entries if e.startswith(f"{before}\n"))
-    assert "  +0 -0 ~1  (2 rows)" in relabel and relabel.endswith("    (no message)\n")
+    assert "  +0 -0 ~1  (2 rows)" in relabel and relabel.endswith("    update 1 row\n")  # no message given: what it did

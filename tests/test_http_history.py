@@ -272,8 +272,8 @@ def test_versions_show_message_author_operation_rows_and_tags(client: httpx.Clie
         assert {"version", "timestamp", "message", "author", "operation", "num_rows", "tags"} <= set(entry)
         assert (entry["message"], entry["author"], entry["num_rows"]) == (message, author, rows), entry
         dt.datetime.fromisoformat(entry["timestamp"])
-    assert by_version[2]["operation"] == by_version[3]["operation"] == "Append"
-    assert by_version[1]["operation"] in ("Overwrite", "Append")
+    assert by_version[2]["operation"] == by_version[3]["operation"] == "insert"
+    assert by_version[1]["operation"] in ("create", "insert")
     assert by_version[1]["tags"] == ["v1"] and by_version[2]["tags"] == [] and by_version[3]["tags"] == []
     assert by_version[3]["rows_delta"] == 1
     branch = client.get(f"{T}/versions?branch=exp").json()
@@ -400,7 +400,7 @@ def test_restore_a_tag_makes_a_new_version_with_its_rows(small: tuple[httpx.Clie
     assert rows_with_digests(client, "?version=3") != v1  # history is kept
     assert lance.dataset(store.table_uri("t")).version == 4
     log = client.get(f"{T}/versions?limit=1").json()[0]
-    assert log["version"] == 4 and log["num_rows"] == 3 and log["operation"] == "Restore"
+    assert log["version"] == 4 and log["num_rows"] == 3 and log["operation"] == "restore"
     image = client.get(f"{T}/rows/a1.png/image")
     assert image.content == FILES["a1.png"]
     error_of(client.get(f"{T}/rows/b0.png"), 404, "row_not_found")

@@ -1,9 +1,10 @@
 """Forgetting a dropped or re-created table in the service's caches.
 
 Per-version caches (id maps, ANN indexes, filter results) are keyed by the store's snapshot key,
-which carries a generation the store bumps whenever it drops or creates a table, so a table
-re-created under the same name (LanceDB clients do ``drop_table`` then ``create_table``) never
-sees the old table's entries. Forgetting here also frees the old ANN indexes' memory at once.
+which carries the version's commit time, so a table re-created under the same name (LanceDB
+clients do ``drop_table`` then ``create_table``), here or by another process, never sees the old
+table's entries. Forgetting here frees the old entries' memory at once (the ANN cache listens to
+the store).
 """
 
 from __future__ import annotations
@@ -13,4 +14,3 @@ from typing import Any
 
 def forget_table(state: Any, name: str) -> None:
     state.store.forget(name)
-    state.searcher.ann.forget(name)

@@ -75,5 +75,7 @@ def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="fr
 
 
 @router.post("/clone", status_code=201)
-def clone_table(table: str, body: CloneBody, store: StoreDep) -> JSON:
-    return JSON(svc.clone(store, table, body.name, body.ref()), status_code=201)
+def clone_table(table: str, body: CloneBody, store: StoreDep,
+                message: Annotated[str | None, Query(description="kept with the version in the log")] = None,
+                author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
+    return JSON(svc.clone(store, table, body.name, body.ref(), message=message, author=author), status_code=201)

@@ -69,5 +69,8 @@ def delete_tag(table: str, tag: str, store: StoreDep) -> Response:
 
 
 @router.post("/restore")
-def restore(table: str, store: StoreDep, ref: RefDep, body: RefBody | None = None) -> JSON:
-    return JSON(svc.restore(store, table, body.ref() if body and body.ref() != Ref() else ref))
+def restore(table: str, store: StoreDep, ref: RefDep, body: RefBody | None = None,
+            message: Annotated[str | None, Query(description="kept with the version in the log")] = None,
+            author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
+    return JSON(svc.restore(store, table, body.ref() if body and body.ref() != Ref() else ref,
+                            message=message, author=author))

@@ -51,7 +51,9 @@ def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
 
 @router.post("/optimize")
 def optimize(table: str, request: Request, store: StoreDep,
-             retention_seconds: Annotated[float | None, Query(ge=0)] = None) -> JSON:
+             retention_seconds: Annotated[float | None, Query(ge=0)] = None,
+             message: Annotated[str | None, Query(description="kept with the version in the log")] = None,
+             author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
     """Compact, fold new rows into indexes, prune untagged versions older than the retention setting
     (``retention_seconds`` overrides it for this call; tagged versions are never pruned)."""
     if retention_seconds is not None and not 0 <= retention_seconds <= MAX_RETENTION_SECONDS:  # inf, nan, 1e308
@@ -59,16 +61,19 @@ def optimize(table: str, request: Request, store: StoreDep,
                          retention_seconds=str(retention_seconds))
 
     seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
-    return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds)))
+    return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds), message=message, author=author))
 
 
 @router.post("/embeddings", status_code=201)
-async def embed(table: str, body: EmbedBody, request: Request) -> JSON:
+async def embed(table: str, body: EmbedBody, request: Request,
+                message: Annotated[str | None, Query(description="kept with the version in the log")] = None,
+                author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
     """Add or refresh a vector column computed by ``model`` from ``source`` (one new version)."""
     state = request.app.state
     try:
         embedder = await run_in_threadpool(state.registry.get, body.model)
     except UnknownModel as exc:
         raise BadRequest(str(exc), model=body.model) from exc
-    out = await run_in_threadpool(embed_table, state.store, table, embedder, source=body.source, column=body.column)
+    out = await run_in_threadpool(embed_table, state.store, table, embedder, source=body.source, column=body.column,
+                             message=message, author=author)
     return JSON(out, status_code=201)

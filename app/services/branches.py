@@ -9,19 +9,23 @@ branch again applies only what is new: rows already equal on both sides are no-o
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, TableExists
 from app.services.diff import Diff, diff
+from app.services.history import MAX_PAGE, list_versions
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.catalog import check_name
+from app.store.notes import write_note
 from app.store.schema import is_blob
 from app.store.upserts import keyed_write
-from app.store.writes import CLONE_TAG_PREFIX
+from app.store.writes import CLONE_TAG_PREFIX, default_author
 
 OnConflict = Literal["fail", "theirs", "ours"]
+RECENT_MERGES = 200  # versions of the target searched for an earlier merge of the same branch
 
 
 class BranchNotFound(NotFound):
@@ -91,11 +95,35 @@ def merge(store: Store, name: str, branch: str, *, into: str = "main", on_confli
     upserts = [i for i in (*theirs.added, *theirs.changed) if i in differing and i not in skip]
     deletes = [i for i in theirs.removed if i in differing and i not in skip]
     rows = _rows(theirs_snap, ours_snap, upserts)
+    merged = branch_log(store, name, branch, _merged_before(store, name, branch, target_branch,
+                                                           int(info["parent_version"])))
     version, counts = keyed_write(store, name, rows, mode="upsert", branch=target_branch, delete_ids=deletes,
-                                  message=message or f"merge {branch} into {into}", author=author)
+                                  message=message or f"merge {branch} into {into}", author=author,
+                                  extra={"lightbox:op": "merge", "lightbox:merged": json.dumps(merged)})
     return {"version": version or ours_snap.version, "merged": version is not None, "into": into,
             "upserted": len(upserts), "removed": len(deletes),
             "conflicts": conflicts, "applied": counts}
+
+
+def branch_log(store: Store, name: str, branch: str, since: int) -> list[dict[str, Any]]:
+    """The branch's versions after ``since``, newest first, as the merge's log entry shows them
+    (kept in the merge's commit, so they stay readable after the branch is deleted)."""
+    page, _ = list_versions(store, name, branch=branch, limit=MAX_PAGE, before=since, ascending=True)
+    keep = ("version", "branch", "timestamp", "message", "author", "operation", "num_rows",
+            "rows_added", "rows_removed", "rows_updated", "merged")
+    return [{k: entry[k] for k in keep if k in entry} for entry in reversed(page)]
+
+
+def _merged_before(store: Store, name: str, branch: str, target: str | None, fork: int) -> int:
+    """The newest version of ``branch`` an earlier merge into ``target`` already listed (else the
+    fork), so each branch version shows under one merge only, as in ``git log``. Only the target's
+    recent log is looked at: an older merge's versions may then show again, never go missing."""
+    page, _ = list_versions(store, name, branch=target, limit=RECENT_MERGES)
+    for entry in page:
+        listed = [m["version"] for m in entry.get("merged") or [] if m.get("branch") == branch]
+        if listed:
+            return max(fork, *listed)
+    return fork
 
 
 def _touched(d: Diff) -> set[str]:
@@ -129,7 +157,8 @@ def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def clone(store: Store, name: str, new_name: str, ref: Ref) -> dict[str, Any]:
+def clone(store: Store, name: str, new_name: str, ref: Ref, *, message: str | None = None,
+          author: str | None = None) -> dict[str, Any]:
     """A new table sharing the source's data files at ``ref`` (no bytes copied).
 
     The source version is tagged ``lightbox-clone-<new>`` so retention never deletes files the clone
@@ -149,6 +178,10 @@ def clone(store: Store, name: str, new_name: str, ref: Ref) -> dict[str, Any]:
                          **({"storage_options": store.storage_options} if store.storage_options else {}))
     store.invalidate(name)
     clone_ds = store.latest(new_name)
+    where = f"version {snap.version}" + (f" of branch {snap.branch}" if snap.branch else "")
+    write_note(store.table_uri(new_name), clone_ds, None, {
+        "lightbox:op": "clone", "author": author or default_author(),
+        "__lance_commit_message": message or f"clone of {name} at {where}"})
     return {"name": new_name, "source": name, "source_version": snap.version, "version": clone_ds.version,
             "num_rows": clone_ds.count_rows()}
 

@@ -14,8 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from app.errors import BadRequest, Conflict
-from app.store import Store
+from app.services.diff import diff
+from app.store import Ref, Store
+from app.store.notes import write_note
 from app.store.schema import check_column_name, is_blob, vector_field, vector_meta
+from app.store.writes import default_author
 from embeddings.base import Embedder
 
 
@@ -34,8 +37,11 @@ def check_source(embedder: Embedder, schema: pa.Schema, source: str) -> None:
 
 
 def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "image", column: str | None = None,
-                batch_size: int = 256) -> dict[str, Any]:
-    """Compute ``column`` from ``source`` for every row; returns the new version and counts."""
+                batch_size: int = 256, message: str | None = None, author: str | None = None) -> dict[str, Any]:
+    """Compute ``column`` from ``source`` for every row; returns the new version and counts.
+
+    The version is logged as ``embed`` with its author, message and the counts ``diff`` gives
+    against its parent (a version note: Lance's ``merge`` records none)."""
     ds = store.fresh(name)
     schema = ds.schema
     check_source(embedder, schema, source)
@@ -52,12 +58,20 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     source_ds = ds.checkout_version(ds.version)  # a second handle: the writer's is busy while it merges
     reader = pa.RecordBatchReader.from_batches(
         out_schema, _vectors(source_ds, embedder, source, field, out_schema, batch_size, stats))
+    parent = ds.version
     if exists:
         ds.merge_insert("id").when_matched_update_all().execute(reader)
     else:
         ds.merge(reader, left_on="id")
     store.invalidate(name)
-    return {"version": store.latest(name).version, "column": column, "model": embedder.name, "dim": embedder.dim,
+    if ds.version != parent:
+        change = diff(store.snapshot(name, Ref(version=parent)), store.snapshot(name, Ref(version=ds.version)))
+        write_note(store.table_uri(name), ds, None, {
+            "lightbox:op": "embed", "author": author or default_author(),
+            "__lance_commit_message": message or f"embed {source} into {column!r} with {embedder.name}",
+            "lightbox:inserted": str(len(change.added)), "lightbox:deleted": str(len(change.removed)),
+            "lightbox:updated": str(len(change.changed))})
+    return {"version": ds.version, "column": column, "model": embedder.name, "dim": embedder.dim,
             "rows": stats["rows"], "failed": stats["failed"]}
 
 

@@ -7,8 +7,11 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
 from app.services.branches import refuse_guard_change
+from app.services.diff import diff
 from app.store import Ref, Store
-from app.store.writes import check_tag_name, tag_version
+from app.store.history import commit_restore
+from app.store.upserts import write_turn
+from app.store.writes import check_tag_name, default_author, tag_version
 
 MAX_PAGE = 1000
 
@@ -103,8 +106,11 @@ def _tag_branch(store: Store, name: str, tag: str, branch: str, version: int) ->
     return {"name": tag, "version": version, "branch": branch}
 
 
-def restore(store: Store, name: str, ref: Ref) -> dict[str, Any]:
-    """Commit a new latest version whose content is that of ``ref`` (nothing is copied)."""
+def restore(store: Store, name: str, ref: Ref, *, message: str | None = None,
+            author: str | None = None) -> dict[str, Any]:
+    """Commit a new latest version whose content is that of ``ref`` (nothing is copied).
+
+    It is logged as ``restore`` with the counts ``diff`` gives from the latest it replaces."""
     if ref == Ref():
         raise BadRequest("say what to restore: a version, tag or as_of")
     snap = store.snapshot(name, ref)
@@ -113,13 +119,21 @@ def restore(store: Store, name: str, ref: Ref) -> dict[str, Any]:
     head = store.latest(name)
     if snap.version == head.version:
         raise Conflict(f"version {snap.version} is already the latest", version=snap.version)
-    try:
-        store.fresh(name).checkout_version(snap.version).restore()
-    except (ValueError, OSError) as exc:
-        raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
+    with write_turn(store, name):  # other writers wait, so the counts are against what is replaced
+        base = store.fresh(name)
+        change = diff(store.snapshot(name, Ref(version=base.version)), snap)
+        props = {"lightbox:op": "restore", "author": author or default_author(),
+                 "__lance_commit_message": message or f"restore version {snap.version}",
+                 "lightbox:inserted": str(len(change.added)), "lightbox:deleted": str(len(change.removed)),
+                 "lightbox:updated": str(len(change.changed))}
+        try:
+            restored = commit_restore(base, snap.version, props)
+        except (ValueError, OSError) as exc:
+            if "conflict" in str(exc).lower():
+                raise Conflict(f"table {name!r} changed during the restore; try again") from exc
+            raise VersionNotFound(f"cannot restore version {snap.version}: {exc}") from exc
     store.invalidate(name)
-    latest = store.latest(name)
-    return {"version": latest.version, "restored": snap.version, "num_rows": latest.count_rows()}
+    return {"version": restored.version, "restored": snap.version, "num_rows": restored.count_rows()}
 
 
 def _iso(value: Any) -> str | None:

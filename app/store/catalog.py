@@ -5,6 +5,13 @@ opens the same tables. Handles are opened once and shared: the latest of each br
 re-checked at most every ``refresh_seconds`` (local writes refresh it at once), and pinned
 versions are derived from it with ``checkout_version``, which shares the open dataset's caches
 and never moves the shared handle (one request's ref must never affect another's).
+
+Several processes may serve one data root, and any of them may drop a table and create another
+under the same name, whose version 1 is not the old version 1. So a version is identified by what
+the storage says about it, its number *and* its manifest's commit timestamp (``Snapshot.key``),
+never by a counter only the dropping process knows; and each refresh of a latest handle checks
+that the table (or branch) it finds continues the one seen before (``_continues``), forgetting
+everything cached about it when it does not. Nothing here assumes a local path.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +35,7 @@ from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
 
-SnapshotKey = tuple[str, str | None, int, int]
+SnapshotKey = tuple[str, str | None, int, datetime]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -39,12 +47,17 @@ class Snapshot:
     ds: lance.LanceDataset
     version: int
     branch: str | None
-    generation: int = 0  # bumped when the table is dropped or created here: version 1 can mean two tables
+    stamp: datetime  # the manifest's commit time: version 1 of a re-created table is another version 1
 
     @property
     def key(self) -> SnapshotKey:
         """What caches of per-version facts (id maps, ANN indexes, filter results) are keyed by."""
-        return (self.name, self.branch, self.version, self.generation)
+        return (self.name, self.branch, self.version, self.stamp)
+
+
+def stamp_of(ds: lance.LanceDataset) -> datetime:
+    """When the handle's version was committed, from its loaded manifest (no I/O)."""
+    return ds.get_version()["timestamp"]
 
 
 class Store:
@@ -61,12 +74,18 @@ class Store:
         self.uri = uri.rstrip("/") or "/"
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
-        self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset]] = {}
-        self._pinned: OrderedDict[tuple[str, str | None, int], lance.LanceDataset] = OrderedDict()
+        self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
+        self._pinned: OrderedDict[tuple[str, str | None, int], tuple[lance.LanceDataset, datetime]] = OrderedDict()
+        self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self.log = VersionLog()
-        self._generations: dict[str, int] = {}
+        self.log = VersionLog(self.table_uri)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_forget(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(name)`` whenever this store forgets a table (dropped, re-created, or found
+        replaced by another process), so caches kept elsewhere free what they hold for it."""
+        self._listeners.append(listener)
 
     # -- names and locations -------------------------------------------------------------
     @property
@@ -125,24 +144,69 @@ class Store:
 
     def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
         """The newest version of a branch (main when ``branch`` is None), cached briefly."""
+        return self._head(name, branch)[0]
+
+    def _head(self, name: str, branch: str | None = None) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch)
         now = time.monotonic()
         cached = self._latest.get(key)
         if cached and now - cached[0] < self.refresh_seconds:
-            return cached[1]
-        if branch is None:
-            if not self.is_local or self.exists(name):
-                ds = self._open(name)
+            return cached[1], cached[2]
+        try:
+            if branch is None:
+                if not self.is_local or self.exists(name):
+                    ds = self._open(name)
+                else:
+                    raise TableNotFound(f"table {name!r} does not exist", table=name)
             else:
-                raise TableNotFound(f"table {name!r} does not exist", table=name)
-        else:
-            main = self.latest(name)
-            if branch not in main.branches.list():
-                raise VersionNotFound(f"table {name!r} has no branch {branch!r}", table=name, branch=branch)
-            ds = main.checkout_version((branch, None))
+                main = self.latest(name)
+                if branch not in main.branches.list():
+                    raise VersionNotFound(f"table {name!r} has no branch {branch!r}", table=name, branch=branch)
+                ds = main.checkout_version((branch, None))
+        except (TableNotFound, VersionNotFound):
+            if key in self._seen:  # dropped by another process: free what is cached about it
+                self._forget_lineage(name, branch)
+            raise
+        stamp = stamp_of(ds)
+        if not self._continues(key, ds, stamp):
+            self._forget_lineage(name, branch)
         with self._lock:
-            self._latest[key] = (now, ds)
-        return ds
+            self._latest[key] = (now, ds, stamp)
+            self._seen[key] = (ds.version, stamp)
+        return ds, stamp
+
+    def _continues(self, key: tuple[str, str | None], ds: lance.LanceDataset, stamp: datetime) -> bool:
+        """Whether a freshly opened head is the same table (or branch) as the head seen before.
+
+        Versions only grow and a committed manifest never changes, so the table continues when the
+        version seen before is still there with the same commit time. Anything else (a lower
+        version, another time, a version gone) means it was dropped and created again, here or by
+        another process; at worst (a version pruned meanwhile) caches are rebuilt for nothing.
+        """
+        seen = self._seen.get(key)
+        if seen is None:
+            return True
+        version, when = seen
+        if ds.version == version:
+            return stamp == when
+        if ds.version < version:
+            return False
+        try:
+            before = ds.checkout_version((key[1], version) if key[1] else version)
+        except (ValueError, OSError):
+            return False
+        return stamp_of(before) == when
+
+    def _forget_lineage(self, name: str, branch: str | None) -> None:
+        if branch is None:
+            self.forget(name)
+            return
+        with self._lock:
+            self._latest.pop((name, branch), None)
+            self._seen.pop((name, branch), None)
+            for key in [k for k in self._pinned if k[0] == name and k[1] == branch]:
+                del self._pinned[key]
+        self.log.forget_branch(name, branch)
 
     def invalidate(self, name: str) -> None:
         """Forget cached latest handles of a table (after a local write or a drop)."""
@@ -167,23 +231,23 @@ class Store:
         elif ref.version is not None:
             branch, version = ref.branch, ref.version
         else:
-            head = self.latest(name, ref.branch)
-            return Snapshot(name, head, head.version, ref.branch, self._generations.get(name, 0))
-        head = self.latest(name, branch)
-        generation = self._generations.get(name, 0)
+            head, stamp = self._head(name, ref.branch)
+            return Snapshot(name, head, head.version, ref.branch, stamp)
+        head, stamp = self._head(name, branch)
         if version == head.version:
-            return Snapshot(name, head, version, branch, generation)
-        return Snapshot(name, self._pinned_handle(name, branch, version, head), version, branch, generation)
+            return Snapshot(name, head, version, branch, stamp)
+        ds, stamp = self._pinned_handle(name, branch, version, head)
+        return Snapshot(name, ds, version, branch, stamp)
 
     def _pinned_handle(
         self, name: str, branch: str | None, version: int, head: lance.LanceDataset
-    ) -> lance.LanceDataset:
+    ) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch, version)
         with self._lock:
-            ds = self._pinned.get(key)
-            if ds is not None:
+            found = self._pinned.get(key)
+            if found is not None:
                 self._pinned.move_to_end(key)
-                return ds
+                return found
         try:
             ds = head.checkout_version((branch, version) if branch else version)
         except (ValueError, OSError) as exc:
@@ -191,11 +255,12 @@ class Store:
             raise VersionNotFound(
                 f"table {name!r} has no version {version}{where}", table=name, version=version
             ) from exc
+        found = (ds, stamp_of(ds))
         with self._lock:
-            self._pinned[key] = ds
+            self._pinned[key] = found
             while len(self._pinned) > self._cache_size:
                 self._pinned.popitem(last=False)
-        return ds
+        return found
 
     @staticmethod
     def _resolve_tag(main: lance.LanceDataset, name: str, tag: str) -> tuple[str | None, int]:
@@ -215,6 +280,8 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
         """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
+        from app.store.writes import default_author  # (that module builds on this one)
+
         if self.exists(name):
             raise TableExists(f"table {name!r} already exists", table=name)
         check_schema_names(schema)
@@ -226,6 +293,7 @@ class Store:
             enable_stable_row_ids=True,
             storage_options=self.storage_options,
             commit_message="create table",
+            transaction_properties={"author": default_author(), "lightbox:op": "create"},
         )
         self.forget(name)
         return ds
@@ -242,13 +310,17 @@ class Store:
         self.forget(name)
 
     def forget(self, name: str) -> None:
-        """Drop everything cached about a table and start a new generation of its cache keys, so
-        per-version caches elsewhere never answer for an older table of the same name."""
+        """Drop everything cached about a table, here and in the caches that listen (per-version
+        caches are keyed by commit time as well, so they could not answer for the old table anyway;
+        forgetting frees their memory at once)."""
         self.invalidate(name)
         self.log.forget(name)
         self.forget_pinned(name)
         with self._lock:
-            self._generations[name] = self._generations.get(name, 0) + 1
+            for key in [k for k in self._seen if k[0] == name]:
+                del self._seen[key]
+        for listener in self._listeners:
+            listener(name)
 
     def write_options(self) -> dict[str, Any]:
         """Keyword arguments every ``lance.write_dataset`` call of this store takes."""

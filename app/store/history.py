@@ -8,19 +8,23 @@ read time because they move.
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import lance
 
 from app.errors import VersionNotFound
+from app.store.notes import read_note
 
 
 class VersionLog:
     """Entries per (table, branch, version); numbers per (table, branch, latest version)."""
 
-    def __init__(self) -> None:
+    def __init__(self, table_uri: Callable[[str], str] | None = None) -> None:
+        self._table_uri = table_uri  # where a table's version notes live (None: read no notes)
         self._entries: dict[tuple[str, str | None, int], dict[str, Any]] = {}
         self._numbers: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
         self._lock = threading.Lock()
@@ -39,7 +43,8 @@ class VersionLog:
         key = (name, branch, version)
         found = self._entries.get(key)
         if found is None:
-            found = _read_entry(head, name, version, branch)
+            uri = self._table_uri(name) if self._table_uri is not None else None
+            found = _read_entry(head, name, version, branch, uri)
             with self._lock:
                 self._entries[key] = found
         return found
@@ -63,8 +68,25 @@ class VersionLog:
             self._numbers = {k: v for k, v in self._numbers.items() if k[0] != name}
             self._entries = {k: v for k, v in self._entries.items() if k[0] != name}
 
+    def forget_branch(self, name: str, branch: str) -> None:
+        """Drop one branch's cached numbers and entries (deleted and created again elsewhere)."""
+        with self._lock:
+            self._numbers = {k: v for k, v in self._numbers.items() if k[:2] != (name, branch)}
+            self._entries = {k: v for k, v in self._entries.items() if k[:2] != (name, branch)}
 
-def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None) -> dict[str, Any]:
+
+def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) -> lance.LanceDataset:
+    """Commit ``version``'s content as a new version on top of ``ds`` (main's latest), carrying
+    ``props`` (author, message, counts) as Lance's ``restore()`` cannot. Nothing is copied."""
+    from lance.dataset import Transaction
+
+    txn = Transaction(read_version=ds.version, operation=lance.LanceOperation.Restore(version),
+                      transaction_properties=props)
+    return lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
+
+
+def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None,
+                table_uri: str | None = None) -> dict[str, Any]:
     try:
         pinned = head if head.version == version else head.checkout_version((branch, version) if branch else version)
     except (ValueError, OSError) as exc:
@@ -72,18 +94,58 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
     info = pinned.get_version()
     try:
         txn = pinned.get_transactions(1)[0]
-    except (ValueError, OSError, IndexError):
+    except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
         txn = None
     props = dict(txn.transaction_properties or {}) if txn is not None else {}
     stamp: datetime = info["timestamp"]  # pylance gives naive *local* time (datetime.fromtimestamp)
-    return {
+    if "author" not in props and table_uri is not None:  # a Lance call that could carry no properties
+        props.update(read_note(table_uri, branch, version, stamp))
+    counts = {k: int(props[f"lightbox:{k}"]) for k in ("inserted", "updated", "deleted") if f"lightbox:{k}" in props}
+    operation = props.get("lightbox:op") or _what_happened(txn, version, counts)
+    entry = {
         "version": version,
         "timestamp": (stamp if stamp.tzinfo else stamp.astimezone(UTC)).isoformat(),
-        "message": props.get("__lance_commit_message"),
+        "message": props.get("__lance_commit_message") or _default_message(operation, counts),
         "author": props.get("author"),
-        "operation": type(txn.operation).__name__ if txn is not None else None,
+        "operation": operation,
         "num_rows": int(info["metadata"].get("total_rows", 0)),
         "branch": branch,
-        "counts": {k: int(props[f"lightbox:{k}"]) for k in ("inserted", "updated", "deleted")
-                   if f"lightbox:{k}" in props},
+        "counts": counts,
     }
+    if "lightbox:merged" in props:
+        try:
+            entry["merged"] = json.loads(props["lightbox:merged"])
+        except ValueError:
+            entry["merged"] = []
+    return entry
+
+
+LANCE_OPERATIONS = {"Append": "insert", "Delete": "delete", "Merge": "add_columns", "Restore": "restore",
+                    "Clone": "clone", "Rewrite": "optimize", "CreateIndex": "index", "Project": "alter_columns"}
+
+
+def _what_happened(txn: Any, version: int, counts: dict[str, int]) -> str | None:
+    """An operation name for a commit that recorded none (written before names were recorded, or by
+    another Lance client), from Lance's operation and the row counts."""
+    if txn is None:
+        return None
+    lance_name = type(txn.operation).__name__
+    if lance_name == "Overwrite":
+        return "create" if version == 1 else "overwrite"
+    if lance_name == "Update" and counts:
+        done = [k for k in ("inserted", "updated", "deleted") if counts.get(k)]
+        if done == ["inserted", "updated"]:
+            return "upsert"
+        return {"inserted": "insert", "updated": "update", "deleted": "delete"}.get(done[0], "update") \
+            if len(done) == 1 else "update"
+    return LANCE_OPERATIONS.get(lance_name, lance_name.lower())
+
+
+def _default_message(operation: str | None, counts: dict[str, int]) -> str | None:
+    """What a commit without a message did, in words ("update 1 row")."""
+    if operation is None:
+        return None
+    rows = counts.get("inserted", 0) + counts.get("updated", 0) + counts.get("deleted", 0)
+    if operation in ("insert", "update", "delete", "upsert") and rows:
+        return f"{operation} {rows} row{'s' if rows != 1 else ''}"
+    return operation.replace("_", " ")

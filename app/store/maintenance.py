@@ -13,8 +13,9 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
+from app.store.notes import write_note
 from app.store.schema import is_vector
-from app.store.writes import CLONE_TAG_PREFIX
+from app.store.writes import CLONE_TAG_PREFIX, default_author
 
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
@@ -77,13 +78,24 @@ def _recorded_metric(field: Any) -> str:
     return (field.metadata or {}).get(b"lightbox:metric", b"l2").decode()
 
 
-def optimize(store: Store, name: str, retention: timedelta) -> dict[str, Any]:
-    """Compact small files, fold new rows into indexes, prune untagged versions older than ``retention``."""
+def optimize(store: Store, name: str, retention: timedelta, *, message: str | None = None,
+             author: str | None = None) -> dict[str, Any]:
+    """Compact small files, fold new rows into indexes, prune untagged versions older than ``retention``.
+
+    Each version it commits is logged as ``optimize`` (a version note: Lance records nothing for
+    these commits), with zero row counts: compaction and index upkeep change no row."""
+    props = {"lightbox:op": "optimize", "author": author or default_author(),
+             "lightbox:inserted": "0", "lightbox:updated": "0", "lightbox:deleted": "0"}
     ds = store.fresh(name)
+    before = ds.version
     compaction = ds.optimize.compact_files()
+    _note_range(store, name, before, {**props, "__lance_commit_message": message or "optimize: compact data files"})
     ds = store.fresh(name)
     if ds.list_indices():
+        before = ds.version
         ds.optimize.optimize_indices()
+        _note_range(store, name, before,
+                    {**props, "__lance_commit_message": message or "optimize: fold new rows into indexes"})
     ds = store.fresh(name)
     unguarded = unguarded_clones(store, name, ds)
     stats = None
@@ -140,3 +152,17 @@ def _valid(name: str) -> bool:
 def _location(uri: str) -> str:
     path = uri.removeprefix("file://")
     return os.path.realpath(path) if "://" not in path else path.rstrip("/")
+
+
+def _note_range(store: Store, name: str, before: int, props: dict[str, str]) -> None:
+    """Note ``props`` on the versions committed since ``before`` (compaction may commit two: one
+    reserving fragment ids, one rewriting), except a concurrent write's, which carries its author."""
+    head = store.fresh(name)
+    for version in range(before + 1, head.version + 1):
+        pinned = head if version == head.version else head.checkout_version(version)
+        try:
+            txn = pinned.get_transactions(1)[0]
+        except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
+            txn = None
+        if txn is None or "author" not in (txn.transaction_properties or {}):
+            write_note(store.table_uri(name), pinned, None, props)

@@ -184,6 +184,11 @@ class RowReader:
                     self._building.pop(snap.key, None)
         return found
 
+    def forget(self, name: str) -> None:
+        """Drop a table's id indexes (it was dropped or replaced), closing the files they hold open."""
+        with self._lock:
+            self._indexes = OrderedDict((k, v) for k, v in self._indexes.items() if k[0] != name)
+
     def row(self, snap: Snapshot, key: str) -> dict:
         """One row as a dict of its scalar columns (no blobs, no vectors)."""
         row_id = self.index(snap).row_id(key)

@@ -76,9 +76,11 @@ def _props(message: str | None, author: str | None) -> dict[str, str]:
 
 def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, branch: str | None = None,
                 delete_ids: list[str] | None = None, message: str | None = None,
-                author: str | None = None) -> tuple[int | None, dict[str, int]]:
-    """Apply one keyed write; returns (new version or None when nothing changed, row counts)."""
-    props = _props(message, author)
+                author: str | None = None, extra: dict[str, str] | None = None) -> tuple[int | None, dict[str, int]]:
+    """Apply one keyed write; returns (new version or None when nothing changed, row counts).
+
+    ``extra`` transaction properties are kept with the version (a merge names what it merged)."""
+    props = {**_props(message, author), **(extra or {})}
     source = data if data is not None else pa.table({"id": pa.array([], pa.string())})
 
     def build(ds: lance.LanceDataset) -> Any:
