@@ -482,7 +482,7 @@ def _clone(args: argparse.Namespace) -> int:
         _client(args).clone(args.table, args.new, **ref, **_note(args))  # type: ignore[arg-type]
         print(f"cloned {args.table} as {args.new}")
         return 0
-    from app.services.branches import clone
+    from app.services.clones import clone
     from app.store import Ref
 
     out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from app.models import RequestBody
 from app.responses import JSON
 from app.routes.history import RefBody
 from app.services import branches as svc
+from app.services import clones
 from app.services.diff import diff, parse_ref_text
 from app.services.query import MAX_POSITION
 
@@ -78,4 +79,4 @@ def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="fr
 def clone_table(table: str, body: CloneBody, store: StoreDep,
                 message: Annotated[str | None, Query(description="kept with the version in the log")] = None,
                 author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
-    return JSON(svc.clone(store, table, body.name, body.ref(), message=message, author=author), status_code=201)
+    return JSON(clones.clone(store, table, body.name, body.ref(), message=message, author=author), status_code=201)

@@ -6,7 +6,7 @@ import bisect
 from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
-from app.services.branches import refuse_guard_change
+from app.services.clones import refuse_guard_change
 from app.services.diff import diff
 from app.store import Ref, Store
 from app.store.history import commit_restore

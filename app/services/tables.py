@@ -64,7 +64,7 @@ def drop_table(store: Store, name: str) -> None:
     A table that clones still read from cannot be dropped (409): its data files are theirs too, and
     deleting them would leave every clone unreadable.
     """
-    from app.services.branches import clones_of, release_clone
+    from app.services.clones import clones_of, release_clone
 
     clones = clones_of(store, name)
     if clones:
