@@ -1,8 +1,9 @@
-"""Demo-like data for the gallery's browser tests and benchmark: the demo ``digits`` table in two writes.
+"""Demo-like data for the gallery's browser tests and benchmark: the demo ``digits`` table in three writes.
 
 The first write holds the digits 0-4 and is tagged ``v1``; a later write adds 5-9, and a last
 one replaces one row's image (an upsert of inverted pixels), so the grid at ``v1`` shows fewer
-(older) rows than latest and a diff has added rows and a changed image. Both writes fill a ``vector`` column with the builtin embedder, so search works.
+(older) rows than latest and a diff has added rows and a changed image. Every write fills a
+``vector`` column with the builtin embedder, so search works.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ async function diffView(table, from, to, params) {
   return h("div", {},
     h("p", { id: "diff-summary" }, `v${d.from.version}${d.from.branch ? " (" + d.from.branch + ")" : ""} → v${d.to.version}${d.to.branch ? " (" + d.to.branch + ")" : ""}: ` +
       `${d.counts.added} added, ${d.counts.removed} removed, ${d.counts.changed} changed`),
-    section("added", d.counts.added, added), section("removed", d.counts.removed, removed),
     h("section", { "aria-label": "changed", id: "diff-changed" }, h("h3", {}, `changed: ${d.counts.changed}`),
-      changed.length ? h("div.changed-list", {}, changed) : h("p.muted", {}, "none")));
+      changed.length ? h("div.changed-list", {}, changed) : h("p.muted", {}, "none")),
+    section("removed", d.counts.removed, removed), section("added", d.counts.added, added));
 }

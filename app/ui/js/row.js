@@ -21,6 +21,7 @@ export async function rowView(route, ctx) {
   if (hasImage) {
     const shown = BROWSER_IMAGES.has(row.mime) ? original : thumbUrl(table, id, pin, 1024);
     const img = h("img", { alt: `image ${id}` + (row.label !== undefined ? `, label ${row.label}` : ""), id: "row-image" });
+    img.addEventListener("load", () => { if (img.naturalWidth < 256) img.style.width = "min(100%, 384px)"; });
     setImage(img, shown);
     picture = h("div.image", {}, img);
   }

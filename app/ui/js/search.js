@@ -44,7 +44,7 @@ export function searchView(route, ctx) {
   const errors = h("div", { id: "search-errors" });
   const status = h("div.status", { id: "search-status", "aria-live": "polite" });
   const results = h("div.grid", { id: "results", role: "list" });
-  root.append(form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results);
+  root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
   const columns = scalarColumns(info);
   const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));
   const base = { k: K, column, filter: params.get("filter") || null, columns: ["id", ...shown.filter((c) => c !== "id")] };
