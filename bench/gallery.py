@@ -1,0 +1,139 @@
+"""The gallery's first screen, measured in a browser: the first 100 thumbnails of the demo ``digits`` table.
+
+``lightbox serve`` runs as a child process over a fresh copy of the demo tables (``lightbox.demo``),
+and Debian's Chromium, driven by Playwright, opens ``/#/t/digits``. The time is the page's own clock
+(``performance.now()``, from navigation start) when the grid holds 100 thumbnails that have all
+loaded and decoded. Cold: a new browser context (empty HTTP cache) each run; the first cold run is
+also the server's first sight of the table (its caches empty). Warm: the same context going to the
+page again (a new navigation, as when coming back later); pinned thumbnails are ``immutable``, so
+the server's access log should show no thumbnail requests for those runs. Medians of the runs.
+
+    python -m bench.gallery [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.common import PROJECT_DIR, git_state, machine, md_table, scratch, verdict, write_section
+
+TARGET_S = 1.0
+CHROMIUM = os.environ.get("LIGHTBOX_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+READY = """() => {
+  const imgs = [...document.querySelectorAll('#grid img')].slice(0, 100);
+  return imgs.length === 100 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(uri: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "LANCE_LOG": "error"}
+    proc = subprocess.Popen([sys.executable, "-m", "lightbox.cli", "serve", "--uri", uri, "--port", str(port)],
+                            cwd=PROJECT_DIR, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("lightbox serve did not start; see " + str(log))
+
+
+def first_screen(page: object, url: str) -> float:
+    page.goto(url + "/#/t/digits")
+    page.wait_for_function(READY, polling="raf", timeout=30_000)
+    return page.evaluate("performance.now()") / 1000
+
+
+def thumbnail_requests(log: Path) -> int:
+    return sum("/thumbnail" in line for line in log.read_text(errors="replace").splitlines())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 runs each instead of 7")
+    args = parser.parse_args()
+    runs = 3 if args.quick else 7
+    from playwright.sync_api import sync_playwright
+
+    from app.store import Store
+    from lightbox.demo import build_demo
+
+    info, code = machine(), git_state()
+    root = scratch("gallery-")
+    try:
+        uri = str(root / "data")
+        build_demo(Store(uri), root / "sources")
+        log = root / "serve.log"
+        proc, url = start_server(uri, log)
+        cold: list[float] = []
+        warm: list[float] = []
+        warm_thumbs: list[int] = []
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                for _ in range(runs):
+                    context = browser.new_context(viewport={"width": 1280, "height": 900})
+                    page = context.new_page()
+                    cold.append(first_screen(page, url))
+                    before = thumbnail_requests(log)
+                    page.goto("about:blank")
+                    warm.append(first_screen(page, url))
+                    warm_thumbs.append(thumbnail_requests(log) - before)
+                    context.close()
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    cold_med, warm_med = statistics.median(cold), statistics.median(warm)
+    rows = [["cold (empty browser cache; run 1 also a cold server)", f"{cold_med:.3f}",
+             " / ".join(f"{v:.3f}" for v in cold), "100"],
+            ["warm (same browser, a new visit)", f"{warm_med:.3f}", " / ".join(f"{v:.3f}" for v in warm),
+             f"{max(warm_thumbs)} (max over runs)"]]
+    body = "\n".join([
+        f"## Gallery first screen{' (quick)' if args.quick else ''}: `python -m bench.gallery"
+        f"{' --quick' if args.quick else ''}`",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; code: {code}",
+        f"- machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM; load average at start {info['load']}",
+        "- method: `lightbox serve` (child process) on the demo tables; Debian Chromium via Playwright opens "
+        "`/#/t/digits`; time = `performance.now()` when the grid holds 100 loaded thumbnails; "
+        f"{runs} runs, medians.",
+        "",
+        md_table(["run", "median s", "runs s", "thumbnail requests"], rows),
+        "",
+        md_table(["target", "measured", "result"], [
+            [f"first 100 thumbnails <= {TARGET_S:.0f} s, cold", f"{cold_med:.3f} s", verdict(cold_med <= TARGET_S)],
+            [f"first 100 thumbnails <= {TARGET_S:.0f} s, warm", f"{warm_med:.3f} s", verdict(warm_med <= TARGET_S)],
+            ["warm visit costs no thumbnail requests", str(max(warm_thumbs)), verdict(max(warm_thumbs) == 0)],
+        ]),
+    ])
+    print(body)
+    write_section("bench.gallery" + (".quick" if args.quick else ""), body)
+
+
+if __name__ == "__main__":
+    main()
