@@ -47,12 +47,12 @@ test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-BENCHES := ingest fetch http timetravel service_memory search near_duplicates
+BENCHES := ingest fetch http timetravel service_memory search near_duplicates gallery
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
-bench-quick: $(VENV)/.dev
+bench-quick: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
