@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import tifffile
 from PIL import Image, ImageOps
 
 from app.store import Store
@@ -40,5 +42,11 @@ def build_digits(root: Path) -> dict[str, object]:
     ImageOps.invert(Image.open(folder / CHANGED_ID)).save(replaced)
     run_ingest(store, IngestOptions(sources=[str(sources / "replaced")], message="invert one digit", author="demo",
                                     mode="upsert", **common))
+    deep = sources / "deep"  # images a browser cannot show: the gallery renders them like thumbnails
+    deep.mkdir()
+    ramp = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)
+    tifffile.imwrite(deep / "ramp_uint16.tif", (ramp * 4000).astype(np.uint16))
+    tifffile.imwrite(deep / "ramp_float32.tif", ramp * 3.5 - 1)
+    run_ingest(store, IngestOptions(table="deep", sources=[str(deep)], message="deep TIFFs", progress=False))
     v1_rows = sum(1 for d in first.iterdir() for _ in d.iterdir())
     return {"uri": uri, "v1_rows": v1_rows, "rows": store.latest("digits").count_rows(), "digits": folder}

@@ -202,6 +202,16 @@ def test_row_page_shows_metadata_history_and_downloads_the_original(page: object
     assert changed.get_attribute("data-version") == "3" and "invert one digit" in changed.inner_text()
 
 
+def test_deep_tiffs_render_like_thumbnails_on_the_row_page(page: object, server: LiveServer) -> None:
+    for name in ("ramp_uint16.tif", "ramp_float32.tif"):
+        page.goto(f"{server.url}/#/t/deep/row/{name}")
+        image = page.locator("#row-image")
+        image.wait_for()
+        assert "/thumbnail?" in image.get_attribute("src") and "size=1024" in image.get_attribute("src")
+        page.wait_for_function("document.querySelector('#row-image')?.naturalWidth === 64")
+        assert "image/tiff" in page.locator("#row-fields").inner_text()
+
+
 def test_switching_to_tag_v1_shows_the_older_rows(page: object, server: LiveServer, digits: dict) -> None:
     page.goto(server.url + "/#/t/digits")
     cells(page).first.wait_for()
