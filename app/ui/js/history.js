@@ -22,13 +22,13 @@ export async function historyView(route, ctx) {
   };
   const prev = (i) => (log[i + 1] ? String(log[i + 1].version) : null);
   const rows = log.map((v, i) => h("tr", { dataset: { version: v.version } },
-    h("td", {}, h("a", { href: href("grid", table, { version: v.version }) }, `v${v.version}`)),
+    h("td", {}, branch ? `v${v.version}` : h("a", { href: href("grid", table, { version: v.version }) }, `v${v.version}`)),
     h("td", {}, formatTime(v.timestamp)),
     h("td", {}, v.message || ""), h("td", {}, v.author || ""), h("td", {}, v.operation || ""),
     h("td", {}, String(v.num_rows)),
     h("td.mono", {}, `+${v.rows_added ?? 0} −${v.rows_removed ?? 0} ~${v.rows_updated ?? 0}`),
     h("td", {}, (v.tags || []).map((tag) => h("span.pill", {}, tag))),
-    h("td", {}, prev(i) ? h("a", { href: href("history", table, { ...Object.fromEntries(params), from: prev(i), to: String(v.version) }) }, "diff") : "")));
+    h("td", {}, prev(i) && !branch ? h("a", { href: href("history", table, { ...Object.fromEntries(params), from: prev(i), to: String(v.version) }) }, "diff") : "")));
   const logTable = h("table.log", { id: "log" },
     h("caption", { class: "muted" }, `version log${branch ? " of branch " + branch : " (main)"}`),
     h("thead", {}, h("tr", {}, ["version", "time", "message", "author", "operation", "rows", "changes", "tags", ""]
