@@ -5,8 +5,9 @@ and Debian's Chromium, driven by Playwright, opens ``/#/t/digits``. The time is 
 (``performance.now()``, from navigation start) when the grid holds 100 thumbnails that have all
 loaded and decoded. Cold: a new browser context (empty HTTP cache) each run; the first cold run is
 also the server's first sight of the table (its caches empty). Warm: the same context going to the
-page again (a new navigation, as when coming back later); pinned thumbnails are ``immutable``, so
-the server's access log should show no thumbnail requests for those runs. Medians of the runs.
+page again (a new navigation, as when coming back later); pinned image URLs are ``immutable``, so
+the server's access log should show no image requests for those runs. Medians of the runs. (The
+digits are 8x8 PNGs smaller than a thumbnail, so the grid shows them through the image route.)
 
     python -m bench.gallery [--quick]
 """
@@ -66,8 +67,10 @@ def first_screen(page: object, url: str) -> float:
     return page.evaluate("performance.now()") / 1000
 
 
-def thumbnail_requests(log: Path) -> int:
-    return sum("/thumbnail" in line for line in log.read_text(errors="replace").splitlines())
+def image_requests(log: Path) -> int:
+    """Access-log lines for a row's image or thumbnail."""
+    lines = log.read_text(errors="replace").splitlines()
+    return sum("/rows/" in line and ("/thumbnail" in line or "/image" in line) for line in lines)
 
 
 def main() -> None:
@@ -97,10 +100,10 @@ def main() -> None:
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
                     page = context.new_page()
                     cold.append(first_screen(page, url))
-                    before = thumbnail_requests(log)
+                    before = image_requests(log)
                     page.goto("about:blank")
                     warm.append(first_screen(page, url))
-                    warm_thumbs.append(thumbnail_requests(log) - before)
+                    warm_thumbs.append(image_requests(log) - before)
                     context.close()
                 browser.close()
         finally:
@@ -123,12 +126,12 @@ def main() -> None:
         "`/#/t/digits`; time = `performance.now()` when the grid holds 100 loaded thumbnails; "
         f"{runs} runs, medians.",
         "",
-        md_table(["run", "median s", "runs s", "thumbnail requests"], rows),
+        md_table(["run", "median s", "runs s", "image requests"], rows),
         "",
         md_table(["target", "measured", "result"], [
             [f"first 100 thumbnails <= {TARGET_S:.0f} s, cold", f"{cold_med:.3f} s", verdict(cold_med <= TARGET_S)],
             [f"first 100 thumbnails <= {TARGET_S:.0f} s, warm", f"{warm_med:.3f} s", verdict(warm_med <= TARGET_S)],
-            ["warm visit costs no thumbnail requests", str(max(warm_thumbs)), verdict(max(warm_thumbs) == 0)],
+            ["a warm visit costs no image requests", str(max(warm_thumbs)), verdict(max(warm_thumbs) == 0)],
         ]),
     ])
     print(body)

@@ -4,7 +4,7 @@
 import { api, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
 import { href } from "./route.js";
-import { cell, scalarColumns, tabs } from "./table.js";
+import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const PAGE = 100;
 
@@ -62,7 +62,8 @@ export function gridView(route, ctx) {
   let busy = false;
   let done = false;
   let total = null;
-  const body = { filter: filter || null, columns: ["id", ...shown.filter((c) => c !== "id")], limit: PAGE,
+  const wanted = ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))];
+  const body = { filter: filter || null, columns: [...new Set(wanted)], limit: PAGE,
     order_by: sort ? [sort] : [] };
   const showStatus = () => {
     status.textContent = `${loaded} shown` + (total !== null ? ` of ${total} rows` : "") +

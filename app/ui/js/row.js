@@ -4,9 +4,8 @@
 import { api, apiUrl, getKey, imageUrl, rowPath, setImage, t } from "./api.js";
 import { errorBox, formatBytes, formatTime, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
-import { tabs, thumbUrl } from "./table.js";
+import { BROWSER_IMAGES, tabs, thumbUrl } from "./table.js";
 
-const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"]);
 const HISTORY_VERSIONS = 30; // the row's history is read at this many recent versions at most
 const PARALLEL = 4;
 

@@ -5,7 +5,7 @@ import { api, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
 import { href } from "./route.js";
 import { filterBox } from "./grid.js";
-import { cell, scalarColumns, tabs } from "./table.js";
+import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const K = 48;
 
@@ -47,7 +47,7 @@ export function searchView(route, ctx) {
   root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
   const columns = scalarColumns(info);
   const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));
-  const base = { k: K, column, filter: params.get("filter") || null, columns: ["id", ...shown.filter((c) => c !== "id")] };
+  const base = { k: K, column, filter: params.get("filter") || null, columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))])] };
 
   async function run(label, options) {
     errors.replaceChildren();

@@ -31,12 +31,24 @@ export function thumbUrl(table, id, pin, size = THUMB) {
   return apiUrl(`${rowPath(table, id)}/thumbnail`, params);
 }
 
+const SMALL_BYTES = 16 * 1024;
+export const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"]);
+/** The columns that let a cell pick the cheaper of original and thumbnail (see cellSource). */
+export const SOURCE_COLUMNS = ["mime", "width", "height", "size_bytes"];
+
+/** An original no bigger than its thumbnail would be (a small PNG, JPEG, ...) is shown as is: the
+ * image route serves stored bytes without decoding anything, many times faster than rendering. */
+export function cellSource(table, row, pin) {
+  const small = BROWSER_IMAGES.has(row.mime) && row.width <= THUMB && row.height <= THUMB && row.size_bytes <= SMALL_BYTES;
+  return small ? apiUrl(`${rowPath(table, row.id)}/image`, pin) : thumbUrl(table, row.id, pin);
+}
+
 /** One thumbnail cell linking to its row; `extra` adds lines (e.g. a search distance). */
 export function cell(table, row, { pin, params, shown = [], extra = [], cls = "" }) {
   const id = row.id;
   const img = h("img", { alt: `image ${id}`, decoding: "async", width: THUMB, height: THUMB });
   img.addEventListener("load", () => { if (img.naturalWidth < 64) img.classList.add("pixelated"); });
-  setImage(img, thumbUrl(table, id, pin));
+  setImage(img, cellSource(table, row, pin));
   const lines = [h("div.meta.mono", { title: id }, id)];
   for (const c of shown) if (c !== "id") lines.push(h("div.meta", {}, h("b", {}, `${c}: `), fmt(row[c])));
   for (const line of extra) lines.push(h("div.meta", {}, line));
