@@ -92,15 +92,15 @@ export function gridView(route, ctx) {
       busy = false;
     }
     // a tall window may show the sentinel with room to spare: keep filling
-    if (!done && sentinel.getBoundingClientRect().top < window.innerHeight + 600) more();
+    if (!done && sentinel.getBoundingClientRect().top < window.innerHeight + 600) setTimeout(more, 0);
   }
 
   const observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) more();
   }, { rootMargin: "600px" });
   observer.observe(sentinel);
-  api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } })
-    .then((r) => { total = r.count; showStatus(); }, () => { /* the page query reports the error */ });
-  more();
+  // the count waits for the first page, so it does not compete with it and its images
+  more().then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
+    .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
   return root;
 }

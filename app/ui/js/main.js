@@ -65,7 +65,7 @@ async function render() {
     } else {
       const ctx = await resolve(route.table, route.params);
       if (id !== renderId) return;
-      refBar(route, ctx.info).catch(() => {});
+      setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
       if (route.view === "grid") {
         el = gridView(route, ctx);
         kept = { hash, el, scroll: 0 };
