@@ -2,7 +2,7 @@
 // view, a filter box (the API's own filter language and errors), sort and shown columns.
 
 import { api, t } from "./api.js";
-import { errorBox, h } from "./dom.js";
+import { errorBox, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
 import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
 
@@ -22,7 +22,9 @@ export function gridView(route, ctx) {
   const { table, params } = route;
   const { info, pin } = ctx;
   const columns = scalarColumns(info);
-  const defaultShown = columns.filter((c) => ["label", "caption", "class"].includes(c));
+  // a table without images (features, tensors) is listed as rows; one without ids cannot link rows
+  const images = info.schema.some((c) => c.name === "image") && columns.includes("id");
+  const defaultShown = images ? columns.filter((c) => ["label", "caption", "class"].includes(c)) : columns.slice(0, 8);
   const shown = params.has("cols") ? params.get("cols").split(",").filter((c) => columns.includes(c)) : defaultShown;
   const sort = params.get("sort") || "";
   const filter = params.get("filter") || "";
@@ -53,7 +55,7 @@ export function gridView(route, ctx) {
       },
     }), " ", c))));
   const status = h("div.status", { id: "grid-status", "aria-live": "polite" }, "loading…");
-  const grid = h("div.grid", { id: "grid", role: "list" });
+  const grid = images ? h("div.grid", { id: "grid", role: "list" }) : h("table.log", { id: "grid" });
   const sentinel = h("div.sentinel", { "aria-hidden": "true" });
   root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser), status, grid, sentinel);
 
@@ -62,8 +64,8 @@ export function gridView(route, ctx) {
   let busy = false;
   let done = false;
   let total = null;
-  const wanted = ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))];
-  const body = { filter: filter || null, columns: [...new Set(wanted)], limit: PAGE,
+  const wanted = images ? ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))] : shown;
+  const body = { filter: filter || null, columns: wanted.length ? [...new Set(wanted)] : null, limit: PAGE,
     order_by: sort ? [sort] : [] };
   const showStatus = () => {
     status.textContent = `${loaded} shown` + (total !== null ? ` of ${total} rows` : "") +
@@ -75,9 +77,13 @@ export function gridView(route, ctx) {
     busy = true;
     try {
       const page = await api(`${t(table)}/query`, { method: "POST", params: pin, json: { ...body, cursor } });
-      const frag = document.createDocumentFragment();
-      for (const row of page.rows) frag.append(cell(table, row, { pin, params, shown }));
-      grid.append(frag);
+      if (images) {
+        const frag = document.createDocumentFragment();
+        for (const row of page.rows) frag.append(cell(table, row, { pin, params, shown }));
+        grid.append(frag);
+      } else {
+        plainRows(grid, page.rows, wanted);
+      }
       loaded += page.rows.length;
       cursor = page.next_cursor;
       done = !cursor;
@@ -103,4 +109,12 @@ export function gridView(route, ctx) {
   more().then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
     .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
   return root;
+}
+
+/** Rows of a table without images, as a plain table (the header once, on the first page). */
+function plainRows(table, rows, columns) {
+  const names = columns.length ? columns : Object.keys(rows[0] || {});
+  if (!table.tHead && names.length) table.append(h("thead", {}, h("tr", {}, names.map((c) => h("th", { scope: "col" }, c)))));
+  const body = table.tBodies[0] || table.appendChild(h("tbody"));
+  for (const row of rows) body.append(h("tr", {}, names.map((c) => h("td.mono", {}, formatValue(row[c])))));
 }

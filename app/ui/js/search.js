@@ -8,6 +8,7 @@ import { filterBox } from "./grid.js";
 import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const K = 48;
+let lastUpload = null; // {table, file}: a new filter re-runs the last image search
 
 function textCapable(embedding) {
   // the builtin embedder reads pixels only; sentence-transformers models read text (CLIP ones both)
@@ -67,6 +68,7 @@ export function searchView(route, ctx) {
 
   function upload(f) {
     if (!f) return;
+    lastUpload = { table, file: f };
     const form = new FormData();
     form.append("image", f, f.name);
     for (const [k, v] of Object.entries(base)) if (v !== null) form.append(k, Array.isArray(v) ? JSON.stringify(v) : String(v));
@@ -82,6 +84,7 @@ export function searchView(route, ctx) {
   });
   if (params.get("like")) run(`to row ${params.get("like")}`, { json: { ...base, image_id: params.get("like") } });
   else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } });
+  else if (lastUpload && lastUpload.table === table) upload(lastUpload.file);
   else status.textContent = "Pick an image to find its nearest rows.";
   return root;
 }
