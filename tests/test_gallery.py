@@ -302,6 +302,16 @@ def test_keys_prompt_and_a_read_only_key_cannot_write(browser: object, digits: d
         assert "read-only" in error.inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "test_keys_read_only.png"))
+        # another key, from the header button: a read-write key can tag
+        page.click("#key-button")
+        page.fill("#key-input", RW_KEY)
+        page.click('#key-form button[type="submit"]')
+        page.locator('#log tr[data-version="1"]').wait_for()
+        page.fill('#tag-form input[name="version"]', "2")
+        page.fill('#tag-form input[name="name"]', "reviewed")
+        page.click('#tag-form button[type="submit"]')
+        page.locator("#tag-result .notice").wait_for()
+        assert "tagged v2 as reviewed" in page.locator("#tag-result").inner_text()
         watch.check()
     finally:
         context.close()
