@@ -55,7 +55,7 @@ export function gridView(route, ctx) {
       },
     }), " ", c))));
   const status = h("div.status", { id: "grid-status", "aria-live": "polite" }, "loading…");
-  const grid = images ? h("div.grid", { id: "grid", role: "list" }) : h("table.log", { id: "grid" });
+  const grid = images ? h("div.grid", { id: "grid" }) : h("table.log", { id: "grid" });
   const sentinel = h("div.sentinel", { "aria-hidden": "true" });
   root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser), status, grid, sentinel);
 

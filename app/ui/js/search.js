@@ -44,7 +44,7 @@ export function searchView(route, ctx) {
     placeholder: "describe what you look for" }), h("button", { type: "submit" }, "Search text")) : null;
   const errors = h("div", { id: "search-errors" });
   const status = h("div.status", { id: "search-status", "aria-live": "polite" });
-  const results = h("div.grid", { id: "results", role: "list" });
+  const results = h("div.grid", { id: "results" });
   root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
   const columns = scalarColumns(info);
   const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));

@@ -100,6 +100,6 @@ export async function refBar(route, info) {
   const when = h("input", { type: "datetime-local", step: "1", "aria-label": "as of time (UTC)", id: "ref-time" });
   const asOf = h("button.quiet", { type: "button", onclick: () => {
     if (when.value) go(new URLSearchParams({ as_of: new Date(when.value + "Z").toISOString() }));
-  } }, "as of");
+  } }, "as of (UTC)");
   bar.append(h("label", { for: "ref-select", class: "muted" }, "ref"), select, when, asOf);
 }
