@@ -8,6 +8,7 @@ import { BROWSER_IMAGES, tabs, thumbUrl } from "./table.js";
 
 const HISTORY_VERSIONS = 30; // the row's history is read at this many recent versions at most
 const PARALLEL = 4;
+const UNREADABLE = Symbol("unreadable");
 
 export async function rowView(route, ctx) {
   const { table, id, params } = route;
@@ -73,8 +74,12 @@ async function rowHistory(table, id, ctx, params) {
   async function worker() {
     while (next < versions.length) {
       const i = next++;
-      const r = await api(`${t(table)}/fetch`, { method: "POST", params: { version: String(versions[i].version) }, json: { ids: [id] } });
-      states[i] = r.rows[0] || null;
+      try {
+        const r = await api(`${t(table)}/fetch`, { method: "POST", params: { version: String(versions[i].version) }, json: { ids: [id] } });
+        states[i] = r.rows[0] || null;
+      } catch {
+        states[i] = UNREADABLE; // e.g. a version pruned by optimize: skipped
+      }
     }
   }
   await Promise.all(Array.from({ length: PARALLEL }, worker));
@@ -83,6 +88,7 @@ async function rowHistory(table, id, ctx, params) {
   let before = truncated ? undefined : null; // undefined: not known before the window
   versions.forEach((v, i) => {
     const now = states[i];
+    if (now === UNREADABLE) return;
     if (before === undefined) {
       if (now) events.push({ v, what: "present", columns: [] });
     } else if (!before && now) events.push({ v, what: "added", columns: [] });
