@@ -4,7 +4,7 @@
 import { api, t } from "./api.js";
 import { errorBox, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
-import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
+import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const PAGE = 100;
 
@@ -78,8 +78,9 @@ export function gridView(route, ctx) {
     try {
       const page = await api(`${t(table)}/query`, { method: "POST", params: pin, json: { ...body, cursor } });
       if (images) {
+        const inline = await smallOriginals(table, page.rows, pin);
         const frag = document.createDocumentFragment();
-        for (const row of page.rows) frag.append(cell(table, row, { pin, params, shown }));
+        for (const row of page.rows) frag.append(cell(table, row, { pin, params, shown, inline }));
         grid.append(frag);
       } else {
         plainRows(grid, page.rows, wanted);

@@ -5,7 +5,7 @@ import { api, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
 import { href } from "./route.js";
 import { filterBox } from "./grid.js";
-import { cell, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
+import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const K = 48;
 let lastUpload = null; // {table, file}: a new filter re-runs the last image search
@@ -56,8 +56,9 @@ export function searchView(route, ctx) {
     results.replaceChildren();
     try {
       const { hits } = await api(`${t(table)}/search`, { method: "POST", params: pin, ...options });
+      const inline = await smallOriginals(table, hits, pin);
       results.append(...hits.map((hit, i) => cell(table, hit, {
-        pin, params, shown, extra: [`#${i + 1} · distance ${hit._distance.toFixed(4)}`],
+        pin, params, shown, inline, extra: [`#${i + 1} · distance ${hit._distance.toFixed(4)}`],
       })));
       status.textContent = `${hits.length} nearest ${label}`;
     } catch (err) {

@@ -31,24 +31,47 @@ export function thumbUrl(table, id, pin, size = THUMB) {
   return apiUrl(`${rowPath(table, id)}/thumbnail`, params);
 }
 
-const SMALL_BYTES = 16 * 1024;
+const SMALL_BYTES = 8 * 1024;
 export const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"]);
-/** The columns that let a cell pick the cheaper of original and thumbnail (see cellSource). */
+/** The columns that let a cell pick how to show its image (see isSmall). */
 export const SOURCE_COLUMNS = ["mime", "width", "height", "size_bytes"];
 
-/** An original no bigger than its thumbnail would be (a small PNG, JPEG, ...) is shown as is: the
- * image route serves stored bytes without decoding anything, many times faster than rendering. */
-export function cellSource(table, row, pin) {
-  const small = BROWSER_IMAGES.has(row.mime) && row.width <= THUMB && row.height <= THUMB && row.size_bytes <= SMALL_BYTES;
-  return small ? apiUrl(`${rowPath(table, row.id)}/image`, pin) : thumbUrl(table, row.id, pin);
+/** An original no bigger than its thumbnail would be (an 8x8 PNG digit, an icon) is shown as is. */
+function isSmall(row) {
+  return BROWSER_IMAGES.has(row.mime) && row.width <= THUMB && row.height <= THUMB && row.size_bytes <= SMALL_BYTES;
 }
 
-/** One thumbnail cell linking to its row; `extra` adds lines (e.g. a search distance). */
-export function cell(table, row, { pin, params, shown = [], extra = [], cls = "" }) {
+/** The small originals of a page of rows, fetched in one request (POST /fetch with_images) rather
+ * than one request each: a page of 100 digits costs one round trip instead of 17 rounds over the
+ * browser's six connections. Returns id -> data: URL; rows it does not cover get thumbnail URLs. */
+export async function smallOriginals(table, rows, pin) {
+  const small = rows.filter(isSmall);
+  if (!small.length) return new Map();
+  try {
+    const { rows: found } = await api(`${t(table)}/fetch`, {
+      method: "POST", params: pin, json: { ids: small.map((r) => r.id), columns: ["id", "image"], with_images: true },
+    });
+    const mime = new Map(small.map((r) => [r.id, r.mime]));
+    return new Map(found.filter((r) => r.image).map((r) => [r.id, `data:${mime.get(r.id)};base64,${r.image}`]));
+  } catch {
+    return new Map(); // the cells fall back to one request each
+  }
+}
+
+function cellSource(table, row, pin, inline) {
+  if (inline && inline.has(row.id)) return inline.get(row.id);
+  return isSmall(row) ? apiUrl(`${rowPath(table, row.id)}/image`, pin) : thumbUrl(table, row.id, pin);
+}
+
+/** One thumbnail cell linking to its row; `extra` adds lines (e.g. a search distance); `inline`
+ * holds data: URLs from smallOriginals. */
+export function cell(table, row, { pin, params, shown = [], extra = [], cls = "", inline = null }) {
   const id = row.id;
   const img = h("img", { alt: `image ${id}`, decoding: "async", width: THUMB, height: THUMB });
   img.addEventListener("load", () => { if (img.naturalWidth < 64) img.classList.add("pixelated"); });
-  setImage(img, cellSource(table, row, pin));
+  const src = cellSource(table, row, pin, inline);
+  if (src.startsWith("data:")) img.src = src;
+  else setImage(img, src);
   const lines = [h("div.meta.mono", { title: id }, id)];
   for (const c of shown) if (c !== "id") lines.push(h("div.meta", {}, h("b", {}, `${c}: `), fmt(row[c])));
   for (const line of extra) lines.push(h("div.meta", {}, line));
