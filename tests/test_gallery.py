@@ -162,6 +162,7 @@ def test_grid_pages_by_cursor_as_it_scrolls_and_keyboard_opens_rows(page: object
     page.keyboard.press("Enter")
     page.locator("#row-fields").wait_for()
     assert opened in page.locator("h1").inner_text()
+    page.locator("#row-history table").wait_for()  # the row page's own reads are done
     before = len(page.watch.requests)
     page.keyboard.press("Escape")
     page.wait_for_function("document.querySelectorAll('#grid a.cell').length === 200")
