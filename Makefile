@@ -6,7 +6,7 @@ export LANCE_LOG ?= error
 
 TS_DIR := tests/ts
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test lint bench bench-quick clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo
+	@echo "Building the demo tables; then the gallery is at http://127.0.0.1:8000/ (API docs at /docs)"
 	$(VENV)/bin/lightbox demo
 
 # The pinned official LanceDB TypeScript client for tests/test_lancedb_ts.py (skipped without node/npm).
@@ -35,20 +36,26 @@ $(TS_DIR)/node_modules: $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 		echo "npm not found: the LanceDB TypeScript client tests will be skipped"; \
 	fi
 
-test: $(VENV)/.dev $(TS_DIR)/node_modules
+# The gallery's browser tests (tests/test_gallery.py) drive Debian's chromium through Playwright
+# (Playwright's own browser download needs the internet); CI runs as root on a fresh Debian machine.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
+		echo "could not install chromium (not root?): the gallery's browser tests will be skipped"
+
+test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-BENCHES := ingest fetch http timetravel service_memory search near_duplicates
+BENCHES := ingest fetch http timetravel service_memory search near_duplicates gallery
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
-bench-quick: $(VENV)/.dev
+bench-quick: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache $(TS_DIR)/node_modules
+	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache $(TS_DIR)/node_modules tests/artifacts

@@ -1,4 +1,4 @@
-"""API keys: with ``LIGHTBOX_API_KEYS`` set, every route but health needs a key.
+"""API keys: with ``LIGHTBOX_API_KEYS`` set, every route but health and the data-free pages needs a key.
 
 Keys come as ``KEY`` (read-write) or ``KEY:ro`` / ``KEY:rw``, comma-separated. A key is sent as
 ``x-api-key: KEY`` or ``Authorization: Bearer KEY``. A read-only key may call every read, including
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-OPEN_PATHS = ("/healthz", "/readyz")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/docs", "/redoc", "/openapi.json")  # health, and pages holding no data
+OPEN_PREFIXES = ("/ui/",)  # the gallery's static files
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 READ_POST_SUFFIXES = (
     "/query", "/fetch", "/search", "/count", "/describe", "/count_rows", "/version/list", "/tags/list",
@@ -69,7 +70,7 @@ class RequireKey:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope["headers"]}  # raw bytes: a key may hold any byte

@@ -22,7 +22,7 @@ from app.errors import LightboxError
 from app.middleware import RequestId
 from app.models import request_error
 from app.responses import JSON
-from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
+from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -57,11 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
-                  description="Versioned image tables on Lance.")
+                  description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
     app.state.settings = settings
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(lancedb_compat.router)
+    ui.install(app)  # the gallery at / and the offline /docs, /redoc
     _install_error_handlers(app)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:

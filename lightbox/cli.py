@@ -232,8 +232,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
+    print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
+
+
+def gallery_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the gallery (a wildcard bind is reached on loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -526,6 +533,8 @@ def _demo(args: argparse.Namespace) -> int:
     for report in build_demo(_store(uri)):
         print(report.summary(), end="\n\n")
     if args.no_serve:
+        print(f"Serve it with `lightbox serve --uri {uri}` and open the gallery at "
+              f"{gallery_url(args.host, args.port)}")
         return 0
     args.uri = uri
     return _serve(args)

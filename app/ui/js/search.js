@@ -1,0 +1,91 @@
+// Search: by an uploaded image (drop or pick a file), by text when a vector column was built by a
+// text-capable model, or "more like this" from a row; results with distances; the filter applies.
+
+import { api, t } from "./api.js";
+import { errorBox, h } from "./dom.js";
+import { href } from "./route.js";
+import { filterBox } from "./grid.js";
+import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
+
+const K = 48;
+let lastUpload = null; // {table, file}: a new filter re-runs the last image search
+
+function textCapable(embedding) {
+  // the builtin embedder reads pixels only; sentence-transformers models read text (CLIP ones both)
+  return Boolean(embedding.model) && !embedding.model.startsWith("builtin");
+}
+
+export function searchView(route, ctx) {
+  const { table, params } = route;
+  const { info, pin } = ctx;
+  const root = h("section", { "aria-label": `search ${table}` }, tabs(route));
+  if (!info.embeddings.length) {
+    root.append(h("p.muted", {}, "This table has no vector column; add one with `lightbox ingest --embed builtin` " +
+      "or `lightbox embed` to search it."));
+    return root;
+  }
+  const go = (changes) => {
+    const next = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(changes)) next.set(k, v);
+    location.hash = href("search", table, next);
+  };
+  const { form } = filterBox(route, (f) => go({ filter: f }));
+  const columnSelect = info.embeddings.length > 1 ? h("select", { id: "vector-column", "aria-label": "vector column",
+    onchange: (e) => go({ column: e.target.value }) },
+  info.embeddings.map((e) => h("option", { value: e.column, selected: e.column === params.get("column") }, `${e.column} (${e.model})`))) : null;
+  const column = params.get("column") || info.embeddings[0].column;
+  const embedding = info.embeddings.find((e) => e.column === column) || info.embeddings[0];
+  const file = h("input", { type: "file", accept: "image/*", id: "search-file", "aria-label": "search by an image file" });
+  const drop = h("div.drop", { id: "drop" }, h("label", { for: "search-file" }, "Drop an image here, or choose a file: "), file);
+  const textForm = textCapable(embedding) ? h("form.toolbar", { onsubmit: (e) => {
+    e.preventDefault();
+    go({ text: e.target.elements.text.value.trim(), like: "" });
+  } }, h("input", { type: "search", name: "text", value: params.get("text") || "", "aria-label": "search by text",
+    placeholder: "describe what you look for" }), h("button", { type: "submit" }, "Search text")) : null;
+  const errors = h("div", { id: "search-errors" });
+  const status = h("div.status", { id: "search-status", "aria-live": "polite" });
+  const results = h("div.grid", { id: "results" });
+  root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
+  const columns = scalarColumns(info);
+  const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));
+  const base = { k: K, column, filter: params.get("filter") || null, columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))])] };
+
+  async function run(label, options) {
+    errors.replaceChildren();
+    status.textContent = `searching ${label}…`;
+    results.replaceChildren();
+    try {
+      const { hits } = await api(`${t(table)}/search`, { method: "POST", params: pin, ...options });
+      const inline = await smallOriginals(table, hits, pin);
+      results.append(...hits.map((hit, i) => cell(table, hit, {
+        pin, params, shown, inline, extra: [`#${i + 1} · distance ${hit._distance.toFixed(4)}`],
+      })));
+      status.textContent = `${hits.length} nearest ${label}`;
+    } catch (err) {
+      errors.replaceChildren(errorBox(err));
+      status.textContent = "";
+    }
+  }
+
+  function upload(f) {
+    if (!f) return;
+    lastUpload = { table, file: f };
+    const form = new FormData();
+    form.append("image", f, f.name);
+    for (const [k, v] of Object.entries(base)) if (v !== null) form.append(k, Array.isArray(v) ? JSON.stringify(v) : String(v));
+    run(`to ${f.name}`, { form });
+  }
+  file.addEventListener("change", () => upload(file.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    upload(e.dataTransfer.files[0]);
+  });
+  if (params.get("like")) run(`to row ${params.get("like")}`, { json: { ...base, image_id: params.get("like") } });
+  else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } });
+  else if (lastUpload && lastUpload.table === table) upload(lastUpload.file);
+  else status.textContent = "Pick an image to find its nearest rows.";
+  return root;
+}

@@ -1,0 +1,46 @@
+"""The gallery's files and the docs pages: served from the package, open without a key, no CDN.
+
+(The gallery's behaviour in a browser is tests/test_gallery.py.)
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from app.routes.ui import UI_DIR
+
+
+def test_pages_and_assets_are_open_and_local_while_data_needs_a_key(data_uri: str, tuned_server) -> None:
+    server = tuned_server(data_uri, api_keys="secret,peek:ro")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/api/v1/tables").status_code == 401
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-cache"
+        for src in re.findall(r'(?:src|href)="(/ui/[^"]+)"', page.text):
+            asset = client.get(src)
+            assert asset.status_code == 200, src
+            assert asset.headers.get("etag"), src  # revalidated, not refetched
+        module = client.get("/ui/js/main.js")
+        assert "javascript" in module.headers["content-type"]
+        for escape in ("/ui/%2e%2e/routes/ui.py", "/ui/..%2froutes%2fui.py"):
+            assert client.get(escape).status_code == 404, escape  # only the gallery's own files
+        assert client.get("/openapi.json").json()["info"]["title"] == "Lightbox"
+        for path in ("/docs", "/redoc"):
+            html = client.get(path).text
+            urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert urls and all(u.startswith("/ui/vendor/") for u in urls), urls
+            for url in urls:
+                assert client.get(url).status_code == 200, url
+            assert "http://" not in html and "https://" not in html
+
+
+def test_vendored_docs_assets_name_no_cdn() -> None:
+    """Swagger UI and ReDoc would fetch from the internet if their bundles named a CDN."""
+    for path in (UI_DIR / "vendor").rglob("*.js"):
+        text = path.read_text(errors="replace")
+        assert "cdn.redoc.ly" not in text and "unpkg.com" not in text and "jsdelivr" not in text, path
+    for package in ("swagger-ui", "redoc"):
+        assert (UI_DIR / "vendor" / package / "LICENSE").exists()
