@@ -22,6 +22,7 @@ from app.errors import LightboxError
 from app.middleware import RequestId
 from app.responses import JSON
 from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
+from app.routes import export as export_routes
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
+    app.include_router(export_routes.router)
     app.include_router(lancedb_compat.router)
     _install_error_handlers(app)
     keys = ApiKeys.parse(settings.api_keys)

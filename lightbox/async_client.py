@@ -20,6 +20,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -247,6 +248,17 @@ class AsyncTable:
                             transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
         spec = await self._run(self._calls.dataset_spec(filter, columns))
         return _calls.dataset_class()(self.client.options, spec, transform=transform, decode=decode)
+
+    async def export(self, dest: str | PathLike[str], format: str = "parquet", *, filter: str | None = None,
+                     columns: Sequence[str] | None = None, label_column: str = "label", archive: str | None = None,
+                     shard_size: int | None = None) -> dict[str, Any]:
+        job = await self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
+        for part in job.parts:
+            with part.open() as sink:
+                async with self.client._stream(self._calls.export_part(part)) as chunks:
+                    async for chunk in chunks:
+                        sink.write(chunk)
+        return await asyncio.to_thread(job.finish)
 
     # -- history ---------------------------------------------------------------------------
     async def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:

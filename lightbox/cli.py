@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="load images (and metadata) into a table as one new version")
     ing.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths) or a Parquet file of image bytes")
+                     help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths), a Parquet file of image bytes or a "
+                          "WebDataset .tar shard")
     ing.add_argument("--table", required=True)
     ing.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
     ing.add_argument("--metadata", help="CSV/TSV/Parquet/JSONL file of per-image metadata")
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-serve", action="store_true", help="build the tables and exit")
+    from lightbox import cli_formats
+
+    parser.set_defaults(extra_handlers=cli_formats.add_parsers(sub))
     return parser
 
 
@@ -135,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
                "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
-               "merge": _merge, "clone": _clone, "optimize": _optimize}
+               "merge": _merge, "clone": _clone, "optimize": _optimize, **args.extra_handlers}
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
