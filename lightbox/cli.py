@@ -194,7 +194,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own access log
     return 0
 
 

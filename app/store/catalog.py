@@ -25,6 +25,7 @@ import pyarrow as pa
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
+from app.store.stats import CacheStats
 
 SnapshotKey = tuple[str, str | None, int, int]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -61,6 +62,7 @@ class Store:
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset]] = {}
+        self.stats = CacheStats()  # pinned-version handles, for /metrics
         self._pinned: OrderedDict[tuple[str, str | None, int], lance.LanceDataset] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -182,7 +184,9 @@ class Store:
             ds = self._pinned.get(key)
             if ds is not None:
                 self._pinned.move_to_end(key)
+                self.stats.hit()
                 return ds
+        self.stats.miss()
         try:
             ds = head.checkout_version((branch, version) if branch else version)
         except (ValueError, OSError) as exc:
