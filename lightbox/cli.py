@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--max-pixels", type=int, default=None)
     ing.add_argument("--branch", help="ingest into this branch (created from main's latest if new)")
     ing.add_argument("--embed", metavar="MODEL",
-                     help="also write a vector column: 'builtin' or 'sentence-transformers:<model or path>'")
+                     help="also write a vector column: 'builtin', 'clip[:<path>]' or "
+                          "'sentence-transformers:<model or path>'")
     ing.add_argument("--embed-text", metavar="COLUMN", help="embed this text column instead of the image")
     ing.add_argument("--report", help="write the machine-readable run report (JSON) here")
     ing.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     emb = sub.add_parser("embed", help="add or refresh a vector column on a table (one new version)")
     emb.add_argument("table")
-    emb.add_argument("--model", required=True, help="'builtin' or 'sentence-transformers:<model or path>'")
+    emb.add_argument("--model", required=True,
+                     help="'builtin', 'clip[:<path>]' or 'sentence-transformers:<model or path>'")
     emb.add_argument("--source", default="image", help="the column to embed: 'image' or a text column")
     emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
     emb.add_argument("--uri", default=None)
