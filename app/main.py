@@ -22,6 +22,7 @@ from app.errors import LightboxError
 from app.metrics import Metrics, Observe
 from app.middleware import RequestId
 from app.responses import JSON
+from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
 from app.routes import export as export_routes
 from app.routes import metrics as metrics_routes
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(export_routes.router)
+    app.include_router(annotation_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(lancedb_compat.router)
     _install_error_handlers(app)

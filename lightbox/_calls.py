@@ -337,6 +337,11 @@ class TableCalls:
         return self.write("delete_row", "DELETE", self.row_path(row_id), idempotent=True,
                           params=drop_none({"message": message, "author": author}))
 
+    def import_annotations(self, body: Any, format: str, match: str, message: str | None,
+                           author: str | None) -> Call[dict[str, Any]]:
+        params = drop_none({"format": format, "match": match, "message": message, "author": author})
+        return self.write("import_annotations", "POST", self.path("/annotations"), params=params, json=body)
+
     # -- maintenance ---------------------------------------------------------------------
     def indexes(self) -> Call[list[dict[str, Any]]]:
         return self.read("GET", self.path("/indexes"), lambda r: r.json()["indexes"])

@@ -307,6 +307,14 @@ class AsyncTable:
                      author: str | None = None) -> dict[str, Any]:
         return await self._run(self._calls.update(row_id, values, message, author))
 
+    async def import_annotations(self, source: str | PathLike[str] | Mapping[str, Any], format: str = "coco", *,
+                                 match: str = "auto", classes: str | PathLike[str] | Sequence[str] | None = None,
+                                 message: str | None = None, author: str | None = None) -> dict[str, Any]:
+        from lightbox._annotations import annotation_body
+
+        body = await asyncio.to_thread(annotation_body, source, format, classes)
+        return await self._run(self._calls.import_annotations(body, format, match, message, author))
+
     async def delete(self, filter: str, *, message: str | None = None, author: str | None = None) -> dict[str, Any]:
         return await self._run(self._calls.delete(filter, message, author))
 

@@ -6,6 +6,7 @@ Registered by ``lightbox.cli``; like it, this imports the service and the SDK la
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,9 +36,9 @@ def add_parsers(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     ann.add_argument("file", help="a COCO JSON file, or a folder (or .txt file) of YOLO labels")
     ann.add_argument("--format", choices=["coco", "yolo"], default="coco")
     ann.add_argument("--classes", help="yolo: a file of class names, one a line (default: ids as names)")
-    ann.add_argument("--match", choices=["id", "name", "stem"], default="id",
-                     help="how an image's file name finds its row: the whole id, its last path part, or that "
-                          "without the extension")
+    ann.add_argument("--match", choices=["auto", "id", "name", "stem"], default="auto",
+                     help="how an image's file name finds its row: the whole id, its last path part, that "
+                          "without the extension, or auto (id, then a unique name)")
     ann.add_argument("--message", "-m")
     ann.add_argument("--json", action="store_true", help="print the report as JSON")
     _target(ann)
@@ -97,4 +98,29 @@ def _export_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
 
 
 def import_annotations(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from lightbox._annotations import annotation_body
+
+    body = annotation_body(args.file, args.format, args.classes)
+    if args.server:
+        from lightbox.client import Client
+
+        with Client(args.server, api_key=args.api_key) as client:
+            out = client.table(args.table).import_annotations(body, args.format, match=args.match,
+                                                              message=args.message)
+    else:
+        from app.services.annotations import import_annotations as run
+        from app.services.annotations import parse_body
+        from app.store import Store
+
+        parsed, normalised = parse_body(args.format, body)
+        store = Store(args.uri or os.environ.get("LIGHTBOX_URI", "./lightbox-data"))
+        out = run(store, args.table, parsed, match=args.match, normalised=normalised, message=args.message)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"annotated {out['rows_updated']} rows of {args.table} with {out['annotations']} annotations "
+          f"as version {out['version']}; unmatched: {out['unmatched_images']} images, "
+          f"{out['unmatched_annotations']} annotations")
+    for name in out["unmatched_image_names"][:20]:
+        print(f"  no row for image {name}")
+    return 0

@@ -412,6 +412,21 @@ class Table:
         """Change some columns of one row (one new version): ``t.update("3/00003.png", {"label": 8})``."""
         return self._run(self._calls.update(row_id, values, message, author))
 
+    def import_annotations(self, source: str | PathLike[str] | Mapping[str, Any], format: str = "coco", *,
+                           match: str = "auto", classes: str | PathLike[str] | Sequence[str] | None = None,
+                           message: str | None = None, author: str | None = None) -> dict[str, Any]:
+        """COCO JSON (a file or a loaded dict) or YOLO labels (a folder of ``.txt``, ``classes`` names) into
+        the list columns ``boxes``, ``categories``, ``category_ids``, ``segmentation``, ``annotation_ids``
+        of the matching rows, as one version; unmatched images and annotations are reported.
+
+        >>> t.import_annotations("instances.json")["rows_updated"]
+        180
+        """
+        from lightbox._annotations import annotation_body
+
+        body = annotation_body(source, format, classes)
+        return self._run(self._calls.import_annotations(body, format, match, message, author))
+
     def delete(self, filter: str, *, message: str | None = None, author: str | None = None) -> dict[str, Any]:
         """Delete the rows a filter matches (one new version): ``t.delete("label = 9")``."""
         return self._run(self._calls.delete(filter, message, author))
