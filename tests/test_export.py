@@ -200,3 +200,20 @@ def test_arrow_stream_keeps_vector_model_metadata(client: lightbox.Client) -> No
     assert not table.schema.field("id").metadata  # Lance's own markers are not passed on
     streamed = next(client.table("digits").iter_batches(columns=["vector"], batch_size=10))
     assert streamed.schema.field("vector").metadata[b"lightbox:model"] == b"builtin"
+
+
+def test_batches_are_cut_by_image_bytes(root: str, server: LiveServer) -> None:
+    """One image per batch when the byte budget is tiny: same rows, in the same order, more row groups."""
+    import pyarrow.parquet as pq
+
+    from app.services.export import ExportSpec, open_export
+    from app.store import Ref
+
+    store = Store(root)
+    whole = open_export(store, "digits", Ref(tag="v1"), ExportSpec(format="parquet"))
+    tiny = open_export(store, "digits", Ref(tag="v1"), ExportSpec(format="parquet", batch_bytes=1))
+    assert [b.num_rows for b, _ in tiny.batches()] == [1] * 200
+    a = pq.ParquetFile(io.BytesIO(b"".join(whole.chunks())))
+    b = pq.ParquetFile(io.BytesIO(b"".join(tiny.chunks())))
+    assert b.metadata.num_row_groups == 200 and a.metadata.num_row_groups < 200
+    assert a.read().equals(b.read())

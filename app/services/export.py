@@ -42,6 +42,7 @@ Format = Literal["parquet", "webdataset", "imagefolder"]
 Archive = Literal["tar", "zip"]
 FORMATS = ("parquet", "webdataset", "imagefolder")
 BATCH_ROWS = 256
+BATCH_BYTES = 32 * 1024**2  # images held at once while exporting
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp",
               "image/tiff": "tiff", "image/bmp": "bmp", "image/x-icon": "ico", "image/avif": "avif",
               "image/heic": "heic", "image/jp2": "jp2", "image/x-portable-pixmap": "ppm"}
@@ -64,6 +65,7 @@ class ExportSpec:
     offset: int = 0
     limit: int | None = None
     batch_rows: int = BATCH_ROWS
+    batch_bytes: int = BATCH_BYTES
 
 
 @dataclass
@@ -84,16 +86,30 @@ class Export:
         yield from writer(self)
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, list[bytes | None]]]:
-        """Scalar columns of a few hundred rows, then those rows' image bytes (blob reads by row id)."""
-        scan = self.snap.ds.scanner(columns=self.columns, filter=self.predicate, with_row_id=True,
+        """Scalar columns of a few hundred rows, then those rows' image bytes (blob reads by row id),
+        cut so that no batch holds more than ``batch_bytes`` of images (one large image alone at most)."""
+        extra = [] if "size_bytes" in self.columns else ["size_bytes"]
+        scan = self.snap.ds.scanner(columns=[*self.columns, *extra], filter=self.predicate, with_row_id=True,
                                     batch_size=self.spec.batch_rows, offset=self.spec.offset or None,
                                     limit=self.spec.limit, scan_in_order=True)
         with filter_errors(self.predicate):
             for batch in scan.to_batches():
-                if not batch.num_rows:
-                    continue
-                row_ids = batch.column("_rowid").to_pylist()
-                yield batch.drop_columns(["_rowid"]), RowReader.blobs(self.snap, row_ids)
+                for part in _by_bytes(batch, self.spec.batch_bytes):
+                    row_ids = part.column("_rowid").to_pylist()
+                    yield part.drop_columns(["_rowid", *extra]), RowReader.blobs(self.snap, row_ids)
+
+
+def _by_bytes(batch: pa.RecordBatch, limit: int) -> Iterator[pa.RecordBatch]:
+    """Slices of ``batch`` whose images (``size_bytes``) add up to at most ``limit``."""
+    sizes = batch.column("size_bytes").to_pylist()
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + (size or 0) > limit:
+            yield batch.slice(start, i - start)
+            start, total = i, 0
+        total += size or 0
+    if start < len(sizes):
+        yield batch.slice(start)
 
 
 def open_export(store: Store, name: str, ref: Ref, spec: ExportSpec) -> Export:
