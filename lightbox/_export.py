@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import tarfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,9 +25,16 @@ class Part:
     params: dict[str, Any]
     path: Path
 
-    def open(self) -> BinaryIO:
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """The part's file, removed again if writing it fails (no half-written export is left)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "wb")
+        try:
+            with open(self.path, "wb") as sink:
+                yield sink
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
 
 
 @dataclass

@@ -98,12 +98,15 @@ def test_webdataset_shards_read_by_webdataset_and_ingest(client: lightbox.Client
     assert out["rows"] == 200 and len(out["paths"]) == 4  # 64 + 64 + 64 + 8
     expected = v1_rows(root)
 
+    import json
+    from urllib.parse import unquote
+
     import webdataset as wds
 
     samples = list(wds.WebDataset(sorted(out["paths"]), shardshuffle=False))
     assert len(samples) == 200
-    import json
-    from urllib.parse import unquote
+    decoded = next(iter(wds.WebDataset(out["paths"][0], shardshuffle=False).decode("pil")))
+    assert decoded["png"].size == (8, 8) and decoded["json"]["id"] == unquote(decoded["__key__"])
 
     for sample in samples:
         meta = json.loads(sample["json"])
@@ -217,3 +220,11 @@ def test_batches_are_cut_by_image_bytes(root: str, server: LiveServer) -> None:
     b = pq.ParquetFile(io.BytesIO(b"".join(tiny.chunks())))
     assert b.metadata.num_row_groups == 200 and a.metadata.num_row_groups < 200
     assert a.read().equals(b.read())
+
+
+def test_failed_export_leaves_no_file(client: lightbox.Client, tmp_path: Path) -> None:
+    with pytest.raises(lightbox.LightboxError, match="unknown column"):
+        client.table("digits").export(tmp_path / "x.parquet", columns=["nope"])
+    assert not (tmp_path / "x.parquet").exists()
+    with pytest.raises(ValueError, match="format"):
+        client.table("digits").export(tmp_path / "x.csv", "csv")
