@@ -9,7 +9,8 @@
 - ``lightbox_cache_hits_total`` / ``lightbox_cache_misses_total{cache}``: table handles, id maps,
   thumbnails/resized images and ANN indexes, read from the caches' own counters at scrape time.
 - ``lightbox_ann_index_builds_total`` / ``lightbox_ann_index_build_seconds_total``: in-memory ANN
-  index builds and the time they took.
+  index builds and the time they took; ``lightbox_index_build_seconds{type}``: Lance index builds
+  asked for over HTTP (a histogram: its ``_count`` is the number of builds).
 
 The middleware is plain ASGI and sits outside everything else, so it sees 401s and 413s too. With
 ``LIGHTBOX_METRICS_PUBLIC=true`` it answers ``GET /metrics`` itself, before the API-key check
@@ -23,6 +24,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -46,11 +48,21 @@ class Metrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ingest_rows = Counter("lightbox_ingest_rows", "Rows written and skipped by ingests through the API",
                                    ["table", "outcome"], registry=self.registry)
+        self.index_builds = Histogram("lightbox_index_build_seconds", "Lance index builds (POST .../indexes) by type",
+                                      ["type"], buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800),
+                                      registry=self.registry)
         self.registry.register(CacheCollector(state))
 
     def ingested(self, table: str, written: int, skipped: int) -> None:
         self.ingest_rows.labels(table, "written").inc(written)
         self.ingest_rows.labels(table, "skipped").inc(skipped)
+
+    @contextmanager
+    def index_build(self, kind: str) -> Iterator[None]:
+        """Time one Lance index build; failed builds are not counted."""
+        started = time.perf_counter()
+        yield
+        self.index_builds.labels(kind.upper()[:32]).observe(time.perf_counter() - started)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,6 +56,8 @@ def test_metrics_count_requests_caches_ingest_and_ann(tuned_server: Callable[...
         for _ in range(2):
             r = http.post("/api/v1/tables/digits/search", json={"image_id": "3/00003.png", "k": 3})
             assert r.status_code == 200
+        built = http.post("/api/v1/tables/digits/indexes", json={"column": "label", "type": "BTREE"})
+        assert built.status_code == 201, built.text
         png = (digits_dir / "images" / "1/00001.png").read_bytes()
         up = http.post("/api/v1/tables/digits/rows", files=[("files", ("ops-new.png", png)),
                                                             ("files", ("bad.png", b"not an image"))])
@@ -73,6 +75,7 @@ def test_metrics_count_requests_caches_ingest_and_ann(tuned_server: Callable[...
     assert value(found, "lightbox_ann_index_builds_total") >= 1
     assert value(found, "lightbox_ann_index_build_seconds_total") > 0
     assert value(found, "lightbox_cache_hits_total", cache="ann") >= 1
+    assert value(found, "lightbox_index_build_seconds_count", type="BTREE") == 1
     assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="written") == 1
     assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="skipped") == 1
 
