@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,20 @@ def add_parsers(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     ann.add_argument("--message", "-m")
     ann.add_argument("--json", action="store_true", help="print the report as JSON")
     _target(ann)
-    return {"export": export, "import-annotations": import_annotations}
+    return {"export": _friendly(export), "import-annotations": _friendly(import_annotations)}
+
+
+def _friendly(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A file that cannot be read or written, or is not what it should be, is one line, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (OSError, ValueError) as exc:
+            print(f"lightbox: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -76,15 +90,16 @@ def export(args: argparse.Namespace) -> int:
 
 def _export_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
     from app.services.export import ExportSpec, open_export
+    from app.services.query import count
     from app.store import Ref, Store
     from lightbox._export import plan_export
 
     store = Store(args.uri or os.environ.get("LIGHTBOX_URI", "./lightbox-data"))
     snap = store.snapshot(args.table, Ref.parse(**_ref(args)))
     ref = {"version": snap.version, "branch": snap.branch}
-    rows = snap.ds.count_rows(options["filter"]) if options["filter"] else snap.ds.count_rows()
-    job = plan_export(args.table, args.dest, args.format, rows=rows, version=snap.version, ref=ref, **options)
     pinned = Ref(version=snap.version, branch=snap.branch)
+    _, rows = count(store, args.table, pinned, options["filter"])  # the filter is checked here first
+    job = plan_export(args.table, args.dest, args.format, rows=rows, version=snap.version, ref=ref, **options)
     for part in job.parts:
         p = part.params
         spec = ExportSpec(format=p["format"], filter=p.get("filter"), columns=options["columns"],
