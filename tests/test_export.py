@@ -120,7 +120,8 @@ def test_webdataset_shards_read_by_webdataset_and_ingest(client: lightbox.Client
     assert rows_by_id(store, "again") == expected
 
 
-def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], root: str, tmp_path: Path) -> None:
+def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], server: LiveServer, root: str,
+                                            tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     done = cli("export", "digits", tree, "--format", "imagefolder", "--tag", "v1", "--uri", root)
     assert done.returncode == 0, done.stderr
@@ -132,6 +133,12 @@ def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], root: str, 
     for path in files:
         want = by_digest[hashlib.sha256(path.read_bytes()).hexdigest()]
         assert path.parent.name == str(want["label"])
+
+    import datasets
+
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(tree), split="train")
+    assert len(loaded) == 200 and sorted(loaded.features["label"].names) == sorted({str(r["label"]) for r in
+                                                                                    expected.values()})
 
     store = Store(str(tmp_path / "copy"))
     run_ingest(store, IngestOptions(table="again", sources=[str(tree)], labels_from_dirs=True, progress=False,
