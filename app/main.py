@@ -19,10 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
+from app.metrics import Metrics, Observe
 from app.middleware import RequestId
 from app.models import request_error
 from app.responses import JSON
+from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
+from app.routes import export as export_routes
+from app.routes import metrics as metrics_routes
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -61,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
+    app.include_router(export_routes.router)
+    app.include_router(annotation_routes.router)
+    app.include_router(metrics_routes.router)
     app.include_router(lancedb_compat.router)
     ui.install(app)  # the gallery at / and the offline /docs, /redoc
     _install_error_handlers(app)
@@ -68,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
     app.add_middleware(RequestId)
+    app.state.metrics = Metrics(app.state)
+    app.add_middleware(Observe, public_metrics=settings.metrics_public, access_log=settings.access_log)
     return app
 
 

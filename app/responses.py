@@ -85,8 +85,14 @@ def wants_arrow(accept: str | None) -> bool:
 
 
 def _plain(schema: pa.Schema) -> pa.Schema:
-    """The schema without Lance's field metadata (blob markers would confuse other readers)."""
-    return pa.schema([f.remove_metadata() for f in schema])
+    """The schema without Lance's own field metadata (blob markers, primary-key flags would confuse
+    other readers), keeping the rest: a vector column's ``lightbox:model/source/metric`` travel with it."""
+    return pa.schema([_kept_metadata(f) for f in schema])
+
+
+def _kept_metadata(f: pa.Field) -> pa.Field:
+    kept = {k: v for k, v in (f.metadata or {}).items() if not k.startswith((b"lance", b"ARROW:extension"))}
+    return f.with_metadata(kept) if kept else f.remove_metadata()
 
 
 ARROW_FILE = "application/vnd.apache.arrow.file"

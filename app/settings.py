@@ -31,3 +31,7 @@ class Settings(BaseSettings):
     retention_days: float = 7.0
     # Read each table's recent version log and id map in the background at start-up.
     warm_on_start: bool = True
+    # "json": one JSON line per request on stderr (logger lightbox.access); unset: uvicorn's own log.
+    access_log: str | None = None
+    # true: GET /metrics needs no API key even when keys are set (a scraper on a private network).
+    metrics_public: bool = False

@@ -1,4 +1,4 @@
-"""Embedders by name, loaded once and kept: ``builtin`` or ``sentence-transformers:<model>``.
+"""Embedders by name, loaded once and kept: ``builtin``, ``clip[:<path>]`` or ``sentence-transformers:<model>``.
 
 Heavy imports (torch, sentence-transformers) happen only when such a model is asked for.
 """
@@ -41,6 +41,13 @@ def load(name: str) -> Embedder:
         from embeddings.builtin import BuiltinImageEmbedder
 
         return BuiltinImageEmbedder()
+    if name == "clip" or name.startswith("clip:"):
+        from embeddings.sentence import ModelUnavailable, clip_embedder
+
+        try:
+            return clip_embedder(name[len("clip:"):] or None)
+        except ModelUnavailable as exc:
+            raise UnknownModel(str(exc)) from exc
     prefix = "sentence-transformers:"
     if name.startswith(prefix) and len(name) > len(prefix):
         for module in ("torch", "sentence_transformers"):
@@ -55,5 +62,6 @@ def load(name: str) -> Embedder:
         except ModelUnavailable as exc:
             raise UnknownModel(str(exc)) from exc
     raise UnknownModel(
-        f"unknown model {name!r}: use 'builtin' or 'sentence-transformers:<model name or local path>'"
+        f"unknown model {name!r}: use 'builtin', 'clip', 'clip:<local path>' or "
+        "'sentence-transformers:<model name or local path>'"
     )

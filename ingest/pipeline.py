@@ -326,7 +326,7 @@ def _new_vectors(opts: IngestOptions, fields: list[pa.Field]) -> list[VectorSpec
         raise IngestError(f"model {opts.embed!r} does not embed {kind}s; it embeds {sorted(embedder.modalities)}")
     if source != "image" and source not in {f.name for f in fields}:
         raise IngestError(f"--embed-text {source!r}: no such column in the metadata")
-    field = vector_field(default_column(source), embedder.dim, model=embedder.name, source=source,
+    field = vector_field(default_column(source, embedder.name), embedder.dim, model=embedder.name, source=source,
                          metric=embedder.metric)
     return [VectorSpec(field, embedder, source)]
 

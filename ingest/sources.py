@@ -1,4 +1,4 @@
-"""Where images come from: folders, manifests of paths/URIs, and Parquet files of image bytes.
+"""Where images come from: folders, manifests of paths/URIs, Parquet files of image bytes, WebDataset tars.
 
 Every source yields ``Item``s lazily (a Parquet file of bytes is read batch by batch), and says up
 front which extra columns its items carry, so the table schema is known before the first write.
@@ -7,12 +7,15 @@ front which extra columns its items carry, so the table schema is known before t
 from __future__ import annotations
 
 import errno
+import itertools
+import json
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -147,6 +150,60 @@ class ParquetImagesSource(Source):
                 row += 1
 
 
+class WebDatasetSource(Source):
+    """A WebDataset tar shard: members grouped by key (``{key}.{ext}``), one image each, and an
+    optional ``{key}.json`` whose fields become metadata (its ``"id"``, if any, is the row's id;
+    otherwise the key, percent-decoded, as ``lightbox export`` writes it).
+
+    The shard is read as a stream, once for the items; the metadata columns are inferred from the
+    JSON of the first ``SCHEMA_SAMPLES`` samples (a later sample's unknown fields are not kept).
+    """
+
+    SCHEMA_SAMPLES = 1000
+    META_EXTENSIONS = frozenset({"json", "txt", "cls", "cls2", "index", "id"})
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        rows = [meta for _, _, _, meta in itertools.islice(self._samples(), self.SCHEMA_SAMPLES)]
+        inferred = pa.Table.from_pylist(rows).schema if any(rows) else pa.schema([])
+        self.extra_fields = [f for f in inferred if f.name != "id"]
+
+    def _samples(self) -> Iterator[tuple[str, str, bytes | None, dict[str, Any]]]:
+        """(key, image member name, image bytes, metadata) per sample, in tar order."""
+        import tarfile
+
+        key: str | None = None
+        image: tuple[str, bytes] | None = None
+        meta: dict[str, Any] = {}
+        with tarfile.open(self.path, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                folder, _, base = member.name.rpartition("/")
+                stem, _, ext = base.partition(".")
+                this = f"{folder}/{stem}" if folder else stem
+                if this != key:
+                    if key is not None:
+                        yield key, *(image or ("", None)), meta
+                    key, image, meta = this, None, {}
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                if ext.lower() == "json":
+                    parsed = json.loads(data or b"{}")
+                    meta = parsed if isinstance(parsed, dict) else {"json": parsed}
+                elif ext.lower() not in self.META_EXTENSIONS and image is None:
+                    image = (member.name, data)
+            if key is not None:
+                yield key, *(image or ("", None)), meta
+
+    def items(self) -> Iterator[Item]:
+        for key, name, data, meta in self._samples():
+            row_id = str(meta.get("id") or unquote(key))
+            extra = {k: v for k, v in meta.items() if k != "id"}
+            yield Item(rel=row_id, source=f"{self.path}#{name or key}", data=data if data is not None else b"",
+                       extra=extra)
+
+
 class MemorySource(Source):
     """Files already in memory (an HTTP upload), each with its own metadata dict."""
 
@@ -197,6 +254,8 @@ def open_source(spec: str) -> Source:
         return FolderSource(spec)
     if not os.path.exists(spec):
         raise SideFileError(f"source {spec!r} does not exist")
+    if spec.lower().endswith((".tar", ".tar.gz", ".tgz")):
+        return WebDatasetSource(spec)
     if spec.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import httpx
 import pyarrow as pa
 
+from lightbox._export import ExportJob, Part, plan_export
 from lightbox._ids import check_id, id_problem, id_segment, segment
 from lightbox._wire import (
     ARROW_STREAM,
@@ -213,6 +214,22 @@ class TableCalls:
         return {"name": self.name, "ref": ref, "ids": ids, "columns": [c for c in columns if c != "id"],
                 "images": "image" in names, "version": int(info["version"])}
 
+    def export(self, dest: str | PathLike[str], format: str, filter: str | None, columns: Sequence[str] | None,
+               label_column: str, archive: str | None, shard_size: int | None) -> Plan[ExportJob]:
+        """The parts of an export (``lightbox._export``), all reading one version: the handle's ref
+        pinned first (a branch head cannot be, so it is exported in one request)."""
+        ref = dict(self.ref) if self.branch else (yield from self.pin())
+        pinned = TableCalls(self.name, ref, writable=False)
+        rows, headers = yield pinned.read("GET", self.path("/count"), with_headers(lambda r: int(r.json()["count"])),
+                                          params=drop_none({"filter": filter}))
+        version = headers.get("x-lightbox-version")
+        return plan_export(self.name, dest, format, rows=rows, version=int(version) if version else None,
+                           filter=filter, columns=columns, label_column=label_column, archive=archive,
+                           shard_size=shard_size, ref=ref)
+
+    def export_part(self, part: Part) -> Call[None]:
+        return Call("GET", self.path("/export"), read_none, params=part.params, idempotent=True)
+
     # -- history -------------------------------------------------------------------------
     def versions(self, limit: int | None) -> Plan[list[dict[str, Any]]]:
         out: list[dict[str, Any]] = []
@@ -328,6 +345,11 @@ class TableCalls:
     def delete_row(self, row_id: str, message: str | None, author: str | None) -> Call[dict[str, Any]]:
         return self.write("delete_row", "DELETE", self.row_path(row_id), idempotent=True,
                           params=drop_none({"message": message, "author": author}))
+
+    def import_annotations(self, body: Any, format: str, match: str, message: str | None,
+                           author: str | None) -> Call[dict[str, Any]]:
+        params = drop_none({"format": format, "match": match, "message": message, "author": author})
+        return self.write("import_annotations", "POST", self.path("/annotations"), params=params, json=body)
 
     # -- maintenance ---------------------------------------------------------------------
     def indexes(self) -> Call[list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -252,6 +253,17 @@ class AsyncTable:
         spec = await self._run(self._calls.dataset_spec(filter, columns))
         return _calls.dataset_class()(self.client.options, spec, transform=transform, decode=decode)
 
+    async def export(self, dest: str | PathLike[str], format: str = "parquet", *, filter: str | None = None,
+                     columns: Sequence[str] | None = None, label_column: str = "label", archive: str | None = None,
+                     shard_size: int | None = None) -> dict[str, Any]:
+        job = await self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
+        for part in job.parts:
+            with part.open() as sink:
+                async with self.client._stream(self._calls.export_part(part)) as chunks:
+                    async for chunk in chunks:
+                        sink.write(chunk)
+        return await asyncio.to_thread(job.finish)
+
     # -- history ---------------------------------------------------------------------------
     async def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
         return await self._run(self._calls.versions(limit))
@@ -299,6 +311,14 @@ class AsyncTable:
     async def update(self, row_id: str, values: Mapping[str, Any], *, message: str | None = None,
                      author: str | None = None) -> dict[str, Any]:
         return await self._run(self._calls.update(row_id, values, message, author))
+
+    async def import_annotations(self, source: str | PathLike[str] | Mapping[str, Any], format: str = "coco", *,
+                                 match: str = "auto", classes: str | PathLike[str] | Sequence[str] | None = None,
+                                 message: str | None = None, author: str | None = None) -> dict[str, Any]:
+        from lightbox._annotations import annotation_body
+
+        body = await asyncio.to_thread(annotation_body, source, format, classes)
+        return await self._run(self._calls.import_annotations(body, format, match, message, author))
 
     async def delete(self, filter: str, *, message: str | None = None, author: str | None = None) -> dict[str, Any]:
         return await self._run(self._calls.delete(filter, message, author))

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="load images (and metadata) into a table as one new version")
     ing.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths) or a Parquet file of image bytes")
+                     help="a folder, a manifest (CSV/TSV/Parquet/JSONL of paths), a Parquet file of image bytes or a "
+                          "WebDataset .tar shard")
     ing.add_argument("--table", required=True)
     ing.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
     ing.add_argument("--server", default=None, help="upload to a Lightbox service over HTTP instead (folders and "
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--max-pixels", type=int, default=None)
     ing.add_argument("--branch", help="ingest into this branch (created from main's latest if new)")
     ing.add_argument("--embed", metavar="MODEL",
-                     help="also write a vector column: 'builtin' or 'sentence-transformers:<model or path>'")
+                     help="also write a vector column: 'builtin', 'clip[:<path>]' or "
+                          "'sentence-transformers:<model or path>'")
     ing.add_argument("--embed-text", metavar="COLUMN", help="embed this text column instead of the image")
     ing.add_argument("--report", help="write the machine-readable run report (JSON) here")
     ing.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     emb = sub.add_parser("embed", help="add or refresh a vector column on a table (one new version)")
     emb.add_argument("table")
-    emb.add_argument("--model", required=True, help="'builtin' or 'sentence-transformers:<model or path>'")
+    emb.add_argument("--model", required=True,
+                     help="'builtin', 'clip[:<path>]' or 'sentence-transformers:<model or path>'")
     emb.add_argument("--source", default="image", help="the column to embed: 'image' or a text column")
     emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
     _target(emb)
@@ -144,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-serve", action="store_true", help="build the tables and exit")
     cli_read.register(sub, _target)
+    from lightbox import cli_formats
+
+    parser.set_defaults(extra_handlers=cli_formats.add_parsers(sub))
     return parser
 
 
@@ -160,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
                 "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
-                "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row}
+                "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row, **args.extra_handlers}
     handler = getattr(args, "handler", None) or handlers[args.command]
     try:
         return handler(args)
@@ -233,7 +239,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
     print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own access log
     return 0
 
 

@@ -44,9 +44,11 @@ def list_indexes(table: str, store: StoreDep, ref: RefDep) -> JSON:
 
 
 @router.post("/indexes", status_code=201)
-def create_index(table: str, body: IndexBody, store: StoreDep) -> JSON:
+def create_index(table: str, body: IndexBody, request: Request, store: StoreDep) -> JSON:
     params: dict[str, Any] = body.model_dump(exclude={"column", "type"}, exclude_none=True)
-    return JSON(maintenance.create_index(store, table, body.column, body.type, params), status_code=201)
+    with request.app.state.metrics.index_build(body.type):
+        out = maintenance.create_index(store, table, body.column, body.type, params)
+    return JSON(out, status_code=201)
 
 
 @router.post("/optimize")

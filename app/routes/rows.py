@@ -9,7 +9,7 @@ looks at the raw path: ``rows/x%2Fimage`` is the row ``x/image``, ``rows/x/image
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
@@ -20,7 +20,7 @@ from app.deps import ReaderDep, RefDep, StoreDep
 from app.errors import InvalidRange
 from app.responses import JSON, ref_query, version_headers
 from app.services import pixels
-from app.store import Ref
+from app.store import ImageRef, Ref, Snapshot
 from app.store.ids import check_id
 
 router = APIRouter(prefix="/api/v1/tables/{table}/rows", tags=["rows"])
@@ -30,10 +30,18 @@ REF_PARAMETERS = [
                              ("branch", "string", "a branch name (its latest version)"),
                              ("as_of", "string", "RFC 3339: the newest version at or before it"))
 ]
+RESIZE_PARAMETERS = [
+    {"name": "width", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 4096},
+     "description": "resize to fit this width (aspect ratio kept, never enlarged)"},
+    {"name": "height", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 4096},
+     "description": "resize to fit this height"},
+    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["jpeg", "png", "webp"]},
+     "description": "re-encode as this format"},
+]
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-@router.get("/{row_id:path}/image", openapi_extra={"parameters": REF_PARAMETERS})
+@router.get("/{row_id:path}/image", openapi_extra={"parameters": REF_PARAMETERS + RESIZE_PARAMETERS})
 async def get_image(table: str, row_id: str, request: Request) -> Response:
     """The hottest route, kept lean: ``async`` (a cached snapshot and id index, a 304, or one ``pread``
     of a small inline image take microseconds, less than a threadpool hop; what may block goes to the
@@ -51,6 +59,9 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
     if reader.cached_index(snap) is None:
         await run_in_threadpool(reader.index, snap)
     image = reader.image_ref(snap, row_id)
+    if "width" in query or "height" in query or "format" in query:
+        resize = pixels.resize_request(query.get("width"), query.get("height"), query.get("format"))
+        return await run_in_threadpool(_resized, request, snap, image, resize, ref.pinned)
     etag = f'"{image.sha256}"'
     headers = {
         **version_headers(snap),
@@ -70,6 +81,23 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
     body = await run_in_threadpool(reader.image_range, snap, image, start, end - start + 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{image.size}"
     return Response(body, status_code=206, media_type=image.mime, headers=headers)
+
+
+def _resized(request: Request, snap: Snapshot, image: ImageRef, resize: tuple[Any, ...], pinned: bool) -> Response:
+    """``?width=&height=&format=``: rendered once per content and size, like thumbnails."""
+    width, height, fmt = resize
+    tag = f"{image.sha256}-{width or ''}x{height or ''}-{fmt or 'auto'}"
+    headers = {**version_headers(snap), "ETag": f'"{tag}"', "Cache-Control": IMMUTABLE if pinned else "no-cache"}
+    if _etag_matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    cache: pixels.ThumbnailCache = request.app.state.thumbnails
+    key = ("resize", image.sha256, width, height, fmt)
+    rendered = cache.get(key)
+    if rendered is None:
+        rendered = pixels.render_resized(request.app.state.reader.image_bytes(snap, image), image.mime, width,
+                                         height, fmt)
+        cache.put(key, rendered)
+    return Response(rendered[0], media_type=rendered[1], headers=headers)
 
 
 @router.get("/{row_id:path}/array")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from app.bodies import read_body, upload_limit
 from app.deps import RefDep
 from app.errors import BadRequest, PayloadTooLarge
 from app.models import RequestBody, request_error
-from app.responses import JSON, arrow_response, version_headers, wants_arrow
+from app.responses import JSON, arrow_response, ref_query, version_headers, wants_arrow
 from app.services.search import Searcher, SearchSpec
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
@@ -46,7 +47,13 @@ async def search(table: str, request: Request, ref: RefDep) -> Response:
     headers = version_headers(snap)
     if wants_arrow(request.headers.get("accept")):
         return arrow_response(hits.schema, hits.to_batches(), headers)
-    return JSON({"hits": hits.to_pylist()}, headers=headers)
+    rows = hits.to_pylist()
+    if snap.ds.schema.get_field_index("image") >= 0:
+        where = f"/api/v1/tables/{quote(table)}/rows/"
+        for row in rows:
+            if row.get("id") is not None:
+                row["image_url"] = f"{where}{quote(row['id'])}/image{ref_query(ref)}"
+    return JSON({"hits": rows}, headers=headers)
 
 
 async def _spec(request: Request) -> SearchSpec:

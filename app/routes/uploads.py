@@ -45,6 +45,7 @@ async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
     else:
         raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
     report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
+    request.app.state.metrics.ingested(table, report["inserted"] + report["updated"], len(report["skipped"]))
     return JSON(report, status_code=201)
 
 

@@ -22,8 +22,12 @@ from app.store.writes import default_author
 from embeddings.base import Embedder
 
 
-def default_column(source: str) -> str:
-    return "vector" if source == "image" else f"{source}_vector"
+def default_column(source: str, model: str | None = None) -> str:
+    """``vector`` for images (``clip_vector`` for a CLIP model, so it sits beside a builtin ``vector``),
+    ``<source>_vector`` for a text column."""
+    if source == "image":
+        return "clip_vector" if (model or "").startswith("clip:") else "vector"
+    return f"{source}_vector"
 
 
 def check_source(embedder: Embedder, schema: pa.Schema, source: str) -> None:
@@ -45,7 +49,7 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     ds = store.fresh(name)
     schema = ds.schema
     check_source(embedder, schema, source)
-    column = check_column_name(column) if column is not None else default_column(source)
+    column = check_column_name(column) if column is not None else default_column(source, embedder.name)
     field = vector_field(column, embedder.dim, model=embedder.name, source=source, metric=embedder.metric)
     exists = column in schema.names
     if exists:

@@ -12,12 +12,13 @@ import io
 import threading
 import warnings
 from collections import OrderedDict
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from app.errors import BadRequest, Unprocessable
+from app.store.stats import CacheStats
 
 ThumbFormat = Literal["jpeg", "png", "webp"]
 MEDIA = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -74,13 +75,7 @@ def render_thumbnail(data: bytes, mime: str, size: int, fmt: ThumbFormat | None)
         raise
     except Exception as exc:
         raise Undecodable(f"the stored image cannot be rendered: {exc}") from exc
-    has_alpha = img.mode in ("RGBA", "LA")
-    fmt = fmt or ("png" if has_alpha else "jpeg")
-    if fmt == "jpeg" and has_alpha:
-        img = img.convert("RGB" if img.mode == "RGBA" else "L")
-    buf = io.BytesIO()
-    img.save(buf, format=fmt.upper(), **({"quality": 85} if fmt in ("jpeg", "webp") else {}))
-    return buf.getvalue(), MEDIA[fmt]
+    return _encode(img, fmt)
 
 
 def _first_frame(data: bytes, mime: str) -> Image.Image:
@@ -130,6 +125,58 @@ def _stretch(a: np.ndarray) -> np.ndarray:
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
+MAX_RESIZE = 4096
+
+
+def resize_request(width: str | None, height: str | None, fmt: str | None) -> tuple[int | None, int | None,
+                                                                                   ThumbFormat | None]:
+    """``?width=&height=&format=`` of an image request, checked: sizes 1..4096 pixels, a web format."""
+    sizes = []
+    for name, text in (("width", width), ("height", height)):
+        if text is None:
+            sizes.append(None)
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise BadRequest(f"{name} must be a whole number of pixels, got {text!r}") from None
+        if not 1 <= value <= MAX_RESIZE:
+            raise BadRequest(f"{name} must be between 1 and {MAX_RESIZE} pixels, got {value}")
+        sizes.append(value)
+    if fmt is not None and fmt not in MEDIA:
+        raise BadRequest(f"format must be one of {', '.join(MEDIA)}, got {fmt!r}")
+    return sizes[0], sizes[1], fmt  # type: ignore[return-value]
+
+
+def render_resized(data: bytes, mime: str, width: int | None, height: int | None,
+                   fmt: ThumbFormat | None) -> tuple[bytes, str]:
+    """The image scaled to fit ``width`` x ``height`` (either may be None: aspect ratio kept; never
+    enlarged), as ``fmt``, or the original's format when it is a web format (else PNG/JPEG)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = _first_frame(data, mime)
+            w, h = img.size
+            scale = min(1.0, (width or w) / w, (height or h) / h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            if size != img.size:
+                img = img.resize(size, Image.Resampling.LANCZOS)
+    except Exception as exc:
+        raise Undecodable(f"the stored image cannot be rendered: {exc}") from exc
+    own = next((name for name, media in MEDIA.items() if media == mime), None)
+    return _encode(img, fmt or own)
+
+
+def _encode(img: Image.Image, fmt: ThumbFormat | None) -> tuple[bytes, str]:
+    has_alpha = img.mode in ("RGBA", "LA")
+    fmt = fmt or ("png" if has_alpha else "jpeg")
+    if fmt == "jpeg" and has_alpha:
+        img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    buf = io.BytesIO()
+    img.save(buf, format=fmt.upper(), **({"quality": 85} if fmt in ("jpeg", "webp") else {}))
+    return buf.getvalue(), MEDIA[fmt]
+
+
 def check_size(size: int) -> int:
     if not 8 <= size <= 2048:
         raise BadRequest(f"thumbnail size must be between 8 and 2048 pixels, got {size}")
@@ -140,19 +187,23 @@ class ThumbnailCache:
     """Rendered thumbnails by (sha256, size, format): content-addressed, so any version shares them."""
 
     def __init__(self, max_bytes: int = 64 * 1024**2) -> None:
-        self._items: OrderedDict[tuple[str, int, str | None], tuple[bytes, str]] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], tuple[bytes, str]] = OrderedDict()
         self._bytes = 0
         self._max = max_bytes
         self._lock = threading.Lock()
+        self.stats = CacheStats()  # for /metrics
 
-    def get(self, key: tuple[str, int, str | None]) -> tuple[bytes, str] | None:
+    def get(self, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
+                self.stats.hit()
+            else:
+                self.stats.miss()
             return found
 
-    def put(self, key: tuple[str, int, str | None], value: tuple[bytes, str]) -> None:
+    def put(self, key: tuple[Any, ...], value: tuple[bytes, str]) -> None:
         with self._lock:
             if key in self._items:
                 return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,8 @@ class Searcher:
             raise InvalidQuery(f"k must be between 1 and {MAX_K}")
         snap = self.store.snapshot(name, ref)
         schema = snap.ds.schema
-        field = vector_column(schema, spec.column)
+        kind = "text" if spec.text is not None else "image" if spec.image else None
+        field = vector_column(schema, spec.column, kind, self._can_embed)
         columns = search_columns(schema, spec.columns)
         allowed = self._allowed(snap, spec.filter)
         query, exclude = self._query_vector(snap, field, spec)
@@ -81,6 +83,16 @@ class Searcher:
             row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
         return snap, self._rows(snap, schema, columns, row_ids).append_column(
             "_distance", pa.array(distances.astype(np.float32)))
+
+    def _can_embed(self, field: pa.Field, kind: str) -> bool:
+        """Whether the model a vector column records can embed a ``kind`` query (loads it if need be)."""
+        model = vector_meta(field).get("model")
+        if not model or (kind == "text" and model == "builtin"):
+            return False
+        try:
+            return kind in self.registry.get(model).modalities
+        except UnknownModel:
+            return False
 
     def _rows(self, snap: Snapshot, schema: pa.Schema, columns: list[str], row_ids: np.ndarray) -> pa.Table:
         """The hits' columns: ids straight from the id map when that is all that was asked (a take
@@ -159,8 +171,10 @@ def search_columns(schema: pa.Schema, asked: list[str] | None) -> list[str]:
     return columns or (["id"] if "id" in schema.names else [])
 
 
-def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:
-    """The vector column to search: the one named, or the table's only one."""
+def vector_column(schema: pa.Schema, name: str | None, kind: str | None = None,
+                  can_embed: Callable[[pa.Field, str], bool] | None = None) -> pa.Field:
+    """The vector column to search: the one named, the table's only one, or, for a text or image
+    query, the only one whose model embeds that kind (a CLIP column beside a builtin one, for text)."""
     vectors = [f for f in schema if is_vector(f)]
     if name is not None:
         match = [f for f in vectors if f.name == name]
@@ -169,6 +183,10 @@ def vector_column(schema: pa.Schema, name: str | None) -> pa.Field:
         return match[0]
     if not vectors:
         raise NoVectors("this table has no vector column; add one with `lightbox embed`")
+    if len(vectors) > 1 and kind is not None and can_embed is not None:
+        fitting = [f for f in vectors if can_embed(f, kind)]
+        if len(fitting) == 1:
+            return fitting[0]
     if len(vectors) > 1:
         raise InvalidQuery(f"this table has several vector columns; say which: {[f.name for f in vectors]}")
     return vectors[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.store.catalog import SnapshotKey
+from app.store.stats import CacheStats
 
 FLAT_BELOW = 20_000
 EXHAUSTIVE_BELOW = 2_000  # a filter keeping this few rows is searched over all of them (exact)
@@ -157,6 +159,7 @@ class AnnCache:
         self._size = size
         self._lock = threading.Lock()
         self._building: dict[tuple[Any, ...], threading.Lock] = {}
+        self.stats = CacheStats()  # for /metrics: lookups, builds and their seconds
 
     def get(self, key: SnapshotKey, ds: Any, column: str, metric: str) -> AnnIndex:
         full = (*key, column, metric)
@@ -164,14 +167,18 @@ class AnnCache:
             found = self._items.get(full)
             if found is not None:
                 self._items.move_to_end(full)
+                self.stats.hit()
                 return found
+            self.stats.miss()
             build_lock = self._building.setdefault(full, threading.Lock())
         with build_lock:
             with self._lock:
                 found = self._items.get(full)
                 template = self._templates.get((key[0], key[1], column, metric))
             if found is None:
+                started = time.perf_counter()
                 found = AnnIndex(ds, column, metric, template, self.flat_below)
+                self.stats.built(time.perf_counter() - started)
                 with self._lock:
                     self._items[full] = found
                     if template is None and found.is_ivf:

@@ -34,6 +34,7 @@ from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
+from app.store.stats import CacheStats
 
 SnapshotKey = tuple[str, str | None, int, datetime]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -75,6 +76,7 @@ class Store:
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
+        self.stats = CacheStats()  # pinned-version handles, for /metrics
         self._pinned: OrderedDict[tuple[str, str | None, int], tuple[lance.LanceDataset, datetime]] = OrderedDict()
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
         self._cache_size = cache_size
@@ -247,7 +249,9 @@ class Store:
             found = self._pinned.get(key)
             if found is not None:
                 self._pinned.move_to_end(key)
+                self.stats.hit()
                 return found
+        self.stats.miss()
         try:
             ds = head.checkout_version((branch, version) if branch else version)
         except (ValueError, OSError) as exc:

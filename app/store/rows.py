@@ -27,6 +27,7 @@ import pyarrow as pa
 from app.errors import BadRequest, NoImage, RowNotFound
 from app.store.catalog import Snapshot, SnapshotKey
 from app.store.schema import is_image_table, scalar_columns
+from app.store.stats import CacheStats
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,16 @@ class RowReader:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._building: dict[SnapshotKey, threading.Lock] = {}
+        self.stats = CacheStats()  # id maps, for /metrics
 
     def index(self, snap: Snapshot) -> IdIndex:
         with self._lock:
             found = self._indexes.get(snap.key)
             if found is not None:
                 self._indexes.move_to_end(snap.key)
+                self.stats.hit()
                 return found
+            self.stats.miss()
             build_lock = self._building.setdefault(snap.key, threading.Lock())
         with build_lock:  # one build per snapshot, however many requests arrive at once
             with self._lock:

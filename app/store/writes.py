@@ -127,3 +127,32 @@ def tag_version(store: Store, name: str, tag: str, version: int | None = None, b
 
 def _non_empty(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     return (b for b in batches if b.num_rows)
+
+
+def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | None = None,
+                  message: str | None = None, author: str | None = None) -> int:
+    """Add ``table``'s columns other than ``id`` to the rows with the same id, as one new version
+    carrying ``message`` and ``author`` (rows it does not name get nulls): each fragment is joined
+    with ``table`` and the new column files are committed in one Lance ``Merge``. Held under the
+    table's keyed-write turn."""
+    import uuid
+
+    from app.store.upserts import write_turn
+
+    with write_turn(store, name):
+        ds = store.fresh(name, branch)
+        try:
+            fragments, schema = [], None
+            for fragment in ds.get_fragments():
+                meta, schema = fragment.merge(table, left_on="id")
+                fragments.append(meta)
+            if schema is None:
+                raise ValueError("the table has no rows")
+            props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {})}
+            txn = lance.Transaction(ds.version, lance.LanceOperation.Merge(fragments, schema), str(uuid.uuid4()),
+                                    transaction_properties=props)
+            committed = lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
+        except (ValueError, OSError) as exc:
+            raise Conflict(f"the columns do not fit table {name!r}: {exc}") from exc
+        store.invalidate(name)
+        return committed.version

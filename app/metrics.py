@@ -1,0 +1,172 @@
+"""Prometheus metrics and JSON access logs: one ``Metrics`` per app (its own ``CollectorRegistry``).
+
+- ``lightbox_http_requests_total{method,route,status}`` and ``lightbox_http_request_duration_seconds``
+  (a histogram by method and route): ``route`` is the route's template
+  (``/api/v1/tables/{table}/rows/{row_id:path}/image``), never the raw path, so ids do not
+  multiply the series; a path no route matches, and a request refused before routing (a 401 or 403
+  from the API-key check), is ``unmatched``.
+- ``lightbox_ingest_rows_total{table,outcome}``: rows written and skipped by uploads.
+- ``lightbox_cache_hits_total`` / ``lightbox_cache_misses_total{cache}``: table handles, id maps,
+  thumbnails/resized images and ANN indexes, read from the caches' own counters at scrape time.
+- ``lightbox_ann_index_builds_total`` / ``lightbox_ann_index_build_seconds_total``: in-memory ANN
+  index builds and the time they took; ``lightbox_index_build_seconds{type}``: Lance index builds
+  asked for over HTTP (a histogram: its ``_count`` is the number of builds).
+
+The middleware is plain ASGI and sits outside everything else, so it sees 401s and 413s too. With
+``LIGHTBOX_METRICS_PUBLIC=true`` it answers ``GET /metrics`` itself, before the API-key check
+(for a scraper on a private network); otherwise ``/metrics`` is an ordinary read that needs a key
+whenever keys are configured (a read-only key is enough).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CACHES = (("handles", "store"), ("id_maps", "reader"), ("thumbnails", "thumbnails"), ("ann", "ann_cache"))
+
+
+class Metrics:
+    """The app's collectors, on a registry of its own (two apps in one process never share counts)."""
+
+    def __init__(self, state: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("lightbox_http_requests", "HTTP requests by route template and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("lightbox_http_request_duration_seconds", "HTTP request latency, to the last byte",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.ingest_rows = Counter("lightbox_ingest_rows", "Rows written and skipped by ingests through the API",
+                                   ["table", "outcome"], registry=self.registry)
+        self.index_builds = Histogram("lightbox_index_build_seconds", "Lance index builds (POST .../indexes) by type",
+                                      ["type"], buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800),
+                                      registry=self.registry)
+        self.registry.register(CacheCollector(state))
+
+    def ingested(self, table: str, written: int, skipped: int) -> None:
+        self.ingest_rows.labels(table, "written").inc(written)
+        self.ingest_rows.labels(table, "skipped").inc(skipped)
+
+    @contextmanager
+    def index_build(self, kind: str) -> Iterator[None]:
+        """Time one Lance index build; failed builds are not counted."""
+        started = time.perf_counter()
+        yield
+        self.index_builds.labels(kind.upper()[:32]).observe(time.perf_counter() - started)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class CacheCollector(Collector):
+    """Hit and miss counts the caches keep themselves (``cache.stats``), read when scraped."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        hits = CounterMetricFamily("lightbox_cache_hits", "Cache lookups answered from memory", labels=["cache"])
+        misses = CounterMetricFamily("lightbox_cache_misses", "Cache lookups that had to build or read",
+                                     labels=["cache"])
+        builds = CounterMetricFamily("lightbox_ann_index_builds", "In-memory ANN index builds")
+        seconds = CounterMetricFamily("lightbox_ann_index_build_seconds", "Time spent building ANN indexes")
+        for label, attribute in CACHES:
+            stats = _stats(self.state, attribute)
+            if stats is not None:
+                hits.add_metric([label], stats.hits)
+                misses.add_metric([label], stats.misses)
+                if label == "ann":
+                    builds.add_metric([], stats.builds)
+                    seconds.add_metric([], stats.build_seconds)
+        yield from (hits, misses, builds, seconds)
+
+
+def _stats(state: Any, attribute: str) -> Any:
+    owner = getattr(state, attribute, None)
+    if owner is None and attribute == "ann_cache":
+        owner = getattr(getattr(state, "searcher", None), "ann", None)
+    return getattr(owner, "stats", None)
+
+
+class Observe:
+    """Plain ASGI middleware: count and time every request; serve ``/metrics`` itself when public;
+    write a JSON access log line per request when asked."""
+
+    def __init__(self, app: ASGIApp, *, public_metrics: bool = False, access_log: str | None = None) -> None:
+        self.app = app
+        self.public_metrics = public_metrics
+        self.log = access_logger() if access_log == "json" else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics: Metrics | None = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
+        if self.public_metrics and scope["path"] == "/metrics" and scope["method"] == "GET" and metrics is not None:
+            await send_metrics(metrics, send)
+            return
+        started = time.perf_counter()
+        facts = {"status": 500, "bytes": 0}
+
+        async def observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                facts["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                facts["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
+            metrics = metrics or (getattr(scope["app"].state, "metrics", None) if "app" in scope else None)
+            if metrics is not None:
+                metrics.requests.labels(scope["method"], route, str(facts["status"])).inc()
+                metrics.latency.labels(scope["method"], route).observe(elapsed)
+            if self.log is not None:
+                self.log.info(orjson.dumps({
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "method": scope["method"],
+                    "path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
+                    "route": route, "status": facts["status"], "bytes": facts["bytes"],
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "request_id": scope.get("state", {}).get("request_id"),
+                    "client": (scope.get("client") or ("", 0))[0],
+                }).decode())
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request, or ``unmatched``: no route has that path,
+    or the request was answered before routing (a 401/403 from the API-key check)."""
+    return str(getattr(scope.get("route"), "path", None) or "unmatched")
+
+
+async def send_metrics(metrics: Metrics, send: Send) -> None:
+    body = metrics.render()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def access_logger() -> logging.Logger:
+    """``lightbox.access``: one JSON object a line on stderr."""
+    log = logging.getLogger("lightbox.access")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not any(getattr(h, "lightbox_access", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.lightbox_access = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    return log

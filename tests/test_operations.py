@@ -1,0 +1,164 @@
+"""Operations through a live server: /metrics (Prometheus), API keys on it, JSON access logs,
+resize on fetch, and search hits that link to their images."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.store import Store
+from ingest.pipeline import IngestOptions, run_ingest
+from tests.conftest import LiveServer
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> str:
+    uri = str(tmp_path_factory.mktemp("ops") / "data")
+    run_ingest(Store(uri), IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
+                                         tag="v1", embed="builtin", progress=False, workers=1))
+    return uri
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+IMAGE_ROUTE = "/api/v1/tables/{table}/rows/{row_id:path}/image"
+
+
+def test_metrics_count_requests_caches_ingest_and_ann(tuned_server: Callable[..., LiveServer], root: str,
+                                                      digits_dir: Path) -> None:
+    server = tuned_server(root, warm_on_start=False)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for _ in range(3):
+            assert http.get("/api/v1/tables/digits/rows/3/00003.png/image").status_code == 200
+        assert http.get("/api/v1/tables/digits/rows/nope.png/image").status_code == 404
+        assert http.get("/no/such/path").status_code == 404
+        for _ in range(2):
+            assert http.get("/api/v1/tables/digits/rows/3/00003.png/thumbnail", params={"size": 16}).status_code == 200
+        for _ in range(2):
+            r = http.post("/api/v1/tables/digits/search", json={"image_id": "3/00003.png", "k": 3})
+            assert r.status_code == 200
+        built = http.post("/api/v1/tables/digits/indexes", json={"column": "label", "type": "BTREE"})
+        assert built.status_code == 201, built.text
+        png = (digits_dir / "images" / "1/00001.png").read_bytes()
+        up = http.post("/api/v1/tables/digits/rows", files=[("files", ("ops-new.png", png)),
+                                                            ("files", ("bad.png", b"not an image"))])
+        assert up.status_code == 201, up.text
+        r = http.get("/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        found = samples(r.text)
+    assert value(found, "lightbox_http_requests_total", method="GET", route=IMAGE_ROUTE, status="200") == 3
+    assert value(found, "lightbox_http_requests_total", method="GET", route=IMAGE_ROUTE, status="404") == 1
+    assert value(found, "lightbox_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert value(found, "lightbox_http_request_duration_seconds_count", method="GET", route=IMAGE_ROUTE) == 4
+    assert value(found, "lightbox_cache_hits_total", cache="thumbnails") == 1
+    assert value(found, "lightbox_cache_misses_total", cache="thumbnails") == 1
+    assert value(found, "lightbox_cache_hits_total", cache="id_maps") >= 4
+    assert value(found, "lightbox_ann_index_builds_total") >= 1
+    assert value(found, "lightbox_ann_index_build_seconds_total") > 0
+    assert value(found, "lightbox_cache_hits_total", cache="ann") >= 1
+    assert value(found, "lightbox_index_build_seconds_count", type="BTREE") == 1
+    assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="written") == 1
+    assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="skipped") == 1
+
+    other = tuned_server(root, warm_on_start=False)  # a second app in the same process counts on its own
+    fresh = samples(httpx.get(f"{other.url}/metrics").text)
+    assert value(fresh, "lightbox_http_requests_total", method="GET", route=IMAGE_ROUTE, status="200") == 0
+
+
+def test_metrics_and_api_keys(tuned_server: Callable[..., LiveServer], root: str) -> None:
+    keyed = tuned_server(root, api_keys="secret,reader:ro")
+    assert httpx.get(f"{keyed.url}/metrics").status_code == 401
+    assert httpx.get(f"{keyed.url}/metrics", headers={"x-api-key": "reader"}).status_code == 200
+    public = tuned_server(root, api_keys="secret", metrics_public=True)
+    assert httpx.get(f"{public.url}/metrics").status_code == 200
+    assert httpx.get(f"{public.url}/api/v1/tables").status_code == 401  # only /metrics is opened
+    found = samples(httpx.get(f"{public.url}/metrics").text)
+    assert value(found, "lightbox_http_requests_total", method="GET", route="unmatched", status="401") == 1
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def access_lines() -> Iterator[Lines]:
+    handler = Lines()
+    log = logging.getLogger("lightbox.access")
+    log.addHandler(handler)
+    yield handler
+    log.removeHandler(handler)
+
+
+def test_json_access_log(tuned_server: Callable[..., LiveServer], root: str, access_lines: Lines) -> None:
+    server = tuned_server(root, access_log="json")
+    r = httpx.get(f"{server.url}/api/v1/tables/digits/rows/3/00003.png", headers={"x-request-id": "trace-1"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5  # the line is written once the last byte has gone
+    while not any("trace-1" in line for line in access_lines.lines) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    entries = [json.loads(line) for line in access_lines.lines]
+    entry = next(e for e in entries if e["request_id"] == "trace-1")
+    assert entry["method"] == "GET" and entry["status"] == 200 and entry["path"].endswith("/rows/3/00003.png")
+    assert entry["route"] == "/api/v1/tables/{table}/rows/{row_id:path}" and entry["duration_ms"] > 0
+    assert entry["bytes"] == len(r.content)
+
+
+def test_resize_on_fetch(tuned_server: Callable[..., LiveServer], root: str, digits_dir: Path) -> None:
+    server = tuned_server(root)
+    original = Image.open(digits_dir / "images" / "3/00003.png")
+    assert original.size == (8, 8)
+    url = f"{server.url}/api/v1/tables/digits/rows/3/00003.png/image"
+    with httpx.Client(timeout=60) as http:
+        r = http.get(url, params={"width": 4})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(r.content)).size == (4, 4)
+        again = http.get(url, params={"width": 4})
+        assert again.content == r.content and again.headers["etag"] == r.headers["etag"]
+        assert http.get(url, params={"width": 4}, headers={"if-none-match": r.headers["etag"]}).status_code == 304
+        webp = http.get(url, params={"height": 2, "format": "webp", "tag": "v1"})
+        assert webp.headers["content-type"] == "image/webp" and "immutable" in webp.headers["cache-control"]
+        assert Image.open(io.BytesIO(webp.content)).size == (2, 2)
+        big = http.get(url, params={"width": 100})  # never enlarged
+        assert Image.open(io.BytesIO(big.content)).size == (8, 8)
+        for params in ({"width": 0}, {"width": "abc"}, {"height": 5000}, {"format": "gif"}, {"width": -3}):
+            bad = http.get(url, params=params)
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request", params
+        assert http.get(url).content == (digits_dir / "images" / "3/00003.png").read_bytes()
+        found = samples(http.get(f"{server.url}/metrics").text)
+    assert value(found, "lightbox_cache_hits_total", cache="thumbnails") == 1  # the repeat; the 304 renders nothing
+    assert value(found, "lightbox_cache_misses_total", cache="thumbnails") == 3
+
+
+def test_search_hits_carry_image_url(tuned_server: Callable[..., LiveServer], root: str, digits_dir: Path) -> None:
+    server = tuned_server(root)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        hits = http.post("/api/v1/tables/digits/search", params={"tag": "v1"},
+                         json={"image_id": "3/00003.png", "k": 3}).json()["hits"]
+        assert len(hits) == 3
+        for hit in hits:
+            assert hit["image_url"].endswith("/image?tag=v1")
+            assert http.get(hit["image_url"]).content == (digits_dir / "images" / hit["id"]).read_bytes()
