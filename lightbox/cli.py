@@ -129,7 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-serve", action="store_true", help="build the tables and exit")
+    for command in sub.choices.values():  # every command that opens a data root takes its storage options
+        if any("--uri" in action.option_strings for action in command._actions):
+            command.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                                 type=_storage_pair,
+                                 help="an object-store option for the data root (repeatable), e.g. "
+                                      "endpoint=http://127.0.0.1:9000; adds to $LIGHTBOX_STORAGE_OPTIONS")
     return parser
+
+
+def _storage_pair(text: str) -> str:
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("a storage option is KEY=VALUE")  # the value is not echoed: it may be a secret
+    return text
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -157,15 +170,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lightbox.errors import LightboxError as ClientError
 
         if isinstance(exc, LightboxError | SideFileError | ClientError | UnknownModel):
-            print(f"lightbox: error: {exc}", file=sys.stderr)
+            from app.storage import redact
+
+            print(f"lightbox: error: {redact(str(exc), _storage_options(args))}", file=sys.stderr)
             return 2
         raise
 
 
-def _store(uri: str | None):  # type: ignore[no-untyped-def]
+def _storage_options(args: argparse.Namespace) -> dict[str, str]:
+    """Storage options from the environment (``LIGHTBOX_STORAGE_*``), then ``--storage-option`` pairs."""
+    from app.settings import Settings
+    from app.storage import parse_pairs
+
+    return {**Settings().resolved_storage_options(), **parse_pairs(getattr(args, "storage_option", None) or [])}
+
+
+def _store(args: argparse.Namespace, uri: str | None = None):  # type: ignore[no-untyped-def]
     from app.store import Store
 
-    return Store(uri or _env_uri())
+    return Store(uri or args.uri or _env_uri(), storage_options=_storage_options(args) or None)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -182,7 +205,7 @@ def _ingest(args: argparse.Namespace) -> int:
         opts.workers = args.workers
     if args.max_pixels:
         opts.max_pixels = args.max_pixels
-    report = run_ingest(_store(args.uri), opts)
+    report = run_ingest(_store(args), opts)
     if args.report:
         report.write(args.report)
     if args.json:
@@ -200,6 +223,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
+    if getattr(args, "storage_option", None):  # the flags win over every LIGHTBOX_STORAGE_* setting
+        settings = settings.model_copy(update={"storage_options": _storage_options(args), "storage_endpoint": None,
+                                               "storage_region": None, "storage_access_key_id": None,
+                                               "storage_secret_access_key": None, "storage_session_token": None,
+                                               "storage_allow_http": None})
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -216,7 +244,7 @@ def _tables(args: argparse.Namespace) -> int:
     else:
         from app.services.tables import list_tables
 
-        rows = [(t["name"], t["version"], t["num_rows"]) for t in list_tables(_store(args.uri))]
+        rows = [(t["name"], t["version"], t["num_rows"]) for t in list_tables(_store(args))]
     for name, version, num_rows in rows:
         print(f"{name}\tversion {version}\t{num_rows} rows")
     return 0
@@ -228,7 +256,7 @@ def _versions(args: argparse.Namespace) -> int:
     else:
         from app.services.history import list_versions
 
-        page, _ = list_versions(_store(args.uri), args.table, limit=1000, ascending=True)
+        page, _ = list_versions(_store(args), args.table, limit=1000, ascending=True)
     for v in page:
         tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
         print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"
@@ -247,7 +275,7 @@ def _tag(args: argparse.Namespace) -> int:
         from app.services import history
         from app.store import Ref
 
-        store = _store(args.uri)
+        store = _store(args)
         if args.delete:
             history.delete_tag(store, args.table, args.name)
         else:
@@ -273,7 +301,7 @@ def _row(args: argparse.Namespace) -> int:
         from app.store import RowReader
         from app.store.ids import check_id
 
-        store = _store(args.uri)
+        store = _store(args)
         check_id(args.id)
         if args.delete:
             out = writes.delete_rows(store, args.table, ids=[args.id], message=args.message)
@@ -299,7 +327,7 @@ def _embed(args: argparse.Namespace) -> int:
     from app.services.embed import embed_table
     from embeddings.registry import load
 
-    out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column)
+    out = embed_table(_store(args), args.table, load(args.model), source=args.source, column=args.column)
     print(f"embedded {out['rows']} rows of {args.table} into {out['column']} ({out['model']}, {out['dim']}-d)"
           f" as version {out['version']}" + (f"; {out['failed']} could not be embedded" if out["failed"] else ""))
     return 0
@@ -313,7 +341,7 @@ def _restore(args: argparse.Namespace) -> int:
         from app.services import history
         from app.store import Ref
 
-        out = history.restore(_store(args.uri), args.table, Ref.parse(**ref))
+        out = history.restore(_store(args), args.table, Ref.parse(**ref))
     print(f"restored version {out['restored']} as new version {out['version']} ({out['num_rows']} rows)")
     return 0
 
@@ -325,7 +353,7 @@ def _log(args: argparse.Namespace) -> int:
     else:
         from app.services.history import list_versions
 
-        page, _ = list_versions(_store(args.uri), args.table, branch=args.branch, limit=args.limit)
+        page, _ = list_versions(_store(args), args.table, branch=args.branch, limit=args.limit)
     for i, v in enumerate(page):
         tags = ", ".join(f"tag: {t}" for t in v["tags"])
         print(f"version {v['version']}" + (f" ({tags})" if tags else "") + (f" [{v['branch']}]" if v["branch"] else ""))
@@ -345,7 +373,7 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         from app.services.diff import diff, parse_ref_text
 
-        store = _store(args.uri)
+        store = _store(args)
         a = store.snapshot(args.table, parse_ref_text(store, args.table, args.from_ref))
         b = store.snapshot(args.table, parse_ref_text(store, args.table, args.to_ref))
         out = diff(a, b).page(10**9, 0)
@@ -374,7 +402,7 @@ def _branch(args: argparse.Namespace) -> int:
         from app.services import branches
         from app.store import Ref
 
-        store = _store(args.uri)
+        store = _store(args)
         if args.name and args.delete:
             branches.delete_branch(store, args.table, args.name)
         elif args.name:
@@ -393,7 +421,7 @@ def _merge(args: argparse.Namespace) -> int:
     else:
         from app.services.branches import merge
 
-        out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
+        out = merge(_store(args), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
                     message=args.message)
     if out["merged"]:
         print(f"merged {args.branch} into {args.into} as version {out['version']}: "
@@ -412,7 +440,7 @@ def _clone(args: argparse.Namespace) -> int:
     from app.services.branches import clone
     from app.store import Ref
 
-    out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref))  # type: ignore[arg-type]
+    out = clone(_store(args), args.table, args.new, Ref.parse(**ref))  # type: ignore[arg-type]
     print(f"cloned {args.table}@{out['source_version']} as {args.new} ({out['num_rows']} rows, no bytes copied)")
     return 0
 
@@ -426,7 +454,7 @@ def _optimize(args: argparse.Namespace) -> int:
         from app.settings import Settings
         from app.store.maintenance import optimize
 
-        out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days))
+        out = optimize(_store(args), args.table, timedelta(days=Settings().retention_days))
     print(f"optimized {args.table}: version {out['version']}, {out['old_versions_removed']} old versions pruned")
     return 0
 
@@ -448,7 +476,7 @@ def _demo(args: argparse.Namespace) -> int:
     from lightbox.demo import build_demo
 
     uri = args.uri or _env_uri()
-    for report in build_demo(_store(uri)):
+    for report in build_demo(_store(args, uri)):
         print(report.summary(), end="\n\n")
     if args.no_serve:
         return 0
