@@ -49,7 +49,7 @@ def table_of(path: str) -> str | None:
     for pattern in _TABLE_IN_PATH:
         found = pattern.match(path)
         if found:
-            return unquote(found["name"])
+            return unquote(found["name"]).rsplit("$", 1)[-1]  # a LanceDB id may name the root namespace: "$t"
     return None
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import lancedb
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -26,7 +29,7 @@ from tests.serve_procs import ServeProcess
 pytestmark = pytest.mark.s3
 
 REPLICAS, THREADS, WRITES, KEYS = 2, 3, 12, 8
-REFRESH = 0.5
+REFRESH = 2.0  # longer than a forwarded write and the read after it: that read sees it only if refreshed
 
 
 @pytest.fixture
@@ -78,7 +81,8 @@ def test_replicas_keep_ids_unique_and_every_write_readable(service: tuple[ServeP
     versions = [v for _, _, v in acked]
     assert len(set(versions)) == len(versions)  # each write its own version: none was folded into another
 
-    for client in clients:  # read-your-writes: the replica that forwarded a write refreshed its latest
+    time.sleep(REFRESH)  # each replica now sees the other's writes too
+    for client in clients:
         rows = client.table("shared").query(columns=["id", "value"], limit=None)
         ids = rows.column("id").to_pylist()
         assert len(ids) == len(set(ids)) == KEYS  # 0 duplicate ids
@@ -111,6 +115,16 @@ def test_replica_forwards_reads_locally_and_writes_unchanged(service: tuple[Serv
     direct = httpx.post(f"{writer.url}/api/v1/tables", json={"name": "t"}, timeout=60)
     assert again.status_code == direct.status_code == 409
     assert again.json()["error"]["code"] == direct.json()["error"]["code"]
+    # the official LanceDB client through a replica: create, add and merge_insert are forwarded, and the
+    # replica reads its own writes at once (its refresh interval is longer than this takes)
+    db = lancedb.connect("db://lightbox", api_key="none", host_override=replica)
+    tbl = db.create_table("features", pa.table({"id": ["a", "b"], "x": [1, 2]}))
+    tbl.add(pa.table({"id": ["c"], "x": [3]}))
+    assert tbl.count_rows() == 3
+    (tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+     .execute(pa.table({"id": ["c", "d"], "x": [30, 4]})))
+    assert sorted(tbl.search().select(["x"]).limit(10).to_arrow().column("x").to_pylist()) == [1, 2, 4, 30]
+    assert db.open_table("features").count_rows("x > 3") == 2
     # a read that is a POST is answered here (it works with the writer gone)
     writer.stop()
     assert httpx.post(f"{replica}/api/v1/tables/t/query", json={}, timeout=60).status_code == 200
