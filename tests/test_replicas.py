@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import lancedb
@@ -23,18 +22,21 @@ import pytest
 from PIL import Image
 
 from lightbox.client import Client
-from tests.s3 import S3Root
+from tests.s3 import MotoS3
 from tests.serve_procs import ServeProcess
 
 pytestmark = pytest.mark.s3
 
-REPLICAS, THREADS, WRITES, KEYS = 2, 3, 12, 8
+REPLICAS, THREADS, WRITES, KEYS = 2, 3, 10, 8
 REFRESH = 2.0  # longer than a forwarded write and the read after it: that read sees it only if refreshed
 
 
-@pytest.fixture
-def service(s3_root: S3Root, tmp_path: Path) -> Iterator[tuple[ServeProcess, list[ServeProcess]]]:
-    """The writer and two replicas, all started at once (start-up is mostly imports)."""
+@pytest.fixture(scope="module")
+def service(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[ServeProcess, list[ServeProcess]]]:
+    """The writer and two replicas over one fresh S3 root, started at once (start-up is mostly imports) and
+    shared by this module's tests (each uses its own tables; the last one stops the writer)."""
+    s3_root, tmp_path = moto_s3.root(), tmp_path_factory.mktemp("replicas")
     env = {**s3_root.env(), "LIGHTBOX_LATEST_REFRESH_SECONDS": str(REFRESH), "LIGHTBOX_WARM_ON_START": "false"}
     writer = ServeProcess(s3_root.uri, env=env, log=tmp_path / "writer.log")
     replicas = [ServeProcess(s3_root.uri, env={**env, "LIGHTBOX_WRITER_URL": writer.url},
