@@ -37,9 +37,10 @@ def service(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory
     """The writer and two replicas over one fresh S3 root, started at once (start-up is mostly imports) and
     shared by this module's tests (each uses its own tables; the last one stops the writer)."""
     s3_root, tmp_path = moto_s3.root(), tmp_path_factory.mktemp("replicas")
-    env = {**s3_root.env(), "LIGHTBOX_LATEST_REFRESH_SECONDS": str(REFRESH), "LIGHTBOX_WARM_ON_START": "false"}
-    writer = ServeProcess(s3_root.uri, env=env, log=tmp_path / "writer.log")
-    replicas = [ServeProcess(s3_root.uri, env={**env, "LIGHTBOX_WRITER_URL": writer.url},
+    env = {"LIGHTBOX_LATEST_REFRESH_SECONDS": str(REFRESH), "LIGHTBOX_WARM_ON_START": "false"}
+    # the writer gets its storage options as --storage-option flags, the replicas from the environment
+    writer = ServeProcess(s3_root.uri, flags=s3_root.flags(), env=env, log=tmp_path / "writer.log")
+    replicas = [ServeProcess(s3_root.uri, env={**env, **s3_root.env(), "LIGHTBOX_WRITER_URL": writer.url},
                              log=tmp_path / f"replica{i}.log") for i in range(REPLICAS)]
     try:
         for proc in (writer, *replicas):

@@ -21,7 +21,7 @@ import lancedb
 import pytest
 
 from app.settings import Settings
-from app.storage import REDACTED, RedactingFilter, parse_pairs, redact
+from app.storage import REDACTED, RedactingFilter, parse_pairs, redact, redact_body
 from app.store import Store
 from lightbox.client import Client
 from tests.conftest import LiveServer
@@ -153,6 +153,8 @@ def test_credentials_are_never_shown(s3_root: S3Root, cli: Callable[..., object]
     assert redact(f"denied with {secret}", s3_root.options) == f"denied with {REDACTED}"
     assert redact("s3://AKIA:hunter2@bucket/x") == f"s3://{REDACTED}@bucket/x"
     assert "abcdef" not in redact("https://h/b?X-Amz-Signature=abcdef&x=1")
+    body = {"error": {"code": "conflict", "message": f"the write does not fit: {secret} rejected", "detail": {}}}
+    assert secret not in json.dumps(redact_body(body, s3_root.options))
     assert parse_pairs(["Endpoint=http://h:1", "allow_http=true"]) == {"endpoint": "http://h:1", "allow_http": "true"}
 
     # the log: a record quoting the secret is cleaned by the filter the service installs
