@@ -172,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, LightboxError | SideFileError | ClientError | UnknownModel):
             from app.storage import redact
 
-            print(f"lightbox: error: {redact(str(exc), _storage_options(args))}", file=sys.stderr)
+            try:
+                secrets = _storage_options(args)
+            except Exception:  # unreadable settings: still print the error, with URI credentials removed
+                secrets = {}
+            print(f"lightbox: error: {redact(str(exc), secrets)}", file=sys.stderr)
             return 2
         raise
 
