@@ -22,6 +22,7 @@ from app.errors import LightboxError
 from app.metrics import Metrics, Observe
 from app.middleware import RequestId
 from app.models import request_error
+from app.replica import ForwardWrites, writer_client
 from app.responses import JSON
 from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
@@ -30,6 +31,7 @@ from app.routes import metrics as metrics_routes
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
+from app.storage import hide_secrets, redact_body
 from app.store import RowReader, Store
 from app.store.ann import AnnCache
 from embeddings.registry import Registry
@@ -43,11 +45,13 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     os.environ.setdefault("LANCE_LOG", "error")
+    storage_options = settings.resolved_storage_options()
+    hide_secrets(storage_options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = Store(settings.uri, refresh_seconds=settings.latest_refresh_seconds,
-                                cache_size=settings.handle_cache_size)
+        app.state.store = Store(settings.uri, storage_options=storage_options or None,
+                                refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         if settings.warm_on_start:
@@ -58,11 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       AnnCache(settings.ann_cache_size, settings.ann_exact_below))
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
         app.state.store.on_forget(app.state.searcher.ann.forget)
-        yield
+        async with writer_client(settings.writer_url) as app.state.writer:
+            yield
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.storage_options = storage_options
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(export_routes.router)
@@ -71,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lancedb_compat.router)
     ui.install(app)  # the gallery at / and the offline /docs, /redoc
     _install_error_handlers(app)
+    if settings.writer_url:  # a read replica: writes go to the one writer
+        app.add_middleware(ForwardWrites)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
@@ -97,8 +105,9 @@ def warm(store: Store, reader: RowReader) -> None:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
-    async def lightbox_error(_: Request, exc: LightboxError) -> JSON:
-        return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+    async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
+        body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
+        return JSON(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSON:

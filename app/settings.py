@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.storage import normalise
 
 
 class Settings(BaseSettings):
@@ -11,8 +16,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
 
     uri: str = "./lightbox-data"
+    # Options for the data root's object store (any Lance key: aws_endpoint, region, allow_http, ...), as a
+    # JSON object in LIGHTBOX_STORAGE_OPTIONS. Hidden from repr: it usually holds credentials.
+    storage_options: dict[str, str | bool | int | float] = Field(default_factory=dict, repr=False)
+    # The common keys one by one (LIGHTBOX_STORAGE_ENDPOINT, ...); they win over the JSON object.
+    storage_endpoint: str | None = None
+    storage_region: str | None = None
+    storage_access_key_id: str | None = None
+    storage_secret_access_key: SecretStr | None = None
+    storage_session_token: SecretStr | None = None
+    storage_allow_http: bool | None = None
+    # Set on a read replica: every write request is forwarded to this writer (e.g. http://writer:8000).
+    writer_url: str | None = None
     # "KEY" (read-write) or "KEY:ro", comma-separated; unset: no auth (and the default bind is loopback).
-    api_keys: str | None = None
+    api_keys: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
     # How stale "latest" may be when another process writes; local writes refresh at once.
@@ -35,3 +52,35 @@ class Settings(BaseSettings):
     access_log: str | None = None
     # true: GET /metrics needs no API key even when keys are set (a scraper on a private network).
     metrics_public: bool = False
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _options_json(cls, value: object) -> object:
+        if isinstance(value, str):  # given directly (not through the environment, which pydantic decodes)
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"storage_options must be a JSON object: {exc.msg}") from None
+        return value
+
+    @field_validator("writer_url")
+    @classmethod
+    def _writer(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("writer_url must be an http:// or https:// URL")
+        return value.rstrip("/") if value else None
+
+    def resolved_storage_options(self) -> dict[str, str]:
+        """The dict Lance gets: the JSON object, then the per-key settings over it (string values)."""
+        options = normalise(self.storage_options)
+        single = {
+            "endpoint": self.storage_endpoint,
+            "region": self.storage_region,
+            "access_key_id": self.storage_access_key_id,
+            "secret_access_key": self.storage_secret_access_key.get_secret_value()
+            if self.storage_secret_access_key else None,
+            "session_token": self.storage_session_token.get_secret_value() if self.storage_session_token else None,
+            "allow_http": self.storage_allow_http,
+        }
+        options.update(normalise(single))
+        return options

@@ -150,7 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     from lightbox import cli_formats
 
     parser.set_defaults(extra_handlers=cli_formats.add_parsers(sub))
+    for command in sub.choices.values():  # every command that opens a data root takes its storage options
+        if any("--uri" in action.option_strings for action in command._actions):
+            command.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                                 type=_storage_pair,
+                                 help="an object-store option for the data root (repeatable), e.g. "
+                                      "endpoint=http://127.0.0.1:9000; adds to $LIGHTBOX_STORAGE_OPTIONS")
     return parser
+
+
+def _storage_pair(text: str) -> str:
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("a storage option is KEY=VALUE")  # the value is not echoed: it may be a secret
+    return text
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not _expected(exc):
             raise
-        print(f"lightbox: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if not getattr(args, "server", None):  # a data root's credentials never reach the terminal
+            from app.storage import redact
+
+            try:
+                secrets = _storage_options(args)
+            except Exception:  # unreadable settings: still print the error, with URI credentials removed
+                secrets = {}
+            message = redact(message, secrets)
+        print(f"lightbox: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -196,10 +218,18 @@ def _expected(exc: Exception) -> bool:
     return any(isinstance(exc, t) for t in server_types if isinstance(t, type))
 
 
-def _store(uri: str | None):  # type: ignore[no-untyped-def]
+def _storage_options(args: argparse.Namespace) -> dict[str, str]:
+    """Storage options from the environment (``LIGHTBOX_STORAGE_*``), then ``--storage-option`` pairs."""
+    from app.settings import Settings
+    from app.storage import parse_pairs
+
+    return {**Settings().resolved_storage_options(), **parse_pairs(getattr(args, "storage_option", None) or [])}
+
+
+def _store(args: argparse.Namespace, uri: str | None = None):  # type: ignore[no-untyped-def]
     from app.store import Store
 
-    return Store(uri or _env_uri())
+    return Store(uri or args.uri or _env_uri(), storage_options=_storage_options(args) or None)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -220,7 +250,7 @@ def _ingest(args: argparse.Namespace) -> int:
         opts.workers = args.workers
     if args.max_pixels:
         opts.max_pixels = args.max_pixels
-    report = run_ingest(_store(args.uri), opts)
+    report = run_ingest(_store(args), opts)
     if args.report:
         report.write(args.report)
     if args.json:
@@ -238,6 +268,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
+    if getattr(args, "storage_option", None):  # the flags win over every LIGHTBOX_STORAGE_* setting
+        settings = settings.model_copy(update={"storage_options": _storage_options(args), "storage_endpoint": None,
+                                               "storage_region": None, "storage_access_key_id": None,
+                                               "storage_secret_access_key": None, "storage_session_token": None,
+                                               "storage_allow_http": None})
     print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                 access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own access log
@@ -262,7 +297,7 @@ def _tables(args: argparse.Namespace) -> int:
     else:
         from app.services.tables import list_tables
 
-        rows = [(t["name"], t["version"], t["num_rows"]) for t in list_tables(_store(args.uri))]
+        rows = [(t["name"], t["version"], t["num_rows"]) for t in list_tables(_store(args))]
     for name, version, num_rows in rows:
         print(f"{name}\tversion {version}\t{num_rows} rows")
     return 0
@@ -274,7 +309,7 @@ def _versions(args: argparse.Namespace) -> int:
     else:
         from app.services.history import list_versions
 
-        page, _ = list_versions(_store(args.uri), args.table, limit=1000, ascending=True)
+        page, _ = list_versions(_store(args), args.table, limit=1000, ascending=True)
     for v in page:
         tags = f" ({', '.join(v['tags'])})" if v["tags"] else ""
         print(f"{v['version']}\t{v['timestamp']}\t{v['num_rows']} rows\t{v['operation']}\t"
@@ -293,7 +328,7 @@ def _tag(args: argparse.Namespace) -> int:
         from app.services import history
         from app.store import Ref
 
-        store = _store(args.uri)
+        store = _store(args)
         if args.delete:
             history.delete_tag(store, args.table, args.name)
         else:
@@ -319,7 +354,7 @@ def _row(args: argparse.Namespace) -> int:
         from app.store import RowReader
         from app.store.ids import check_id
 
-        store = _store(args.uri)
+        store = _store(args)
         check_id(args.id)
         if args.delete:
             out = writes.delete_rows(store, args.table, ids=[args.id], message=args.message)
@@ -365,7 +400,7 @@ def _embed(args: argparse.Namespace) -> int:
         from app.services.embed import embed_table
         from embeddings.registry import load
 
-        out = embed_table(_store(args.uri), args.table, load(args.model), source=args.source, column=args.column,
+        out = embed_table(_store(args), args.table, load(args.model), source=args.source, column=args.column,
                           **_note(args))
     print(f"embedded {out['rows']} rows of {args.table} into {out['column']} ({out['model']}, {out['dim']}-d)"
           f" as version {out['version']}" + (f"; {out['failed']} could not be embedded" if out["failed"] else ""))
@@ -380,7 +415,7 @@ def _restore(args: argparse.Namespace) -> int:
         from app.services import history
         from app.store import Ref
 
-        out = history.restore(_store(args.uri), args.table, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
+        out = history.restore(_store(args), args.table, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
     print(f"restored version {out['restored']} as new version {out['version']} ({out['num_rows']} rows)")
     return 0
 
@@ -392,7 +427,7 @@ def _log(args: argparse.Namespace) -> int:
     else:
         from app.services.history import list_versions
 
-        page, _ = list_versions(_store(args.uri), args.table, branch=args.branch, limit=args.limit)
+        page, _ = list_versions(_store(args), args.table, branch=args.branch, limit=args.limit)
     for i, v in enumerate(page):
         _print_entry(v)
         if i + 1 < len(page):
@@ -424,7 +459,7 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         from app.services.diff import diff, parse_ref_text
 
-        store = _store(args.uri)
+        store = _store(args)
         a = store.snapshot(args.table, parse_ref_text(store, args.table, args.from_ref))
         b = store.snapshot(args.table, parse_ref_text(store, args.table, args.to_ref))
         out = diff(a, b).page(10**9, 0)
@@ -453,7 +488,7 @@ def _branch(args: argparse.Namespace) -> int:
         from app.services import branches
         from app.store import Ref
 
-        store = _store(args.uri)
+        store = _store(args)
         if args.name and args.delete:
             branches.delete_branch(store, args.table, args.name)
         elif args.name:
@@ -473,7 +508,7 @@ def _merge(args: argparse.Namespace) -> int:
         else:
             from app.services.branches import merge
 
-            out = merge(_store(args.uri), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
+            out = merge(_store(args), args.table, args.branch, into=args.into, on_conflict=args.on_conflict,
                         **_note(args))
     except Exception as exc:
         if getattr(exc, "code", None) != "merge_conflict":
@@ -499,7 +534,7 @@ def _clone(args: argparse.Namespace) -> int:
     from app.services.clones import clone
     from app.store import Ref
 
-    out = clone(_store(args.uri), args.table, args.new, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
+    out = clone(_store(args), args.table, args.new, Ref.parse(**ref), **_note(args))  # type: ignore[arg-type]
     print(f"cloned {args.table}@{out['source_version']} as {args.new} ({out['num_rows']} rows, no bytes copied)")
     return 0
 
@@ -513,7 +548,7 @@ def _optimize(args: argparse.Namespace) -> int:
         from app.settings import Settings
         from app.store.maintenance import optimize
 
-        out = optimize(_store(args.uri), args.table, timedelta(days=Settings().retention_days), **_note(args))
+        out = optimize(_store(args), args.table, timedelta(days=Settings().retention_days), **_note(args))
     print(f"optimized {args.table}: version {out['version']}, {out['old_versions_removed']} old versions pruned")
     if out.get("retention_skipped"):
         print(f"warning: {out['retention_skipped']}", file=sys.stderr)
@@ -537,7 +572,7 @@ def _demo(args: argparse.Namespace) -> int:
     from lightbox.demo import build_demo
 
     uri = args.uri or _env_uri()
-    for report in build_demo(_store(uri)):
+    for report in build_demo(_store(args, uri)):
         print(report.summary(), end="\n\n")
     if args.no_serve:
         print(f"Serve it with `lightbox serve --uri {uri}` and open the gallery at "

@@ -91,10 +91,11 @@ def export(args: argparse.Namespace) -> int:
 def _export_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
     from app.services.export import ExportSpec, open_export
     from app.services.query import count
-    from app.store import Ref, Store
+    from app.store import Ref
     from lightbox._export import plan_export
+    from lightbox.cli import _store
 
-    store = Store(args.uri or os.environ.get("LIGHTBOX_URI", "./lightbox-data"))
+    store = _store(args)
     snap = store.snapshot(args.table, Ref.parse(**_ref(args)))
     ref = {"version": snap.version, "branch": snap.branch}
     pinned = Ref(version=snap.version, branch=snap.branch)
@@ -125,10 +126,10 @@ def import_annotations(args: argparse.Namespace) -> int:
     else:
         from app.services.annotations import import_annotations as run
         from app.services.annotations import parse_body
-        from app.store import Store
+        from lightbox.cli import _store
 
         parsed, normalised = parse_body(args.format, body)
-        store = Store(args.uri or os.environ.get("LIGHTBOX_URI", "./lightbox-data"))
+        store = _store(args)
         out = run(store, args.table, parsed, match=args.match, normalised=normalised, message=args.message)
     if args.json:
         print(json.dumps(out))

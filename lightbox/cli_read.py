@@ -131,7 +131,7 @@ class _Local:
     def __init__(self, args: argparse.Namespace) -> None:
         from lightbox.cli import _store
 
-        self.store = _store(args.uri)
+        self.store = _store(args)
 
     @staticmethod
     def _ref(ref: dict[str, Any]) -> Any:

@@ -163,3 +163,20 @@ def tuned_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+# -- an S3-compatible server on loopback (moto), for the object-storage tests ---------------------
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[object]:
+    pytest.importorskip("moto.server", reason="moto[server] is in the dev extra")
+    from tests.s3 import MotoS3
+
+    server = MotoS3().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(moto_s3: object) -> object:
+    """A fresh, empty data root on the loopback S3 server: ``.uri``, ``.options``, ``.flags()``, ``.env()``."""
+    return moto_s3.root()  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from app.deps import StoreDep
 from app.responses import JSON
+from app.storage import redact
 
 router = APIRouter(tags=["health"])
 
@@ -18,4 +19,4 @@ def healthz() -> JSON:
 @router.get("/readyz")
 def readyz(store: StoreDep) -> JSON:
     store.names()  # the data root answers
-    return JSON({"status": "ready", "uri": store.uri})
+    return JSON({"status": "ready", "uri": redact(store.uri, store.storage_options)})

@@ -11,7 +11,9 @@ inserted, which is what lets Lance see two concurrent inserts of the same new id
 (it rebases them onto each other instead, and the id is stored twice). So keyed writes to one
 table take turns: a lock per table in this process, and an advisory file lock beside the table's
 files for other processes on the same local data root. An HTTP upload holds the same turn from its
-id check to its commit (``write_turn``), so two uploads of one new id cannot both add it.
+id check to its commit (``write_turn``), so two uploads of one new id cannot both add it. Object
+storage has no file lock: there one process writes (the others are replicas that forward their writes
+to it, ``app.replica``), and its in-process turn is the one that counts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""Storage options for a data root on object storage, and keeping their secrets out of logs and errors.
+
+Lance takes the same ``storage_options`` dict for every URI scheme (``s3://``, ``gs://``, ``az://``)
+and also reads the cloud's own environment variables (``AWS_*`` ...) when a key is not given. The
+dict carries credentials, so anything that may print a URI, an option or an engine message goes
+through ``redact`` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+
+# Option names whose values are secrets (matched as substrings of the lower-cased key).
+SECRET_MARKERS = ("secret", "password", "token", "key", "credential", "sas", "signature")
+# Keys that name a secret but are not one.
+NOT_SECRET = frozenset({"aws_access_key_id", "access_key_id", "google_service_account_key_path"})
+REDACTED = "***"
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?::[^/@\s]*)?@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:sig|signature|token|x-amz-signature|x-amz-security-token|sv)=)[^&\s]+")
+
+
+def is_secret(key: str) -> bool:
+    lower = key.lower()
+    return lower not in NOT_SECRET and any(marker in lower for marker in SECRET_MARKERS)
+
+
+def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (from ``--storage-option``) -> a dict with lower-cased keys."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"a storage option is KEY=VALUE, not {redact(pair)!r}")
+        options[key.strip().lower()] = value
+    return options
+
+
+def normalise(options: Mapping[str, object] | None) -> dict[str, str]:
+    """Lance wants string values; JSON settings may carry booleans and numbers."""
+    out: dict[str, str] = {}
+    for key, value in (options or {}).items():
+        if value is None:
+            continue
+        out[str(key).lower()] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+def redact(text: str, options: Mapping[str, str] | None = None) -> str:
+    """``text`` with credentials removed: secret option values, ``user:password@`` in URIs and signed
+    query parameters. Used on every message that might carry a URI or an engine error."""
+    for key, value in (options or {}).items():
+        if value and len(value) >= 4 and is_secret(key):
+            text = text.replace(value, REDACTED)
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+def shown_options(options: Mapping[str, str] | None) -> dict[str, str]:
+    """The options as they may be shown: secret values replaced."""
+    return {k: REDACTED if is_secret(k) else v for k, v in (options or {}).items()}
+
+
+class RedactingFilter(logging.Filter):
+    """A log filter that removes the data root's secrets from every record it passes."""
+
+    def __init__(self, options: Mapping[str, str] | None) -> None:
+        super().__init__()
+        self.options = dict(options or {})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, self.options)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(formatted, self.options)
+        return True
+
+
+def redact_body(body: dict, options: Mapping[str, str] | None) -> dict:
+    """An error body with the message redacted (the detail holds names and numbers we built)."""
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return {**body, "error": {**error, "message": redact(error["message"], options)}}
+    return body
+
+
+LOGGERS = ("lightbox", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def hide_secrets(options: Mapping[str, str] | None) -> None:
+    """Install a ``RedactingFilter`` for these options on the service's loggers (once per set of secrets)."""
+    if not any(is_secret(k) for k in options or {}):
+        return
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) and f.options == dict(options or {}) for f in logger.filters):
+            logger.addFilter(RedactingFilter(options))
