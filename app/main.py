@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
-from app.middleware import RequestId
+from app.middleware import BodyLimits, RequestId
 from app.responses import JSON
 from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
 from app.services.pixels import ThumbnailCache
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
+    app.add_middleware(BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
+                       idle_seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestId)
     return app
 

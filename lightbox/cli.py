@@ -186,11 +186,12 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.serving import server_config
     from app.settings import Settings
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.Server(server_config(create_app(settings), settings, log_level="info")).run()
     return 0
 
 
