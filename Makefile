@@ -6,7 +6,7 @@ export LANCE_LOG ?= error
 
 TS_DIR := tests/ts
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test fuzz lint bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(TS_DIR)/node_modules: $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 test: $(VENV)/.dev $(TS_DIR)/node_modules
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# A longer fuzz of every API operation than the one in `make test`; prints status codes per operation.
+FUZZ_MINUTES ?= 10
+fuzz: $(VENV)/.dev
+	$(PY) -m tests.fuzzing --minutes $(FUZZ_MINUTES)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -20,6 +20,7 @@ from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.middleware import BodyLimits, RequestId
+from app.openapi import declare_responses
 from app.responses import JSON
 from app.routes import branches, health, history, indexes, query, rows, search, tables, uploads, writes
 from app.services.pixels import ThumbnailCache
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(lancedb_compat.router)
+    declare_responses(app)
     _install_error_handlers(app)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
