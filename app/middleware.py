@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -77,38 +77,38 @@ class BodyLimits:
             await _refuse(send, PayloadTooLarge(_too_large(limit), limit=limit))
             return
         received = 0
-        done = False
-        answered = False
+        done = answered = started = False
+
+        async def refuse(error: LightboxError, status: int, close: bool = False) -> NoReturn:
+            nonlocal answered
+            if not answered and not started:  # else the handler's answer is already on its way
+                answered = True
+                await _refuse(send, error, close=close)
+            raise _BodyRefused(status, error.message)
 
         async def bounded_receive() -> Message:
-            nonlocal received, done, answered
+            nonlocal received, done
             if done:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.idle_seconds)
             except TimeoutError:
-                error: LightboxError = RequestTimeout(
-                    f"the request body stalled for {self.idle_seconds:g} s", timeout_seconds=self.idle_seconds)
-                if not answered:
-                    answered = True
-                    await _refuse(send, error, close=True)
-                raise _BodyRefused(408, error.message) from None
+                await refuse(RequestTimeout(f"the request body stalled for {self.idle_seconds:g} s",
+                                            timeout_seconds=self.idle_seconds), 408, close=True)
             if message["type"] != "http.request":
                 done = True
                 return message
             received += len(message.get("body", b""))
             if received > limit:
-                if not answered:
-                    answered = True
-                    await _refuse(send, PayloadTooLarge(_too_large(limit), limit=limit))
-                raise _BodyRefused(413, _too_large(limit))
+                await refuse(PayloadTooLarge(_too_large(limit), limit=limit), 413)
             done = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
-            nonlocal answered
+            nonlocal started
             if answered and message["type"].startswith("http.response."):
                 return  # the handler's own answer after a refusal
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:

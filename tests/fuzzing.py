@@ -263,7 +263,8 @@ def fuzz_operation(operation: Any, base_url: str, max_examples: int, budget_seco
                 problem = "; ".join(f"{f.title}: {f.message}".replace("\n", " ")[:300] for f in group.exceptions)
         if problem:
             curl = case.as_curl_command(headers=HEADERS)
-            cause = f"\n    server: {errors.records[-1][-800:]}" if response.status_code >= 500 and errors.records else ""
+            logged = errors.records[-1][-800:] if response.status_code >= 500 and errors.records else ""
+            cause = f"\n    server: {logged}" if logged else ""
             outcome.failures.append(f"{response.status_code} {problem}\n    {curl[:600]}{cause}")
 
     with ServerErrors() as errors:
