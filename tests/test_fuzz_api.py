@@ -23,8 +23,9 @@ from tests import fuzzing  # noqa: E402
 from tests.conftest import LiveServer  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
-MAX_EXAMPLES = int(os.environ.get("LIGHTBOX_FUZZ_EXAMPLES", "12"))
-BUDGET_SECONDS = float(os.environ.get("LIGHTBOX_FUZZ_OP_SECONDS", "6"))
+# Cases per operation and the time for all of them (shared evenly); raise both for a deeper run here.
+MAX_EXAMPLES = int(os.environ.get("LIGHTBOX_FUZZ_EXAMPLES", "25"))
+TOTAL_SECONDS = float(os.environ.get("LIGHTBOX_FUZZ_SECONDS", "150"))
 
 
 def _labels() -> list[str]:
@@ -34,6 +35,7 @@ def _labels() -> list[str]:
 
 
 LABELS = _labels()
+BUDGET_SECONDS = TOTAL_SECONDS / len(LABELS)
 
 
 @pytest.fixture(scope="module")
