@@ -71,14 +71,42 @@ SUCCESS: dict[tuple[str, str], dict[int | str, dict[str, Any]]] = {
 
 # Bodies the routes read themselves (so FastAPI cannot document them).
 BINARY = {"type": "string", "format": "binary"}
-LANCEDB_FIELDS = (
-    "version", "tag", "branch", "predicate", "filter", "updates", "columns", "vector", "k", "limit", "offset",
-    "descending", "column", "index_type", "name", "replace", "metric_type", "distance_type", "with_row_id",
-    "prefilter", "nprobes", "refine_factor", "fast_search", "bypass_vector_index", "order_by", "full_text_query",
-)
-LANCEDB_JSON = {"content": {"application/json": {"schema": {
-    "type": "object", "properties": {name: {} for name in LANCEDB_FIELDS},
-    "description": "The LanceDB request object of this operation (fields per the LanceDB REST protocol)"}}}}
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+REF_FIELDS = {"version": INT, "branch": STR}
+# The request object of each LanceDB-protocol operation (the fields it reads, per the LanceDB REST protocol).
+LANCEDB_FIELDS: dict[str, dict[str, Any]] = {
+    "describe": REF_FIELDS, "exists": REF_FIELDS, "stats": REF_FIELDS, "index/list": REF_FIELDS,
+    "index/{index_name}/stats": REF_FIELDS, "tags/list": {}, "drop": {},
+    "count_rows": {**REF_FIELDS, "predicate": STR},
+    "version/list": {"branch": STR, "limit": INT, "descending": BOOL},
+    "tags/create": {"tag": STR, **REF_FIELDS}, "tags/update": {"tag": STR, **REF_FIELDS},
+    "tags/delete": {"tag": STR}, "tags/version": {"tag": STR}, "restore": {**REF_FIELDS, "tag": STR},
+    "delete": {"predicate": STR, "branch": STR},
+    "update": {"predicate": STR, "branch": STR, "updates": {"type": "array", "items": {
+        "type": "array", "items": STR, "minItems": 2, "maxItems": 2}}},
+    "create_index": {"column": STR, "index_type": STR, "name": STR, "replace": BOOL, "metric_type": STR,
+                     "distance_type": STR, "num_partitions": INT, "num_sub_vectors": INT, "num_bits": INT},
+    "create_scalar_index": {"column": STR, "index_type": STR, "name": STR, "replace": BOOL},
+    "query": {**REF_FIELDS, "vector": {"type": "array", "items": {"type": "number"}}, "k": INT, "filter": STR,
+              "columns": {"type": "array", "items": STR}, "prefilter": BOOL, "nprobes": INT, "refine_factor": INT,
+              "offset": INT, "with_row_id": BOOL, "fast_search": BOOL, "bypass_vector_index": BOOL,
+              "distance_type": STR, "vector_column": STR},
+}
+
+
+LANCEDB_REQUIRED = {"tags/create": ["tag", "version"], "tags/update": ["tag", "version"], "tags/delete": ["tag"],
+                    "tags/version": ["tag"], "delete": ["predicate"], "update": ["updates"],
+                    "create_index": ["column"], "create_scalar_index": ["column"]}
+
+
+def _lancedb_json(op: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": LANCEDB_FIELDS.get(op, {}),
+              "description": "The LanceDB request object of this operation"}
+    if op in LANCEDB_REQUIRED:
+        schema["required"] = LANCEDB_REQUIRED[op]
+    return {"content": {"application/json": {"schema": schema}}}
+
+
 LANCEDB_ARROW = {"content": {ARROW_STREAM: {"schema": BINARY}}}
 UPLOAD = {"content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
@@ -93,8 +121,11 @@ UPLOAD = {"content": {
 def _request_body(path: str, method: str) -> dict[str, Any] | None:
     if method == "POST" and path == "/api/v1/tables/{table}/rows":
         return UPLOAD
+    if method == "POST" and path.startswith("/v1/table/{table_id}/"):
+        op = path.removeprefix("/v1/table/{table_id}/")
+        return LANCEDB_ARROW if op in ("create", "insert", "merge_insert") else _lancedb_json(op)
     if method == "POST" and path.startswith("/v1/"):
-        return LANCEDB_ARROW if path.rsplit("/", 1)[-1] in ("create", "insert", "merge_insert") else LANCEDB_JSON
+        return _lancedb_json("")
     return None
 
 
