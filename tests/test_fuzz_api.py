@@ -24,7 +24,7 @@ from tests.conftest import LiveServer  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
 # Cases per operation and the time for all of them (shared evenly); raise both for a deeper run here.
-MAX_EXAMPLES = int(os.environ.get("LIGHTBOX_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("LIGHTBOX_FUZZ_EXAMPLES", "40"))
 TOTAL_SECONDS = float(os.environ.get("LIGHTBOX_FUZZ_SECONDS", "150"))
 
 
