@@ -6,7 +6,7 @@ export LANCE_LOG ?= error
 
 TS_DIR := tests/ts
 
-.PHONY: demo test lint bench bench-quick clean chromium
+.PHONY: demo test fuzz lint bench bench-quick clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ chromium:
 test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# A longer fuzz of every API operation than the one in `make test`; prints status codes per operation.
+FUZZ_MINUTES ?= 10
+fuzz: $(VENV)/.dev
+	$(PY) -m tests.fuzzing --minutes $(FUZZ_MINUTES)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -87,6 +87,11 @@ class PayloadTooLarge(LightboxError):
     code = "payload_too_large"
 
 
+class RequestTimeout(LightboxError):
+    status = 408
+    code = "request_timeout"
+
+
 class UnsupportedMediaType(LightboxError):
     status = 415
     code = "unsupported_media_type"

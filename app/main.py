@@ -20,8 +20,9 @@ from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.metrics import Metrics, Observe
-from app.middleware import RequestId
+from app.middleware import BodyLimits, RequestId
 from app.models import request_error
+from app.openapi import declare_responses
 from app.replica import ForwardWrites, writer_client
 from app.responses import JSON
 from app.routes import annotations as annotation_routes
@@ -76,12 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_routes.router)
     app.include_router(lancedb_compat.router)
     ui.install(app)  # the gallery at / and the offline /docs, /redoc
+    declare_responses(app)
     _install_error_handlers(app)
     if settings.writer_url:  # a read replica: writes go to the one writer
         app.add_middleware(ForwardWrites)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
+    app.add_middleware(BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
+                       idle_seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestId)
     app.state.metrics = Metrics(app.state)
     app.add_middleware(Observe, public_metrics=settings.metrics_public, access_log=settings.access_log)

@@ -1,11 +1,16 @@
-"""Request ids: every response carries ``X-Request-ID`` (the caller's, or a new one) for tracing."""
+"""Plain ASGI middleware: request ids for tracing, and the bounds every request body is read under."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
+import orjson
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import LightboxError, PayloadTooLarge, RequestTimeout
 
 
 class RequestId:
@@ -30,3 +35,97 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+UPLOAD_TYPES = (b"multipart/", b"application/vnd.apache.arrow", b"application/octet-stream", b"image/")
+
+
+class _BodyRefused(StarletteHTTPException):
+    """Raised from ``receive`` once the 413/408 is sent: unwinds the handler; its own answer is dropped.
+
+    An HTTPException, so FastAPI's body parsing re-raises it (other errors become a 400 there) and the
+    exception middleware handles it without logging a 500.
+    """
+
+
+class BodyLimits:
+    """Plain ASGI middleware: every request body is bounded before it is read, and may not stall.
+
+    A declared Content-Length over the limit answers 413 without reading a byte; a chunked or streamed
+    body is counted as it arrives and answers 413 as soon as it passes the limit. JSON (anything not an
+    upload type) has its own, smaller limit. A body that sends nothing for ``idle_seconds`` answers 408
+    and the connection closes. The rest of a refused body is discarded by the server as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, json_bytes: int, upload_bytes: int, idle_seconds: float) -> None:
+        self.app = app
+        self.json_bytes = json_bytes
+        self.upload_bytes = upload_bytes
+        self.idle_seconds = idle_seconds
+
+    def limit_for(self, content_type: bytes) -> int:
+        return self.upload_bytes if content_type.lower().lstrip().startswith(UPLOAD_TYPES) else self.json_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        limit = self.limit_for(headers.get(b"content-type", b""))
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, PayloadTooLarge(_too_large(limit), limit=limit))
+            return
+        received = 0
+        done = answered = started = False
+
+        async def refuse(error: LightboxError, status: int, close: bool = False) -> NoReturn:
+            nonlocal answered
+            if not answered and not started:  # else the handler's answer is already on its way
+                answered = True
+                await _refuse(send, error, close=close)
+            raise _BodyRefused(status, error.message)
+
+        async def bounded_receive() -> Message:
+            nonlocal received, done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_seconds)
+            except TimeoutError:
+                await refuse(RequestTimeout(f"the request body stalled for {self.idle_seconds:g} s",
+                                            timeout_seconds=self.idle_seconds), 408, close=True)
+            if message["type"] != "http.request":
+                done = True
+                return message
+            received += len(message.get("body", b""))
+            if received > limit:
+                await refuse(PayloadTooLarge(_too_large(limit), limit=limit), 413)
+            done = not message.get("more_body", False)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered and message["type"].startswith("http.response."):
+                return  # the handler's own answer after a refusal
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except _BodyRefused:
+            if not answered:
+                raise
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body exceeds the limit of {limit} bytes"
+
+
+async def _refuse(send: Send, error: LightboxError, close: bool = False) -> None:
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.store import Ref, Snapshot
 
@@ -27,8 +27,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-class JSON(Response):
-    """orjson rendering: datetimes, numpy scalars and non-string dict keys handled natively."""
+class JSON(JSONResponse):
+    """orjson rendering: datetimes, numpy scalars and non-string dict keys handled natively.
+
+    A JSONResponse (not a bare Response) so the OpenAPI page documents its answers as JSON, not text."""
 
     media_type = "application/json"
 

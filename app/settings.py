@@ -42,8 +42,18 @@ class Settings(BaseSettings):
     ann_cache_size: int = 4
     # Below this many vectors a search is exact (flat); above it an IVF index answers.
     ann_exact_below: int = 20_000
-    # Uploads (search by image, writes) larger than this answer 413.
+    # Uploads (multipart, Arrow IPC: search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
+    # Every other body (JSON) larger than this answers 413, checked before it is read.
+    max_json_bytes: int = 8 * 1024**2
+    # Slow or stalled clients: the request line and headers must arrive within header_timeout_seconds
+    # (and be at most max_header_bytes); a body that stalls for body_timeout_seconds answers 408; an idle
+    # keep-alive connection closes after keep_alive_seconds; past max_connections new requests answer 503.
+    header_timeout_seconds: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: int = 5
+    max_connections: int | None = 1000
     # optimize prunes untagged versions older than this; tagged ones are kept forever.
     retention_days: float = 7.0
     # Read each table's recent version log and id map in the background at start-up.

@@ -19,3 +19,11 @@ class Embedder(Protocol):
     def embed_images(self, images: Sequence[bytes]) -> np.ndarray: ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def not_an_image(data: bytes) -> str:
+    """A message a person can read for bytes no decoder recognises (Pillow's names its file object instead)."""
+    if not data:
+        return "the image is empty"
+    return (f"the {len(data)} bytes are not an image in a format this service reads (PNG, JPEG, GIF, WebP, "
+            f"TIFF, BMP, ...); they start with {data[:12]!r}")

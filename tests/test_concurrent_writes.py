@@ -181,14 +181,15 @@ def test_concurrent_uploads_of_one_new_id_add_it_once(store: Store, live_server,
         with httpx.Client(base_url=server.url, timeout=60) as http:
             barrier.wait()
             response = http.post("/api/v1/tables/pics/rows", files=[("files", (key, picture, "image/png"))])
-            assert response.status_code == 201, response.text
-            return response.json()
+            assert response.status_code in (201, 422), response.text
+            # a write that skipped its only file wrote nothing: a 422 with the reason
+            return response.json() if response.status_code == 201 else response.json()["error"]["detail"]
 
     with ThreadPoolExecutor(3) as pool:
         for round_ in range(8):
             key = f"race-{round_}.png"
             reports = list(pool.map(upload, [key] * 3))
-            assert sorted(r["inserted"] for r in reports) == [0, 0, 1], reports
+            assert sorted(r.get("inserted", 0) for r in reports) == [0, 0, 1], reports
             assert sorted(s["reason"] for r in reports for s in r["skipped"]) == ["duplicate_id"] * 2
     ids = lance.dataset(store.table_uri("pics")).to_table(columns=["id"]).column("id").to_pylist()
     assert sorted(ids) == [f"race-{i}.png" for i in range(8)]

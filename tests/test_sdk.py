@@ -262,7 +262,8 @@ def test_add_images_and_arrow_rows(client: lightbox.Client, digits_dir: Path) ->
     rows = pa.table({"id": ["arrow/7.png"], "image": [(digits_dir / "images" / "7/00007.png").read_bytes()],
                      "label": [7]})
     assert t.add(rows, tag="four")["inserted"] == 1
-    assert t.add([path], metadata=[{"label": 4}])["inserted"] == 0  # ids stay unique
+    with pytest.raises(lightbox.Unprocessable, match="duplicate_id"):  # ids stay unique: nothing written
+        t.add([path], metadata=[{"label": 4}])
     assert t.count() == 4 and t.at(tag="four").count() == 4
     assert t.image_bytes("00004.png") == path.read_bytes() and t.image_bytes("five.png") == data
     six = t.query("label = 6", columns=["id", "width"]).to_pylist()

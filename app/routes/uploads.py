@@ -46,7 +46,17 @@ async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
         raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
     report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
     request.app.state.metrics.ingested(table, report["inserted"] + report["updated"], len(report["skipped"]))
+    if report["skipped"] and not report["inserted"] and not report["updated"]:
+        raise Unprocessable(_nothing_written(report["skipped"]), skipped=report["skipped"])
     return JSON(report, status_code=201)
+
+
+def _nothing_written(skipped: list[dict[str, Any]]) -> str:
+    """One line naming why every file was skipped (the first few; all are in ``detail.skipped``)."""
+    shown = "; ".join(f"{s['file']}: {s['reason']} ({s['message']})" if s["message"] else f"{s['file']}: {s['reason']}"
+                      for s in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f"nothing was written: every file was skipped: {shown}{more}"
 
 
 async def _multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes, dict[str, Any]]], dict[str, str]]:

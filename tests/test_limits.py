@@ -1,0 +1,155 @@
+"""Limits that hold before memory is spent: body sizes, stalled requests, slow clients.
+
+A real server on loopback with small limits: every body is refused (413, the error shape) before it
+is read whole, whether its size is declared or it streams chunked; half-sent requests are closed
+within the configured bound while other clients keep being served.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.store import Store
+
+T = "/api/v1/tables/pics"
+JSON_LIMIT = 64 * 1024
+BIG = 20 * 1024**2  # the 20 MiB JSON body a client may send
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "detail"} and error["code"] == code, error
+    return error
+
+
+def big_json() -> bytes:
+    """A 20 MiB JSON object that parses: a filter string padded with spaces."""
+    head, tail = b'{"filter": "id = \'x\'', b'", "limit": 1}'
+    return head + b" " * (BIG - len(head) - len(tail)) + tail
+
+
+def chunks(body: bytes, size: int = 1024**2) -> Iterator[bytes]:
+    """A generator body: httpx sends it chunked, with no Content-Length to refuse early."""
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
+@pytest.fixture
+def limited(store: Store, tuned_server, samples_dir: Path) -> Iterator[httpx.Client]:
+    server = tuned_server(store.uri, max_json_bytes=JSON_LIMIT, max_upload_bytes=4 * 1024**2,
+                          header_timeout_seconds=1.0, body_timeout_seconds=1.0, keep_alive_seconds=1)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.post("/api/v1/tables", json={"name": "pics"}).status_code == 201
+        horse = (samples_dir / "horse.png").read_bytes()
+        assert http.post(f"{T}/rows", files=[("files", ("horse.png", horse, "image/png"))]).status_code == 201
+        yield http
+
+
+ROUTES = [(f"{T}/query", {"filter": "id = 'horse.png'"}), ("/v1/table/pics/count_rows", {})]
+
+
+@pytest.mark.parametrize(("path", "fine"), ROUTES)
+def test_big_json_is_413_before_it_is_read(limited: httpx.Client, path: str, fine: dict[str, Any]) -> None:
+    body = big_json()
+    declared = limited.post(path, content=body, headers={"content-type": "application/json"})
+    error = assert_error(declared, 413, "payload_too_large")
+    assert error["detail"] == {"limit": JSON_LIMIT}
+    streamed = limited.post(path, content=chunks(body), headers={"content-type": "application/json"})
+    assert "content-length" not in streamed.request.headers
+    assert_error(streamed, 413, "payload_too_large")
+    no_type = limited.post(path, content=chunks(body))  # no Content-Type: still the JSON limit
+    assert_error(no_type, 413, "payload_too_large")
+    # a declared size over the limit is refused before a byte of the body is sent
+    url = httpx.URL(str(limited.base_url))
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     f"content-length: {BIG}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 413")
+    # the same connection and server still answer a body under the limit
+    ok = limited.post(path, json=fine)
+    assert ok.status_code == 200, ok.text
+
+
+def test_uploads_keep_their_own_larger_limit(limited: httpx.Client, samples_dir: Path) -> None:
+    camera = (samples_dir / "camera.png").read_bytes()
+    assert JSON_LIMIT < len(camera) < 4 * 1024**2
+    ok = limited.post(f"{T}/rows", files=[("files", ("camera.png", camera, "image/png"))])
+    assert ok.status_code == 201, ok.text
+    # a JSON body dressed as nothing in particular does not get the upload limit
+    assert_error(limited.post(f"{T}/query", content=b"{" + b" " * JSON_LIMIT + b"}",
+                              headers={"content-type": "text/plain"}), 413, "payload_too_large")
+    over = limited.post(f"{T}/rows", content=chunks(b"\0" * (5 * 1024**2)),
+                        headers={"content-type": "application/vnd.apache.arrow.stream"})
+    assert_error(over, 413, "payload_too_large")
+
+
+def test_a_stalled_body_is_408_and_closed(limited: httpx.Client) -> None:
+    url = httpx.URL(str(limited.base_url))
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/tables/pics/query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 1000\r\n\r\n{\"filter\": ")
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+        assert time.monotonic() - started < 5
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code":"request_timeout"' in answer
+    assert limited.get("/healthz").status_code == 200
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_half_sent_requests_are_closed_within_the_bound(limited: httpx.Client) -> None:
+    url = httpx.URL(str(limited.base_url))
+    halves = [b"", b"GET /api/v1/tab", b"GET /api/v1/tables HTTP/1.1\r\nhost: x\r\n",
+              b"POST /api/v1/tables/pics/query HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n"]
+    socks = []
+    for i in range(200):  # the 200 half-sent requests a hostile client holds open
+        sock = socket.create_connection((url.host, url.port), timeout=10)
+        sock.sendall(halves[i % len(halves)])
+        socks.append(sock)
+    started = time.monotonic()
+    # others are served meanwhile
+    assert limited.get("/api/v1/tables").status_code == 200
+    # a slow client trickling its headers byte by byte is cut off at the same deadline
+    trickle = socket.create_connection((url.host, url.port), timeout=10)
+    trickle_started, cut_off = time.monotonic(), False
+    for byte in b"GET /api/v1/tables HTTP/1.1\r\nhost: x\r\nx-slow: " + b"a" * 100:
+        try:
+            trickle.sendall(bytes([byte]))
+        except OSError:
+            cut_off = True
+            break
+        time.sleep(0.1)
+    assert cut_off and time.monotonic() - trickle_started < 4
+    trickle.close()
+    answers = []
+    for sock in socks:
+        answers.append(read_until_closed(sock))
+        sock.close()
+    assert time.monotonic() - started < 8
+    assert answers[0] == b""  # a connection that sent nothing is closed without an answer
+    for answer in answers[1:4]:
+        assert answer.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in answer, answer[:200]
+    assert limited.get("/api/v1/tables").status_code == 200
+
+
+def test_a_head_over_the_size_cap_is_431(limited: httpx.Client) -> None:
+    url = httpx.URL(str(limited.base_url))
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/v1/tables HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (70 * 1024))
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert limited.get("/healthz").status_code == 200
