@@ -67,6 +67,9 @@ SUCCESS: dict[tuple[str, str], dict[int | str, dict[str, Any]]] = {
     ("POST", "/api/v1/tables/{table}/fetch"): {200: {"content": ARROW}},
     ("POST", "/api/v1/tables/{table}/search"): {200: {"content": ARROW}},
     ("POST", "/v1/table/{table_id}/query"): {200: {"content": ARROW_IPC_FILE}},
+    ("GET", "/api/v1/tables/{table}/export"): {200: {"content": {
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("application/vnd.apache.parquet", "application/x-tar", "application/zip")}}},
 }
 
 # Bodies the routes read themselves (so FastAPI cannot document them).

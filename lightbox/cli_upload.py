@@ -57,8 +57,7 @@ def upload(args: argparse.Namespace) -> int:
             ids = [_row_id(path, rel, args.id_mode) for path, rel in batch]
             metadata = [{"label": labels[rel]} if labels else {} for _, rel in batch]
             if batch:
-                out = table.add([path for path, _ in batch], metadata=metadata, ids=ids, mode=args.mode,
-                                dedup=args.dedup, message=args.message, author=args.author)
+                out = _add(table, batch, metadata, ids, args)
                 counts["inserted"] += out.get("inserted", 0)
                 counts["updated"] += out.get("updated", 0)
                 skipped.extend(out.get("skipped", []))
@@ -76,6 +75,26 @@ def upload(args: argparse.Namespace) -> int:
               "seconds": round(time.perf_counter() - started, 3)}
     _print(report, args)
     return 0
+
+
+def _add(table: Any, batch: list[tuple[Path, str]], metadata: list[dict[str, Any]], ids: list[str],
+         args: argparse.Namespace) -> dict[str, Any]:
+    """One batch, one ``POST /rows``. A batch the service skipped whole (a re-run: every id is already
+    there) wrote nothing and answers 422; here it is a batch of skips like any other, reported below."""
+    import warnings
+
+    from lightbox.errors import Unprocessable
+
+    try:
+        with warnings.catch_warnings():  # skips are counted and reported by this command itself
+            warnings.simplefilter("ignore")
+            return table.add([path for path, _ in batch], metadata=metadata, ids=ids, mode=args.mode,
+                             dedup=args.dedup, message=args.message, author=args.author)
+    except Unprocessable as exc:
+        skipped = (exc.detail or {}).get("skipped")
+        if not skipped:
+            raise
+        return {"inserted": 0, "updated": 0, "skipped": skipped, "version": None}
 
 
 def _check(args: argparse.Namespace) -> None:

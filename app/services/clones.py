@@ -42,7 +42,7 @@ def clone(store: Store, name: str, new_name: str, ref: Ref, *, message: str | No
     store.invalidate(name)
     clone_ds = store.latest(new_name)
     where = f"version {snap.version}" + (f" of branch {snap.branch}" if snap.branch else "")
-    write_note(store.table_uri(new_name), clone_ds, None, {
+    write_note(store.table_uri(new_name), clone_ds, None, storage_options=store.storage_options, props={
         "lightbox:op": "clone", "author": author or default_author(),
         "__lance_commit_message": message or f"clone of {name} at {where}"})
     return {"name": new_name, "source": name, "source_version": snap.version, "version": clone_ds.version,

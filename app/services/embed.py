@@ -70,7 +70,7 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     store.invalidate(name)
     if ds.version != parent:
         change = diff(store.snapshot(name, Ref(version=parent)), store.snapshot(name, Ref(version=ds.version)))
-        write_note(store.table_uri(name), ds, None, {
+        write_note(store.table_uri(name), ds, None, storage_options=store.storage_options, props={
             "lightbox:op": "embed", "author": author or default_author(),
             "__lance_commit_message": message or f"embed {source} into {column!r} with {embedder.name}",
             "lightbox:inserted": str(len(change.added)), "lightbox:deleted": str(len(change.removed)),

@@ -81,7 +81,7 @@ class Store:
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self.log = VersionLog(self.table_uri)
+        self.log = VersionLog(self.table_uri, self.storage_options)
         self._listeners: list[Callable[[str], None]] = []
 
     def on_forget(self, listener: Callable[[str], None]) -> None:

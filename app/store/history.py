@@ -23,8 +23,10 @@ from app.store.notes import read_note
 class VersionLog:
     """Entries per (table, branch, version); numbers per (table, branch, latest version)."""
 
-    def __init__(self, table_uri: Callable[[str], str] | None = None) -> None:
+    def __init__(self, table_uri: Callable[[str], str] | None = None,
+                 storage_options: dict[str, str] | None = None) -> None:
         self._table_uri = table_uri  # where a table's version notes live (None: read no notes)
+        self._storage_options = storage_options
         self._entries: dict[tuple[str, str | None, int], dict[str, Any]] = {}
         self._numbers: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
         self._lock = threading.Lock()
@@ -44,7 +46,7 @@ class VersionLog:
         found = self._entries.get(key)
         if found is None:
             uri = self._table_uri(name) if self._table_uri is not None else None
-            found = _read_entry(head, name, version, branch, uri)
+            found = _read_entry(head, name, version, branch, uri, self._storage_options)
             with self._lock:
                 self._entries[key] = found
         return found
@@ -86,7 +88,7 @@ def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) 
 
 
 def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None,
-                table_uri: str | None = None) -> dict[str, Any]:
+                table_uri: str | None = None, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
     try:
         pinned = head if head.version == version else head.checkout_version((branch, version) if branch else version)
     except (ValueError, OSError) as exc:
@@ -99,7 +101,7 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
     props = dict(txn.transaction_properties or {}) if txn is not None else {}
     stamp: datetime = info["timestamp"]  # pylance gives naive *local* time (datetime.fromtimestamp)
     if "author" not in props and table_uri is not None:  # a Lance call that could carry no properties
-        props.update(read_note(table_uri, branch, version, stamp))
+        props.update(read_note(table_uri, branch, version, stamp, storage_options))
     counts = {k: int(props[f"lightbox:{k}"]) for k in ("inserted", "updated", "deleted") if f"lightbox:{k}" in props}
     operation = props.get("lightbox:op") or _what_happened(txn, version, counts)
     entry = {

@@ -165,4 +165,4 @@ def _note_range(store: Store, name: str, before: int, props: dict[str, str]) -> 
         except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
             txn = None
         if txn is None or "author" not in (txn.transaction_properties or {}):
-            write_note(store.table_uri(name), pinned, None, props)
+            write_note(store.table_uri(name), pinned, None, props, store.storage_options)
