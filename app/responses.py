@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from app.chunks import Chunks
 from app.store import Ref, Snapshot
 
 
@@ -109,7 +110,7 @@ def arrow_response(
     open_writer = pa.ipc.new_file if file else pa.ipc.new_stream
 
     def body() -> Iterator[bytes]:
-        sink = _Chunks()
+        sink = Chunks()
         with open_writer(pa.PythonFile(sink, mode="w"), plain) as writer:
             for batch in batches:
                 writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=plain))
@@ -117,26 +118,3 @@ def arrow_response(
         yield sink.drain()
 
     return StreamingResponse(body(), media_type=ARROW_FILE if file else ARROW_STREAM, headers=headers)
-
-
-class _Chunks:
-    """A write-only file that hands back what was written since the last drain."""
-
-    closed = False
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def drain(self) -> bytes:
-        out, self.parts = b"".join(self.parts), []
-        return out

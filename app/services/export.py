@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
+from app.chunks import Chunks
 from app.errors import BadRequest
 from app.services.query import MAX_POSITION, check_columns, check_filter, filter_errors
 from app.store import Ref, RowReader, Snapshot, Store
@@ -169,7 +170,7 @@ def _parquet_schema(schema: pa.Schema, columns: list[str], wanted: list[str]) ->
 def _parquet(export: Export) -> Iterator[bytes]:
     import pyarrow.parquet as pq
 
-    sink = _Sink()
+    sink = Chunks()
     names = export.schema.names
     with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), export.schema) as writer:
         for batch, blobs in export.batches():
@@ -197,7 +198,7 @@ def extension(mime: str | None, row_id: str = "") -> str:
 
 
 def _webdataset(export: Export) -> Iterator[bytes]:
-    sink = _Sink()
+    sink = Chunks()
     meta_columns = [c for c in export.columns if c != "id"]
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         now = time.time()
@@ -241,7 +242,7 @@ def folder_path(label: Any, row_id: str, mime: str | None) -> str:
 
 
 def _imagefolder(export: Export) -> Iterator[bytes]:
-    sink = _Sink()
+    sink = Chunks()
     label = export.spec.label_column
     now = time.time()
     if export.spec.archive == "zip":
@@ -262,26 +263,3 @@ def _imagefolder(export: Export) -> Iterator[bytes]:
                     _add(tar, folder_path(row[label], row["id"], row["mime"]), data, now)
             yield sink.drain()
     yield sink.drain()
-
-
-class _Sink:
-    """A write-only stream that hands back what was written since the last drain."""
-
-    closed = False
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def drain(self) -> bytes:
-        out, self.parts = b"".join(self.parts), []
-        return out
