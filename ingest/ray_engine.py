@@ -120,8 +120,10 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None) -> IngestReport:
-    """``run_ingest`` on a Ray cluster: the same rows and report, one version."""
+def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None,
+                   shard_files: int | None = None) -> IngestReport:
+    """``run_ingest`` on a Ray cluster: the same rows and report, one version. ``shard_files``
+    fixes the files per task (default: about four shards per CPU, within ``SHARD_FILES``)."""
     refused = [name for name, on in (("--branch", opts.branch), ("--mode upsert", opts.mode == "upsert"),
                                      ("--commit-every", opts.commit_every), ("strict", opts.strict),
                                      ("delete_ids", opts.delete_ids is not None)) if on]
@@ -132,13 +134,13 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
     started = connect(address)
     try:
         with _fewer_gc_passes():
-            return _run(ray, store, opts)
+            return _run(ray, store, opts, shard_files)
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(ray: Any, store: Store, opts: IngestOptions) -> IngestReport:
+def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -> IngestReport:
     began = time.perf_counter()
     report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
@@ -162,7 +164,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions) -> IngestReport:
         opts=dataclasses.replace(opts, sources=[], registry=None, delete_ids=None, progress=False),
         vectors=[(v.field, v.embedder.name, v.source) for v in vectors], metadata=metadata,
         now=datetime.now(UTC))
-    shards = _shards(items, int(ray.cluster_resources().get("CPU", 1)))
+    shards = _shards(items, int(ray.cluster_resources().get("CPU", 1)), shard_files)
     task = ray.remote(num_cpus=1, max_retries=2)(ingest_shard)
     spec_ref, known_ref, digests_ref = ray.put(spec), ray.put(known), ray.put(digests)
     pending = [task.remote(spec_ref, shard, known_ref, digests_ref) for shard in shards]
@@ -189,10 +191,12 @@ def _run(ray: Any, store: Store, opts: IngestOptions) -> IngestReport:
     return report
 
 
-def _shards(items: list[Item], cpus: int) -> list[list[Item]]:
+def _shards(items: list[Item], cpus: int, size: int | None = None) -> list[list[Item]]:
     if not items:
         return []
-    size = max(SHARD_FILES[0], min(SHARD_FILES[1], math.ceil(len(items) / (4 * max(1, cpus)))))
+    if size is None:
+        size = max(SHARD_FILES[0], min(SHARD_FILES[1], math.ceil(len(items) / (4 * max(1, cpus)))))
+    size = max(1, size)
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
