@@ -12,7 +12,8 @@ shard again with the earlier shards' ids excluded, so its repeats are reported a
 skips exactly as a local run reports them. Its first fragments are never committed.
 
 Nothing is visible before the driver's commit: a run killed earlier leaves the table at its
-previous version; the fragments already written are unreferenced files that ``optimize`` cleans up.
+previous version; the fragments already written are unreferenced files that ``optimize`` removes
+once they are older than the retention period (Lance's cleanup).
 
 Ray is an optional extra (``pip install 'lightbox[ray]'``) and is imported only here, lazily.
 """
@@ -43,12 +44,13 @@ from app.store.fragments import (
     merge_into_fragment,
     read_fragment,
     storage_version,
+    values_at,
     write_fragments,
 )
 from app.store.notes import write_note
 from app.store.schema import check_column_name, vector_field, vector_meta
 from app.store.upserts import write_turn
-from app.store.writes import check_tag_name, default_author, existing_values
+from app.store.writes import check_tag_name, default_author
 from embeddings.registry import Registry
 from ingest.metadata import Metadata
 from ingest.pipeline import (
@@ -155,8 +157,8 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
         if exists:
             _check_tag(store, opts.table, opts.tag)
     schema, vectors = _schema(store, opts, sources, metadata, exists)
-    known = existing_values(store, opts.table, "id")
-    digests = existing_values(store, opts.table, "sha256") if opts.dedup == "content" else set()
+    known = values_at(store, opts.table, "id", read_version)  # the very version the commit is made on
+    digests = values_at(store, opts.table, "sha256", read_version) if opts.dedup == "content" else set()
     items = [item for s in sources for item in s.items()]
     spec = ShardSpec(
         table=opts.table, uri=store.table_uri(opts.table), storage_options=store.storage_options, schema=schema,
@@ -167,7 +169,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
     shards = _shards(items, int(ray.cluster_resources().get("CPU", 1)), shard_files)
     task = ray.remote(num_cpus=1, max_retries=2)(ingest_shard)
     spec_ref, known_ref, digests_ref = ray.put(spec), ray.put(known), ray.put(digests)
-    pending = [task.remote(spec_ref, shard, known_ref, digests_ref) for shard in shards]
+    pending = [task.remote(spec_ref, pack(shard), known_ref, digests_ref) for shard in shards]
     results = _resolve_duplicates(ray, task, spec_ref, shards, pending, known, digests, opts.dedup == "content")
     fragments = [f for r in results for f in r.fragments]
     for r in results:
@@ -210,7 +212,7 @@ def _resolve_duplicates(ray: Any, task: Any, spec_ref: Any, shards: list[list[It
     for shard, ref in zip(shards, pending, strict=True):
         result: ShardResult = ray.get(ref)
         if result.ids & seen_ids or (by_content and result.digests & seen_digests):
-            result = ray.get(task.remote(spec_ref, shard, known | seen_ids, digests | seen_digests))
+            result = ray.get(task.remote(spec_ref, pack(shard), known | seen_ids, digests | seen_digests))
         seen_ids |= result.ids
         seen_digests |= result.digests
         results.append(result)
@@ -244,9 +246,22 @@ def _commit(store: Store, opts: IngestOptions, schema: pa.Schema, fragments: lis
         return commit_fragments(store, opts.table, schema, fragments, read_version, props)
 
 
-def ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: set[str]) -> ShardResult:
+def pack(items: list[Item]) -> tuple[list[Any], ...]:
+    """A shard's items as columns of plain values: pickled 10x faster than ``Item`` objects (on 100k
+    small files, the objects' round trip cost as much as reading the files)."""
+    return ([i.rel for i in items], [i.source for i in items], [i.path for i in items], [i.data for i in items],
+            [i.label for i in items], [i.extra or None for i in items])
+
+
+def unpack(columns: tuple[list[Any], ...]) -> list[Item]:
+    return [Item(rel, source, path, data, label, extra or {}) for rel, source, path, data, label, extra in
+            zip(*columns, strict=True)]
+
+
+def ingest_shard(spec: ShardSpec, packed: tuple[list[Any], ...], known: set[str], digests: set[str]) -> ShardResult:
     """One shard, in a Ray worker: probe, hash, embed and build rows as the local engine does, then
     write them as uncommitted fragments."""
+    items = unpack(packed)
     cap_threads()
     registry = Registry()
     vectors = [VectorSpec(f, registry.get(model), source) for f, model, source in spec.vectors]

@@ -5,7 +5,7 @@ as JSON; the driver gathers every worker's fragments and commits them as **one**
 the run's message and author in the transaction properties, as a local write records them. Until
 that commit nothing is visible: a driver killed before it leaves the table at its previous
 version, and the fragments already written are unreferenced files that ``optimize`` (Lance's
-cleanup) removes.
+cleanup) removes once they are older than the retention period.
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ def commit_fragments(store: Store, name: str, schema: pa.Schema, fragments: list
                                    storage_options=store.storage_options)
     store.invalidate(name)
     return ds.version
+
+
+def values_at(store: Store, name: str, column: str, version: int | None) -> set[str]:
+    """Every non-null value of one string column at ``version`` (empty for a table not yet created)."""
+    if version is None:
+        return set()
+    ds = store.fresh(name).checkout_version(version)
+    if column not in ds.schema.names:
+        return set()
+    return {v for v in ds.to_table(columns=[column]).column(column).to_pylist() if v is not None}
 
 
 def ids_added_since(store: Store, name: str, version: int) -> set[str]:
