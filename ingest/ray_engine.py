@@ -113,8 +113,10 @@ def cap_threads() -> None:
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address`` ($RAY_ADDRESS, or a new local one when None); True if this
     call started Ray (the caller then shuts it down)."""
-    import ray
-
+    try:
+        import ray
+    except ImportError as exc:
+        raise IngestError("--engine ray needs Ray: pip install 'lightbox[ray]'") from exc
     if ray.is_initialized():
         return False
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -131,9 +133,9 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
                                      ("delete_ids", opts.delete_ids is not None)) if on]
     if refused:
         raise IngestError(f"--engine ray does not take {', '.join(refused)}; use the local engine")
+    started = connect(address)
     import ray
 
-    started = connect(address)
     try:
         with _fewer_gc_passes():
             return _run(ray, store, opts, shard_files)
@@ -302,8 +304,6 @@ def run_ray_embed(store: Store, name: str, model: str, *, source: str = "image",
     column is written beside each fragment by its task and committed as one ``Merge``; an existing
     column (same model) is refreshed by one keyed update of every row. Either way one version,
     logged as ``embed`` with its author and message."""
-    import ray
-
     embedder = Registry().get(model)
     ds = store.fresh(name)
     check_source(embedder, ds.schema, source)
@@ -320,6 +320,8 @@ def run_ray_embed(store: Store, name: str, model: str, *, source: str = "image",
     props = {"lightbox:op": "embed", "author": author or default_author(), "lightbox:engine": "ray",
              "__lance_commit_message": message or f"embed {source} into {column!r} with {embedder.name}"}
     started = connect(address)
+    import ray
+
     try:
         task = ray.remote(num_cpus=1, max_retries=2)(embed_fragment)
         job = {"uri": store.table_uri(name), "storage_options": store.storage_options, "version": version,

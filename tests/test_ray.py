@@ -199,6 +199,7 @@ def test_killed_driver_leaves_the_previous_version(cluster: str, mixed_dir: Path
     fresh.fresh("t").validate()
 
 
+@pytest.mark.s3
 def test_ray_ingest_on_s3(cluster: str, samples_dir: Path, s3_root: object) -> None:
     """The same run on an S3-compatible store: storage options reach the workers' fragment writes
     and the driver's commit."""
