@@ -22,7 +22,7 @@ from tests.conftest import REPO_ROOT, LiveServer
 DOCS = REPO_ROOT / "docs"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # options every table command shares, documented once under "Where a command works"
-SHARED_OPTIONS = {"--uri", "--server", "--api-key"}
+SHARED_OPTIONS = {"--uri", "--server", "--api-key", "--storage-option"}
 
 
 def documented_routes(text: str) -> set[tuple[str, str]]:
