@@ -72,7 +72,7 @@ from ingest.work import run_chunks
 THREAD_CAPS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SHARD_FILES = (256, 20_000)  # a shard holds between these many files; about 4 shards per CPU
 # Test hook: when set to a path, the driver creates that file once every fragment is written and
-# waits before committing, so a test can kill it in the one window that matters.
+# waits before committing until the file is gone, so a test can act in the one window that matters.
 PAUSE_ENV = "LIGHTBOX_RAY_PAUSE_BEFORE_COMMIT"
 
 
@@ -222,11 +222,14 @@ def _resolve_duplicates(ray: Any, task: Any, spec_ref: Any, shards: list[list[It
 
 
 def _pause_before_commit() -> None:
+    """The test hook: create the marker file, then wait (up to 60 s) until the test removes it."""
     marker = os.environ.get(PAUSE_ENV)
     if marker:
         with open(marker, "w") as out:
             out.write(str(os.getpid()))
-        time.sleep(30)
+        deadline = time.monotonic() + 60
+        while os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _commit(store: Store, opts: IngestOptions, schema: pa.Schema, fragments: list[str], read_version: int | None,

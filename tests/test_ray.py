@@ -140,6 +140,50 @@ def test_duplicates_across_shards_resolved_like_the_local_engine(cluster: str, m
     store.fresh("dist").validate()
 
 
+def test_content_dedup_across_shards(cluster: str, mixed_dir: Path, data_uri: str) -> None:
+    """``--dedup content``: folder b holds copies of three of a's files; in shards of 2 files the
+    copies are ``duplicate_content`` skips exactly where the local engine reports them."""
+    store = Store(data_uri)
+    opts = {"sources": [str(mixed_dir)], "dedup": "content", "progress": False}
+    local = run_ingest(store, IngestOptions(table="local", **opts))
+    dist = run_ray_ingest(store, IngestOptions(table="dist", **opts), shard_files=2)
+    assert dist.added == local.added == 12
+    assert skips(dist) == skips(local)
+    assert sum(r == "duplicate_content" for _, r, _ in skips(dist)) == 3
+    assert rows(store, "dist").equals(rows(store, "local"))
+
+
+def test_a_concurrent_writer_of_the_same_ids_stops_the_commit(cluster: str, mixed_dir: Path, data_uri: str,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer adds one of the run's ids between the run's read and its commit: the run
+    commits nothing (409), the table keeps the other writer's version and unique ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.errors import Conflict
+
+    store = Store(data_uri)
+    run_ingest(store, IngestOptions(table="t", sources=[str(mixed_dir / "b")], progress=False))
+    marker = tmp_path / "written"
+    monkeypatch.setenv(PAUSE_ENV, str(marker))
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run_ray_ingest, Store(data_uri),
+                             IngestOptions(table="t", sources=[str(mixed_dir)], progress=False))
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and not future.done():
+            time.sleep(0.05)
+        assert marker.exists()
+        other = run_ingest(Store(data_uri), IngestOptions(table="t", sources=[str(mixed_dir)], id_mode="path",
+                                                          progress=False))
+        assert other.added == 15 and other.versions == [2]
+        marker.unlink()
+        with pytest.raises(Conflict, match="another writer added"):
+            future.result(timeout=60)
+    ds = Store(data_uri).fresh("t")
+    assert ds.version == 2 and ds.count_rows() == 18
+    ids = ds.to_table(columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids))
+
+
 def test_ray_embed_equals_local_embed(cluster: str, mixed_dir: Path, data_uri: str) -> None:
     """A new vector column over several fragments (one version, ``embed`` in the log, the column's
     model metadata), then a refresh of it: the same vectors as the local ``embed``."""
