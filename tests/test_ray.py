@@ -245,8 +245,8 @@ def test_killed_driver_leaves_the_previous_version(cluster: str, mixed_dir: Path
 
 @pytest.mark.s3
 def test_ray_ingest_on_s3(cluster: str, samples_dir: Path, s3_root: object) -> None:
-    """The same run on an S3-compatible store: storage options reach the workers' fragment writes
-    and the driver's commit."""
+    """The same runs on an S3-compatible store: storage options reach the workers' fragment writes
+    and reads and the driver's commits."""
     store = Store(s3_root.uri, storage_options=s3_root.options)  # type: ignore[attr-defined]
     report = run_ray_ingest(store, IngestOptions(table="s3t", sources=[str(samples_dir)], message="on s3",
                                                  tag="s1", progress=False), shard_files=5)
@@ -255,3 +255,9 @@ def test_ray_ingest_on_s3(cluster: str, samples_dir: Path, s3_root: object) -> N
     assert ds.count_rows() == 12 and ds.version == 1
     ds.validate()
     assert entry(store, "s3t", 1)["message"] == "on s3"
+    out = run_ray_embed(store, "s3t", "builtin", message="vectors on s3")
+    assert out["version"] == 2 and out["rows"] == 12 and out["failed"] == 0
+    ds = store.fresh("s3t")
+    assert ds.schema.field("vector").metadata[b"lightbox:model"] == b"builtin"
+    assert ds.to_table(columns=["vector"]).column("vector").null_count == 0
+    ds.validate()
