@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--report", help="write the machine-readable run report (JSON) here")
     ing.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     ing.add_argument("--no-progress", action="store_true")
+    _engine_args(ing)
 
     srv = sub.add_parser("serve", help="serve the HTTP API")
     srv.add_argument("--uri", default=None)
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--column", default=None, help="the vector column (default 'vector', or '<source>_vector')")
     _target(emb)
     _log_args(emb)
+    _engine_args(emb)
 
     res = sub.add_parser("restore", help="make a past version the new latest (REF: a version, tag or timestamp)")
     res.add_argument("table")
@@ -226,6 +228,14 @@ def _storage_options(args: argparse.Namespace) -> dict[str, str]:
     return {**Settings().resolved_storage_options(), **parse_pairs(getattr(args, "storage_option", None) or [])}
 
 
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="'ray': spread the work over a Ray cluster, still one version "
+                             "(pip install 'lightbox[ray]')")
+    parser.add_argument("--address", default=None,
+                        help="the Ray cluster to join (default $RAY_ADDRESS, else a local one for this run)")
+
+
 def _store(args: argparse.Namespace, uri: str | None = None):  # type: ignore[no-untyped-def]
     from app.store import Store
 
@@ -250,7 +260,12 @@ def _ingest(args: argparse.Namespace) -> int:
         opts.workers = args.workers
     if args.max_pixels:
         opts.max_pixels = args.max_pixels
-    report = run_ingest(_store(args), opts)
+    if args.engine == "ray":
+        from ingest.ray_engine import run_ray_ingest
+
+        report = run_ray_ingest(_store(args), opts, args.address)
+    else:
+        report = run_ingest(_store(args), opts)
     if args.report:
         report.write(args.report)
     if args.json:
@@ -398,6 +413,11 @@ def _embed(args: argparse.Namespace) -> int:
     if args.server:
         out = _client(args).table(args.table).embed(args.model, source=args.source, column=args.column,
                                                     **_note(args))
+    elif args.engine == "ray":
+        from ingest.ray_engine import run_ray_embed
+
+        out = run_ray_embed(_store(args), args.table, args.model, source=args.source, column=args.column,
+                            address=args.address, **_note(args))
     else:
         from app.services.embed import embed_table
         from embeddings.registry import load

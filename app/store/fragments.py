@@ -1,0 +1,132 @@
+"""Distributed writes: data files written by many workers, published by one commit.
+
+A worker writes Lance fragments (data files no manifest names yet) and hands back their metadata
+as JSON; the driver gathers every worker's fragments and commits them as **one** version, with
+the run's message and author in the transaction properties, as a local write records them. Until
+that commit nothing is visible: a driver killed before it leaves the table at its previous
+version, and the fragments already written are unreferenced files that ``optimize`` (Lance's
+cleanup) removes once they are older than the retention period.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import lance
+import pyarrow as pa
+from lance.fragment import FragmentMetadata
+
+from app.errors import Conflict
+from app.store.catalog import Store
+from app.store.writes import MAX_ROWS_PER_FILE
+
+# The file format a new table gets (pylance's default; blob v2 columns need at least 2.2).
+NEW_TABLE_STORAGE_VERSION = "2.2"
+
+
+def storage_version(store: Store, name: str) -> str:
+    """The data file format fragments for ``name`` must be written in."""
+    if not store.exists(name):
+        return NEW_TABLE_STORAGE_VERSION
+    return str(store.fresh(name).data_storage_version)
+
+
+def write_fragments(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
+                    storage_options: dict[str, str] | None, data_storage_version: str) -> list[str]:
+    """Write ``batches`` as uncommitted fragments of the table at ``uri`` (it may not exist yet);
+    returns each fragment's metadata as JSON, which travels between processes and machines."""
+    stream = (b for b in batches if b.num_rows)
+    first = next(stream, None)
+    if first is None:
+        return []
+
+    def chained() -> Iterable[pa.RecordBatch]:
+        yield first
+        yield from stream
+
+    reader = pa.RecordBatchReader.from_batches(schema, chained())
+    fragments = lance.fragment.write_fragments(
+        reader, uri, schema=schema, mode="append", max_rows_per_file=MAX_ROWS_PER_FILE,
+        data_storage_version=data_storage_version, enable_stable_row_ids=True, storage_options=storage_options)
+    return [json.dumps(f.to_json()) for f in fragments]
+
+
+def commit_fragments(store: Store, name: str, schema: pa.Schema, fragments: list[str], read_version: int | None,
+                     properties: dict[str, str]) -> int:
+    """Publish every fragment as one version of ``name`` carrying ``properties`` (message, author);
+    ``read_version`` None creates the table. A concurrent commit since ``read_version`` is rebased
+    by Lance (appends do not conflict); the caller checks ids against what it added."""
+    metas = [FragmentMetadata.from_json(f) for f in fragments]
+    uri = store.table_uri(name)
+    if read_version is None:
+        operation: lance.LanceOperation.BaseOperation = lance.LanceOperation.Overwrite(schema, metas)
+    else:
+        operation = lance.LanceOperation.Append(metas)
+    txn = lance.Transaction(read_version or 0, operation, str(uuid.uuid4()), transaction_properties=properties)
+    ds = lance.LanceDataset.commit(uri, txn, read_version=read_version, enable_stable_row_ids=True,
+                                   storage_options=store.storage_options)
+    store.invalidate(name)
+    return ds.version
+
+
+def values_at(store: Store, name: str, column: str, version: int | None) -> set[str]:
+    """Every non-null value of one string column at ``version`` (empty for a table not yet created)."""
+    if version is None:
+        return set()
+    ds = store.fresh(name).checkout_version(version)
+    if column not in ds.schema.names:
+        return set()
+    return {v for v in ds.to_table(columns=[column]).column(column).to_pylist() if v is not None}
+
+
+def ids_added_since(store: Store, name: str, version: int) -> set[str]:
+    """Ids of rows in the latest version of ``name`` that ``version`` did not have (another writer's)."""
+    head = store.fresh(name)
+    if head.version == version:
+        return set()
+    old = head.checkout_version(version)
+    before = set(old.to_table(columns=["id"]).column("id").to_pylist())
+    return {i for i in head.to_table(columns=["id"]).column("id").to_pylist() if i not in before}
+
+
+def fragment_ids(store: Store, name: str, version: int) -> list[int]:
+    """The fragments of one version, for per-fragment work."""
+    return [f.fragment_id for f in store.fresh(name).checkout_version(version).get_fragments()]
+
+
+def read_fragment(uri: str, version: int, fragment_id: int, columns: list[str],
+                  storage_options: dict[str, str] | None, batch_size: int = 256) -> Iterable[pa.RecordBatch]:
+    """One fragment's rows (blob columns as bytes), read in a worker."""
+    ds = lance.dataset(uri, version=version, storage_options=storage_options)
+    fragment = ds.get_fragment(fragment_id)
+    yield from fragment.scanner(columns=columns, batch_size=batch_size, blob_handling="all_binary").to_batches()
+
+
+def merge_into_fragment(uri: str, version: int, fragment_id: int, table: pa.Table,
+                        storage_options: dict[str, str] | None) -> tuple[str, Any]:
+    """Join ``table`` (``id`` plus new columns) onto one fragment, writing only the new column files;
+    returns the fragment's new metadata (JSON) and the Lance schema it ends with (picklable; it
+    keeps the field ids the new files were written with)."""
+    ds = lance.dataset(uri, version=version, storage_options=storage_options)
+    meta, schema = ds.get_fragment(fragment_id).merge(table, left_on="id")
+    return json.dumps(meta.to_json()), schema
+
+
+def commit_merge(store: Store, name: str, version: int, fragments: list[str], schema: Any,
+                 properties: dict[str, str]) -> int:
+    """Publish per-fragment column files as one ``Merge`` version made at ``version`` (every fragment
+    of that version must be listed). A commit by another writer in between is a 409: the work was
+    done against fragments that changed."""
+    metas = [FragmentMetadata.from_json(f) for f in fragments]
+    txn = lance.Transaction(version, lance.LanceOperation.Merge(metas, schema), str(uuid.uuid4()),
+                            transaction_properties=properties)
+    try:
+        ds = lance.LanceDataset.commit(store.table_uri(name), txn, read_version=version, max_retries=0,
+                                       storage_options=store.storage_options)
+    except OSError as exc:  # lance.commit.CommitConflictError
+        raise Conflict(f"table {name!r} changed while the column was computed; run it again", table=name) from exc
+    store.invalidate(name)
+    return ds.version
