@@ -27,7 +27,7 @@ from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
 from app.store import RowReader, Store
-from app.store.ann import AnnCache
+from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
 
 log = logging.getLogger("lightbox")
@@ -50,9 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
                              name="lightbox-warm").start()
         app.state.registry = Registry()
-        app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
-                                      AnnCache(settings.ann_cache_size, settings.ann_exact_below))
+        keeper = IndexKeeper(app.state.store, min_rows=settings.index_min_rows,
+                             recall_target=settings.recall_target, sample=settings.recall_sample)
+        app.state.store.on_change(keeper.notify)  # every local write queues a background fold
+        keeper.start()
+        app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
         yield
+        keeper.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.")
@@ -79,6 +83,7 @@ def warm(store: Store, reader: RowReader) -> None:
         try:
             list_versions(store, name, limit=100)
             reader.index(store.snapshot(name))
+            store.changed(name)  # vector indexes: built, folded or tuned in the background
         except Exception:  # a broken table must not stop the others from warming
             log.warning("could not warm table %s", name, exc_info=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,10 +22,13 @@ class Settings(BaseSettings):
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
     thumbnail_cache_bytes: int = 64 * 1024**2
-    # ANN indexes kept in memory, one per (table, version, vector column) searched recently.
-    ann_cache_size: int = 4
-    # Below this many vectors a search is exact (flat); above it an IVF index answers.
-    ann_exact_below: int = 20_000
+    # A vector column with at least this many rows gets a Lance vector index (IVF_FLAT), built and
+    # folded forward in the background; smaller ones are searched exactly.
+    index_min_rows: int = Field(default=10_000, ge=1)
+    # The recall@10 each vector index is tuned to (nprobes chosen on a held-out sample of its vectors).
+    recall_target: float = Field(default=0.95, gt=0, le=1)
+    # Query vectors in that held-out sample.
+    recall_sample: int = Field(default=200, ge=10, le=10_000)
     # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # optimize prunes untagged versions older than this; tagged ones are kept forever.

@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,7 @@ class Store:
         self._lock = threading.Lock()
         self.log = VersionLog()
         self._generations: dict[str, int] = {}
+        self._listeners: list[Callable[[str], None]] = []
 
     # -- names and locations -------------------------------------------------------------
     @property
@@ -149,6 +151,15 @@ class Store:
         with self._lock:
             for key in [k for k in self._latest if k[0] == name]:
                 del self._latest[key]
+        self.changed(name)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(name)`` after every local change of a table (it must not block)."""
+        self._listeners.append(listener)
+
+    def changed(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
 
     def forget_pinned(self, name: str) -> None:
         """Forget a table's pinned-version handles (after a drop, or a cleanup that pruned versions:
