@@ -39,6 +39,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     os.environ.setdefault("LANCE_LOG", "error")
+    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")  # index stats without the centroids
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

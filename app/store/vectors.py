@@ -43,7 +43,6 @@ VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HN
 LANCE_METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
 PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-EXACT_FILTER_ROWS = 20_000  # a filter keeping at most this many rows is searched exactly over them
 
 
 @dataclass(frozen=True)
@@ -288,9 +287,12 @@ class IndexKeeper:
         refine = None if found["type"] in ("IVF_FLAT", "IVF_HNSW_FLAT") else 5
         best: tuple[int, float] | None = None
         for nprobes in [p for p in PROBE_STEPS if p < parts] + [parts]:
-            recall = _recall(ds, column, queries, query_ids, truth, self.k, metric, nprobes, refine)
+            per_query = _recall(ds, column, queries, query_ids, truth, self.k, metric, nprobes, refine)
+            recall = float(per_query.mean())
             best = (nprobes, recall)
-            if recall >= self.recall_target:
+            # the sample's mean less two standard errors must reach the target: a small sample's
+            # luck must not pick too few probes for the queries that follow
+            if recall - 2 * per_query.std() / math.sqrt(len(per_query)) >= self.recall_target:
                 break
         assert best is not None
         return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
@@ -308,7 +310,7 @@ class IndexKeeper:
         """The k nearest rows of one pinned version: ``columns`` plus ``_rowid`` and ``_distance``.
 
         ``predicate`` is applied before the search (prefilter), so a filter never starves the top k.
-        A filter keeping few rows (``matching``) is searched exactly over them; a broader one probes
+        A filter keeping fewer rows (``matching``) than get an index is searched exactly over them; a broader one probes
         proportionally more partitions, since the rows it keeps may lie in partitions far from the
         query (a label that correlates with the vectors).
         """
@@ -318,7 +320,7 @@ class IndexKeeper:
         if found is not None:
             tuning = self.tuning(ds, column, found)
             total = max(1, ds.count_rows()) if matching is not None else 1
-            if matching is not None and matching <= EXACT_FILTER_ROWS:
+            if matching is not None and matching < self.min_rows:  # as cheap as a small table: exact
                 spec["use_index"] = False
             else:
                 base = nprobes or (tuning.nprobes if tuning else None)
@@ -340,7 +342,8 @@ class IndexKeeper:
         out = {}
         for column, found in vector_indexes(ds).items():
             tuning = self.tuning(ds, column, found)
-            entry: dict[str, Any] = {"recall_target": self.recall_target, "tuned": tuning is not None}
+            entry: dict[str, Any] = {"recall_target": self.recall_target, "tuned": tuning is not None,
+                                     "segments": len(found["uuids"])}
             if tuning is not None:
                 entry.update(tuning.report())
                 entry["tuned_for_these_files"] = tuning.uuids == found["uuids"]
@@ -376,8 +379,8 @@ def exact_neighbours(ds: Any, column: str, queries: np.ndarray, query_ids: np.nd
 
 
 def _recall(ds: Any, column: str, queries: np.ndarray, query_ids: np.ndarray, truth: list[set[int]], k: int,
-            metric: str, nprobes: int, refine: int | None) -> float:
-    hits = total = 0
+            metric: str, nprobes: int, refine: int | None) -> np.ndarray:
+    out = []
     for q, own, want in zip(queries, query_ids, truth, strict=True):
         spec: dict[str, Any] = {"column": column, "q": q, "k": k + 1, "nprobes": nprobes,
                                 "metric": LANCE_METRICS.get(metric, "L2")}
@@ -385,9 +388,8 @@ def _recall(ds: Any, column: str, queries: np.ndarray, query_ids: np.ndarray, tr
             spec["refine_factor"] = refine
         got = ds.to_table(columns=["_distance"], nearest=spec, with_row_id=True).column("_rowid").to_numpy()
         got_ids = [int(i) for i in got if int(i) != int(own)][:k]
-        hits += len(want.intersection(got_ids))
-        total += len(want)
-    return hits / max(1, total)
+        out.append(len(want.intersection(got_ids)) / max(1, len(want)))
+    return np.asarray(out)
 
 
 def _num_partitions(ds: Any, index: str) -> int:
