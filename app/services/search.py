@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.errors import BadRequest, NotFound, Unprocessable
 from app.filters import check_filter, filter_errors
@@ -78,25 +79,13 @@ class Searcher:
         predicate, matching = filtered if filtered is not None else (None, None)
         with filter_errors(predicate):
             found = self.indexes.nearest(snap.ds, field.name, query, want, metric=metric, predicate=predicate,
-                                         matching=matching,
-                                         nprobes=spec.nprobes, refine_factor=spec.refine_factor)
-        row_ids = found.column("_rowid").to_numpy().astype(np.uint64)
+                                         matching=matching, nprobes=spec.nprobes,
+                                         refine_factor=spec.refine_factor, columns=columns)
+        if exclude is not None:  # "more like this": the row itself is not a hit
+            keep = pc.not_equal(found.column("_rowid"), pa.scalar(exclude, pa.uint64()))
+            found = found.filter(keep).slice(0, spec.k)
         distances = _api_distance(found.column("_distance").to_numpy(zero_copy_only=False), metric)
-        if exclude is not None:
-            keep = row_ids != exclude
-            row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
-        return snap, self._rows(snap, schema, columns, row_ids).append_column(
-            "_distance", pa.array(distances.astype(np.float32)))
-
-    def _rows(self, snap: Snapshot, schema: pa.Schema, columns: list[str], row_ids: np.ndarray) -> pa.Table:
-        """The hits' columns: ids straight from the id map when that is all that was asked (a take
-        costs about as much as the whole ANN search), otherwise one Lance take."""
-        if not len(row_ids):
-            return _empty(schema, columns)
-        if columns == ["id"]:
-            index = self.reader.index(snap)
-            return pa.table({"id": pa.array(index.ids_of(row_ids.tolist()), pa.string())})
-        return snap.ds._take_rows(row_ids.tolist(), columns=columns)
+        return snap, found.select(columns).append_column("_distance", pa.array(distances.astype(np.float32)))
 
     def _filter(self, snap: Snapshot, text: str | None) -> tuple[str, int] | None:
         """The checked predicate and how many rows it keeps, once per snapshot and filter text
@@ -187,7 +176,3 @@ def _api_distance(distance: np.ndarray, metric: str) -> np.ndarray:
     if metric == "dot":
         distance = 1.0 + distance
     return np.maximum(distance, 0.0)
-
-
-def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
-    return pa.schema([schema.field(c) for c in columns]).empty_table()
