@@ -15,13 +15,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
 
 
 def main() -> None:
     import faiss
     import uvicorn
-    from fastapi import FastAPI, Request
-    from fastapi.responses import ORJSONResponse
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", required=True)
