@@ -154,17 +154,6 @@ class IndexKeeper:
                 self._seen.popitem(last=False)
         self.notify(name)
 
-    def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Block until the queue is empty and no fold runs (tests, ``optimize``)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._busy is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -201,25 +190,24 @@ class IndexKeeper:
         ds = self.store.fresh(name)
         column = field.name
         found = vector_indexes(ds).get(column)
-        rows = ds.count_rows(filter=f"{_quote(column)} IS NOT NULL")
+        rows = ds.count_rows()  # from the manifest: counting non-null vectors would read them all
+        metric = LANCE_METRICS.get(vector_meta(field).get("metric", "l2"), "L2")
         action = None
         started = time.perf_counter()
         if found is None:
             if rows < self.min_rows:
                 return None
-            metric = LANCE_METRICS.get(vector_meta(field).get("metric", "l2"), "L2")
             ds.create_index(column, INDEX_TYPE, name=f"{column}_idx", metric=metric,
                             num_partitions=partitions_for(rows), replace=True)
             action = "built"
         else:
             stats = ds.stats.index_stats(found["name"])
             deltas = stats.get("num_indexed_rows_per_delta") or [0]
-            trained = max(deltas)
             unindexed = int(stats.get("num_unindexed_rows", 0))
             own = found["name"] == f"{column}_idx" and found["type"] == INDEX_TYPE
-            if own and rows >= 2 * max(trained, 1) and rows >= self.min_rows:
-                metric = str(stats["indices"][0].get("metric_type", "l2")) if stats.get("indices") else "l2"
-                ds.create_index(column, INDEX_TYPE, name=found["name"], metric=LANCE_METRICS.get(metric, metric),
+            if own and partitions_for(rows) >= math.sqrt(2) * self._partitions(ds, found):
+                # the table has doubled since the partitions were trained: train them again
+                ds.create_index(column, INDEX_TYPE, name=found["name"], metric=metric,
                                 num_partitions=partitions_for(rows), replace=True)
                 action = "rebuilt"
             elif unindexed or (merge and len(deltas) > 1):
