@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.uri, refresh_seconds=settings.latest_refresh_seconds,
-                                cache_size=settings.handle_cache_size)
+                                cache_size=settings.handle_cache_size, index_cache_bytes=settings.index_cache_bytes)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         if settings.warm_on_start:

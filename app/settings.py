@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     recall_target: float = Field(default=0.95, gt=0, le=1)
     # Query vectors in that held-out sample.
     recall_sample: int = Field(default=200, ge=10, le=10_000)
+    # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
+    # past it, partitions are read again from the table's files.
+    index_cache_bytes: int | None = Field(default=None, ge=1)
     # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # optimize prunes untagged versions older than this; tagged ones are kept forever.

@@ -3,7 +3,7 @@ across versions, recall at default settings, and QPS over HTTP against a minimal
 endpoint tuned to the same recall.
 
     python -m bench.search [--quick] [--n 300000] [--queries 200] [--texts 10000] [--seconds 10]
-                           [--no-http] [--no-minilm] [--keep] [--no-record]
+                           [--index-cache-mb MB] [--no-http] [--no-minilm] [--keep] [--no-record]
 
 Data (generated, deterministic), the hard mixture the search work was measured on: ``n`` float32
 vectors of 384 dims, ``x = centres[c] + 1.2 * normal`` with 2,000 centres drawn from a unit normal,
@@ -322,7 +322,10 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
     path = f"/api/v1/tables/{TABLE}/search"
     # restart: a new process over the same root; from ready to the first answered search
     t = time.perf_counter()
-    server = lightbox_server(root, logs).start("/readyz")
+    server = lightbox_server(root, logs)
+    if args.index_cache_mb:
+        server.env["LIGHTBOX_INDEX_CACHE_BYTES"] = str(int(args.index_cache_mb * 1024**2))
+    server.start("/readyz")
     res["restart_ready_s"] = time.perf_counter() - t
     with httpx.Client(base_url=server.base, timeout=60) as client:
         t = time.perf_counter()
@@ -425,7 +428,8 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
                      "<= 1 s", verdict(res["restart_first_search_s"] <= 1.0)])
         rss = res["rss"]
         grown = rss["after_5_versions_mb"] - rss["idle_mb"]
-        rows.append([f"RSS after 20 searches at each of versions {rss['versions']}",
+        cache = f", index cache {args.index_cache_mb:g} MB" if args.index_cache_mb else ", index cache unset"
+        rows.append([f"RSS after 20 searches at each of versions {rss['versions']}{cache}",
                      f"{rss['idle_mb']:.0f} -> {rss['after_5_versions_mb']:.0f} MB (+{grown:.0f} MB; raw vectors "
                      f"{rss['vectors_mb']:.0f} MB)", "<= 1.5x vectors, <= 700 MB over idle",
                      verdict(grown <= min(700, 1.5 * rss["vectors_mb"]))])
@@ -461,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="MiniLM sentences (default 3000; embedding runs at ~30/s here)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per QPS round (default 10, quick 4)")
     parser.add_argument("--rounds", type=int, default=None, help="QPS rounds per contender (default 3, quick 2)")
+    parser.add_argument("--index-cache-mb", type=float, default=None,
+                        help="LIGHTBOX_INDEX_CACHE_BYTES for the served process (default: unset, Lance's 6 GiB)")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-minilm", action="store_true")
     parser.add_argument("--keep", action="store_true")
@@ -493,7 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = report(res, args, info, command)
     print(body)
     if not args.no_record:
-        write_section("bench.search" + (" --quick" if args.quick else ""), body)
+        write_section("bench.search" + (" --quick" if args.quick else "")
+                      + (f" --index-cache-mb {args.index_cache_mb:g}" if args.index_cache_mb else ""), body)
         print("\nrecorded in bench/RESULTS.md", file=sys.stderr)
     return 0
 

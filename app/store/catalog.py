@@ -58,8 +58,10 @@ class Store:
         storage_options: dict[str, str] | None = None,
         refresh_seconds: float = 1.0,
         cache_size: int = 64,
+        index_cache_bytes: int | None = None,
     ) -> None:
         self.uri = uri.rstrip("/") or "/"
+        self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset]] = {}
@@ -110,7 +112,8 @@ class Store:
     # -- handles -------------------------------------------------------------------------
     def _open(self, name: str) -> lance.LanceDataset:
         try:
-            return lance.dataset(self.table_uri(name), storage_options=self.storage_options)
+            cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
+            return lance.dataset(self.table_uri(name), storage_options=self.storage_options, **cache)
         except (ValueError, OSError, FileNotFoundError) as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
