@@ -345,22 +345,24 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
         log(f"restart first search {res['restart_first_search_s']:.2f} s; RSS {res['rss']}")
         found = [http_ids(client, path, qv) for qv in data["q"]]
         res["http_recall"] = recall(found, data["truth"])
-        # a write through the service, then its first search
+        # writes through the service, each followed by its first search (3 times: one is noise)
         db = lancedb.connect("db://lightbox", api_key="bench", host_override=server.base)
         tbl = db.open_table(TABLE)
         centres = np.random.default_rng(1).standard_normal((CENTRES, DIM), dtype=np.float32)
-        extra, which = mixture(APPEND, 11, centres)
-        start = res["rows"]
-        rows = pa.table({"id": [f"r{start + i:07d}" for i in range(APPEND)], "label": pa.array(np.zeros(APPEND, int)),
-                         "cls": pa.array(which % 10),
-                         "vector": pa.FixedSizeListArray.from_arrays(pa.array(extra.ravel(), pa.float32()), DIM)})
-        tbl.add(rows)
-        t = time.perf_counter()
-        got = http_ids(client, path, extra[0])
-        res["http_after_write_ms"] = (time.perf_counter() - t) * 1e3
-        assert got[0] == start, "the new row must be found at once"
-        log(f"first HTTP search after a 1,000-row write: {res['http_after_write_ms']:.0f} ms")
-        time.sleep(2.0)  # let the background fold land before the throughput rounds
+        res["http_after_write_ms"] = []
+        for step in range(3):
+            extra, which = mixture(APPEND, 11 + step, centres)
+            start = res["rows"] + step * APPEND
+            rows = pa.table({"id": [f"r{start + i:07d}" for i in range(APPEND)],
+                             "label": pa.array(np.zeros(APPEND, int)), "cls": pa.array(which % 10),
+                             "vector": pa.FixedSizeListArray.from_arrays(pa.array(extra.ravel(), pa.float32()), DIM)})
+            tbl.add(rows)
+            t = time.perf_counter()
+            got = http_ids(client, path, extra[0])
+            res["http_after_write_ms"].append((time.perf_counter() - t) * 1e3)
+            assert got[0] == start, "the new row must be found at once"
+            time.sleep(3.0)  # the background fold lands (1 s delay, then well under a second)
+        log(f"first HTTP search after a 1,000-row write: {res['http_after_write_ms']} ms")
     # the faiss baseline, tuned over HTTP to the recall Lightbox reached on the same queries
     x = data["x"]
     tmp = root / "faiss"
@@ -406,7 +408,8 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
 def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], command: str) -> str:
     tuning = res.get("tuning") or {}
     first_after_write = [t[0] for t in res["after_write_ms"]]
-    lines = [f"`{command}` ({info['date']}, code {res['code']}, {res['total_s']:.0f} s)", "",
+    lines = [f"## Vector search on the durable Lance index: `{command}`", "",
+             f"{info['date']}, code {res['code']}, {res['total_s']:.0f} s.", "",
              f"Machine: {machine_line(info)}", "",
              f"Data: {args.n:,} x {DIM} float32, Gaussian mixture of {CENTRES:,} overlapping clusters (L2), "
              f"{args.queries} held-out queries; settings {res['settings']}. Index: {tuning.get('num_partitions')} "
@@ -417,8 +420,10 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
     rows.append(["first search after a 1,000-row write (server time, in process)",
                  ", ".join(f"{t:.0f}" for t in first_after_write) + " ms", "<= 100 ms", verdict(ok_write)])
     if "http_after_write_ms" in res:
-        rows.append(["same, over HTTP after a write through the LanceDB endpoint (client wall)",
-                     f"{res['http_after_write_ms']:.0f} ms", "<= 100 ms", verdict(res["http_after_write_ms"] <= 100)])
+        after = res["http_after_write_ms"]
+        rows.append(["same, over HTTP after each of 3 writes through the LanceDB endpoint (client wall; median)",
+                     ", ".join(f"{t:.0f}" for t in after) + f" ms ({median(after):.0f})", "<= 100 ms",
+                     verdict(median(after) <= 100)])
     rows.append(["background fold of each 1,000-row write", ", ".join(f"{s:.2f}" for s in res["fold_s"]) + " s",
                  "off the request path", ""])
     if "restart_first_search_s" in res:
