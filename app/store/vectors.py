@@ -194,9 +194,9 @@ class IndexKeeper:
         metric = LANCE_METRICS.get(vector_meta(field).get("metric", "l2"), "L2")
         action = None
         started = time.perf_counter()
+        if rows < self.min_rows:
+            return None  # small tables (and indexes made on them by hand) are left as they are
         if found is None:
-            if rows < self.min_rows:
-                return None
             ds.create_index(column, INDEX_TYPE, name=f"{column}_idx", metric=metric,
                             num_partitions=partitions_for(rows), replace=True)
             action = "built"
