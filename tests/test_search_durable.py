@@ -148,14 +148,15 @@ def test_writes_are_found_at_once_folded_later_and_old_tags_see_their_rows(data,
         check_latest()
 
 
-def test_a_restarted_server_answers_from_the_index_on_disk(data, root, tuned_server) -> None:
+def test_a_restarted_server_answers_from_the_index_on_disk_within_a_small_cache(data, root, tuned_server) -> None:
     first = tuned_server(root, **SETTINGS)
     create(first.url, data)
     with httpx.Client(base_url=first.url, timeout=60) as client:
         wait_for(client, lambda i: i.get("tuned"))
         version = int(client.get("/api/v1/tables/mix").headers["x-lightbox-version"])
     first.stop()
-    second = tuned_server(root, **SETTINGS)
+    # the new process may keep 64 KiB of index partitions, far less than the table's 3 MiB of vectors
+    second = tuned_server(root, index_cache_bytes=64 * 1024, **SETTINGS)
     with httpx.Client(base_url=second.url, timeout=60) as client:
         started = time.perf_counter()
         hits = search(client, data["q"][0])
@@ -167,6 +168,8 @@ def test_a_restarted_server_answers_from_the_index_on_disk(data, root, tuned_ser
         assert index["tuned"] and index["tuned_for_these_files"] and index["recall"] >= 0.95
         assert first_search < 5, first_search  # loose: the bench measures it; a rebuild would not be this
         assert recall(client, data) >= 0.95
+        cached = second.server.config.app.state.store.latest("mix").session().index_cache_size_bytes()
+        assert cached <= 64 * 1024, cached  # partitions were read from disk again, not held
         time.sleep(1.5)  # the start-up pass over the table finds nothing to do: no new version
         assert client.post("/api/v1/tables/mix/search", json={"vector": data["q"][0].tolist()}).status_code == 200
         assert int(client.get("/api/v1/tables/mix").headers["x-lightbox-version"]) == version
