@@ -62,6 +62,9 @@ class Store:
     ) -> None:
         self.uri = uri.rstrip("/") or "/"
         self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
+        # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
+        # so the vector partitions read stay cached when "latest" is re-opened
+        self._sessions: dict[str, lance.Session] = {}
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset]] = {}
@@ -112,12 +115,20 @@ class Store:
     # -- handles -------------------------------------------------------------------------
     def _open(self, name: str) -> lance.LanceDataset:
         try:
-            cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
-            return lance.dataset(self.table_uri(name), storage_options=self.storage_options, **cache)
+            return lance.dataset(self.table_uri(name), storage_options=self.storage_options,
+                                 session=self._session(name))
         except (ValueError, OSError, FileNotFoundError) as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
             raise
+
+    def _session(self, name: str) -> lance.Session:
+        with self._lock:
+            session = self._sessions.get(name)
+            if session is None:
+                cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
+                session = self._sessions[name] = lance.Session(**cache)
+            return session
 
     def fresh(self, name: str, branch: str | None = None) -> lance.LanceDataset:
         """A new, unshared handle on a branch's latest version, for operations that move their handle
@@ -170,6 +181,7 @@ class Store:
         with self._lock:
             for key in [k for k in self._pinned if k[0] == name]:
                 del self._pinned[key]
+            self._sessions.pop(name, None)  # nor answer from the manifests its session cached
 
     def snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot:
         """Resolve a ref to an immutable handle; 404 when it names nothing."""
