@@ -11,7 +11,9 @@ The ``IndexKeeper`` owns the one background thread that creates an index once a 
 reaches ``min_rows``, folds new rows into it with ``optimize_indices`` after writes (a delta per
 fold, merged every few folds and at ``optimize``), rebuilds it when the table has doubled since it
 was trained, and measures the recall each probe count gives on a held-out sample of the column's
-own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target.
+own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target. The
+choice is written to the table's config (``lightbox.recall.<column>``), so it is versioned with the
+index: a restart, another replica or an old tag reads it without measuring again.
 
 Why IVF_FLAT: the probed partitions are scanned with exact distances, so the recall is set by the
 probe count alone (no quantization error to tune with a refine step), a filtered search over the
@@ -305,8 +307,8 @@ class IndexKeeper:
                       num_partitions=parts, seconds=time.perf_counter() - started)
 
     def forget(self, name: str) -> None:
-        """Nothing is kept per table name (tunings are keyed by index files), so a dropped table's
-        entries simply age out; kept for the callers that forget a table everywhere."""
+        """Nothing is kept per table name (tunings live in each table's config, parsed copies are
+        keyed by their text), so there is nothing to drop; kept for callers that forget a table."""
 
     # -- search --------------------------------------------------------------------------------
     def nearest(self, ds: Any, column: str, query: np.ndarray, k: int, *, metric: str,
