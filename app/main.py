@@ -34,7 +34,7 @@ from app.services.search import Searcher
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body
 from app.store import RowReader, Store
-from app.store.ann import AnnCache
+from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
 
 log = logging.getLogger("lightbox")
@@ -48,23 +48,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     os.environ.setdefault("LANCE_LOG", "error")
     storage_options = settings.resolved_storage_options()
     hide_secrets(storage_options)
+    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")  # index stats without the centroids
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.uri, storage_options=storage_options or None,
-                                refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size)
+                                refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size,
+                                index_cache_bytes=settings.index_cache_bytes)
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         if settings.warm_on_start:
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
                              name="lightbox-warm").start()
         app.state.registry = Registry()
-        app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry,
-                                      AnnCache(settings.ann_cache_size, settings.ann_exact_below))
+        keeper = IndexKeeper(app.state.store, min_rows=settings.index_min_rows,
+                             recall_target=settings.recall_target, sample=settings.recall_sample)
+        app.state.store.on_change(keeper.notify)  # every local write queues a background fold
+        keeper.start()
+        app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
-        app.state.store.on_forget(app.state.searcher.ann.forget)
-        async with writer_client(settings.writer_url) as app.state.writer:
-            yield
+        app.state.store.on_forget(keeper.forget)
+        try:
+            async with writer_client(settings.writer_url) as app.state.writer:
+                yield
+        finally:
+            keeper.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
@@ -103,6 +111,7 @@ def warm(store: Store, reader: RowReader) -> None:
         try:
             list_versions(store, name, limit=100)
             reader.index(store.snapshot(name))
+            store.changed(name)  # vector indexes: built, folded or tuned in the background
         except Exception:  # a broken table must not stop the others from warming
             log.warning("could not warm table %s", name, exc_info=True)
 

@@ -7,10 +7,11 @@
   from the API-key check), is ``unmatched``.
 - ``lightbox_ingest_rows_total{table,outcome}``: rows written and skipped by uploads.
 - ``lightbox_cache_hits_total`` / ``lightbox_cache_misses_total{cache}``: table handles, id maps,
-  thumbnails/resized images and ANN indexes, read from the caches' own counters at scrape time.
-- ``lightbox_ann_index_builds_total`` / ``lightbox_ann_index_build_seconds_total``: in-memory ANN
-  index builds and the time they took; ``lightbox_index_build_seconds{type}``: Lance index builds
-  asked for over HTTP (a histogram: its ``_count`` is the number of builds).
+  thumbnails/resized images, read from the caches' own counters at scrape time.
+- ``lightbox_vector_index_builds_total`` / ``lightbox_vector_index_build_seconds_total``: the
+  background builds, folds and merges of the Lance vector indexes search runs on, and the time they
+  took; ``lightbox_index_build_seconds{type}``: Lance index builds asked for over HTTP (a histogram:
+  its ``_count`` is the number of builds).
 
 The middleware is plain ASGI and sits outside everything else, so it sees 401s and 413s too. With
 ``LIGHTBOX_METRICS_PUBLIC=true`` it answers ``GET /metrics`` itself, before the API-key check
@@ -34,7 +35,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-CACHES = (("handles", "store"), ("id_maps", "reader"), ("thumbnails", "thumbnails"), ("ann", "ann_cache"))
+CACHES = (("handles", "store"), ("id_maps", "reader"), ("thumbnails", "thumbnails"))
 
 
 class Metrics:
@@ -78,24 +79,21 @@ class CacheCollector(Collector):
         hits = CounterMetricFamily("lightbox_cache_hits", "Cache lookups answered from memory", labels=["cache"])
         misses = CounterMetricFamily("lightbox_cache_misses", "Cache lookups that had to build or read",
                                      labels=["cache"])
-        builds = CounterMetricFamily("lightbox_ann_index_builds", "In-memory ANN index builds")
-        seconds = CounterMetricFamily("lightbox_ann_index_build_seconds", "Time spent building ANN indexes")
+        builds = CounterMetricFamily("lightbox_vector_index_builds",
+                                     "Background builds, folds and merges of vector indexes")
+        seconds = CounterMetricFamily("lightbox_vector_index_build_seconds",
+                                      "Time spent building, folding and merging vector indexes")
         for label, attribute in CACHES:
-            stats = _stats(self.state, attribute)
+            stats = getattr(getattr(self.state, attribute, None), "stats", None)
             if stats is not None:
                 hits.add_metric([label], stats.hits)
                 misses.add_metric([label], stats.misses)
-                if label == "ann":
-                    builds.add_metric([], stats.builds)
-                    seconds.add_metric([], stats.build_seconds)
+        keeper = getattr(getattr(self.state, "searcher", None), "indexes", None)
+        stats = getattr(keeper, "stats", None)
+        if stats is not None:
+            builds.add_metric([], stats.builds)
+            seconds.add_metric([], stats.build_seconds)
         yield from (hits, misses, builds, seconds)
-
-
-def _stats(state: Any, attribute: str) -> Any:
-    owner = getattr(state, attribute, None)
-    if owner is None and attribute == "ann_cache":
-        owner = getattr(getattr(state, "searcher", None), "ann", None)
-    return getattr(owner, "stats", None)
 
 
 class Observe:

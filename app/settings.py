@@ -38,11 +38,17 @@ class Settings(BaseSettings):
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
     thumbnail_cache_bytes: int = 64 * 1024**2
-    # ANN indexes kept in memory, one per (table, version, vector column) searched recently.
-    ann_cache_size: int = 4
-    # Below this many vectors a search is exact (flat); above it an IVF index answers.
-    ann_exact_below: int = 20_000
-    # Uploads (multipart, Arrow IPC: search by image, writes) larger than this answer 413.
+    # A vector column with at least this many rows gets a Lance vector index (IVF_FLAT), built and
+    # folded forward in the background; smaller ones are searched exactly.
+    index_min_rows: int = Field(default=10_000, ge=1)
+    # The recall@10 each vector index is tuned to (nprobes chosen on a held-out sample of its vectors).
+    recall_target: float = Field(default=0.95, gt=0, le=1)
+    # Query vectors in that held-out sample.
+    recall_sample: int = Field(default=200, ge=10, le=10_000)
+    # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
+    # past it, partitions are read again from the table's files.
+    index_cache_bytes: int | None = Field(default=None, ge=1)
+    # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # Every other body (JSON) larger than this answers 413, checked before it is read.
     max_json_bytes: int = 8 * 1024**2

@@ -88,7 +88,7 @@ class LiveServer:
     def __init__(self, uri: str, **overrides: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = Settings(uri=uri, latest_refresh_seconds=0.0, **overrides)  # type: ignore[arg-type]
+        settings = Settings(**{"uri": uri, "latest_refresh_seconds": 0.0, **overrides})  # type: ignore[arg-type]
         config = server_config(create_app(settings), settings, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

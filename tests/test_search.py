@@ -85,7 +85,7 @@ def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, live_s
     vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = list(range(0, len(ids), 17))
-    for server in (live_server(digits.uri), tuned_server(digits.uri, ann_exact_below=100)):  # flat, then IVF
+    for server in (live_server(digits.uri), tuned_server(digits.uri, index_min_rows=100)):  # flat, then IVF
         recalls = []
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for qi in queries:
@@ -221,7 +221,7 @@ def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: R
     queries = ["a cat sleeping on the sand", "music instruments", "a robot in space", "flowers in the woods",
                "an old boat", "something cold", "a bright light by the sea", "kitchen things"]
     embedded = registry.get(MINILM).embed_texts(queries)
-    for server in (live_server(store.uri), tuned_server(store.uri, ann_exact_below=50)):
+    for server in (live_server(store.uri), tuned_server(store.uri, index_min_rows=50)):
         recalls = []
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for text, q in zip(queries, embedded, strict=True):

@@ -38,9 +38,12 @@ class EmbedBody(RequestBody):
 
 
 @router.get("/indexes")
-def list_indexes(table: str, store: StoreDep, ref: RefDep) -> JSON:
+def list_indexes(table: str, request: Request, store: StoreDep, ref: RefDep) -> JSON:
+    """The version's indexes; a vector index also reports the recall it was tuned to and measured."""
     snap = store.snapshot(table, ref)
-    return JSON({"indexes": maintenance.list_indexes(snap.ds)}, headers=version_headers(snap))
+    tunings = request.app.state.searcher.indexes.describe(snap.ds)
+    indexes = [{**index, **tunings.get(index["name"], {})} for index in maintenance.list_indexes(snap.ds)]
+    return JSON({"indexes": indexes}, headers=version_headers(snap))
 
 
 @router.post("/indexes", status_code=201)
@@ -63,7 +66,12 @@ def optimize(table: str, request: Request, store: StoreDep,
                          retention_seconds=str(retention_seconds))
 
     seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
-    return JSON(maintenance.optimize(store, table, timedelta(seconds=seconds), message=message, author=author))
+    out = maintenance.optimize(store, table, timedelta(seconds=seconds), message=message, author=author)
+    folded = request.app.state.searcher.indexes.fold(table, merge=True)  # build, merge and tune vector indexes
+    if folded:
+        out["vector_indexes"] = folded
+        out["version"] = store.latest(table).version
+    return JSON(out)
 
 
 @router.post("/embeddings", status_code=201)

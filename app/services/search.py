@@ -1,8 +1,9 @@
 """Similarity search: by vector, text, an uploaded image, or "more like this" row.
 
 The query is embedded with the model recorded on the vector column, so text and images are
-embedded exactly as the column was. A filter is applied before the search (the ANN index is
-restricted to matching rows), so a filtered search keeps its recall.
+embedded exactly as the column was. The search itself is Lance's, on the pinned version's own
+vector index (``app.store.vectors``): rows the index does not hold yet are searched exactly and
+merged, and a filter is applied before the search (prefilter), so a filtered search keeps its recall.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.errors import BadRequest, NotFound, Unprocessable
 from app.filters import check_filter, filter_errors
 from app.services.query import check_columns
 from app.store import Ref, RowReader, Snapshot, Store
-from app.store.ann import AnnCache
 from app.store.schema import is_blob, is_vector, vector_meta
+from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry, UnknownModel
 
 MAX_K = 10_000
@@ -50,12 +52,12 @@ class SearchSpec:
 
 
 class Searcher:
-    """Owns the ANN indexes and filter results; one per service."""
+    """Searches through the index keeper and caches filter results; one per service."""
 
-    def __init__(self, store: Store, reader: RowReader, registry: Registry, ann: AnnCache | None = None) -> None:
+    def __init__(self, store: Store, reader: RowReader, registry: Registry, indexes: IndexKeeper | None = None) -> None:
         self.store, self.reader, self.registry = store, reader, registry
-        self.ann = ann or AnnCache()
-        self._filters: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self.indexes = indexes or IndexKeeper(store)
+        self._filters: OrderedDict[tuple[Any, ...], tuple[str, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def search(self, name: str, ref: Ref, spec: SearchSpec) -> tuple[Snapshot, pa.Table]:
@@ -70,19 +72,22 @@ class Searcher:
         kind = "text" if spec.text is not None else "image" if spec.image else None
         field = vector_column(schema, spec.column, kind, self._can_embed)
         columns = search_columns(schema, spec.columns)
-        allowed = self._allowed(snap, spec.filter)
+        filtered = self._filter(snap, spec.filter)
         query, exclude = self._query_vector(snap, field, spec)
-        meta = vector_meta(field)
-        index = self.ann.get(snap.key, snap.ds, field.name, meta.get("metric", "l2"))
+        metric = vector_meta(field).get("metric", "l2")
+        if snap.branch is None:
+            self.indexes.notice(snap.key, snap.name)
         want = spec.k + (1 if exclude is not None else 0)
-        selectivity = len(allowed) / max(1, index.size) if allowed is not None else 1.0
-        row_ids, distances = index.search(query, want, allowed=allowed, nprobes=spec.nprobes,
-                                          selectivity=selectivity)
-        if exclude is not None:
-            keep = row_ids != exclude
-            row_ids, distances = row_ids[keep][: spec.k], distances[keep][: spec.k]
-        return snap, self._rows(snap, schema, columns, row_ids).append_column(
-            "_distance", pa.array(distances.astype(np.float32)))
+        predicate, matching = filtered if filtered is not None else (None, None)
+        with filter_errors(predicate):
+            found = self.indexes.nearest(snap.ds, field.name, query, want, metric=metric, predicate=predicate,
+                                         matching=matching, nprobes=spec.nprobes,
+                                         refine_factor=spec.refine_factor, columns=columns)
+        if exclude is not None:  # "more like this": the row itself is not a hit
+            keep = pc.not_equal(found.column("_rowid"), pa.scalar(exclude, pa.uint64()))
+            found = found.filter(keep).slice(0, spec.k)
+        distances = _api_distance(found.column("_distance").to_numpy(zero_copy_only=False), metric)
+        return snap, found.select(columns).append_column("_distance", pa.array(distances.astype(np.float32)))
 
     def _can_embed(self, field: pa.Field, kind: str) -> bool:
         """Whether the model a vector column records can embed a ``kind`` query (loads it if need be)."""
@@ -94,18 +99,9 @@ class Searcher:
         except UnknownModel:
             return False
 
-    def _rows(self, snap: Snapshot, schema: pa.Schema, columns: list[str], row_ids: np.ndarray) -> pa.Table:
-        """The hits' columns: ids straight from the id map when that is all that was asked (a take
-        costs about as much as the whole ANN search), otherwise one Lance take."""
-        if not len(row_ids):
-            return _empty(schema, columns)
-        if columns == ["id"]:
-            index = self.reader.index(snap)
-            return pa.table({"id": pa.array(index.ids_of(row_ids.tolist()), pa.string())})
-        return snap.ds._take_rows(row_ids.tolist(), columns=columns)
-
-    def _allowed(self, snap: Snapshot, text: str | None) -> np.ndarray | None:
-        """Row ids the filter keeps; a filter is checked (``check_filter``) once, when first cached."""
+    def _filter(self, snap: Snapshot, text: str | None) -> tuple[str, int] | None:
+        """The checked predicate and how many rows it keeps, once per snapshot and filter text
+        (``check_filter`` plans it; the count decides between an exact and an indexed search)."""
         if text is None or not text.strip():
             return None
         key = (*snap.key, text)
@@ -116,11 +112,10 @@ class Searcher:
             if predicate is None:
                 return None
             with filter_errors(predicate):
-                table = snap.ds.to_table(columns=[], filter=predicate, with_row_id=True)
-            found = table.column("_rowid").to_numpy().astype(np.uint64)
+                found = (predicate, snap.ds.count_rows(filter=predicate))
             with self._lock:
                 self._filters[key] = found
-                while len(self._filters) > 64:
+                while len(self._filters) > 256:
                     self._filters.popitem(last=False)
         return found
 
@@ -192,5 +187,10 @@ def vector_column(schema: pa.Schema, name: str | None, kind: str | None = None,
     return vectors[0]
 
 
-def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
-    return pa.schema([schema.field(c) for c in columns]).empty_table()
+def _api_distance(distance: np.ndarray, metric: str) -> np.ndarray:
+    """Lance's ``_distance`` as the API reports it: squared L2, or 1 - similarity for cosine and dot
+    (Lance's dot distance is the negated product)."""
+    distance = np.asarray(distance, np.float64)
+    if metric == "dot":
+        distance = 1.0 + distance
+    return np.maximum(distance, 0.0)

@@ -71,8 +71,13 @@ class Store:
         storage_options: dict[str, str] | None = None,
         refresh_seconds: float = 1.0,
         cache_size: int = 64,
+        index_cache_bytes: int | None = None,
     ) -> None:
         self.uri = uri.rstrip("/") or "/"
+        self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
+        # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
+        # so the vector partitions read stay cached when "latest" is re-opened
+        self._sessions: dict[str, lance.Session] = {}
         self.storage_options = storage_options or None
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
@@ -82,12 +87,13 @@ class Store:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.log = VersionLog(self.table_uri, self.storage_options)
-        self._listeners: list[Callable[[str], None]] = []
+        self._forget_listeners: list[Callable[[str], None]] = []
+        self._change_listeners: list[Callable[[str], None]] = []
 
     def on_forget(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(name)`` whenever this store forgets a table (dropped, re-created, or found
         replaced by another process), so caches kept elsewhere free what they hold for it."""
-        self._listeners.append(listener)
+        self._forget_listeners.append(listener)
 
     # -- names and locations -------------------------------------------------------------
     @property
@@ -129,11 +135,20 @@ class Store:
     # -- handles -------------------------------------------------------------------------
     def _open(self, name: str) -> lance.LanceDataset:
         try:
-            return lance.dataset(self.table_uri(name), storage_options=self.storage_options)
+            return lance.dataset(self.table_uri(name), storage_options=self.storage_options,
+                                 session=self._session(name))
         except (ValueError, OSError, FileNotFoundError) as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
             raise
+
+    def _session(self, name: str) -> lance.Session:
+        with self._lock:
+            session = self._sessions.get(name)
+            if session is None:
+                cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
+                session = self._sessions[name] = lance.Session(**cache)
+            return session
 
     def fresh(self, name: str, branch: str | None = None) -> lance.LanceDataset:
         """A new, unshared handle on a branch's latest version, for operations that move their handle
@@ -215,6 +230,15 @@ class Store:
         with self._lock:
             for key in [k for k in self._latest if k[0] == name]:
                 del self._latest[key]
+        self.changed(name)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(name)`` after every local change of a table (it must not block)."""
+        self._change_listeners.append(listener)
+
+    def changed(self, name: str) -> None:
+        for listener in self._change_listeners:
+            listener(name)
 
     def forget_pinned(self, name: str) -> None:
         """Forget a table's pinned-version handles (after a drop, or a cleanup that pruned versions:
@@ -222,6 +246,7 @@ class Store:
         with self._lock:
             for key in [k for k in self._pinned if k[0] == name]:
                 del self._pinned[key]
+            self._sessions.pop(name, None)  # nor answer from the manifests its session cached
 
     def snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot:
         """Resolve a ref to an immutable handle; 404 when it names nothing."""
@@ -323,7 +348,7 @@ class Store:
         with self._lock:
             for key in [k for k in self._seen if k[0] == name]:
                 del self._seen[key]
-        for listener in self._listeners:
+        for listener in self._forget_listeners:
             listener(name)
 
     def write_options(self) -> dict[str, Any]:
