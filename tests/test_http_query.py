@@ -227,17 +227,19 @@ def test_cursor_pages_through_25000_rows_while_another_process_appends(
     root, uri = big
     env = {**os.environ, "PYTHONPATH": str(REPO), "LANCE_LOG": "error"}
     log = tmp_path / "appender.log"
-    with log.open("wb") as sink:
-        appender = subprocess.Popen([sys.executable, "-c", APPENDER, uri, PNG.hex(), "400"], cwd=REPO, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=sink, stdin=subprocess.DEVNULL)
+    server = live_server(root)
+    appender: subprocess.Popen[bytes] | None = None
     try:
-        server = live_server(root)
         with httpx.Client(base_url=server.url, timeout=60) as client:
             ids: list[str] = []
             versions: set[str] = set()
             body: dict[str, Any] = {"columns": ["id", "n"], "limit": 1_000}
             first = client.post("/api/v1/tables/big/query", json=body)
             pinned = int(first.headers["x-lightbox-version"])
+            # the appender starts once the first page pinned its version, so that version holds the 25,000
+            with log.open("wb") as sink:
+                appender = subprocess.Popen([sys.executable, "-c", APPENDER, uri, PNG.hex(), "400"], cwd=REPO,
+                                            env=env, stdout=subprocess.DEVNULL, stderr=sink, stdin=subprocess.DEVNULL)
             seen = pinned
             page = first
             pages = 0
@@ -269,8 +271,9 @@ def test_cursor_pages_through_25000_rows_while_another_process_appends(
             assert whole.num_rows == pinned_count.json()["count"]
             assert set(whole["image"].to_pylist()) == {PNG}
     finally:
-        appender.kill()
-        appender.wait(timeout=10)
+        if appender is not None:
+            appender.kill()
+            appender.wait(timeout=10)
 
 
 def test_cursor_misuse_is_400(client: httpx.Client) -> None:
