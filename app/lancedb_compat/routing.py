@@ -18,11 +18,17 @@ def route(router: APIRouter, path: str, methods: Sequence[str] = ("POST",)) -> C
 
     def register(handler: Handler) -> Handler:
         base = path.rstrip("/")
-        router.add_api_route(base, handler, methods=list(methods), summary=f"LanceDB: {' '.join(methods)} {base}")
+        for method in methods:  # one route a method: each gets an OpenAPI operation id of its own
+            router.add_api_route(base, handler, methods=[method], summary=f"LanceDB: {method} {base}",
+                                 operation_id=f"lancedb_{method.lower()}_{_slug(base)}")
         router.add_api_route(base + "/", handler, methods=list(methods), include_in_schema=False)
         return handler
 
     return register
+
+
+def _slug(path: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in path.removeprefix("/v1/")).strip("_")
 
 
 def table_route(router: APIRouter, op: str, methods: Sequence[str] = ("POST",)) -> Callable[[Handler], Handler]:
