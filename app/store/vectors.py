@@ -47,6 +47,10 @@ VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HN
 LANCE_METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
 CONFIG_PREFIX = "lightbox.recall."  # + column: the table config key holding its index's tuning
+# The sampled vectors trained the partitions, so they find their neighbours a little more easily than
+# new queries do (measured 0.96 vs 0.944, and 0.948 on a fold whose tuning aimed one point above): the
+# tuning aims this far above the target so that held-out queries still reach it.
+HELD_OUT_MARGIN = 0.02
 PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
@@ -299,10 +303,9 @@ class IndexKeeper:
             per_query = _recall(ds, column, queries, query_ids, truth, self.k, metric, nprobes, refine)
             recall = float(per_query.mean())
             best = (nprobes, recall)
-            # the sample's mean less two standard errors must reach the target, plus a point: a small
-            # sample's luck must not pick too few probes, and the sampled vectors trained the
-            # partitions, so they are a little easier than new queries (measured 0.96 vs 0.944)
-            if recall - 2 * per_query.std() / math.sqrt(len(per_query)) >= self.recall_target + 0.01:
+            # the sample's mean less two standard errors must reach the target plus the held-out
+            # margin: a small sample's luck must not pick too few probes
+            if recall - 2 * per_query.std() / math.sqrt(len(per_query)) >= self.recall_target + HELD_OUT_MARGIN:
                 break
         assert best is not None
         return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
