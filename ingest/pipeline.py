@@ -22,16 +22,17 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from app.errors import Conflict
-from app.services.embed import default_column, embed_values, vector_array
 from app.store import Store
 from app.store.ids import id_problem, shown
 from app.store.schema import (
     STANDARD_NAMES,
     blob_values,
+    default_column,
     image_schema,
     is_blob,
     is_image_table,
     is_vector,
+    vector_array,
     vector_field,
     vector_meta,
 )
@@ -45,6 +46,7 @@ from app.store.writes import (
     tag_version,
 )
 from embeddings.base import Embedder
+from embeddings.batch import embed_values
 from embeddings.registry import Registry, UnknownModel
 from ingest.metadata import Metadata
 from ingest.probe import DEFAULT_MAX_PIXELS, Verify
@@ -259,8 +261,8 @@ def _ensure_branch(store: Store, table: str, branch: str, exists: bool, report: 
     if not exists:
         raise IngestError(f"table {table!r} does not exist yet, so it has no branches: ingest into main first")
     if branch not in store.latest(table).branches.list():
-        from app.services.branches import create_branch
         from app.store import Ref
+        from app.store.writes import create_branch
 
         created = create_branch(store, table, branch, Ref())
         report.warnings.append(f"created branch {branch!r} from version {created['parent_version']} of main")

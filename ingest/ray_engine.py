@@ -34,7 +34,6 @@ from typing import Any
 import pyarrow as pa
 
 from app.errors import Conflict
-from app.services.embed import check_source, default_column, embed_values, vector_array
 from app.store import Store
 from app.store.fragments import (
     commit_fragments,
@@ -48,9 +47,10 @@ from app.store.fragments import (
     write_fragments,
 )
 from app.store.notes import write_note
-from app.store.schema import check_column_name, vector_field, vector_meta
+from app.store.schema import check_column_name, check_source, default_column, vector_array, vector_field, vector_meta
 from app.store.upserts import write_turn
 from app.store.writes import check_tag_name, default_author
+from embeddings.batch import embed_values
 from embeddings.registry import Registry
 from ingest.metadata import Metadata
 from ingest.pipeline import (

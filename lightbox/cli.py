@@ -509,12 +509,13 @@ def _branch(args: argparse.Namespace) -> int:
     else:
         from app.services import branches
         from app.store import Ref
+        from app.store.writes import create_branch
 
         store = _store(args)
         if args.name and args.delete:
             branches.delete_branch(store, args.table, args.name)
         elif args.name:
-            branches.create_branch(store, args.table, args.name, Ref.parse(**ref))  # type: ignore[arg-type]
+            create_branch(store, args.table, args.name, Ref.parse(**ref))  # type: ignore[arg-type]
         rows = branches.list_branches(store, args.table)
     for b in rows:
         print(f"{b['name']}\tversion {b['version']}\tfrom {b['parent_branch'] or 'main'}@{b['parent_version']}"

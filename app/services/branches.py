@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from app.errors import BadRequest, Conflict, InvalidName, NotFound
+from app.errors import BadRequest, Conflict, NotFound
 from app.services.diff import Diff, diff
 from app.services.history import MAX_PAGE, list_versions
 from app.store import Ref, RowReader, Snapshot, Store
-from app.store.catalog import check_name
 from app.store.schema import is_blob
 from app.store.upserts import keyed_write
+from app.store.writes import create_branch  # noqa: F401  (the routes reach branch creation through this service)
 
 OnConflict = Literal["fail", "theirs", "ours"]
 RECENT_MERGES = 200  # versions of the target searched for an earlier merge of the same branch
@@ -42,20 +42,6 @@ def list_branches(store: Store, name: str) -> list[dict[str, Any]]:
                     "parent_version": info.get("parent_version"), "version": head.version,
                     "num_rows": head.count_rows()})
     return out
-
-
-def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
-    check_name(branch)
-    if branch == "main":
-        raise InvalidName("'main' is the trunk's name; pick another branch name")
-    snap = store.snapshot(name, ref)
-    main = store.fresh(name)
-    if branch in main.branches.list():
-        raise Conflict(f"branch {branch!r} already exists", branch=branch)
-    main.create_branch(branch, (snap.branch, snap.version))
-    store.invalidate(name)
-    return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
-            "version": store.latest(name, branch).version}
 
 
 def delete_branch(store: Store, name: str, branch: str) -> None:

@@ -10,34 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from app.errors import BadRequest, Conflict
+from app.errors import Conflict
 from app.services.diff import diff
 from app.store import Ref, Store
 from app.store.notes import write_note
-from app.store.schema import check_column_name, is_blob, vector_field, vector_meta
+from app.store.schema import (
+    check_column_name,
+    check_source,
+    default_column,
+    is_blob,
+    vector_array,
+    vector_field,
+    vector_meta,
+)
 from app.store.writes import default_author
 from embeddings.base import Embedder
-
-
-def default_column(source: str, model: str | None = None) -> str:
-    """``vector`` for images (``clip_vector`` for a CLIP model, so it sits beside a builtin ``vector``),
-    ``<source>_vector`` for a text column."""
-    if source == "image":
-        return "clip_vector" if (model or "").startswith("clip:") else "vector"
-    return f"{source}_vector"
-
-
-def check_source(embedder: Embedder, schema: pa.Schema, source: str) -> None:
-    """The source column exists and the model embeds its kind (images or text)."""
-    if source not in schema.names:
-        raise BadRequest(f"the table has no column {source!r} to embed", column=source)
-    kind = "image" if is_blob(schema.field(source)) else "text"
-    if kind not in embedder.modalities:
-        raise BadRequest(f"model {embedder.name!r} does not embed {kind}s (it embeds: "
-                         f"{', '.join(sorted(embedder.modalities))})", model=embedder.name)
+from embeddings.batch import embed_values
 
 
 def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "image", column: str | None = None,
@@ -89,36 +79,3 @@ def _vectors(ds: Any, embedder: Embedder, source: str, field: pa.Field, schema: 
         stats["rows"] += batch.num_rows
         stats["failed"] += sum(v is None for v in vectors)
         yield pa.record_batch([batch.column("id"), vector_array(vectors, field)], schema=schema)
-
-
-def embed_values(embedder: Embedder, values: list[Any], is_image: bool) -> list[np.ndarray | None]:
-    """One vector per value; None for a missing value or one the model cannot take."""
-    out: list[np.ndarray | None] = [None] * len(values)
-    present = [i for i, v in enumerate(values) if v]
-    if not present:
-        return out
-    embed = embedder.embed_images if is_image else embedder.embed_texts
-    try:
-        matrix = embed([values[i] for i in present])
-        for i, row in zip(present, matrix, strict=True):
-            out[i] = row
-    except Exception:  # one bad image must not cost the batch: retry one by one
-        for i in present:
-            try:
-                out[i] = embed([values[i]])[0]
-            except Exception:
-                out[i] = None
-    return out
-
-
-def vector_array(vectors: list[np.ndarray | None], field: pa.Field) -> pa.Array:
-    dim = field.type.list_size
-    flat = np.zeros((len(vectors), dim), np.float32)
-    mask = np.zeros(len(vectors), bool)
-    for i, v in enumerate(vectors):
-        if v is None:
-            mask[i] = True
-        else:
-            flat[i] = v
-    values = pa.array(flat.reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(mask) if mask.any() else None)

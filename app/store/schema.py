@@ -8,12 +8,16 @@ is a Lance blob column (blob v2), so scans that do not ask for it never read ima
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 from lance.blob import blob_field
 
-from app.errors import InvalidName, Unprocessable
+from app.errors import BadRequest, InvalidName, Unprocessable
+
+if TYPE_CHECKING:
+    from embeddings.base import Embedder
 
 PRIMARY_KEY_META = {"lance-schema:unenforced-primary-key": "true"}
 BLOB_EXTENSION = "lance.blob.v2"
@@ -156,3 +160,34 @@ def vector_meta(field: pa.Field) -> dict[str, str]:
         if value is not None:
             out[short] = value.decode()
     return out
+
+
+def default_column(source: str, model: str | None = None) -> str:
+    """``vector`` for images (``clip_vector`` for a CLIP model, so it sits beside a builtin ``vector``),
+    ``<source>_vector`` for a text column."""
+    if source == "image":
+        return "clip_vector" if (model or "").startswith("clip:") else "vector"
+    return f"{source}_vector"
+
+
+def check_source(embedder: Embedder, schema: pa.Schema, source: str) -> None:
+    """The source column exists and the model embeds its kind (images or text)."""
+    if source not in schema.names:
+        raise BadRequest(f"the table has no column {source!r} to embed", column=source)
+    kind = "image" if is_blob(schema.field(source)) else "text"
+    if kind not in embedder.modalities:
+        raise BadRequest(f"model {embedder.name!r} does not embed {kind}s (it embeds: "
+                         f"{', '.join(sorted(embedder.modalities))})", model=embedder.name)
+
+
+def vector_array(vectors: list[np.ndarray | None], field: pa.Field) -> pa.Array:
+    dim = field.type.list_size
+    flat = np.zeros((len(vectors), dim), np.float32)
+    mask = np.zeros(len(vectors), bool)
+    for i, v in enumerate(vectors):
+        if v is None:
+            mask[i] = True
+        else:
+            flat[i] = v
+    values = pa.array(flat.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(mask) if mask.any() else None)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import lance
 import pyarrow as pa
 
 from app.errors import Conflict, InvalidName, VersionNotFound
-from app.store.catalog import Store
+from app.store.catalog import Store, check_name
+from app.store.refs import Ref
 
 # The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
 MAX_ROWS_PER_FILE = 65_536
@@ -156,3 +158,18 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
             raise Conflict(f"the columns do not fit table {name!r}: {exc}") from exc
         store.invalidate(name)
         return committed.version
+
+
+def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
+    """A Lance branch of ``name`` forked at ``ref`` (it shares the parent's files; its versions are its own)."""
+    check_name(branch)
+    if branch == "main":
+        raise InvalidName("'main' is the trunk's name; pick another branch name")
+    snap = store.snapshot(name, ref)
+    main = store.fresh(name)
+    if branch in main.branches.list():
+        raise Conflict(f"branch {branch!r} already exists", branch=branch)
+    main.create_branch(branch, (snap.branch, snap.version))
+    store.invalidate(name)
+    return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
+            "version": store.latest(name, branch).version}
