@@ -142,13 +142,19 @@ def _fewer_gc_passes() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _run(store: Store, opts: IngestOptions) -> IngestReport:
-    started = time.perf_counter()
+def _begin(opts: IngestOptions) -> tuple[IngestReport, list[Source], Metadata | None]:
+    """What every engine starts a run with: its report, the opened sources and the metadata side file."""
     report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
         raise IngestError("--metadata needs --key: the column that names each file")
     sources = [s if isinstance(s, Source) else open_source(s) for s in opts.sources]
     metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
+    return report, sources, metadata
+
+
+def _run(store: Store, opts: IngestOptions) -> IngestReport:
+    started = time.perf_counter()
+    report, sources, metadata = _begin(opts)
     exists = store.exists(opts.table)
     if opts.branch:
         _ensure_branch(store, opts.table, opts.branch, exists, report)

@@ -58,6 +58,7 @@ from ingest.pipeline import (
     IngestOptions,
     VectorSpec,
     _apply_tag,
+    _begin,
     _check_tag,
     _fewer_gc_passes,
     _probe_chunk,
@@ -65,7 +66,7 @@ from ingest.pipeline import (
     _schema,
 )
 from ingest.report import IngestReport, Skip
-from ingest.sources import Item, Source, open_source
+from ingest.sources import Item
 from ingest.work import run_chunks
 
 # BLAS/OpenMP pools sized to the whole machine in every worker would oversubscribe the cores.
@@ -146,11 +147,7 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
 
 def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -> IngestReport:
     began = time.perf_counter()
-    report = IngestReport(table=opts.table)
-    if opts.metadata and not opts.key:
-        raise IngestError("--metadata needs --key: the column that names each file")
-    sources = [s if isinstance(s, Source) else open_source(s) for s in opts.sources]
-    metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
+    report, sources, metadata = _begin(opts)
     exists = store.exists(opts.table)
     read_version = store.fresh(opts.table).version if exists else None
     report.previous_version = read_version
