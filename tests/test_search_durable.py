@@ -103,6 +103,8 @@ def test_built_in_background_tuned_reported_and_filtered_recall(data, root, tune
         assert recall(client, data, nprobes=1) < 0.99
         independent = data["cat"] == 3  # 10% of the rows, unrelated to the vectors
         assert recall(client, data, "cat = 3", independent) >= 0.95
+        broad = data["cat"] < 6  # 60%: past the exact share, so a probed search with more probes
+        assert recall(client, data, "cat < 6", broad) >= 0.95
         correlated = data["cluster"] % 5 == 2  # 20%, whole clusters: far from many queries
         assert recall(client, data, "band = 2", correlated) >= 0.95
         rare = (data["cluster"] % 5 == 4) & (data["cat"] == 1)  # 2%: below the index threshold, exact
