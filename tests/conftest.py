@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from app.serving import server_config
 from app.settings import Settings
 from app.store import Store
 from lightbox.demo import sample_files
+from tests.serve_procs import REPO_ROOT, free_port
 
 os.environ.setdefault("LANCE_LOG", "error")
 
@@ -76,12 +76,6 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 in a background thread."""
 
@@ -123,7 +117,6 @@ def live_server() -> Iterator[Callable[[str], LiveServer]]:
 
 
 # -- the real `lightbox` command in a child process (ingest tests) ------------------------------
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli_env() -> dict[str, str]:

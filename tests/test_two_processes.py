@@ -5,7 +5,6 @@ the table is dropped for good, the other answers 404."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,42 +13,11 @@ import httpx
 import pytest
 
 import lightbox
-from tests.conftest import REPO_ROOT, cli_command, cli_env, free_port
+from tests.serve_procs import ServeProcess
 
 REFRESH = 0.5
 SLACK = 1.0
-
-
-class ServeProcess:
-    """`python -m lightbox.cli serve` in a child process."""
-
-    def __init__(self, uri: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**cli_env(), "LIGHTBOX_LATEST_REFRESH_SECONDS": str(REFRESH)}
-        self._log = log.open("w")
-        self.proc = subprocess.Popen(cli_command("serve", "--uri", uri, "--port", str(self.port)), env=env,
-                                     cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+ENV = {"LIGHTBOX_LATEST_REFRESH_SECONDS": str(REFRESH)}
 
 
 @pytest.fixture
@@ -57,8 +25,10 @@ def two_servers(tmp_path: Path) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     uri = str(tmp_path / "data")
     started: list[ServeProcess] = []
     try:
-        started.append(ServeProcess(uri, tmp_path / "a.log"))
-        started.append(ServeProcess(uri, tmp_path / "b.log"))
+        for name in ("a", "b"):
+            started.append(ServeProcess(uri, env=ENV, log=tmp_path / f"{name}.log"))
+        for server in started:
+            server.wait_ready()
         yield started[0], started[1]
     finally:
         for server in started:
