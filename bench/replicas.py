@@ -18,7 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PROJECT_DIR, git_state, machine, machine_line, md_table, median, percentile, write_section
+from bench.common import (
+    PROJECT_DIR,
+    git_state,
+    machine,
+    machine_line,
+    md_table,
+    median,
+    percentile,
+    verdict,
+    write_section,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"| target | measured | result |\n|---|---|---|\n| through another replica within LATEST_REFRESH_SECONDS "
         f"({args.refresh * 1000:.0f} ms, plus one read) | max {max(through_b):.0f} ms | "
-        f"{'**PASS**' if max(through_b) <= args.refresh * 1000 + 250 else '**FAIL**'} |",
+        f"{verdict(max(through_b) <= args.refresh * 1000 + 250)} |",
     ])
     print(body)
     if not args.no_write:
