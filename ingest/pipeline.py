@@ -152,6 +152,18 @@ def _begin(opts: IngestOptions) -> tuple[IngestReport, list[Source], Metadata | 
     return report, sources, metadata
 
 
+def _finish(store: Store, opts: IngestOptions, report: IngestReport, metadata: Metadata | None,
+            started: float) -> IngestReport:
+    """What every engine ends a committed run with: the metadata side file's leftovers, the tag, the time."""
+    if metadata is not None:
+        report.unmatched_metadata = metadata.unmatched()
+        report.duplicate_metadata_keys = metadata.duplicates
+    if opts.tag and store.exists(opts.table):
+        _apply_tag(store, opts, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def _run(store: Store, opts: IngestOptions) -> IngestReport:
     started = time.perf_counter()
     report, sources, metadata = _begin(opts)
@@ -187,13 +199,7 @@ def _run(store: Store, opts: IngestOptions) -> IngestReport:
             _commit_upsert(store, opts, schema, batches, report)
         else:
             _commit_appends(store, opts, schema, batches, report)
-    if metadata is not None:
-        report.unmatched_metadata = metadata.unmatched()
-        report.duplicate_metadata_keys = metadata.duplicates
-    if opts.tag and store.exists(opts.table):
-        _apply_tag(store, opts, report)
-    report.seconds = time.perf_counter() - started
-    return report
+    return _finish(store, opts, report, metadata, started)
 
 
 def _commit_appends(store: Store, opts: IngestOptions, schema: pa.Schema, batches: Iterator[pa.RecordBatch],

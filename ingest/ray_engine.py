@@ -57,10 +57,10 @@ from ingest.pipeline import (
     IngestError,
     IngestOptions,
     VectorSpec,
-    _apply_tag,
     _begin,
     _check_tag,
     _fewer_gc_passes,
+    _finish,
     _probe_chunk,
     _RowBuilder,
     _schema,
@@ -183,13 +183,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
         ours = set().union(*(r.ids for r in results))
         report.version = _commit(store, opts, schema, fragments, read_version, ours)
         report.versions.append(report.version)
-    if metadata is not None:
-        report.unmatched_metadata = metadata.unmatched()
-        report.duplicate_metadata_keys = metadata.duplicates
-    if opts.tag and store.exists(opts.table):
-        _apply_tag(store, opts, report)
-    report.seconds = time.perf_counter() - began
-    return report
+    return _finish(store, opts, report, metadata, began)
 
 
 def _shards(items: list[Item], cpus: int, size: int | None = None) -> list[list[Item]]:
