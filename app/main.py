@@ -63,11 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = Registry()
         keeper = IndexKeeper(app.state.store, min_rows=settings.index_min_rows,
                              recall_target=settings.recall_target, sample=settings.recall_sample)
-        app.state.store.on_change(keeper.notify)  # every local write queues a background fold
-        keeper.start()
+        if not settings.writer_url:  # a read replica never commits: the one writer keeps the indexes
+            app.state.store.on_change(keeper.notify)  # every local write queues a background fold
+            keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
-        app.state.store.on_forget(keeper.forget)
         try:
             async with writer_client(settings.writer_url) as app.state.writer:
                 yield

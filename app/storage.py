@@ -88,7 +88,8 @@ def redact_body(body: dict, options: Mapping[str, str] | None) -> dict:
     return body
 
 
-LOGGERS = ("lightbox", "uvicorn", "uvicorn.error", "uvicorn.access")
+# a logger's filters see only its own records, so each logger that can print a URI or an error is named
+LOGGERS = ("lightbox", "lightbox.vectors", "lightbox.access", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def hide_secrets(options: Mapping[str, str] | None) -> None:

@@ -342,7 +342,7 @@ def run_ray_embed(store: Store, name: str, model: str, *, source: str = "image",
                 raise Conflict(f"table {name!r} changed while the column was computed; run it again", table=name)
             head.merge_insert("id").when_matched_update_all().execute(table)
             store.invalidate(name)
-            write_note(store.table_uri(name), head, None, props)
+            write_note(store.table_uri(name), head, None, props, store.storage_options)
             new_version = head.version
     else:
         with write_turn(store, name):

@@ -91,5 +91,24 @@ def test_coco_then_yolo_through_sdk_and_http(root: str, live_server: Callable[[s
             bad = http.post("/annotations", params=params, content=body, headers={"content-type": "application/json"})
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_annotations", (params, body)
         assert http.post("/annotations", params={"match": "nope"}, json={"images": []}).status_code == 400
+        # a table with no image sizes (made through the LanceDB protocol) cannot take YOLO's fractions
+        made = client_create_plain(server.url)
+        assert made.status_code == 200, made.text
+        bad = httpx.post(f"{server.url}/api/v1/tables/plain/annotations", params={"format": "yolo"},
+                         json={"labels": {"r0": "0 0.5 0.5 1 1"}})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_annotations", bad.text
+        assert "width" in bad.json()["error"]["message"]
         assert http.post("/api/v1/tables/none/annotations".removeprefix("/api/v1/tables/digits"),
                          json={"images": []}).status_code in (404, 405)
+
+
+def client_create_plain(url: str) -> httpx.Response:
+    """A table of plain rows (``id``, ``label``) made through the LanceDB protocol: no width or height."""
+    import pyarrow as pa
+
+    rows = pa.table({"id": ["r0", "r1"], "label": [0, 1]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return httpx.post(f"{url}/v1/table/plain/create", content=sink.getvalue().to_pybytes(),
+                      headers={"content-type": "application/vnd.apache.arrow.stream"})

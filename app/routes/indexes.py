@@ -66,8 +66,13 @@ def optimize(table: str, request: Request, store: StoreDep,
                          retention_seconds=str(retention_seconds))
 
     seconds = retention_seconds if retention_seconds is not None else request.app.state.settings.retention_days * 86400
-    out = maintenance.optimize(store, table, timedelta(seconds=seconds), message=message, author=author)
-    folded = request.app.state.searcher.indexes.fold(table, merge=True)  # build, merge and tune vector indexes
+    keeper = request.app.state.searcher.indexes
+    # the keeper folds the vector indexes of the tables it keeps, under its own lock; smaller tables'
+    # (hand-made) vector indexes are folded by optimize itself
+    kept = store.fresh(table).count_rows() >= keeper.min_rows
+    out = maintenance.optimize(store, table, timedelta(seconds=seconds), message=message, author=author,
+                               fold_vectors=not kept)
+    folded = keeper.fold(table, merge=True)  # build, merge and tune vector indexes
     if folded:
         out["vector_indexes"] = folded
         out["version"] = store.latest(table).version

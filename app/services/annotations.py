@@ -147,9 +147,14 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
         raise BadRequest(f"match must be auto, id, name or stem, got {match!r}")
     ds = store.latest(name, branch)
     schema = ds.schema
-    rows = ds.to_table(columns=["id", "width", "height"]).to_pylist()
+    needed = ["id", "width", "height"] if normalised else ["id"]  # YOLO's boxes are fractions of the size
+    missing = [c for c in needed if c not in schema.names]
+    if missing:
+        raise InvalidAnnotations(f"table {name!r} has no column(s) {missing}, which these annotations need",
+                                 columns=missing)
+    rows = ds.to_table(columns=needed).to_pylist()
     finder = _Finder([r["id"] for r in rows], "stem" if normalised and match == "auto" else match)
-    sizes = {r["id"]: (r["width"] or 0, r["height"] or 0) for r in rows}
+    sizes = {r["id"]: (r.get("width") or 0, r.get("height") or 0) for r in rows}
     matched: dict[str, list[Annotation]] = {}
     unmatched_images, unmatched_annotations = [], parsed.orphans
     for image, found in parsed.by_image.items():

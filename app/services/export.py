@@ -89,7 +89,8 @@ class Export:
     def batches(self) -> Iterator[tuple[pa.RecordBatch, list[bytes | None]]]:
         """Scalar columns of a few hundred rows, then those rows' image bytes (blob reads by row id),
         cut so that no batch holds more than ``batch_bytes`` of images (one large image alone at most)."""
-        extra = [] if "size_bytes" in self.columns else ["size_bytes"]
+        has_sizes = "size_bytes" in self.snap.ds.schema.names  # not every image table records sizes
+        extra = [] if "size_bytes" in self.columns or not has_sizes else ["size_bytes"]
         scan = self.snap.ds.scanner(columns=[*self.columns, *extra], filter=self.predicate, with_row_id=True,
                                     batch_size=self.spec.batch_rows, offset=self.spec.offset or None,
                                     limit=self.spec.limit, scan_in_order=True)
@@ -102,6 +103,9 @@ class Export:
 
 def _by_bytes(batch: pa.RecordBatch, limit: int) -> Iterator[pa.RecordBatch]:
     """Slices of ``batch`` whose images (``size_bytes``) add up to at most ``limit``."""
+    if "size_bytes" not in batch.schema.names:  # no sizes recorded: the row count alone cuts batches
+        yield batch
+        return
     sizes = batch.column("size_bytes").to_pylist()
     start, total = 0, 0
     for i, size in enumerate(sizes):

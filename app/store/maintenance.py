@@ -15,16 +15,16 @@ from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
 from app.store.notes import write_note
 from app.store.schema import is_vector
+from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
 from app.store.writes import CLONE_TAG_PREFIX, default_author
 
-VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
-METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 
 
 def list_indexes(ds: Any) -> list[dict[str, Any]]:
     out = []
     stats = {d.name: d for d in ds.describe_indices()}
+    total = ds.count_rows()
     for index in ds.list_indices():
         described = stats.get(index["name"])
         out.append({
@@ -32,7 +32,7 @@ def list_indexes(ds: Any) -> list[dict[str, Any]]:
             "type": index["type"],
             "columns": list(index["fields"]),
             "num_indexed_rows": getattr(described, "num_rows_indexed", None),
-            "num_unindexed_rows": max(0, ds.count_rows() - (getattr(described, "num_rows_indexed", 0) or 0)),
+            "num_unindexed_rows": max(0, total - (getattr(described, "num_rows_indexed", 0) or 0)),
         })
     return out
 
@@ -49,7 +49,7 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
         if kind in VECTOR_TYPES:
             if not is_vector(field):
                 raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
-            metric = METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
+            metric = LANCE_METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
             options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
             ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
         elif kind in SCALAR_TYPES:
@@ -79,7 +79,7 @@ def _recorded_metric(field: Any) -> str:
 
 
 def optimize(store: Store, name: str, retention: timedelta, *, message: str | None = None,
-             author: str | None = None) -> dict[str, Any]:
+             author: str | None = None, fold_vectors: bool = True) -> dict[str, Any]:
     """Compact small files, fold new rows into indexes, prune untagged versions older than ``retention``.
 
     Each version it commits is logged as ``optimize`` (a version note: Lance records nothing for
@@ -91,9 +91,12 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
     compaction = ds.optimize.compact_files()
     _note_range(store, name, before, {**props, "__lance_commit_message": message or "optimize: compact data files"})
     ds = store.fresh(name)
-    if ds.list_indices():
+    # the service's index keeper folds vector indexes under its own lock (fold_vectors=False); a
+    # command-line optimize has no keeper and folds them here
+    names = [i["name"] for i in ds.list_indices() if fold_vectors or i["type"] not in VECTOR_TYPES]
+    if names:
         before = ds.version
-        ds.optimize.optimize_indices()
+        ds.optimize.optimize_indices(index_names=names)
         _note_range(store, name, before,
                     {**props, "__lance_commit_message": message or "optimize: fold new rows into indexes"})
     ds = store.fresh(name)

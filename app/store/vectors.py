@@ -131,7 +131,6 @@ class IndexKeeper:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
-        self.folds = 0  # completed folds and builds, for tests and metrics
         self.stats = CacheStats()  # builds and folds with the seconds they took, for /metrics
         self._fold_lock = threading.Lock()
         self._parts: dict[tuple[str, frozenset[str]], int] = {}  # partitions per index state
@@ -230,7 +229,6 @@ class IndexKeeper:
                 action = "merged" if many else "folded"
         if action is not None:
             self.store.invalidate(name)
-            self.folds += 1
             self.stats.built(time.perf_counter() - started)
         ds = self.store.fresh(name)
         found = vector_indexes(ds).get(column)
@@ -316,10 +314,6 @@ class IndexKeeper:
         return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
                       recall=best[1], target=self.recall_target, sample=len(queries), rows=rows,
                       num_partitions=parts, seconds=time.perf_counter() - started)
-
-    def forget(self, name: str) -> None:
-        """Nothing is kept per table name (tunings live in each table's config, parsed copies are
-        keyed by their text), so there is nothing to drop; kept for callers that forget a table."""
 
     # -- search --------------------------------------------------------------------------------
     def nearest(self, ds: Any, column: str, query: np.ndarray, k: int, *, metric: str,
@@ -450,7 +444,3 @@ def _matrix(vectors: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
         vectors = vectors.combine_chunks()
     flat = vectors.flatten().to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
-
-
-def _quote(column: str) -> str:
-    return "`" + column.replace("`", "``") + "`"
