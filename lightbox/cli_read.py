@@ -1,7 +1,7 @@
 """``lightbox tags | query | show | search``: reading a table from the command line.
 
 Each command works on a data root (``--uri``) or on a running service (``--server``). Against a
-service only the SDK is used (no FastAPI, faiss or Lance in the process); on a data root the
+service only the SDK is used (no FastAPI or Lance in the process); on a data root the
 service's own query, fetch and search code runs in-process, so both give the same rows.
 Rows print as an aligned table (for people), JSON, JSON Lines or CSV (for programs).
 """
