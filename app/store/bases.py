@@ -27,7 +27,6 @@ re-encoded, every other field is copied byte for byte.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import struct
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
     import lance
 
     from app.store.catalog import Store
-
-log = logging.getLogger("lightbox")
 
 MAGIC = b"LANC"
 FOOTER = 16  # u64 manifest position, u16 major, u16 minor, magic
@@ -242,7 +239,8 @@ def read_manifest(store: Store, name: str, file: ManifestFile) -> bytes:
         return handle.read()
 
 
-def _exists(store: Store, location: str) -> bool:
+def exists_here(store: Store, location: str) -> bool:
+    """Whether a table (or branch) location in the root holds versions."""
     from pyarrow import fs as pafs
 
     filesystem_, path = filesystem(location, store.storage_options)
@@ -290,14 +288,10 @@ def relocate(store: Store, name: str) -> list[Moved]:
             if expected is None or is_placed(base.path, expected):
                 continue
             if expected not in present:
-                present[expected] = _exists(store, expected)
+                present[expected] = exists_here(store, expected)
             if present[expected]:
                 paths[base.id] = expected
                 moved.append(Moved(file.branch, file.version, base.path, expected))
         if paths:
             _replace(store, name, file, with_paths(data, paths))
-    if moved:
-        olds = sorted({m.old for m in moved})
-        log.warning("table %r: pointed %d base path(s) of its versions from %s at %s (the root was moved or "
-                    "copied)", name, len(moved), ", ".join(olds), store.uri)
     return moved

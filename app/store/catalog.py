@@ -165,7 +165,12 @@ class Store:
             if name in self._placed:
                 return ds
             try:
-                if misplaced(self, name, ds) and relocate(self, name):
+                moved = relocate(self, name) if misplaced(self, name, ds) else []
+                if moved:
+                    olds = ", ".join(sorted({m.old for m in moved}))
+                    log.warning("table %r: its versions recorded shared files at %s; pointed %d base path(s) at "
+                                "this root, %s (it was moved or copied)", name, redact(olds, self.storage_options),
+                                len(moved), redact(self.uri, self.storage_options))
                     self.forget_pinned(name)  # its session cached the manifests as they were
                     ds = lance.dataset(self.table_uri(name), storage_options=self.storage_options,
                                        session=self._session(name))
