@@ -87,7 +87,8 @@ class TableCheck:
     def __init__(self, store: Store, root: Root, name: str, names: set[str], out: Checkup, repair: bool) -> None:
         self.store, self.root, self.name, self.names, self.out, self.repair = store, root, name, names, out, repair
         self.readable: dict[Point, ManifestFile] = {}
-        self.skip: set[Point] = set()  # versions whose shared files are not (yet) where they can be read
+        self.gone: set[Point] = set()  # versions sharing files of a table that is not in this root
+        self.unplaced: set[Point] = set()  # versions whose bases name another place (reported, not repaired)
 
     def problem(self, what: str, repaired: bool = False) -> Problem:
         found = Problem(self.name, redact(what, self.store.storage_options), repaired)
@@ -136,7 +137,7 @@ class TableCheck:
                 elif not is_placed(base.path, expected):
                     moved[(base.path, expected)].append(point)
         for location, points in gone.items():
-            self.skip.update(points)
+            self.gone.update(points)
             source = location.removeprefix(self.store.uri + "/")
             self.problem(f"{len(points)} version(s) read files of {source}, which is not in this root (a clone "
                          "whose source was dropped?): they cannot be read; not repaired: restore the source from a "
@@ -146,7 +147,7 @@ class TableCheck:
         done = {(m.old, m.new) for m in relocate(self.store, self.name)} if self.repair else set()
         for (old, new), points in moved.items():
             if (old, new) not in done:
-                self.skip.update(points)
+                self.unplaced.update(points)
             self.problem(f"{len(points)} version(s) record their shared files at {old}, not at {new} (the root was "
                          "moved or copied)" + ("; now pointed at it" if (old, new) in done else ""),
                          repaired=(old, new) in done)
@@ -156,18 +157,23 @@ class TableCheck:
         """Open every readable version, check the files it reads; the newest opened of each lineage."""
         users: dict[FileUse, list[Point]] = defaultdict(list)
         heads: dict[str | None, object] = {}
+        def placed(path: str) -> str:  # files are checked where the table reads them once its bases are pointed here
+            return expected_path(self.store.uri, path) or path
+
         for point in sorted(self.readable, key=lambda p: (p[0] or "", p[1])):
-            if point in self.skip:
+            if point in self.gone:
                 continue
             try:
                 ds = open_version(self.store, self.name, entry, *point)
-                for use in files_of(self.root, self.store, self.name, point[0], ds):
+                for use in files_of(self.root, self.store, self.name, point[0], ds, placed):
                     users[use].append(point)
             except (OSError, ValueError, RuntimeError) as exc:
                 self.problem(f"{where(point)} cannot be opened: {first_line(exc)}")
                 continue
             self.out.versions += 1
             heads[point[0]] = ds
+            if point in self.unplaced:  # Lance would read its images from the other place
+                heads.pop(point[0])
         self.out.files += len(users)
         for use, why in sorted(self.root.missing(list(users)).items(), key=lambda item: item[0].path):
             points = users[use]

@@ -9,7 +9,7 @@ damaged newest manifest must not hide the versions before it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +105,10 @@ def open_version(store: Store, name: str, entry: int, branch: str | None, versio
     return ds.checkout_version((branch, version) if branch else version)
 
 
-def files_of(root: Root, store: Store, name: str, branch: str | None, ds: lance.LanceDataset) -> list[FileUse]:
-    """Every file one version reads that lies in this root (a base elsewhere is reported by its path)."""
+def files_of(root: Root, store: Store, name: str, branch: str | None, ds: lance.LanceDataset,
+             placed: Callable[[str], str]) -> list[FileUse]:
+    """Every file one version reads that lies in this root, each base's files taken where ``placed``
+    puts that base (where they will be read once recorded bases are pointed at the root)."""
     own = store.table_uri(name) + (f"/tree/{branch}" if branch else "")
     bases = ds.base_paths()
 
@@ -114,7 +116,7 @@ def files_of(root: Root, store: Store, name: str, branch: str | None, ds: lance.
         base = bases.get(base_id) if base_id is not None else None
         if base_id is not None and base is None:
             return None
-        at = own if base is None else base.path.rstrip("/")
+        at = own if base is None else placed(base.path).rstrip("/")
         path = root.path_of(at)
         if path is None:
             return None
