@@ -414,3 +414,6 @@ def check_damaged_copy(made: Made, root: Path, found: dict[str, str], tmp_path: 
     assert "lightbox-clone-expsnap" not in lance.dataset(f"{root}/pics.lance").tags.list()
     assert not list((root / "snap.lance" / "_lightbox" / "notes").rglob(found["note"]))
     assert Store(str(root)).snapshot("snap").ds.count_rows() == len(made.store["snap latest"])
+    # a branch whose versions are gone leaves the rest of its table readable
+    shutil.rmtree(root / "pics.lance" / "tree" / "exp" / "_versions")
+    assert Store(str(root)).snapshot("pics").ds.count_rows() == len(made.store["pics latest"])

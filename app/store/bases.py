@@ -258,6 +258,7 @@ def _replace(store: Store, name: str, file: ManifestFile, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, stat.st_mode & 0o7777)
         os.utime(temporary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         os.replace(temporary, file.path)
         return

@@ -148,8 +148,7 @@ class Store:
     # -- handles -------------------------------------------------------------------------
     def _open(self, name: str) -> lance.LanceDataset:
         try:
-            ds = lance.dataset(self.table_uri(name), storage_options=self.storage_options,
-                               session=self._session(name))
+            ds = self._dataset(name)
         except (ValueError, OSError, FileNotFoundError) as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
@@ -172,13 +171,16 @@ class Store:
                                 "this root, %s (it was moved or copied)", name, redact(olds, self.storage_options),
                                 len(moved), redact(self.uri, self.storage_options))
                     self.forget_pinned(name)  # its session cached the manifests as they were
-                    ds = lance.dataset(self.table_uri(name), storage_options=self.storage_options,
-                                       session=self._session(name))
-            except OSError as exc:  # e.g. a read-only mount: reads of shared files may fail; doctor says why
-                log.warning("table %r: could not point its base paths at %s: %s", name, self.uri,
+                    ds = self._dataset(name)
+            except (OSError, ValueError, RuntimeError) as exc:  # a read-only mount, a damaged branch: reads of
+                # what it shares may fail, the rest of the table still reads; doctor says why
+                log.warning("table %r: could not point its base paths at this root: %s", name,
                             redact(str(exc), self.storage_options))
             self._placed.add(name)
         return ds
+
+    def _dataset(self, name: str) -> lance.LanceDataset:
+        return lance.dataset(self.table_uri(name), storage_options=self.storage_options, session=self._session(name))
 
     def _session(self, name: str) -> lance.Session:
         with self._lock:
