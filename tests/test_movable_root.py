@@ -291,6 +291,7 @@ def test_a_root_copied_to_an_s3_prefix_and_back_reads(made: Made, tmp_path: Path
         assert app_facts(s3_root.uri, s3_root.options, every=25) == made.app
         doctor = run_cli(tmp_path, "doctor", "--sample", "5", *flags)
         assert doctor.returncode == 0 and not doctor.stdout, doctor.stdout + doctor.stderr
+        assert "checked 5 table(s)" in doctor.stderr and "no problems" in doctor.stderr
 
         back = tmp_path / "back"  # and from the bucket to local disk: its versions now name s3://
         fs.copy_files(prefix, str(back), source_filesystem=s3, destination_filesystem=fs.LocalFileSystem())

@@ -20,12 +20,14 @@ import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.errors import InvalidName, NotFound
 from app.storage import redact
 from app.store import Store
 from app.store.audit import FileUse, Root, files_of, open_version, sampled_images
 from app.store.bases import (
+    Base,
     ManifestFile,
     ManifestUnreadable,
     exists_here,
@@ -87,6 +89,7 @@ class TableCheck:
     def __init__(self, store: Store, root: Root, name: str, names: set[str], out: Checkup, repair: bool) -> None:
         self.store, self.root, self.name, self.names, self.out, self.repair = store, root, name, names, out, repair
         self.readable: dict[Point, ManifestFile] = {}
+        self.bases: dict[Point, list[Base]] = {}
         self.gone: set[Point] = set()  # versions sharing files of a table that is not in this root
         self.unplaced: set[Point] = set()  # versions whose bases name another place (reported, not repaired)
 
@@ -107,11 +110,10 @@ class TableCheck:
             return
         heads = self.check_versions(entry)
         self.check_refs(entry)
-        self.check_images(entry, heads, sample)
+        self.check_images(heads, sample)
         self.check_notes()
 
     def read_manifests(self, files: list[ManifestFile]) -> None:
-        self.bases: dict[Point, list] = {}
         for file in files:
             point = (file.branch, file.version)
             try:
@@ -153,10 +155,10 @@ class TableCheck:
                          repaired=(old, new) in done)
         self.store.forget(self.name)
 
-    def check_versions(self, entry: int) -> dict[str | None, object]:
+    def check_versions(self, entry: int) -> dict[str | None, Any]:
         """Open every readable version, check the files it reads; the newest opened of each lineage."""
         users: dict[FileUse, list[Point]] = defaultdict(list)
-        heads: dict[str | None, object] = {}
+        heads: dict[str | None, Any] = {}
         def placed(path: str) -> str:  # files are checked where the table reads them once its bases are pointed here
             return expected_path(self.store.uri, path) or path
 
@@ -200,12 +202,12 @@ class TableCheck:
             if not any(p[0] == branch for p in self.readable):
                 self.problem(f"branch {branch!r} has no version with a readable manifest")
 
-    def check_images(self, entry: int, heads: dict[str | None, object], sample: int) -> None:
+    def check_images(self, heads: dict[str | None, Any], sample: int) -> None:
         seen: set[tuple[str, str]] = set()
         for branch, ds in heads.items():
-            at = where((branch, ds.version))  # type: ignore[attr-defined]
+            at = where((branch, ds.version))
             try:
-                for key, digest, data in sampled_images(ds, sample):  # type: ignore[arg-type]
+                for key, digest, data in sampled_images(ds, sample):
                     if data is None or (key, digest) in seen:
                         continue
                     seen.add((key, digest))
@@ -241,7 +243,7 @@ def doctor(store: Store, *, repair: bool = False, sample: int = 32) -> Checkup:
     root = Root(store)
     if not root.exists():
         raise NotFound(f"no data root at {redact(store.uri, store.storage_options)}")
-    out = Checkup(store.uri)
+    out = Checkup(redact(store.uri, store.storage_options))
     dirs = root.table_dirs()
     names = set(dirs)
     for name in dirs:

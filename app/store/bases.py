@@ -197,7 +197,11 @@ def misplaced(store: Store, name: str, main: lance.LanceDataset) -> list[tuple[s
     """``(branch, recorded, expected)`` for each base of the newest version of ``name``'s main and
     branches that does not point into this root (cheap: manifests Lance already read)."""
     heads: list[tuple[str | None, Any]] = [(None, main)]
-    heads += [(b, main.checkout_version((b, None))) for b in main.branches.list()]
+    for branch in main.branches.list():
+        try:
+            heads.append((branch, main.checkout_version((branch, None))))
+        except (OSError, ValueError):  # a damaged branch (doctor reports it) does not keep the others here
+            continue
     out = []
     for branch, ds in heads:
         for base in ds.base_paths().values():
