@@ -7,7 +7,7 @@ import json
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.storage import normalise
+from app.storage import normalise, root_uri
 
 
 class Settings(BaseSettings):
@@ -15,7 +15,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
 
-    uri: str = "./lightbox-data"
+    # The data root: a local folder (made absolute, see ``root_uri``) or any Lance URI (s3://, gs://, az://).
+    uri: str = Field(default="./lightbox-data", validate_default=True)
     # Options for the data root's object store (any Lance key: aws_endpoint, region, allow_http, ...), as a
     # JSON object in LIGHTBOX_STORAGE_OPTIONS. Hidden from repr: it usually holds credentials.
     storage_options: dict[str, str | bool | int | float] = Field(default_factory=dict, repr=False)
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"storage_options must be a JSON object: {exc.msg}") from None
         return value
+
+    @field_validator("uri")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return root_uri(value)
 
     @field_validator("writer_url")
     @classmethod

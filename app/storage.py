@@ -9,8 +9,10 @@ through ``redact`` first.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
 
 # Option names whose values are secrets (matched as substrings of the lower-cased key).
 SECRET_MARKERS = ("secret", "password", "token", "key", "credential", "sas", "signature")
@@ -19,6 +21,28 @@ NOT_SECRET = frozenset({"aws_access_key_id", "access_key_id", "google_service_ac
 REDACTED = "***"
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?::[^/@\s]*)?@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:sig|signature|token|x-amz-signature|x-amz-security-token|sv)=)[^&\s]+")
+
+
+def root_uri(uri: str) -> str:
+    """The one spelling of a data root, applied wherever a root enters (settings, ``--uri``, ``Store``).
+
+    A local root becomes an absolute path (``file://`` and ``~`` resolved, relative paths taken from
+    the current directory), and no root keeps a trailing slash. Lance records the location a branch or
+    clone was made from as it was given, and resolves a relative one against whatever directory the
+    reading process runs in, so only an absolute location reads the same from any directory.
+    """
+    text = str(uri).strip()
+    if not text:
+        raise ValueError("the data root (--uri / LIGHTBOX_URI) is empty")
+    if text.lower().startswith("file://"):
+        text = unquote(text[len("file://"):]) or "/"
+    elif "://" in text:
+        scheme, _, rest = text.partition("://")
+        rest = rest.rstrip("/")
+        if not rest:
+            raise ValueError(f"the data root {redact(text)!r} names no bucket or container")
+        return f"{scheme.lower()}://{rest}"
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def is_secret(key: str) -> bool:

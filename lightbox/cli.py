@@ -143,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     row.add_argument("--message", "-m")
     _target(row)
 
+    doc = sub.add_parser("doctor", help="check every table, version, branch, clone and tag of a data root; "
+                         "--repair what can be repaired without losing anything")
+    doc.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
+    doc.add_argument("--repair", action="store_true",
+                     help="point base paths recorded elsewhere (a moved or copied root) at this root, delete "
+                          "guard tags of dropped clones and unreadable version notes")
+    doc.add_argument("--sample", type=int, default=32, metavar="N",
+                     help="images per branch head read back and checked against their sha256 (0: every one)")
+
     demo = sub.add_parser("demo", help="build a sample table from bundled real images and serve it")
     demo.add_argument("--uri", default=None)
     demo.add_argument("--host", default="127.0.0.1")
@@ -181,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
                 "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
-                "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row, **args.extra_handlers}
+                "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row, "doctor": _doctor,
+                **args.extra_handlers}
     handler = getattr(args, "handler", None) or handlers[args.command]
     try:
         return handler(args)
@@ -236,10 +246,10 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
                         help="the Ray cluster to join (default $RAY_ADDRESS, else a local one for this run)")
 
 
-def _store(args: argparse.Namespace, uri: str | None = None):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace, uri: str | None = None, **options: object):  # type: ignore[no-untyped-def]
     from app.store import Store
 
-    return Store(uri or args.uri or _env_uri(), storage_options=_storage_options(args) or None)
+    return Store(uri or args.uri or _env_uri(), storage_options=_storage_options(args) or None, **options)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -576,6 +586,18 @@ def _optimize(args: argparse.Namespace) -> int:
     if out.get("retention_skipped"):
         print(f"warning: {out['retention_skipped']}", file=sys.stderr)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """One line per problem on stdout (``repaired: `` before what was repaired), the summary on stderr;
+    exit 1 while a problem is left. The store does not point bases itself here: doctor reports them."""
+    from app.services.doctor import doctor
+
+    out = doctor(_store(args, relocate=False), repair=args.repair, sample=args.sample)
+    for problem in out.problems:
+        print(("repaired: " if problem.repaired else "") + problem.line(), flush=True)
+    print(out.summary(), file=sys.stderr)
+    return 0 if out.healthy else 1
 
 
 def _parse_ref(text: str) -> dict[str, object]:

@@ -12,10 +12,15 @@ the storage says about it, its number *and* its manifest's commit timestamp (``S
 never by a counter only the dropping process knows; and each refresh of a latest handle checks
 that the table (or branch) it finds continues the one seen before (``_continues``), forgetting
 everything cached about it when it does not. Nothing here assumes a local path.
+
+A root can be moved, copied or mounted elsewhere: the first time a process opens a table, the
+locations its branches and clones recorded for shared files are checked against this root and, when
+they name another place, pointed here (``app.store.bases``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -31,11 +36,13 @@ import lance
 import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
+from app.storage import redact, root_uri
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
 from app.store.stats import CacheStats
 
+log = logging.getLogger("lightbox")
 SnapshotKey = tuple[str, str | None, int, datetime]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -72,8 +79,14 @@ class Store:
         refresh_seconds: float = 1.0,
         cache_size: int = 64,
         index_cache_bytes: int | None = None,
+        relocate: bool = True,
     ) -> None:
-        self.uri = uri.rstrip("/") or "/"
+        self.uri = root_uri(uri)
+        # point bases recorded elsewhere (a moved or copied root) here when a table is first opened;
+        # `doctor` turns this off to report them, and repairs them only when asked
+        self.relocate = relocate
+        self._placed: set[str] = set()
+        self._placing = threading.Lock()
         self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
         # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
         # so the vector partitions read stay cached when "latest" is re-opened
@@ -135,12 +148,39 @@ class Store:
     # -- handles -------------------------------------------------------------------------
     def _open(self, name: str) -> lance.LanceDataset:
         try:
-            return lance.dataset(self.table_uri(name), storage_options=self.storage_options,
-                                 session=self._session(name))
+            ds = self._dataset(name)
         except (ValueError, OSError, FileNotFoundError) as exc:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 raise TableNotFound(f"table {name!r} does not exist", table=name) from exc
             raise
+        return ds if name in self._placed or not self.relocate else self._place(name, ds)
+
+    def _place(self, name: str, ds: lance.LanceDataset) -> lance.LanceDataset:
+        """Once per table and process: point the bases its versions recorded in another place (the
+        root was moved, copied, mounted elsewhere) at this root, then open it again."""
+        from app.store.bases import misplaced, relocate
+
+        with self._placing:
+            if name in self._placed:
+                return ds
+            try:
+                moved = relocate(self, name) if misplaced(self, name, ds) else []
+                if moved:
+                    olds = ", ".join(sorted({m.old for m in moved}))
+                    log.warning("table %r: its versions recorded shared files at %s; pointed %d base path(s) at "
+                                "this root, %s (it was moved or copied)", name, redact(olds, self.storage_options),
+                                len(moved), redact(self.uri, self.storage_options))
+                    self.forget_pinned(name)  # its session cached the manifests as they were
+                    ds = self._dataset(name)
+            except (OSError, ValueError, RuntimeError) as exc:  # a read-only mount, a damaged branch: reads of
+                # what it shares may fail, the rest of the table still reads; doctor says why
+                log.warning("table %r: could not point its base paths at this root: %s", name,
+                            redact(str(exc), self.storage_options))
+            self._placed.add(name)
+        return ds
+
+    def _dataset(self, name: str) -> lance.LanceDataset:
+        return lance.dataset(self.table_uri(name), storage_options=self.storage_options, session=self._session(name))
 
     def _session(self, name: str) -> lance.Session:
         with self._lock:
@@ -348,6 +388,7 @@ class Store:
         with self._lock:
             for key in [k for k in self._seen if k[0] == name]:
                 del self._seen[key]
+        self._placed.discard(name)
         for listener in self._forget_listeners:
             listener(name)
 

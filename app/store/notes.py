@@ -15,45 +15,13 @@ operation), never a wrong note.
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
-from typing import Any
 
 import lance
 
+from app.store.files import filesystem as _filesystem
+
 NOTES_DIR = "_lightbox/notes"
-
-
-def _filesystem(table_uri: str, storage_options: dict[str, str] | None = None) -> tuple[Any, str]:
-    """pyarrow's filesystem for the table's folder, built from the same storage options Lance gets."""
-    from pyarrow import fs
-
-    if "://" not in table_uri:
-        table_uri = os.path.abspath(table_uri)
-    if table_uri.startswith(("s3://", "s3a://")) and storage_options:
-        return _s3(storage_options), table_uri.split("://", 1)[1]
-    return fs.FileSystem.from_uri(table_uri)
-
-
-def _s3(options: dict[str, str]) -> Any:
-    """An ``S3FileSystem`` from Lance's S3 option names (short or ``aws_``-prefixed)."""
-    from pyarrow import fs
-
-    def get(name: str) -> str | None:
-        value = options.get(name, options.get(f"aws_{name}"))
-        return str(value) if value is not None else None
-
-    endpoint = get("endpoint")
-    kwargs: dict[str, Any] = {
-        "access_key": get("access_key_id"), "secret_key": get("secret_access_key"),
-        "session_token": get("session_token"), "region": get("region") or "us-east-1",
-    }
-    if endpoint:
-        scheme, _, host = endpoint.rpartition("://")
-        kwargs.update(endpoint_override=host or endpoint, scheme=scheme or "https")
-    if str(get("allow_http") or "").lower() == "true" and not endpoint:
-        kwargs["scheme"] = "http"
-    return fs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _path(root: str, branch: str | None, version: int) -> str:
