@@ -62,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              name="lightbox-warm").start()
         app.state.registry = Registry()
         keeper = IndexKeeper(app.state.store, min_rows=settings.index_min_rows,
-                             recall_target=settings.recall_target, sample=settings.recall_sample)
+                             recall_target=settings.recall_target, sample=settings.recall_sample,
+                             delay=settings.index_quiet_seconds, max_wait=settings.index_max_wait_seconds,
+                             budget=settings.index_memory_bytes)
         if not settings.writer_url:  # a read replica never commits: the one writer keeps the indexes
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()

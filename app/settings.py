@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
     # past it, partitions are read again from the table's files.
     index_cache_bytes: int | None = Field(default=None, ge=1)
+    # Bytes the background index work may hold at once: a build goes by segments of fragments whose
+    # vectors fit it, and the recall measurement's batches are sized by it.
+    index_memory_bytes: int = Field(default=1024**3, ge=64 * 1024**2)
+    # A burst of writes is one index build: the keeper waits until a table's writes have been quiet
+    # this long (but no longer than index_max_wait_seconds after the first) before it builds or folds.
+    index_quiet_seconds: float = Field(default=2.0, ge=0)
+    index_max_wait_seconds: float = Field(default=30.0, ge=0)
     # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # Every other body (JSON) larger than this answers 413, checked before it is read.

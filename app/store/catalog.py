@@ -99,6 +99,9 @@ class Store:
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # held by every index build in this process (the index keeper's and those clients ask for):
+        # a build holds a multiple of its vectors in memory, so two at once is never worth the risk
+        self.build_turn = threading.RLock()
         self.log = VersionLog(self.table_uri, self.storage_options)
         self._forget_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[str], None]] = []

@@ -14,7 +14,7 @@ from typing import Any
 from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
 from app.store.notes import write_note
-from app.store.schema import is_vector
+from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
 from app.store.writes import CLONE_TAG_PREFIX, default_author
 
@@ -43,26 +43,10 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     kind = index_type.upper()
     if column not in ds.schema.names:
         raise BadRequest(f"unknown column {column!r}", column=column)
-    field = ds.schema.field(column)
     index_name = params.get("name") or f"{column}_idx"
     try:
-        if kind in VECTOR_TYPES:
-            if not is_vector(field):
-                raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
-            metric = LANCE_METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
-            options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
-            ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
-        elif kind in SCALAR_TYPES:
-            if is_vector(field):
-                raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
-            from app.store.schema import is_blob  # here, not at the top: keeps this module's imports as they were
-
-            if is_blob(field):
-                raise BadRequest(f"{column!r} holds image bytes, which cannot be indexed; index a metadata "
-                                 "or vector column", column=column)
-            ds.create_scalar_index(column, kind, name=index_name, replace=True)
-        else:
-            raise BadRequest(f"unknown index type {index_type!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
+        with store.build_turn:  # never beside another build (the index keeper's) in this process
+            _build(ds, column, kind, index_name, params)
     except (TypeError, OverflowError) as exc:  # the column's type or a parameter does not fit the index
         raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
     except (ValueError, OSError) as exc:
@@ -72,6 +56,25 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     store.invalidate(name)
     latest = store.latest(name)
     return {"name": index_name, "type": kind, "column": column, "version": latest.version}
+
+
+def _build(ds: Any, column: str, kind: str, index_name: str, params: dict[str, Any]) -> None:
+    field = ds.schema.field(column)
+    if kind in VECTOR_TYPES:
+        if not is_vector(field):
+            raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
+        metric = LANCE_METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
+        options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
+        ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
+    elif kind in SCALAR_TYPES:
+        if is_vector(field):
+            raise BadRequest(f"{kind} is a scalar index; use a vector index type for {column!r}")
+        if is_blob(field):
+            raise BadRequest(f"{column!r} holds image bytes, which cannot be indexed; index a metadata "
+                             "or vector column", column=column)
+        ds.create_scalar_index(column, kind, name=index_name, replace=True)
+    else:
+        raise BadRequest(f"unknown index type {kind!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
 
 
 def _recorded_metric(field: Any) -> str:

@@ -11,9 +11,22 @@ The ``IndexKeeper`` owns the one background thread that creates an index once a 
 reaches ``min_rows``, folds new rows into it with ``optimize_indices`` after writes (a delta per
 fold, merged every few folds and at ``optimize``), rebuilds it when the table has doubled since it
 was trained, and measures the recall each probe count gives on a held-out sample of the column's
-own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target. The
-choice is written to the table's config (``lightbox.recall.<column>``), so it is versioned with the
-index: a restart, another replica or an old tag reads it without measuring again.
+own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target
+(``app/store/tuning.py``). The choice is written to the table's config (``lightbox.recall.<column>``),
+so it is versioned with the index: a restart, another replica or an old tag reads it without
+measuring again.
+
+Its work is bounded three ways, because a burst of writes (a bulk load of ten 20k-row batches) once
+took a server to 24 GB within a minute:
+- a burst is one build: a table's fold waits until its writes have been quiet for ``delay`` seconds
+  (at most ``max_wait`` after the first), so ten quick appends make one build, not a build and
+  nine folds and retrains;
+- one build at a time per process (``Store.build_turn``, shared with builds a client asks for), so
+  two builds of one column never run at once;
+- ``budget`` bytes: builds go by segments that fit it (``app/store/index_build.py``), and the recall
+  measurement runs on the version the keeper's own commit produced, where the index covers every
+  row, with its queries chunked to fit (a batch of queries over unindexed rows copies them once per
+  query: that was the 24 GB).
 
 Why IVF_FLAT: the probed partitions are scanned with exact distances, so the recall is set by the
 probe count alone (no quantization error to tune with a refine step), a filtered search over the
@@ -24,71 +37,36 @@ the new rows' vectors to their partitions. Its cost is disk: a second copy of th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from app.store.catalog import Store
+from app.store.index_build import build_ivf_flat
 from app.store.schema import is_vector, vector_meta
 from app.store.stats import CacheStats
+from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
+
+__all__ = ["INDEX_TYPE", "LANCE_METRICS", "PROBE_STEPS", "VECTOR_TYPES", "IndexKeeper", "Tuning",
+           "partitions_for", "vector_indexes"]
 
 log = logging.getLogger("lightbox.vectors")
 
 INDEX_TYPE = "IVF_FLAT"
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
-LANCE_METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
 CONFIG_PREFIX = "lightbox.recall."  # + column: the table config key holding its index's tuning
-# The sampled vectors trained the partitions, so they find their neighbours a little more easily than
-# new queries do (measured 0.96 vs 0.944, and 0.948 on a fold whose tuning aimed one point above): the
-# tuning aims this far above the target so that held-out queries still reach it.
-HELD_OUT_MARGIN = 0.02
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
 # 1.00 from all of them (64 ms a query).
 EXACT_FILTER_SHARE = 0.25
-PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """The probe count chosen for one index state, and the recall measured with it."""
-
-    index: str
-    uuids: frozenset[str]
-    nprobes: int
-    refine_factor: int | None
-    recall: float
-    target: float
-    sample: int
-    rows: int
-    num_partitions: int
-    seconds: float
-
-    def report(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("uuids")
-        out.pop("index")
-        out["recall"] = round(self.recall, 4)
-        out["seconds"] = round(self.seconds, 3)
-        return out
-
-    def dumps(self) -> str:
-        return json.dumps({**asdict(self), "uuids": sorted(self.uuids)})
-
-    @staticmethod
-    def loads(text: str) -> Tuning:
-        raw = json.loads(text)
-        return Tuning(**{**raw, "uuids": frozenset(raw["uuids"])})
 
 
 def partitions_for(rows: int) -> int:
@@ -112,18 +90,22 @@ class IndexKeeper:
     """Keeps every large vector column of a store indexed and tuned, on one background thread.
 
     Writes call ``notify`` (through the store's change listener): the table is queued once however
-    many writes arrive while it waits (coalesced), so the queue is bounded by the number of tables
-    and a write never waits for an index.
+    many writes arrive while it waits (coalesced, and its turn moves back while they keep coming), so
+    the queue is bounded by the number of tables and a write never waits for an index.
     """
 
     def __init__(self, store: Store, *, min_rows: int = 10_000, recall_target: float = 0.95,
-                 sample: int = 200, k: int = 10, delay: float = 1.0) -> None:
+                 sample: int = 200, k: int = 10, delay: float = 2.0, max_wait: float = 30.0,
+                 budget: int = 1024**3) -> None:
         self.store = store
         self.min_rows = min_rows
         self.recall_target = recall_target
         self.sample = sample
         self.k = k
-        self.delay = delay  # a fold waits this long after the write that queued it: searches go first
+        self.delay = delay  # a fold waits until the table's writes have been quiet this long
+        self.max_wait = max_wait  # ... but no longer than this after the first of them
+        self.budget = budget  # bytes a build or a recall measurement may hold at once
+        self._first: dict[str, float] = {}  # table -> when the first write of its pending burst came
         self._parsed: OrderedDict[str, Tuning] = OrderedDict()
         self._queue: OrderedDict[str, float] = OrderedDict()  # table -> when its fold is due
         self._busy: str | None = None
@@ -132,7 +114,6 @@ class IndexKeeper:
         self._thread: threading.Thread | None = None
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self.stats = CacheStats()  # builds and folds with the seconds they took, for /metrics
-        self._fold_lock = threading.Lock()
         self._parts: dict[tuple[str, frozenset[str]], int] = {}  # partitions per index state
 
     # -- the worker -------------------------------------------------------------------------
@@ -148,11 +129,13 @@ class IndexKeeper:
             self._thread.join(timeout=30)
 
     def notify(self, name: str) -> None:
-        """Queue a table for a fold (a no-op when it is already queued, or from the worker itself)."""
+        """Queue a table for a fold once its writes go quiet (a no-op from the worker itself)."""
         if self._thread is not None and threading.current_thread() is self._thread:
             return  # the keeper's own commits need no fold
         with self._cond:
-            self._queue.setdefault(name, time.monotonic() + self.delay)
+            now = time.monotonic()
+            first = self._first.setdefault(name, now)
+            self._queue[name] = min(now + self.delay, first + self.max_wait)
             self._cond.notify_all()
 
     def notice(self, key: tuple[Any, ...], name: str) -> None:
@@ -179,6 +162,7 @@ class IndexKeeper:
                     return
                 name = min(self._queue, key=self._queue.__getitem__)
                 del self._queue[name]
+                self._first.pop(name, None)
                 self._busy = name
             try:
                 self.fold(name)
@@ -192,7 +176,7 @@ class IndexKeeper:
     # -- building and folding ----------------------------------------------------------------
     def fold(self, name: str, *, merge: bool = False) -> list[dict[str, Any]]:
         """Bring every vector column of a table's latest version up to date; what was done per column."""
-        with self._fold_lock:
+        with self.store.build_turn:
             if not self.store.exists(name):
                 return []
             fields = [f for f in self.store.fresh(name).schema if is_vector(f)]
@@ -209,8 +193,8 @@ class IndexKeeper:
         if rows < self.min_rows:
             return None  # small tables (and indexes made on them by hand) are left as they are
         if found is None:
-            ds.create_index(column, INDEX_TYPE, name=f"{column}_idx", metric=metric,
-                            num_partitions=partitions_for(rows), replace=True)
+            ds = build_ivf_flat(ds, column, name=f"{column}_idx", metric=metric,
+                                partitions=partitions_for(rows), budget=self.budget)
             action = "built"
         else:
             stats = ds.stats.index_stats(found["name"])
@@ -219,8 +203,8 @@ class IndexKeeper:
             own = found["name"] == f"{column}_idx" and found["type"] == INDEX_TYPE
             if own and partitions_for(rows) >= math.sqrt(2) * self._partitions(ds, found):
                 # the table has doubled since the partitions were trained: train them again
-                ds.create_index(column, INDEX_TYPE, name=found["name"], metric=metric,
-                                num_partitions=partitions_for(rows), replace=True)
+                ds = build_ivf_flat(ds, column, name=found["name"], metric=metric,
+                                    partitions=partitions_for(rows), budget=self.budget)
                 action = "rebuilt"
             elif unindexed or (merge and len(deltas) > 1):
                 many = merge or len(deltas) >= MAX_DELTAS
@@ -230,7 +214,8 @@ class IndexKeeper:
         if action is not None:
             self.store.invalidate(name)
             self.stats.built(time.perf_counter() - started)
-        ds = self.store.fresh(name)
+            # the version this commit made, not latest: a write that landed meanwhile is not indexed yet
+            ds = self.store.fresh(name).checkout_version(ds.version)
         found = vector_indexes(ds).get(column)
         if found is None:
             return None
@@ -273,47 +258,18 @@ class IndexKeeper:
             return None
         tuning = self.measure(ds, column, found, vector_meta(field).get("metric", "l2"))
         if tuning is not None:
-            ds.update_config({CONFIG_PREFIX + column: tuning.dumps()})  # one small commit, versioned
+            # one small commit on latest, versioned with the index it names
+            self.store.fresh(name).update_config({CONFIG_PREFIX + column: tuning.dumps()})
             self.store.invalidate(name)
             log.info("table %s column %s: nprobes %d for recall %.3f (target %.2f)", name, column,
                      tuning.nprobes, tuning.recall, self.recall_target)
         return tuning
 
     def measure(self, ds: Any, column: str, found: dict[str, Any], metric: str) -> Tuning | None:
-        """Recall@k of increasing probe counts on a held-out sample of the column's own vectors.
-
-        Each sampled vector is a query; its exact neighbours (itself excluded) come from a streamed
-        brute-force pass over the column, so memory stays at one batch whatever the table size.
-        """
-        started = time.perf_counter()
-        rows = ds.count_rows()
-        if rows <= self.k + 1:
-            return None
-        rng = np.random.default_rng(rows)
-        picks = np.sort(rng.choice(rows, size=min(self.sample, rows), replace=False))
-        table = ds.take(picks.tolist(), columns=[column, "_rowid"])
-        cells = table.column(column)
-        keep = np.asarray(cells.is_valid())
-        queries = _matrix(cells.filter(pa.array(keep)), cells.type.list_size)
-        query_ids = table.column("_rowid").to_numpy()[keep]
-        if not len(queries):
-            return None
-        truth = exact_neighbours(ds, column, queries, query_ids, self.k, metric)
-        parts = _num_partitions(ds, found["name"])
-        refine = None if found["type"] in ("IVF_FLAT", "IVF_HNSW_FLAT") else 5
-        best: tuple[int, float] | None = None
-        for nprobes in [p for p in PROBE_STEPS if p < parts] + [parts]:
-            per_query = _recall(ds, column, queries, query_ids, truth, self.k, metric, nprobes, refine)
-            recall = float(per_query.mean())
-            best = (nprobes, recall)
-            # the sample's mean less two standard errors must reach the target plus the held-out
-            # margin: a small sample's luck must not pick too few probes
-            if recall - 2 * per_query.std() / math.sqrt(len(per_query)) >= self.recall_target + HELD_OUT_MARGIN:
-                break
-        assert best is not None
-        return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
-                      recall=best[1], target=self.recall_target, sample=len(queries), rows=rows,
-                      num_partitions=parts, seconds=time.perf_counter() - started)
+        """Recall@k of increasing probe counts on a held-out sample of the column's own vectors, within
+        the keeper's memory budget (None when this version has too many unindexed rows for it)."""
+        spec = Measure(target=self.recall_target, sample=self.sample, k=self.k, budget=self.budget)
+        return measure(ds, column, found, metric, _num_partitions(ds, found["name"]), spec)
 
     # -- search --------------------------------------------------------------------------------
     def nearest(self, ds: Any, column: str, query: np.ndarray, k: int, *, metric: str,
@@ -376,71 +332,7 @@ class IndexKeeper:
         return out
 
 
-def exact_neighbours(ds: Any, column: str, queries: np.ndarray, query_ids: np.ndarray, k: int,
-                     metric: str) -> list[set[int]]:
-    """Exact top-k row ids of each query (its own row excluded), streamed batch by batch."""
-    q = _normalise(queries) if metric == "cosine" else queries
-    best_d = np.full((len(q), k + 1), np.inf, np.float32)
-    best_i = np.full((len(q), k + 1), -1, np.int64)
-    for batch in ds.to_batches(columns=[column], with_row_id=True, batch_size=32_768):
-        cells = batch.column(0)
-        valid = np.asarray(cells.is_valid())
-        if not valid.any():
-            continue
-        x = _matrix(cells.filter(pa.array(valid)), cells.type.list_size)
-        ids = batch.column(batch.schema.get_field_index("_rowid")).to_numpy()[valid].astype(np.int64)
-        d = _distances(q, x, metric)
-        d_all = np.concatenate([best_d, d], axis=1)
-        i_all = np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
-        top = np.argpartition(d_all, k, axis=1)[:, : k + 1]
-        best_d = np.take_along_axis(d_all, top, 1)
-        best_i = np.take_along_axis(i_all, top, 1)
-    out = []
-    for n in range(len(q)):
-        order = np.argsort(best_d[n])
-        ids = [int(i) for i in best_i[n][order] if i >= 0 and i != int(query_ids[n])]
-        out.append(set(ids[:k]))
-    return out
-
-
-def _recall(ds: Any, column: str, queries: np.ndarray, query_ids: np.ndarray, truth: list[set[int]], k: int,
-            metric: str, nprobes: int, refine: int | None) -> np.ndarray:
-    """Per-query recall@k at one probe count; the sample goes to Lance as one batch (15x faster)."""
-    spec: dict[str, Any] = {"column": column, "q": queries, "k": k + 1, "nprobes": nprobes,
-                            "metric": LANCE_METRICS.get(metric, "L2")}
-    if refine:
-        spec["refine_factor"] = refine
-    got = ds.to_table(columns=["_distance"], nearest=spec, with_row_id=True)
-    which = got.column("query_index").to_numpy() if "query_index" in got.column_names else np.zeros(got.num_rows, int)
-    found = got.column("_rowid").to_numpy()
-    out = []
-    for n, (own, want) in enumerate(zip(query_ids, truth, strict=True)):
-        ids = [int(i) for i in found[which == n] if int(i) != int(own)][:k]
-        out.append(len(want.intersection(ids)) / max(1, len(want)))
-    return np.asarray(out)
-
-
 def _num_partitions(ds: Any, index: str) -> int:
     stats = ds.stats.index_stats(index)
     parts = [int(i.get("num_partitions", 0)) for i in stats.get("indices") or []]
     return max(parts) if parts else 1
-
-
-def _distances(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "cosine":
-        return 1.0 - q @ _normalise(x).T
-    if metric == "dot":
-        return 1.0 - q @ x.T
-    return (q * q).sum(1)[:, None] - 2.0 * (q @ x.T) + (x * x).sum(1)[None, :]
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)
-
-
-def _matrix(vectors: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
-    if isinstance(vectors, pa.ChunkedArray):
-        vectors = vectors.combine_chunks()
-    flat = vectors.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)

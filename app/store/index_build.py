@@ -1,0 +1,79 @@
+"""Building a vector index within a memory budget.
+
+A plain ``create_index`` on Lance 14 holds about 2.5x the column's vectors at its peak (measured
++720 MB for 200k x 384 float32, 293 MB of vectors), so one build over a large column can take the
+process down. The build here splits the same work so that its peak follows the budget, not the
+table:
+
+1. the IVF centroids are trained on a sample whose size the budget caps (Lance's default is 256
+   vectors per partition; fewer per partition only when the budget demands it);
+2. the rows are indexed in segments over groups of fragments whose vectors fit the budget, every
+   segment assigned with the same centroids (``create_index_uncommitted``), so that
+3. the segments merge into one index, partition by partition (``merge_existing_index_segments``),
+   which is committed as one version (``commit_existing_index_segments``), replacing the old one.
+
+Measured on 200k x 384: +380 MB at the peak (segments of 20k rows) against +720 MB for one call,
+and the same index: one segment, the same partitions, the same search results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lance
+
+MIN_SAMPLE_RATE = 16  # vectors per partition below which k-means centroids are no longer worth having
+MAX_SAMPLE_RATE = 256  # Lance's own default
+BUILD_OVERHEAD = 3  # bytes of build memory per byte of vectors in a segment (measured 2.5x for one build)
+
+
+def vector_bytes(field_type: Any) -> int:
+    """Bytes of one vector of a ``fixed_size_list<float*>`` column."""
+    return int(field_type.list_size) * int(field_type.value_type.bit_width // 8)
+
+
+def sample_rate(partitions: int, one_vector: int, budget: int) -> int:
+    """Vectors per partition the training sample may hold: a quarter of the budget at most."""
+    fits = budget // 4 // max(1, partitions * one_vector)
+    return int(max(MIN_SAMPLE_RATE, min(MAX_SAMPLE_RATE, fits)))
+
+
+def fragment_groups(ds: lance.LanceDataset, one_vector: int, budget: int) -> list[list[int]]:
+    """Fragment ids in groups whose vectors, built at once, fit half the budget (one fragment at least)."""
+    limit = max(1, budget // 2 // (BUILD_OVERHEAD * one_vector))  # rows per group
+    groups: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for fragment in ds.get_fragments():
+        count = fragment.count_rows()
+        if current and rows + count > limit:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(fragment.fragment_id)
+        rows += count
+    if current:
+        groups.append(current)
+    return groups
+
+
+def build_ivf_flat(ds: lance.LanceDataset, column: str, *, name: str, metric: str, partitions: int,
+                   budget: int) -> lance.LanceDataset:
+    """Build (or replace) ``name``, an IVF_FLAT index on ``column``, within ``budget`` bytes; one new version.
+
+    Returns the handle at the version the index was committed in. Rows appended while the build ran
+    are not in the index; Lance searches them exactly until the next fold.
+    """
+    from lance.indices import IndicesBuilder
+
+    one_vector = vector_bytes(ds.schema.field(column).type)
+    # Lance trains on at most every row: a small table samples all of them
+    rate = max(1, min(sample_rate(partitions, one_vector, budget), ds.count_rows() // partitions))
+    ivf = IndicesBuilder(ds, column).train_ivf(partitions, distance_type=metric.lower(), sample_rate=rate)
+    segments = [
+        ds.create_index_uncommitted(column, "IVF_FLAT", name=name, metric=metric, num_partitions=partitions,
+                                    ivf_centroids=ivf.centroids, fragment_ids=group, replace=True)
+        for group in fragment_groups(ds, one_vector, budget)
+    ]
+    if len(segments) > 1:
+        segments = [ds.merge_existing_index_segments(segments)]
+    return ds.commit_existing_index_segments(name, column, segments)
