@@ -19,7 +19,6 @@ import uvicorn
 
 from app.settings import Settings
 
-
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
