@@ -592,11 +592,19 @@ def _parse_ref(text: str) -> dict[str, object]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from app.services.tables import list_tables
     from lightbox.demo import build_demo
 
     uri = args.uri or _env_uri()
-    for report in build_demo(_store(args, uri)):
-        print(report.summary(), end="\n\n")
+    store = _store(args, uri)
+    built = build_demo(store)
+    found = {t["name"]: t for t in list_tables(store)}
+    for name, report in built.items():
+        if report is None:
+            print(f"{name}: found at version {found[name]['version']} ({found[name]['num_rows']} rows), "
+                  "kept as it is", end="\n\n")
+        else:
+            print(report.summary(), end="\n\n")
     if args.no_serve:
         print(f"Serve it with `lightbox serve --uri {uri}` and open the gallery at "
               f"{gallery_url(args.host, args.port)}")
