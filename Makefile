@@ -23,7 +23,7 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo
-	@echo "Building the demo tables; then the gallery is at http://127.0.0.1:8000/ (API docs at /docs)"
+	@echo "Building the demo tables that are missing (found ones are kept); then the gallery is at http://127.0.0.1:8000/"
 	$(VENV)/bin/lightbox demo
 
 # The pinned official LanceDB TypeScript client for tests/test_lancedb_ts.py (skipped without node/npm).

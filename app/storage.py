@@ -12,7 +12,8 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 # Option names whose values are secrets (matched as substrings of the lower-cased key).
 SECRET_MARKERS = ("secret", "password", "token", "key", "credential", "sas", "signature")
@@ -124,3 +125,67 @@ def hide_secrets(options: Mapping[str, str] | None) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) and f.options == dict(options or {}) for f in logger.filters):
             logger.addFilter(RedactingFilter(options))
+
+
+# -- an object store's failures, told in one line ----------------------------------------------------
+_STORE_ERROR = re.compile(r'Generic \w+ error|store: "\w+"|object[_ ]store', re.IGNORECASE)
+_STORE_CODE = re.compile(r"<Code>(\w+)</Code>")
+_HTTP_STATUS = re.compile(r"status(?: code)?: (\d{3})")
+_ENDPOINT = re.compile(r"\b(https?://[^/\s?)\"]+)")
+_NO_ANSWER = ("error sending request", "connection refused", "dns error", "failed to lookup address", "timed out",
+              "connection reset", "tcp connect error")
+_NO_BUCKET = frozenset({"NoSuchBucket", "ContainerNotFound"})
+_DENIED = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken",
+                     "AuthorizationHeaderMalformed", "AuthenticationFailed", "AuthorizationFailure"})
+
+
+@dataclass(frozen=True)
+class StorageFailure:
+    """What went wrong between Lance and an object store: ``kind`` is ``no_bucket``, ``denied``,
+    ``unreachable`` or ``refused`` (any other error answer); ``message`` says it in one line."""
+
+    kind: str
+    message: str
+
+    @property
+    def unreachable(self) -> bool:
+        return self.kind == "unreachable"
+
+
+def storage_failure(exc: BaseException, root: str | None = None) -> StorageFailure | None:
+    """An engine error that is the object store's answer (or its silence), told for the data root
+    ``root``; ``None`` for any other error. Lance reports these as ``ValueError``/``OSError`` whose text
+    carries the store's error code and status; the text is read along the ``raise ... from`` chain, so a
+    store error the store layer re-raised as something else is still recognised."""
+    text = "\n".join(str(e) for e in _chain(exc))
+    if not _STORE_ERROR.search(text):
+        return None
+    code = next(iter(_STORE_CODE.findall(text)), None)
+    status = next(iter(_HTTP_STATUS.findall(text)), None)
+    endpoint = next(iter(_ENDPOINT.findall(text)), None)
+    at = f" at {endpoint}" if endpoint else ""
+    where = f" for {root}" if root else ""
+    if code in _NO_BUCKET or (code is None and status == "404" and "bucket" in text.lower()):
+        bucket = urlsplit(root).netloc if root and "://" in root else "of the data root"
+        return StorageFailure("no_bucket", f"the bucket {bucket!r}{where} does not exist{at}: check the URI "
+                                           "(and the storage endpoint)")
+    if code in _DENIED or (code is None and status in ("401", "403")):
+        return StorageFailure("denied", f"the object store{at} refused the credentials{where} ({code or status}): "
+                                        "check the access key and secret (--storage-option, "
+                                        "LIGHTBOX_STORAGE_OPTIONS, or the cloud's own environment variables)")
+    if status is None and any(marker in text.lower() for marker in _NO_ANSWER):
+        return StorageFailure("unreachable", f"cannot reach the object store{at}{where}: no answer; check "
+                                             "the storage endpoint and the network")
+    if status is not None or code is not None:
+        answer = " ".join(x for x in (status, code) if x)
+        return StorageFailure("refused", f"the object store{at} answered {answer}{where}")
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen

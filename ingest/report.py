@@ -33,6 +33,7 @@ class IngestReport:
     unmatched_metadata: list[str] = field(default_factory=list)  # metadata keys with no file
     duplicate_metadata_keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    root: str | None = None  # the data root written to, as the summary names it (set by the command line)
 
     def skip(self, file: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(file, reason, message))
@@ -53,10 +54,14 @@ class IngestReport:
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 
-    def summary(self, limit: int = 10) -> str:
-        """The human summary printed at the end of a run."""
+    def summary(self, limit: int = 10, *, report_path: str | None = None) -> str:
+        """The human summary printed at the end of a run (``report_path``: where ``--report`` wrote the
+        whole report, which the skip summary points to)."""
+        from lightbox._skips import skip_lines
+
         lines = [
             f"table      {self.table}",
+            *([f"root       {self.root}"] if self.root else []),
             f"added      {self.added} images, {_human_bytes(self.bytes)} in {self.seconds:.1f} s"
             f" ({self.images_per_second:,.0f} images/s)",
         ]
@@ -71,13 +76,7 @@ class IngestReport:
         if self.tag:
             lines.append(f"tag        {self.tag}")
         lines.extend(f"note       {w}" for w in self.warnings)
-        by_reason = self.skipped_by_reason()
-        if by_reason:
-            lines.append(f"skipped    {len(self.skipped)}: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()))
-            for s in self.skipped[:limit]:
-                lines.append(f"  - {s.file}: {s.reason} ({s.message})")
-            if len(self.skipped) > limit:
-                lines.append(f"  ... and {len(self.skipped) - limit} more (see the report file)")
+        lines.extend(skip_lines([asdict(s) for s in self.skipped], report_path))
         for title, keys in (
             ("files with no metadata row", self.missing_metadata),
             ("metadata rows matching no file", self.unmatched_metadata),

@@ -7,6 +7,7 @@ The sync and async tables, and the CLI working on a data root, all run the same 
 
 from __future__ import annotations
 
+import errno
 import os
 import tarfile
 import uuid
@@ -27,8 +28,9 @@ class Part:
 
     @contextmanager
     def open(self) -> Iterator[BinaryIO]:
-        """The part's file, removed again if writing it fails (no half-written export is left)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """The part's file, removed again if writing it fails (no half-written export is left). Its folder
+        is the export's destination folder, whose parent ``plan_export`` checked."""
+        self.path.parent.mkdir(exist_ok=True)
         try:
             with open(self.path, "wb") as sink:
                 yield sink
@@ -70,6 +72,9 @@ def plan_export(table: str, dest: str | os.PathLike[str], format: str, *, rows: 
       (one shard when the ref is a moving branch head, so every shard reads the same version);
     - imagefolder: ``dest`` is the folder the ``label/file`` tree is unpacked into, or, with
       ``archive="tar"|"zip"``, the archive file itself.
+
+    The folder ``dest`` is in must exist (as for ``cp`` or ``tar``): a typo never becomes a new tree of
+    folders. A destination folder itself (webdataset, imagefolder) is created when missing.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -80,6 +85,7 @@ def plan_export(table: str, dest: str | os.PathLike[str], format: str, *, rows: 
     if columns:
         base["columns"] = ",".join(columns)
     out = Path(dest)
+    _check_parent(out)
     if format == "parquet":
         path = out / f"{table}.parquet" if out.is_dir() else out
         return ExportJob(format, out, rows, version, [Part(base, path)])
@@ -96,3 +102,10 @@ def plan_export(table: str, dest: str | os.PathLike[str], format: str, *, rows: 
         params = dict(base) if count == 1 else {**base, "offset": i * size, "limit": size}
         parts.append(Part(params, out / f"{table}-{i:06d}.tar"))
     return ExportJob(format, out, rows, version, parts)
+
+
+def _check_parent(dest: Path) -> None:
+    parent = dest.absolute().parent
+    if not dest.is_dir() and not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"the folder {parent} does not exist (create it first; nothing "
+                                "was written)", str(dest))

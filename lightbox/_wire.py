@@ -136,7 +136,7 @@ def error_from(response: httpx.Response, request_id: str) -> LightboxError:
 
 def unreachable(exc: httpx.TransportError, url: str, request_id: str) -> LightboxError:
     return Unreachable(f"no answer from {url}: {type(exc).__name__}: {exc}", status=0, code="unreachable",
-                       request_id=request_id)
+                       request_id=request_id, detail={"url": url, "reason": str(exc) or type(exc).__name__})
 
 
 # -- answers -----------------------------------------------------------------------------------

@@ -186,48 +186,16 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lightbox`` command; every failure ends in ``cli_errors.run`` (one line, a documented status)."""
+    from lightbox.cli_errors import run
+
     os.environ.setdefault("LANCE_LOG", "error")
     args = build_parser().parse_args(argv)
     handlers = {"ingest": _ingest, "serve": _serve, "tables": _tables, "versions": _versions, "tag": _tag,
                 "restore": _restore, "embed": _embed, "demo": _demo, "log": _log, "diff": _diff, "branch": _branch,
                 "merge": _merge, "clone": _clone, "optimize": _optimize, "row": _row, "doctor": _doctor,
                 **args.extra_handlers}
-    handler = getattr(args, "handler", None) or handlers[args.command]
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if not _expected(exc):
-            raise
-        message = str(exc)
-        if not getattr(args, "server", None):  # a data root's credentials never reach the terminal
-            from app.storage import redact
-
-            try:
-                secrets = _storage_options(args)
-            except Exception:  # unreadable settings: still print the error, with URI credentials removed
-                secrets = {}
-            message = redact(message, secrets)
-        print(f"lightbox: error: {message}", file=sys.stderr)
-        return 2
-
-
-def _expected(exc: Exception) -> bool:
-    """An error worth one line, not a traceback: refused input, a missing extra, a service's answer.
-
-    The server-side error types are looked up only if their modules were imported (an error of
-    theirs implies they were), so a command that only talks HTTP never imports the service.
-    """
-    from lightbox.cli_read import UsageError
-    from lightbox.errors import LightboxError as ClientError
-    from lightbox.extras import MissingExtra
-
-    if isinstance(exc, ClientError | MissingExtra | UsageError):
-        return True
-    server_types = [getattr(sys.modules.get(module), name, None) for module, name in (
-        ("app.errors", "LightboxError"), ("ingest.tables", "SideFileError"), ("embeddings.registry", "UnknownModel"))]
-    return any(isinstance(exc, t) for t in server_types if isinstance(t, type))
+    return run(getattr(args, "handler", None) or handlers[args.command], args)
 
 
 def _storage_options(args: argparse.Namespace) -> dict[str, str]:
@@ -246,10 +214,38 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
                         help="the Ray cluster to join (default $RAY_ADDRESS, else a local one for this run)")
 
 
-def _store(args: argparse.Namespace, uri: str | None = None, **options: object):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace, uri: str | None = None, *, create: bool = False,  # type: ignore[no-untyped-def]
+           **options: object):
+    """The data root's store; one that must already exist (every command but ingest and demo) is checked."""
     from app.store import Store
 
-    return Store(uri or args.uri or _env_uri(), storage_options=_storage_options(args) or None, **options)
+    root = uri or args.uri or _env_uri()
+    if not create:
+        _check_root(root)
+    return Store(root, storage_options=_storage_options(args) or None, **options)
+
+
+def _local_path(root: str) -> str | None:
+    """The folder of a data root on local disk (``None`` for an object store)."""
+    return root.removeprefix("file://") if "://" not in root or root.startswith("file://") else None
+
+
+def _check_root(root: str) -> None:
+    """A local data root that is not there is a mistake (a typo, another folder), not an empty listing."""
+    from lightbox.cli_read import UsageError
+
+    path = _local_path(root)
+    if path is None or os.path.isdir(path):
+        return
+    what = "a file, not a folder" if os.path.exists(path) else "no such folder"
+    raise UsageError(f"no data root at {os.path.abspath(path)}: {what} (give --uri or set LIGHTBOX_URI; "
+                     "`lightbox ingest` creates a root)")
+
+
+def shown_root(root: str) -> str:
+    """The data root as a summary names it: a local one as an absolute path."""
+    path = _local_path(root)
+    return os.path.abspath(path) if path is not None else root
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -270,18 +266,24 @@ def _ingest(args: argparse.Namespace) -> int:
         opts.workers = args.workers
     if args.max_pixels:
         opts.max_pixels = args.max_pixels
+    store = _store(args, create=True)
+    path = _local_path(store.uri)
+    new_root = path is not None and not os.path.isdir(path)
     if args.engine == "ray":
         from ingest.ray_engine import run_ray_ingest
 
-        report = run_ray_ingest(_store(args), opts, args.address)
+        report = run_ray_ingest(store, opts, args.address)
     else:
-        report = run_ingest(_store(args), opts)
+        report = run_ingest(store, opts)
+    report.root = shown_root(store.uri)
+    if new_root and os.path.isdir(path):  # type: ignore[arg-type]
+        report.warnings.append(f"created the data root {report.root} (it did not exist)")
     if args.report:
         report.write(args.report)
     if args.json:
         print(json.dumps(report.to_dict(), default=str))
     else:
-        print(report.summary())
+        print(report.summary(report_path=args.report))
     return 0
 
 
@@ -397,7 +399,9 @@ def _row(args: argparse.Namespace) -> int:
 def _assignment(text: str) -> tuple[str, object]:
     column, sep, value = text.partition("=")
     if not sep or not column:
-        raise SystemExit(f"lightbox: error: --set takes COLUMN=VALUE, got {text!r}")
+        from lightbox.cli_read import UsageError
+
+        raise UsageError(f"--set takes COLUMN=VALUE, got {text!r}")
     try:
         return column, json.loads(value)
     except ValueError:
@@ -615,11 +619,20 @@ def _parse_ref(text: str) -> dict[str, object]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from app.services.tables import list_tables
     from lightbox.demo import build_demo
 
     uri = args.uri or _env_uri()
-    for report in build_demo(_store(args, uri)):
-        print(report.summary(), end="\n\n")
+    store = _store(args, uri, create=True)
+    built = build_demo(store)
+    found = {t["name"]: t for t in list_tables(store)}
+    for name, report in built.items():
+        if report is None:
+            print(f"{name}: found at version {found[name]['version']} ({found[name]['num_rows']} rows), "
+                  "kept as it is", end="\n\n")
+        else:
+            report.root = shown_root(store.uri)
+            print(report.summary(), end="\n\n")
     if args.no_serve:
         print(f"Serve it with `lightbox serve --uri {uri}` and open the gallery at "
               f"{gallery_url(args.host, args.port)}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,20 +42,7 @@ def add_parsers(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     ann.add_argument("--message", "-m")
     ann.add_argument("--json", action="store_true", help="print the report as JSON")
     _target(ann)
-    return {"export": _friendly(export), "import-annotations": _friendly(import_annotations)}
-
-
-def _friendly(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A file that cannot be read or written, or is not what it should be, is one line, not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (OSError, ValueError) as exc:
-            print(f"lightbox: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
+    return {"export": export, "import-annotations": import_annotations}
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -115,8 +101,12 @@ def _export_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
 
 def import_annotations(args: argparse.Namespace) -> int:
     from lightbox._annotations import annotation_body
+    from lightbox.cli_read import UsageError
 
-    body = annotation_body(args.file, args.format, args.classes)
+    try:
+        body = annotation_body(args.file, args.format, args.classes)
+    except ValueError as exc:  # not JSON (a file that cannot be read is an OSError, told by the entry point)
+        raise UsageError(f"{args.file}: {exc}") from exc
     if args.server:
         from lightbox.client import Client
 

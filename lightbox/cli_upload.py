@@ -173,12 +173,13 @@ def _row_id(path: Path, rel: str, mode: str) -> str:
 def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
     import json
 
+    from lightbox._skips import skip_lines
+
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report))
         return
-    reasons = Counter(s["reason"] for s in report["skipped"])
     print(f"table      {report['table']} on {report['server']}")
     print(f"added      {report['added']} images in {report['seconds']:.1f} s")
     if report["updated"]:
@@ -187,7 +188,5 @@ def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"version    {where}")
     if report["tag"]:
         print(f"tag        {report['tag']}")
-    if reasons:
-        print(f"skipped    {len(report['skipped'])}: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()))
-        for s in report["skipped"][:10]:
-            print(f"  - {s['file']}: {s['reason']} ({s['message']})")
+    for line in skip_lines(report["skipped"], args.report):
+        print(line)

@@ -4,6 +4,9 @@
   scikit-learn's two sample JPEGs, byte for byte as shipped, plus a 16-bit TIFF made from one.
 - ``digits``: scikit-learn's 1,797 handwritten digits written as 8x8 PNGs in label folders, with a
   metadata CSV (split, pixel mean) joined by file name; tagged ``v1``.
+
+Building (``build_demo``) and serving (``lightbox serve``) are separate steps, so the demo can run again
+on the same root: it builds only what is missing and serves what it finds.
 """
 
 from __future__ import annotations
@@ -66,15 +69,34 @@ def write_digits(folder: Path) -> tuple[Path, Path]:
     return folder, meta
 
 
-def build_demo(store: Store, workdir: Path | None = None) -> list[IngestReport]:
-    """Build (or top up) the two demo tables; re-running adds nothing."""
+DEMO_TABLES = ("samples", "digits")
+
+
+def build_demo(store: Store, workdir: Path | None = None) -> dict[str, IngestReport | None]:
+    """Build the demo tables the root does not have yet; each one found is kept as it is.
+
+    A table found may have moved on since it was built (rows edited, tags moved, a restore), so it is
+    neither topped up nor re-tagged: running the demo again never fails and never overwrites anyone's
+    work. Returns each table's ingest report, or ``None`` for a table that was found.
+    """
     base = workdir or (Path(store.uri) / "_demo_sources" if store.is_local else Path(".demo_sources"))
+    out: dict[str, IngestReport | None] = {}
+    for name in DEMO_TABLES:
+        out[name] = None if store.exists(name) else _BUILDERS[name](store, base)
+    return out
+
+
+def _build_samples(store: Store, base: Path) -> IngestReport:
     samples = write_samples(base / "samples")
+    return run_ingest(store, IngestOptions(table="samples", sources=[str(samples)], tag="v1",
+                                           message="bundled sample images"))
+
+
+def _build_digits(store: Store, base: Path) -> IngestReport:
     digits, meta = write_digits(base / "digits")
-    return [
-        run_ingest(store, IngestOptions(table="samples", sources=[str(samples)], tag="v1",
-                                        message="bundled sample images")),
-        run_ingest(store, IngestOptions(table="digits", sources=[str(digits)], labels_from_dirs=True,
-                                        metadata=str(meta), key="file", tag="v1",
-                                        message="scikit-learn digits 0-9")),
-    ]
+    return run_ingest(store, IngestOptions(table="digits", sources=[str(digits)], labels_from_dirs=True,
+                                           metadata=str(meta), key="file", tag="v1",
+                                           message="scikit-learn digits 0-9"))
+
+
+_BUILDERS = {"samples": _build_samples, "digits": _build_digits}

@@ -604,7 +604,8 @@ def test_cli_summary_and_no_progress_bar_in_a_pipe(digits_dir: Path, tmp_path: P
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["table", "digits"]
-    assert lines[1].startswith("added      200 images, ") and "images/s" in lines[1]
+    assert lines[1] == f"root       {tmp_path / 'data'}"  # where it wrote, absolute
+    assert lines[2].startswith("added      200 images, ") and "images/s" in lines[2]
     assert "version    1 (was none)" in lines and "tag        v1" in lines
     assert "skipped" not in done.stdout
     assert not any(mark in done.stderr for mark in ("\r", "img/s", "%|", "200/200")), done.stderr

@@ -241,6 +241,8 @@ def doctor(store: Store, *, repair: bool = False, sample: int = 32) -> Checkup:
     root before they are seen.
     """
     root = Root(store)
+    if not store.is_local:
+        store.names()  # an object store's own answer (no such bucket, credentials refused) says more
     if not root.exists():
         raise NotFound(f"no data root at {redact(store.uri, store.storage_options)}")
     out = Checkup(redact(store.uri, store.storage_options))
