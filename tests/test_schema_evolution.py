@@ -339,3 +339,22 @@ def test_official_client_overwrite_brings_columns_in_one_version(live_server: Ca
     with pytest.raises(HttpError, match=r"422.*'x'.*integer.*text"):
         tbl.add(pa.table({"id": ["e"], "x": ["five"], "tag": ["x"]}), mode="overwrite")
     assert store.fresh("feats").version == p1 + 1
+
+
+def test_cli_upload_labels_bring_the_column_and_keep_its_type(live_server: Callable[[str], LiveServer], store: Store,
+                                                               samples_dir: Path, tmp_path: Path,
+                                                               cli: Callable[..., Any]) -> None:
+    """``lightbox ingest --server --labels-from-dirs``: the first upload adds a text ``label`` to a table
+    without one; a later one of digit-named folders sends its labels as text too (not integers)."""
+    v1 = ingest(store, folder(tmp_path / "flat", samples_dir, FIRST))
+    assert v1 is not None
+    server = live_server(store.uri)
+    cats = folder(tmp_path / "cats", samples_dir, MORE[:1], "cat")
+    done = cli("ingest", cats, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_added_in_one_version(store, "g", v1, {"cat/rocket.jpg"}, {"cat/rocket.jpg": {"label": "cat"}})
+    digits = folder(tmp_path / "digits", samples_dir, MORE[1:2], "7")
+    done = cli("ingest", digits, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    got = store.fresh("g").to_table(columns=["id", "label"], filter="id = '7/china.jpg'").to_pylist()
+    assert got == [{"id": "7/china.jpg", "label": "7"}] and store.fresh("g").version == v1 + 2

@@ -83,8 +83,8 @@ def commit_rows(store: Store, name: str, target: pa.Schema, fragments: list[Frag
             head = store.fresh(name, branch)
             lance_schema = widened_schema(name, head, target)  # another writer may have changed the columns
             kept = [f.metadata for f in head.get_fragments()]
-            committed = _commit(head, lance.LanceOperation.Merge(kept + fragments, lance_schema),
-                                _props(props, counts, target, head.schema))
+            operation = _merge(kept + fragments, lance_schema)
+            committed = _commit(head, operation, _props(props, counts, target, head.schema))
             if committed is not None:
                 store.invalidate(name)
                 return committed
@@ -114,7 +114,7 @@ def keyed_with_columns(store: Store, name: str, data: pa.Table, *, mode: Mode, b
             else:
                 kept = _delete(name, ds, [where[i] for i in replaced + doomed])
                 fragments = _write(ds, target, rows.to_batches(), store.storage_options)
-                operation = lance.LanceOperation.Merge(kept + fragments, lance_schema)
+                operation = _merge(kept + fragments, lance_schema)
             committed = _commit(ds, operation, _props(props, counts, target, ds.schema))
             if committed is not None:
                 store.invalidate(name)
@@ -170,6 +170,13 @@ def _props(props: dict[str, str], counts: dict[str, int], target: pa.Schema, bas
           ("inserted", "updated"): "upsert"}.get(tuple(done), "update")
     return {"lightbox:op": op, **props, **{f"lightbox:{k}": str(v) for k, v in counts.items()},
             "lightbox:added_columns": json.dumps(added_columns(base, target))}
+
+
+def _merge(fragments: list[FragmentMetadata], schema: LanceSchema) -> lance.LanceOperation.Merge:
+    """Lance's "add columns or rows". Every column it adds is nullable (``plan_columns``), which lets an
+    append that read the table before it commit after it (its rows read the new columns as null)
+    instead of failing on a conflict."""
+    return lance.LanceOperation.Merge(fragments, schema, preserves_nullability=True)
 
 
 def _commit(ds: lance.LanceDataset, operation: lance.LanceOperation.BaseOperation,
