@@ -10,6 +10,7 @@ added; and the log's counts equal ``diff``'s.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import shutil
@@ -184,6 +185,49 @@ def test_a_branch_gets_the_column_and_main_does_not(tmp_path: Path, samples_dir:
                                 {f"cat/{n}": {"label": "cat"} for n in MORE[1:]}, branch="exp")
     main = store.fresh("g")
     assert main.version == v1 and "label" not in main.schema.names
+
+
+# -- the safe casts (service level) ------------------------------------------------------------------
+STORED = pa.schema([pa.field("k", pa.string()), pa.field("n", pa.int32()), pa.field("f", pa.float32()),
+                    pa.field("ts", pa.timestamp("us", tz="UTC")), pa.field("v", pa.list_(pa.float32(), 2)),
+                    pa.field("t", pa.string())])
+
+
+@pytest.mark.parametrize(("column", "values", "outcome"), [
+    ("n", pa.array([7], pa.int64()), 7),                                   # integers of any width, when they fit
+    ("n", pa.array([2**40], pa.int64()), "column_type_conflict"),
+    ("n", pa.array(["12"]), "column_type_conflict"),                       # text is never parsed into numbers
+    ("n", pa.array([1.0]), "column_type_conflict"),                        # nor decimals cut into integers
+    ("f", pa.array([3], pa.int64()), 3.0),                                 # integers widen to decimal numbers
+    ("f", pa.array([0.5], pa.float64()), 0.5),                             # at the column's precision
+    ("ts", pa.array([datetime.date(2020, 1, 2)]), datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC)),
+    ("ts", pa.array(["2020-01-02"]), "column_type_conflict"),
+    ("v", pa.array([[1.0, 2.0]]), [1.0, 2.0]),                            # lists into vectors of their length
+    ("v", pa.array([[1.0, 2.0, 3.0]]), "column_type_conflict"),
+    ("t", pa.array([True]), "column_type_conflict"),
+    ("t", pa.nulls(1), None),                                              # a missing value fits a nullable column
+    ("fresh", pa.nulls(1), None),                                          # a new column of nulls is stored as text
+    ("fresh", pa.array([{"a": 1}]), {"a": 1}),                             # new columns keep their type
+    ("fresh", pa.UnionArray.from_sparse(pa.array([0], pa.int8()), [pa.array([1])]), "unprocessable"),
+])
+def test_values_fit_a_column_by_the_safe_casts_only(store: Store, column: str, values: pa.Array,
+                                                    outcome: Any) -> None:
+    from app.errors import LightboxError
+    from app.services.writes import append_rows
+
+    store.create("t", STORED)
+    before = store.fresh("t").version
+    rows = pa.table({"k": ["a"], column: values})
+    if isinstance(outcome, str):
+        with pytest.raises(LightboxError) as caught:
+            append_rows(store, "t", rows)
+        assert (caught.value.status, caught.value.code) == (422, outcome)
+        assert repr(column) in caught.value.message and store.fresh("t").version == before
+        return
+    assert append_rows(store, "t", rows)["version"] == before + 1
+    assert store.fresh("t").to_table(columns=[column]).column(column).to_pylist() == [outcome]
+    if column == "fresh":
+        assert store.fresh("t").schema.field("fresh").type == (pa.string() if outcome is None else values.type)
 
 
 # -- HTTP uploads (in-process) ---------------------------------------------------------------------

@@ -9,9 +9,11 @@ fragments written with the widened schema, to which Lance gives fresh row ids an
 
 A keyed write that also replaces or deletes rows (an upsert, an overwrite) marks those rows deleted
 in their fragments (a deletion vector, as Lance's own delete writes) and writes the replacing rows
-as new ones: same ids, new row addresses, shown by ``diff`` as changed. ``Merge`` keeps every
-fragment, so a write that would leave a data file with no rows cannot be expressed; it is refused
-(409) before anything is committed.
+as new ones: same ids, new row ids, shown by ``diff`` as changed. ``Merge`` keeps every fragment
+and carries no row ids over, so a write that would leave one data file with no rows cannot be
+expressed that way: when it replaces or deletes every stored row, the table becomes its rows by
+Lance's ``Overwrite`` (one version; indexes are built again); otherwise it is refused (409) before
+anything is committed.
 
 Nothing is visible before the one commit: a process killed earlier leaves the table at its previous
 version, and the data files already written are unreferenced (Lance's cleanup removes them).
@@ -30,7 +32,7 @@ import pyarrow as pa
 from lance.fragment import FragmentMetadata
 from lance.schema import LanceSchema
 
-from app.errors import Conflict
+from app.errors import Conflict, Unprocessable
 from app.store.catalog import Store
 from app.store.column_fit import added_columns, conform, plan_columns
 from app.store.fragments import write_uncommitted
@@ -49,7 +51,12 @@ def widened_schema(name: str, ds: lance.LanceDataset, target: pa.Schema) -> Lanc
     if base.names != ds.schema.names or LanceSchema.from_pyarrow(base) != ds.lance_schema:
         raise Conflict(f"the columns of table {name!r} changed while this write was prepared; nothing was "
                        "written, send it again", table=name)
-    return LanceSchema.from_pyarrow(target)
+    try:
+        return LanceSchema.from_pyarrow(target)
+    except ValueError as exc:  # a type Lance cannot store (a union, say)
+        added = {n: str(target.field(n).type) for n in added_columns(ds.schema, target)}
+        raise Unprocessable(f"the new column(s) {added} cannot be stored in a Lance table ({exc}); nothing was written",
+                            columns=list(added)) from exc
 
 
 def _write(ds: lance.LanceDataset, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
