@@ -12,8 +12,8 @@ in their fragments (a deletion vector, as Lance's own delete writes) and writes 
 as new ones: same ids, new row ids, shown by ``diff`` as changed. ``Merge`` keeps every fragment
 and carries no row ids over, so a write that would leave one data file with no rows cannot be
 expressed that way: when it replaces or deletes every stored row, the table becomes its rows by
-Lance's ``Overwrite`` (one version; indexes are built again); otherwise it is refused (409) before
-anything is committed.
+Lance's ``Overwrite`` (one version; it drops the indexes, which the index keeper builds again for
+vector columns); otherwise it is refused (409) before anything is committed.
 
 Nothing is visible before the one commit: a process killed earlier leaves the table at its previous
 version, and the data files already written are unreferenced (Lance's cleanup removes them).
