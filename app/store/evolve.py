@@ -13,7 +13,8 @@ as new ones: same ids, new row ids, shown by ``diff`` as changed. ``Merge`` keep
 and carries no row ids over, so a write that would leave one data file with no rows cannot be
 expressed that way: when it replaces or deletes every stored row, the table becomes its rows by
 Lance's ``Overwrite`` (one version; it drops the indexes, which the index keeper builds again for
-vector columns); otherwise it is refused (409) before anything is committed.
+vector columns); otherwise it is refused (409) before anything is committed (once ``optimize`` has
+merged the table's data files, the same write usually leaves none of them empty).
 
 Nothing is visible before the one commit: a process killed earlier leaves the table at its previous
 version, and the data files already written are unreferenced (Lance's cleanup removes them).
@@ -163,8 +164,10 @@ def _delete(name: str, ds: lance.LanceDataset, addresses: list[int]) -> list[Fra
         if meta is None:
             raise Conflict(
                 f"this write adds column(s) to table {name!r} and also replaces or deletes every row of one of its "
-                f"data files ({len(doomed)} rows), which cannot be done in one version; nothing was written. "
-                "Send the rows whose ids are new first (they add the columns), then the rest", table=name)
+                f"data files ({len(doomed)} rows) while keeping others, which Lance cannot do in one version; "
+                "nothing was written. Compact the table first (`lightbox optimize`, POST .../optimize: it merges "
+                "the data files), or add the columns with rows whose ids are new, then send this write",
+                table=name)
         out.append(meta)
     return out
 
