@@ -64,7 +64,7 @@ def lineage(store: Store, table: str, version: int, branch: str | None = None) -
 
 
 def assert_added_in_one_version(store: Store, table: str, before: int, added: set[str], columns: dict[str, Any],
-                                branch: str | None = None) -> Diff:
+                                branch: str | None = None, operation: str = "insert") -> Diff:
     """The write made exactly version ``before + 1``: its rows carry ``columns`` (id -> {column: value}),
     the rows before it read those columns as null and are untouched; ``diff`` and the log agree."""
     head = store.fresh(table, branch)
@@ -86,7 +86,7 @@ def assert_added_in_one_version(store: Store, table: str, before: int, added: se
     assert (set(change.added), change.removed, change.changed) == (added, [], {})
     entry = next(e for e in list_versions(store, table, branch=branch)[0] if e["version"] == before + 1)
     assert (entry["rows_added"], entry["rows_updated"], entry["rows_removed"]) == (len(added), 0, 0)
-    assert entry["operation"] == "insert"
+    assert entry["operation"] == operation
     head.validate()
     return change
 
@@ -185,6 +185,15 @@ def test_a_branch_gets_the_column_and_main_does_not(tmp_path: Path, samples_dir:
                                 {f"cat/{n}": {"label": "cat"} for n in MORE[1:]}, branch="exp")
     main = store.fresh("g")
     assert main.version == v1 and "label" not in main.schema.names
+
+    # merging the branch brings the column to main, in the merge's one version
+    from app.services.branches import merge
+
+    out = merge(store, "g", "exp")
+    assert out["version"] == v1 + 1
+    assert_added_in_one_version(store, "g", v1, {MORE[0], *(f"cat/{n}" for n in MORE[1:])},
+                                {f"cat/{n}": {"label": "cat"} for n in MORE[1:]} | {MORE[0]: {"label": None}},
+                                operation="merge")
 
 
 # -- the safe casts (service level) ------------------------------------------------------------------
