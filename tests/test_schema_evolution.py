@@ -416,3 +416,14 @@ def test_cli_upload_labels_bring_the_column_and_keep_its_type(live_server: Calla
     assert done.returncode == 0, done.stderr
     got = store.fresh("g").to_table(columns=["id", "label"], filter="id = '7/china.jpg'").to_pylist()
     assert got == [{"id": "7/china.jpg", "label": "7"}] and store.fresh("g").version == v1 + 2
+
+
+@pytest.mark.s3
+def test_a_column_is_added_on_object_storage(s3_root: Any, samples_dir: Path, tmp_path: Path) -> None:
+    store = Store(s3_root.uri, storage_options=s3_root.options, refresh_seconds=0.0)
+    v1 = ingest(store, folder(tmp_path / "flat", samples_dir, FIRST[:2]))
+    assert v1 is not None
+    labelled = folder(tmp_path / "labelled", samples_dir, MORE[:2], "cat")
+    assert ingest(store, labelled, labels_from_dirs=True) == v1 + 1
+    assert_added_in_one_version(store, "g", v1, {f"cat/{n}" for n in MORE[:2]},
+                                {f"cat/{n}": {"label": "cat"} for n in MORE[:2]})
