@@ -7,6 +7,7 @@ match no key are both reported, never silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ class Metadata:
         self.used: set[str] = set()
 
     @classmethod
-    def load(cls, path: str | Path, key: str) -> Metadata:
-        return cls(read_table(path, text_columns=[key]), key)
+    def load(cls, path: str | Path, key: str, text_columns: Sequence[str] = ()) -> Metadata:
+        """The side file, its key column (and ``text_columns``) read as text as written."""
+        return cls(read_table(path, text_columns=[key, *text_columns]), key)
 
     def lookup(self, *names: str) -> int | None:
         """Position of the metadata row for a file, trying each name (its id, then its path), the

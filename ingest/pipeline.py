@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from app.errors import Conflict
 from app.store import Store
+from app.store.column_fit import fit_values, is_text, plan_columns
 from app.store.ids import id_problem, shown
 from app.store.schema import (
     STANDARD_NAMES,
@@ -142,14 +143,28 @@ def _fewer_gc_passes() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _begin(opts: IngestOptions) -> tuple[IngestReport, list[Source], Metadata | None]:
-    """What every engine starts a run with: its report, the opened sources and the metadata side file."""
+def _begin(store: Store, opts: IngestOptions) -> tuple[IngestReport, list[Source], Metadata | None]:
+    """What every engine starts a run with: its report, the opened sources and the metadata side file.
+
+    Side-file columns the table already stores as text are read as text, as written (a CSV's ``007``
+    for a text column stays ``007``; inferred, it would be the integer 7 and a type conflict)."""
     report = IngestReport(table=opts.table)
     if opts.metadata and not opts.key:
         raise IngestError("--metadata needs --key: the column that names each file")
-    sources = [s if isinstance(s, Source) else open_source(s) for s in opts.sources]
-    metadata = Metadata.load(opts.metadata, opts.key or "id") if opts.metadata else None
+    text = _text_columns(store, opts)
+    sources = [s if isinstance(s, Source) else open_source(s, text) for s in opts.sources]
+    metadata = Metadata.load(opts.metadata, opts.key or "id", text) if opts.metadata else None
     return report, sources, metadata
+
+
+def _text_columns(store: Store, opts: IngestOptions) -> list[str]:
+    """The non-standard columns the table (its branch, once that exists) stores as text."""
+    if not store.exists(opts.table):
+        return []
+    head = store.latest(opts.table)
+    if opts.branch and opts.branch in head.branches.list():
+        head = store.latest(opts.table, opts.branch)
+    return [f.name for f in head.schema if f.name not in STANDARD_NAMES and is_text(f.type)]
 
 
 def _finish(store: Store, opts: IngestOptions, report: IngestReport, metadata: Metadata | None,
@@ -166,7 +181,7 @@ def _finish(store: Store, opts: IngestOptions, report: IngestReport, metadata: M
 
 def _run(store: Store, opts: IngestOptions) -> IngestReport:
     started = time.perf_counter()
-    report, sources, metadata = _begin(opts)
+    report, sources, metadata = _begin(store, opts)
     exists = store.exists(opts.table)
     if opts.branch:
         _ensure_branch(store, opts.table, opts.branch, exists, report)
@@ -294,8 +309,9 @@ def _schema(
     store: Store, opts: IngestOptions, sources: list[Source], metadata: Metadata | None, exists: bool
 ) -> tuple[pa.Schema, list[VectorSpec]]:
     extra: dict[str, pa.Field] = {}
+    stored = store.latest(opts.table, opts.branch).schema if exists else None
     if opts.labels_from_dirs:
-        extra["label"] = pa.field("label", _label_type(sources))
+        extra["label"] = pa.field("label", _label_type(sources, stored))
     for f in (metadata.fields if metadata else []):
         extra.setdefault(f.name, f)
     for source in sources:
@@ -306,15 +322,12 @@ def _schema(
         vectors = _new_vectors(opts, list(extra.values()))
         schema = image_schema([*extra.values(), *(v.field for v in vectors)])
         return schema, vectors
-    schema = store.latest(opts.table, opts.branch).schema
-    if not is_image_table(schema):  # rows of any other schema are added as Arrow, not as image files
+    assert stored is not None
+    if not is_image_table(stored):  # rows of any other schema are added as Arrow, not as image files
         raise IngestError(f"table {opts.table!r} is not an image table (it has no image/mime/sha256 columns); "
                           "add rows to it as an Arrow stream")
-    unknown = [n for n in extra if n not in schema.names and n not in STANDARD_NAMES]
-    if unknown:
-        raise IngestError(
-            f"table {opts.table!r} has no column(s) {unknown}; existing columns: {schema.names}"
-        )
+    # columns the table lacks are added (older rows read null) in the run's version; the others must fit
+    schema = plan_columns(opts.table, stored, [f for n, f in extra.items() if n not in STANDARD_NAMES])
     return schema, _recorded_vectors(opts, schema)
 
 
@@ -360,7 +373,11 @@ def _recorded_vectors(opts: IngestOptions, schema: pa.Schema) -> list[VectorSpec
     return specs
 
 
-def _label_type(sources: list[Source]) -> pa.DataType:
+def _label_type(sources: list[Source], stored: pa.Schema | None = None) -> pa.DataType:
+    """Folder names as labels: integers when every one is digits, else text; text as written when the
+    table already keeps its labels as text."""
+    if stored is not None and "label" in stored.names and is_text(stored.field("label").type):
+        return pa.string()
     labels = set().union(*(s.labels() for s in sources if isinstance(s, FolderSource)))
     return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
@@ -413,8 +430,8 @@ class _RowBuilder:
                 kind = "vector"
             elif name in meta_columns:
                 kind = "metadata"
-            elif name == "label" and opts.labels_from_dirs:
-                kind = "label"
+            elif name == "label" and opts.labels_from_dirs:  # folder names, as numbers for an integer column
+                kind = "label_number" if pa.types.is_integer(schema.field(name).type) else "label"
             else:
                 kind = "extra"
             self.plan.append((name, kind))
@@ -489,6 +506,8 @@ class _RowBuilder:
                 value = p.vectors.get(name)
             elif kind == "label" and name not in item.extra:
                 value = item.label
+            elif kind == "label_number" and name not in item.extra:
+                value = int(item.label) if item.label is not None and item.label.isdigit() else item.label
             else:
                 value = item.extra.get(name)
             cols[name].append(value)
@@ -504,24 +523,18 @@ class _RowBuilder:
         for name, spec in self.vectors.items():
             if not spec.from_image:  # text vectors: one batched call per flush
                 self.cols[name] = embed_values(spec.embedder, self.cols[spec.source], False)
-        arrays = [vector_array(self.cols[f.name], f) if f.name in self.vectors else _to_array(self.cols[f.name], f)
+        arrays = [vector_array(self.cols[f.name], f) if f.name in self.vectors
+                  else _to_array(self.opts.table, self.cols[f.name], f)
                   for f in self.schema]
         self._reset()
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-def _to_array(values: list[Any], f: pa.Field) -> pa.Array:
+def _to_array(table: str, values: list[Any], f: pa.Field) -> pa.Array:
+    """A column of a batch, its values fitted to the column's type by the safe casts only."""
     if is_blob(f):
         return blob_values(values)
-    try:  # a label that is not a number must be a clean "does not fit" error, not a crash
-        if f.name == "label" and pa.types.is_integer(f.type):
-            values = [None if v is None else int(v) for v in values]
-        return pa.array(values, type=f.type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        try:
-            return pa.array(values).cast(f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise IngestError(f"column {f.name!r}: values do not fit type {f.type}: {exc}") from exc
+    return fit_values(table, f, values)
 
 
 def _row_id(item: Item, digest: str, mode: IdMode) -> str:

@@ -49,7 +49,7 @@ from app.store.fragments import (
 from app.store.notes import write_note
 from app.store.schema import check_column_name, check_source, default_column, vector_array, vector_field, vector_meta
 from app.store.upserts import write_turn
-from app.store.writes import check_tag_name, default_author
+from app.store.writes import adds_columns, check_tag_name, default_author
 from embeddings.batch import embed_values
 from embeddings.registry import Registry
 from ingest.metadata import Metadata
@@ -90,6 +90,7 @@ class ShardSpec:
     vectors: list[tuple[pa.Field, str, str]]  # (column, model, source): the model is loaded in the worker
     metadata: Metadata | None
     now: datetime
+    new_columns: bool = False  # the schema adds columns to the table (written with fresh field ids)
 
 
 @dataclass
@@ -147,7 +148,7 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
 
 def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -> IngestReport:
     began = time.perf_counter()
-    report, sources, metadata = _begin(opts)
+    report, sources, metadata = _begin(store, opts)
     exists = store.exists(opts.table)
     read_version = store.fresh(opts.table).version if exists else None
     report.previous_version = read_version
@@ -164,7 +165,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
         data_storage_version=storage_version(store, opts.table),
         opts=dataclasses.replace(opts, sources=[], registry=None, delete_ids=None, progress=False),
         vectors=[(v.field, v.embedder.name, v.source) for v in vectors], metadata=metadata,
-        now=datetime.now(UTC))
+        now=datetime.now(UTC), new_columns=exists and adds_columns(store, opts.table, schema.names))
     shards = _shards(items, int(ray.cluster_resources().get("CPU", 1)), shard_files)
     task = ray.remote(num_cpus=1, max_retries=2)(ingest_shard)
     spec_ref, known_ref, digests_ref = ray.put(spec), ray.put(known), ray.put(digests)
@@ -181,7 +182,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
     _pause_before_commit()
     if fragments:
         ours = set().union(*(r.ids for r in results))
-        report.version = _commit(store, opts, schema, fragments, read_version, ours)
+        report.version = _commit(store, opts, schema, fragments, read_version, ours, spec.new_columns)
         report.versions.append(report.version)
     return _finish(store, opts, report, metadata, began)
 
@@ -224,7 +225,7 @@ def _pause_before_commit() -> None:
 
 
 def _commit(store: Store, opts: IngestOptions, schema: pa.Schema, fragments: list[str], read_version: int | None,
-            ours: set[str]) -> int:
+            ours: set[str], new_columns: bool = False) -> int:
     """One version for the whole run, under the table's write turn; refused (nothing committed) when
     another writer added any of the same ids since the run read the table."""
     props = {"author": opts.author or default_author(), "lightbox:engine": "ray"}
@@ -239,7 +240,7 @@ def _commit(store: Store, opts: IngestOptions, schema: pa.Schema, fragments: lis
             if clash:
                 raise Conflict(f"another writer added {len(clash)} of this run's ids to {opts.table!r} during the "
                                f"run (e.g. {sorted(clash)[0]!r}); nothing was committed", table=opts.table)
-        return commit_fragments(store, opts.table, schema, fragments, read_version, props)
+        return commit_fragments(store, opts.table, schema, fragments, read_version, props, new_columns)
 
 
 def pack(items: list[Item]) -> tuple[list[Any], ...]:
@@ -285,7 +286,7 @@ def _ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: 
             yield batch
 
     fragments = write_fragments(spec.uri, spec.schema, batches(), storage_options=spec.storage_options,
-                                data_storage_version=spec.data_storage_version)
+                                data_storage_version=spec.data_storage_version, new_columns=spec.new_columns)
     return ShardResult(fragments=fragments, ids=set(written), digests=set(written_digests), skipped=report.skipped,
                        missing_metadata=report.missing_metadata,
                        used_metadata=metadata.used if metadata is not None else set(), added=report.added,

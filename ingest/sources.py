@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -86,9 +86,9 @@ class FolderSource(Source):
 class ManifestSource(Source):
     """A CSV/TSV/Parquet/JSONL list of paths or URIs; its other columns become metadata."""
 
-    def __init__(self, manifest: str) -> None:
+    def __init__(self, manifest: str, text_columns: Sequence[str] = ()) -> None:
         self.manifest = Path(manifest)
-        self.table = read_table(manifest)
+        self.table = read_table(manifest, text_columns=text_columns)
         names = self.table.column_names
         lower = {n.lower(): n for n in names}
         self.path_column = next((lower[c] for c in PATH_COLUMNS if c in lower), names[0] if names else None)
@@ -165,8 +165,7 @@ class WebDatasetSource(Source):
     def __init__(self, path: str) -> None:
         self.path = path
         rows = [meta for _, _, _, meta in itertools.islice(self._samples(), self.SCHEMA_SAMPLES)]
-        inferred = pa.Table.from_pylist(rows).schema if any(rows) else pa.schema([])
-        self.extra_fields = [f for f in inferred if f.name != "id"]
+        self.extra_fields = [f for f in inferred_fields(rows) if f.name != "id"]
 
     def _samples(self) -> Iterator[tuple[str, str, bytes | None, dict[str, Any]]]:
         """(key, image member name, image bytes, metadata) per sample, in tar order."""
@@ -210,9 +209,7 @@ class MemorySource(Source):
     def __init__(self, files: list[tuple[str, bytes, dict[str, Any]]], origin: str = "upload") -> None:
         self.files = files
         self.origin = origin
-        rows = [meta for _, _, meta in files]
-        inferred = pa.Table.from_pylist(rows).schema if any(rows) else pa.schema([])
-        self.extra_fields = [f for f in inferred if f.name != "id"]
+        self.extra_fields = [f for f in inferred_fields([meta for _, _, meta in files]) if f.name != "id"]
 
     def count(self) -> int:
         return len(self.files)
@@ -223,6 +220,22 @@ class MemorySource(Source):
             rel = name if given is None else given  # never str()-ed: the pipeline refuses an id that is not a string
             extra = {k: v for k, v in meta.items() if k != "id"}
             yield Item(rel=rel, source=f"{self.origin}:{name}", data=data, extra=extra)
+
+
+def inferred_fields(rows: list[dict[str, Any]]) -> list[pa.Field]:
+    """The columns of per-file metadata objects, typed from their values; a field whose values mix
+    kinds (a number here, text there) is a 422 naming it."""
+    from app.store.column_fit import ColumnTypeConflict
+
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    fields = []
+    for name in names:
+        try:
+            fields.append(pa.field(name, pa.array([row.get(name) for row in rows]).type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise ColumnTypeConflict(f"metadata field {name!r} mixes kinds of values ({exc}); nothing was written",
+                                     column=name) from exc
+    return fields
 
 
 def parent_name(rel: str) -> str:
@@ -248,8 +261,9 @@ def _image_cell(cell: Any) -> tuple[bytes | None, str | None]:
     return cell, None
 
 
-def open_source(spec: str) -> Source:
-    """A folder, a Parquet file of image bytes, or a manifest, decided by what ``spec`` is."""
+def open_source(spec: str, text_columns: Sequence[str] = ()) -> Source:
+    """A folder, a Parquet file of image bytes, or a manifest, decided by what ``spec`` is; a CSV
+    manifest's ``text_columns`` are read as text, as written."""
     if os.path.isdir(spec):
         return FolderSource(spec)
     if not os.path.exists(spec):
@@ -262,7 +276,7 @@ def open_source(spec: str) -> Source:
         column = image_bytes_column(pq.read_schema(spec))
         if column is not None:
             return ParquetImagesSource(spec, column)
-    return ManifestSource(spec)
+    return ManifestSource(spec, text_columns)
 
 
 def read_bytes(item: Item, max_bytes: int) -> bytes:

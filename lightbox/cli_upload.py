@@ -38,7 +38,7 @@ def upload(args: argparse.Namespace) -> int:
     with Client(args.server, api_key=args.api_key) as client:
         table = client.table(args.table)
         try:
-            table.info()
+            info = table.info()
         except NotFound:
             if args.branch:
                 raise UsageError(f"table {args.table!r} does not exist yet, so it has no branches: "
@@ -46,6 +46,9 @@ def upload(args: argparse.Namespace) -> int:
             label_type = "int64" if labels and all(isinstance(v, int) for v in labels.values()) else "string"
             client.create_table(args.table, [{"name": "label", "type": label_type}] if labels else None,
                                 exist_ok=True)
+        else:  # a table that keeps its labels as text gets folder names as text, digits or not
+            if labels and any(c.get("name") == "label" and c.get("type") == "string" for c in info.get("schema", [])):
+                labels = {rel: None if v is None else str(v) for rel, v in labels.items()}
         if args.branch:
             table = table.branch(args.branch) if args.branch in {b["name"] for b in table.branches()} \
                 else table.create_branch(args.branch)

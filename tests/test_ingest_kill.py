@@ -72,7 +72,10 @@ def _kill_once_writing(proc: subprocess.Popen[bytes], table_dir: Path, before: s
                 f"that could be interrupted (exit {proc.returncode}); give it more files")
 
 
-def test_sigkill_mid_ingest_keeps_the_previous_version(tmp_path: Path, many_pngs: tuple[Path, set[str]]) -> None:
+@pytest.mark.parametrize("new_column", [False, True], ids=["append", "append-adding-a-column"])
+def test_sigkill_mid_ingest_keeps_the_previous_version(tmp_path: Path, many_pngs: tuple[Path, set[str]],
+                                                       new_column: bool) -> None:
+    """``new_column``: the run also brings a column (``--labels-from-dirs``), added by the run's one commit."""
     source, big_ids = many_pngs
     uri = tmp_path / "data"
     table_dir = uri / "big.lance"
@@ -91,7 +94,7 @@ def test_sigkill_mid_ingest_keeps_the_previous_version(tmp_path: Path, many_pngs
     before = set(_data_files(table_dir))
 
     # A big run, killed while it writes.
-    args = ["ingest", str(source), "--table", "big", "--uri", str(uri)]
+    args = ["ingest", str(source), "--table", "big", "--uri", str(uri), *(["--labels-from-dirs"] if new_column else [])]
     proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=cli_env(), cwd=REPO_ROOT)
     written = _kill_once_writing(proc, table_dir, before)
@@ -104,6 +107,7 @@ def test_sigkill_mid_ingest_keeps_the_previous_version(tmp_path: Path, many_pngs
     assert ds.version == n
     assert [v["version"] for v in ds.versions()] == list(range(1, n + 1))
     assert sorted(ds.to_table(columns=["id"]).column("id").to_pylist()) == sorted(seed_ids)
+    assert "label" not in ds.schema.names
     ds.validate()
     row_ids = ds.to_table(columns=["id"], with_row_id=True)
     blobs = dict(ds.read_blobs("image", ids=row_ids.column("_rowid").to_pylist()))
@@ -120,4 +124,7 @@ def test_sigkill_mid_ingest_keeps_the_previous_version(tmp_path: Path, many_pngs
     ids = ds.to_table(columns=["id"]).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == N_FILES + len(seed_ids)
     assert set(ids) == big_ids | seed_ids
+    if new_column:
+        labels = dict(zip(ids, ds.to_table(columns=["label"]).column("label").to_pylist(), strict=True))
+        assert all(labels[i] is None for i in seed_ids) and labels["f07/07001.png"] == "f07"
     ds.validate()

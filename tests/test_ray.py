@@ -140,6 +140,29 @@ def test_duplicates_across_shards_resolved_like_the_local_engine(cluster: str, m
     store.fresh("dist").validate()
 
 
+def test_an_append_that_brings_a_column_adds_it_like_the_local_engine(cluster: str, mixed_dir: Path,
+                                                                       data_uri: str) -> None:
+    """``--labels-from-dirs`` onto tables without labels: the shards write the widened schema and the
+    driver commits them with the new column in one version, as the local engine does."""
+    store = Store(data_uri)
+    for table in ("local", "dist"):
+        run_ingest(store, IngestOptions(table=table, sources=[str(mixed_dir / "b")], progress=False))
+    opts = {"sources": [str(mixed_dir)], "labels_from_dirs": True, "progress": False}
+    local = run_ingest(store, IngestOptions(table="local", **opts))
+    dist = run_ray_ingest(store, IngestOptions(table="dist", **opts), shard_files=4)
+    assert dist.added == local.added == 15 and dist.versions == local.versions == [2]
+
+    def labelled(name: str) -> pa.Table:
+        return store.fresh(name).to_table(columns=["id", "label", "_row_last_updated_at_version"]).sort_by("id")
+
+    assert labelled("dist").equals(labelled("local")) and rows(store, "dist").equals(rows(store, "local"))
+    got = {r["id"]: r for r in labelled("dist").to_pylist()}
+    assert got["astronaut.png"]["label"] is None and got["astronaut.png"]["_row_last_updated_at_version"] == 1
+    assert (got["a/astronaut.png"]["label"], got["b/astronaut.png"]["label"]) == ("a", "b")
+    assert entry(store, "dist", 2)["operation"] == "insert" and entry(store, "dist", 2)["counts"]["inserted"] == 15
+    store.fresh("dist").validate()
+
+
 def test_content_dedup_across_shards(cluster: str, mixed_dir: Path, data_uri: str) -> None:
     """``--dedup content``: folder b holds copies of three of a's files; in shards of 2 files the
     copies are ``duplicate_content`` skips exactly where the local engine reports them."""

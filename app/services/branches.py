@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import Conflict, NotFound
 from app.services.diff import Diff, diff
 from app.services.history import MAX_PAGE, list_versions
 from app.store import Ref, RowReader, Snapshot, Store
+from app.store.column_fit import fit_array, plan_columns
 from app.store.schema import is_blob
 from app.store.upserts import keyed_write
 from app.store.writes import create_branch  # noqa: F401  (the routes reach branch creation through this service)
@@ -111,13 +112,11 @@ def _touched(d: Diff) -> set[str]:
 
 
 def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None:
-    """The source's full rows for ``ids`` (image bytes included), in the target's schema."""
+    """The source's full rows for ``ids`` (image bytes included), in the target's schema widened by the
+    source's columns it lacks (the merge adds them, as any write that brings a column does)."""
     if not ids:
         return None
-    schema = target.ds.schema
-    extra = [c for c in source.ds.schema.names if c not in schema.names]
-    if extra:
-        raise BadRequest(f"the branch has columns the target lacks: {extra}; add them to the target first")
+    schema = plan_columns(target.name, target.ds.schema, source.ds.schema)
     positions = dict.fromkeys(ids)
     index = source.ds.to_table(columns=["id"], with_row_id=True, filter=None)
     row_ids = [rid for key, rid in zip(index.column("id").to_pylist(), index.column("_rowid").to_pylist(),
@@ -131,7 +130,7 @@ def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None
 
             columns.append(blob_array(RowReader.blobs(source, row_ids, f.name)))
         elif f.name in table.column_names:
-            columns.append(table.column(f.name).cast(f.type))
+            columns.append(fit_array(target.name, f, table.column(f.name)))
         else:
             columns.append(pa.nulls(len(row_ids), f.type))
     return pa.Table.from_arrays(columns, schema=schema)

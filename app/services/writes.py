@@ -11,6 +11,7 @@ import pyarrow as pa
 from app.errors import Conflict, RowNotFound, Unprocessable
 from app.filters import check_filter
 from app.store import Store
+from app.store.column_fit import conform, plan_columns
 from app.store.ids import check_id_column
 from app.store.schema import STANDARD_NAMES, is_blob
 from app.store.upserts import delete_where, keyed_write, write_turn
@@ -97,23 +98,18 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
                 delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
     """Add rows to a table that is not an image table, in the table's schema.
 
-    Every row is cast before anything is written, so rows that do not fit change nothing.
-    ``delete_ids`` (given the ids written, the ids to remove) deletes rows in the same version.
+    Columns the table lacks are added (older rows read null) in the same version; values for the
+    others must fit their column (``app.store.column_fit``). Every row is fitted before anything is
+    written, so rows that do not fit change nothing. ``delete_ids`` (given the ids written, the ids
+    to remove) deletes rows in the same version.
     """
-    schema = store.latest(name, branch).schema
-    if any(is_blob(f) for f in schema):
+    current = store.latest(name, branch).schema
+    if any(is_blob(f) for f in current):
         raise Unprocessable("this is an image table: upload images (multipart, or Arrow rows with an 'image' column)")
-    unknown = sorted(set(rows.column_names) - set(schema.names))
-    if unknown:
-        raise UnknownColumns(f"unknown column(s) {unknown}", unknown=unknown, columns=schema.names)
-    if "id" in rows.column_names and "id" in schema.names and pa.types.is_string(schema.field("id").type):
-        check_id_column(rows.column("id"))  # before the cast below, which would turn ints into ids
-    try:
-        table = pa.Table.from_arrays(
-            [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
-             for f in schema], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
-        raise Unprocessable(f"the rows do not fit the table's schema: {exc}") from exc
+    if "id" in rows.column_names and "id" in current.names and pa.types.is_string(current.field("id").type):
+        check_id_column(rows.column("id"))
+    schema = plan_columns(name, current, rows.schema)
+    table = conform(name, rows, schema)
     check_tag_free(store, name, tag, branch)
     if "id" in schema.names:
         if table.column("id").null_count:

@@ -35,9 +35,24 @@ def storage_version(store: Store, name: str) -> str:
 
 
 def write_fragments(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
-                    storage_options: dict[str, str] | None, data_storage_version: str) -> list[str]:
+                    storage_options: dict[str, str] | None, data_storage_version: str,
+                    new_columns: bool = False) -> list[str]:
     """Write ``batches`` as uncommitted fragments of the table at ``uri`` (it may not exist yet);
     returns each fragment's metadata as JSON, which travels between processes and machines."""
+    metas = write_uncommitted(uri, schema, batches, storage_options=storage_options,
+                              data_storage_version=data_storage_version, new_columns=new_columns)
+    return [json.dumps(f.to_json()) for f in metas]
+
+
+def write_uncommitted(dest: str | lance.LanceDataset, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
+                      storage_options: dict[str, str] | None, data_storage_version: str,
+                      new_columns: bool = False) -> list[FragmentMetadata]:
+    """Fragments of ``batches`` beside the data of ``dest`` (a table's URI, or a handle: a branch's is
+    written beside the branch's data), not yet part of any version.
+
+    ``new_columns``: ``schema`` is the table's columns and then new ones, published by
+    ``evolve.commit_rows``; the fields are numbered afresh, as ``evolve.widened_schema`` numbers them
+    ("append" would check the rows against the table's current, narrower, schema)."""
     stream = (b for b in batches if b.num_rows)
     first = next(stream, None)
     if first is None:
@@ -48,18 +63,25 @@ def write_fragments(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatc
         yield from stream
 
     reader = pa.RecordBatchReader.from_batches(schema, chained())
-    fragments = lance.fragment.write_fragments(
-        reader, uri, schema=schema, mode="append", max_rows_per_file=MAX_ROWS_PER_FILE,
-        data_storage_version=data_storage_version, enable_stable_row_ids=True, storage_options=storage_options)
-    return [json.dumps(f.to_json()) for f in fragments]
+    return lance.fragment.write_fragments(
+        reader, dest, schema=schema, mode="overwrite" if new_columns else "append",
+        max_rows_per_file=MAX_ROWS_PER_FILE, data_storage_version=data_storage_version, enable_stable_row_ids=True,
+        storage_options=storage_options)
 
 
 def commit_fragments(store: Store, name: str, schema: pa.Schema, fragments: list[str], read_version: int | None,
-                     properties: dict[str, str]) -> int:
+                     properties: dict[str, str], new_columns: bool = False) -> int:
     """Publish every fragment as one version of ``name`` carrying ``properties`` (message, author);
     ``read_version`` None creates the table. A concurrent commit since ``read_version`` is rebased
-    by Lance (appends do not conflict); the caller checks ids against what it added."""
+    by Lance (appends do not conflict); the caller checks ids against what it added. Fragments that
+    bring ``new_columns`` are published with them, in the same version."""
     metas = [FragmentMetadata.from_json(f) for f in fragments]
+    if new_columns:
+        from app.store.evolve import commit_rows
+
+        version = commit_rows(store, name, schema, metas, props=properties)
+        assert version is not None
+        return version
     uri = store.table_uri(name)
     if read_version is None:
         operation: lance.LanceOperation.BaseOperation = lance.LanceOperation.Overwrite(schema, metas)

@@ -33,7 +33,7 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.filters import InvalidFilter, is_filter_error, lance_reason
 from app.store.catalog import Store
-from app.store.writes import default_author
+from app.store.writes import adds_columns, default_author
 
 Mode = Literal["upsert", "insert", "update", "delete"]
 RETRIES = 12
@@ -83,6 +83,10 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
 
     ``extra`` transaction properties are kept with the version (a merge names what it merged)."""
     props = {**_props(message, author), **(extra or {})}
+    if data is not None and adds_columns(store, name, data.column_names, branch):
+        from app.store.evolve import keyed_with_columns  # rows that bring new columns: a Merge, not a merge_insert
+
+        return keyed_with_columns(store, name, data, mode=mode, branch=branch, delete_ids=delete_ids, props=props)
     source = data if data is not None else pa.table({"id": pa.array([], pa.string())})
 
     def build(ds: lance.LanceDataset) -> Any:

@@ -78,6 +78,11 @@ def append_stream(
         yield from stream
 
     exists = store.exists(name)
+    if exists and adds_columns(store, name, schema.names, branch):
+        from app.store.evolve import append_with_columns  # the rows and their new columns: one Merge
+
+        props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {})}
+        return append_with_columns(store, name, schema, chained(), branch=branch, props=props)
     reader = pa.RecordBatchReader.from_batches(schema, chained())
     target = store.fresh(name, branch) if branch else store.table_uri(name)
     ds = lance.write_dataset(
@@ -93,6 +98,16 @@ def append_stream(
     )
     store.invalidate(name)
     return ds.version
+
+
+def adds_columns(store: Store, name: str, names: Iterable[str], branch: str | None = None) -> bool:
+    """Whether rows with these columns bring one the table (at the branch's latest) lacks. Columns are
+    never dropped, so the cached head answers "no" for sure; a "yes" is checked on a fresh one."""
+    names = list(names)
+    if all(n in store.latest(name, branch).schema.names for n in names):
+        return False
+    have = set(store.fresh(name, branch).schema.names)
+    return any(n not in have for n in names)
 
 
 def check_tag_name(tag: str) -> str:
