@@ -29,6 +29,7 @@ from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
 from app.routes import export as export_routes
 from app.routes import metrics as metrics_routes
+from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.storage_options = storage_options
+    app.state.decode_budget = MemoryBudget(settings.decode_budget_bytes, settings.decode_wait_seconds)
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(export_routes.router)
