@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body
+from app.bodies import read_body, takes_upload
 from app.deps import StoreDep
 from app.lancedb_compat import writes
 from app.lancedb_compat.caches import forget_table
@@ -112,6 +112,7 @@ def _data_bytes(fragment: object) -> int:
 
 
 @table_route(router, "create")
+@takes_upload
 async def create(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                  mode: str = "create") -> JSON:
     name = table_name(table_id, delimiter)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body
+from app.bodies import read_body, takes_upload
 from app.deps import StoreDep
 from app.errors import BadRequest, TableNotFound
 from app.lancedb_compat import writes
@@ -33,6 +33,7 @@ def _existing(store: Store, table_id: str, delimiter: str | None) -> str:
 
 
 @table_route(router, "insert")
+@takes_upload
 async def insert(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                  mode: str = "append", branch: str | None = None) -> JSON:
     name = _existing(store, table_id, delimiter)
@@ -50,6 +51,7 @@ async def insert(table_id: str, request: Request, store: StoreDep, delimiter: De
 
 
 @table_route(router, "merge_insert")
+@takes_upload
 async def merge_insert(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                        branch: str | None = None) -> JSON:
     name = _existing(store, table_id, delimiter)
