@@ -7,9 +7,9 @@ root namespace: ``name`` and ``["name"]`` address a table; a nested id is a clea
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from app.bodies import read_json
 from app.errors import BadRequest, InvalidRef
@@ -48,9 +48,6 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object")
     return value
-
-
-Body = Annotated[dict[str, Any], Depends(json_body)]
 
 
 def body_ref(body: dict[str, Any], branch: str | None = None) -> Ref:
