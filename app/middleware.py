@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: request ids for tracing, and the bounds every request body is read under."""
+"""Plain ASGI middleware: request ids for tracing (and the headers every answer carries), and the bounds
+every request body is read under."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from app.errors import LightboxError, PayloadTooLarge, RequestTimeout
 
 
 class RequestId:
-    """Plain ASGI middleware (no per-request task or body copying, unlike BaseHTTPMiddleware)."""
+    """Plain ASGI middleware (no per-request task or body copying, unlike BaseHTTPMiddleware): the request
+    id, and ``X-Content-Type-Options: nosniff`` on every answer, so a browser takes an image (bytes a
+    client uploaded) or a JSON error as the type it is served as, never sniffs it into HTML."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,6 +35,7 @@ class RequestId:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id))
+                headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
             await send(message)
 

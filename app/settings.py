@@ -13,7 +13,8 @@ from app.storage import normalise
 class Settings(BaseSettings):
     """Everything the service can be tuned by; built once and handed to ``create_app``."""
 
-    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
+    # hide_input_in_errors: a refused value is never quoted back (it may be a credential, in any shape)
+    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore", hide_input_in_errors=True)
 
     uri: str = "./lightbox-data"
     # Options for the data root's object store (any Lance key: aws_endpoint, region, allow_http, ...), as a

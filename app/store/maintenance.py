@@ -18,6 +18,7 @@ from app.store.schema import is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
 from app.store.writes import CLONE_TAG_PREFIX, default_author
 
+PQ_BITS = (4, 8)
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
 
 
@@ -51,6 +52,7 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
                 raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
             metric = LANCE_METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
             options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
+            _check_bits(kind, options.get("num_bits"))
             ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
         elif kind in SCALAR_TYPES:
             if is_vector(field):
@@ -72,6 +74,12 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     store.invalidate(name)
     latest = store.latest(name)
     return {"name": index_name, "type": kind, "column": column, "version": latest.version}
+
+
+def _check_bits(kind: str, bits: Any) -> None:
+    """Product quantization codes 4 or 8 bits (fewer fail inside the engine, more train 2^bits centroids)."""
+    if bits is not None and "PQ" in kind and bits not in PQ_BITS:
+        raise BadRequest(f"num_bits for {kind} must be 4 or 8, got {bits!r}", num_bits=bits)
 
 
 def _recorded_metric(field: Any) -> str:
