@@ -330,11 +330,12 @@ class Table:
         200
         """
         job = self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
-        for part in job.parts:
-            with part.open() as sink, self.client._stream(self._calls.export_part(part)) as chunks:
-                for chunk in chunks:
-                    sink.write(chunk)
-        return job.finish()
+        with job.all_or_nothing():
+            for part in job.parts:
+                with part.open() as sink, self.client._stream(self._calls.export_part(part)) as chunks:
+                    for chunk in chunks:
+                        sink.write(chunk)
+            return job.finish()
 
     # -- history ---------------------------------------------------------------------------
     def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
