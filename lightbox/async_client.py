@@ -203,8 +203,8 @@ class AsyncTable:
     async def image(self, row_id: str) -> Image.Image:
         return await self._run(self._calls.image(row_id))
 
-    async def array(self, row_id: str) -> np.ndarray:
-        return await self._run(self._calls.array(row_id))
+    async def array(self, row_id: str, frame: int | None = None) -> np.ndarray:
+        return await self._run(self._calls.array(row_id, frame))
 
     async def thumbnail(self, row_id: str, size: int = 256, format: str | None = None) -> bytes:
         return await self._run(self._calls.thumbnail(row_id, size, format))

@@ -19,6 +19,7 @@ import tifffile
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import lightbox
 from app.main import create_app
 from app.settings import Settings
 from app.store import Store
@@ -205,3 +206,6 @@ def test_array_of_all_frames_streams_a_frame_at_a_time(root: str, gif_path: Path
     assert shape == (GIF_FRAMES, GIF_SIDE, GIF_SIDE, 3) and dtype == np.uint8
     assert received == stream.tell() + whole
     assert peak.growth < whole / 4, peak.mib  # 57.6 MB answered; about a frame (0.5 MB) held at a time
+    with lightbox.Client(server.url) as sdk, Image.open(gif_path) as img:  # the SDK asks for one frame too
+        img.seek(GIF_FRAMES - 1)
+        assert np.array_equal(sdk.table("big").array("anim.gif", frame=GIF_FRAMES - 1), np.asarray(img.convert("RGB")))
