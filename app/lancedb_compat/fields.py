@@ -42,6 +42,15 @@ RESTORE = (*COMMON, "version", "branch", "tag")
 DELETE = (*COMMON, "branch", "predicate")
 UPDATE = (*COMMON, "branch", "predicate", "updates", "properties")
 
+# each operation's fields, by its path under /v1/table/{table_id}/ (the OpenAPI document declares them too)
+OPERATIONS = {
+    "describe": DESCRIBE, "exists": READ, "stats": READ, "count_rows": COUNT_ROWS, "query": QUERY,
+    "create_index": CREATE_INDEX, "create_scalar_index": CREATE_INDEX, "index/list": LIST_INDEXES,
+    "index/{index_name}/stats": INDEX_STATS, "version/list": LIST_VERSIONS, "tags/list": LIST_TAGS,
+    "tags/create": TAG, "tags/update": TAG, "tags/delete": TAG, "tags/version": TAG, "restore": RESTORE,
+    "delete": DELETE, "update": UPDATE,
+}
+
 # words a client may reach for that no close match finds
 HINTS = {"where": "predicate", "filter": "predicate", "values": "updates", "set": "updates"}
 QUERY_HINTS = {"where": "filter", "predicate": "filter", "limit": "k", "select": "columns", "top_k": "k"}
