@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from PIL import Image
 
 import lightbox
 from app.main import create_app
+from app.services.budget import MemoryBudget, OverBudget, RendersBusy
 from app.settings import Settings
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
@@ -142,6 +144,31 @@ def test_a_render_that_cannot_get_room_soon_is_503_with_retry_after(root: str) -
             held.release()
         assert http.get(ROW.format(id="pages.tif") + "/image", params={"width": 32}).status_code == 200
         assert budget.used == 0
+
+
+def test_only_a_few_renders_wait_for_room_at_once() -> None:
+    """Each waiter holds a worker thread: past ``max_waiters`` a render is told to come back at once,
+    not after the whole wait, so large renders cannot take every worker from the other reads."""
+    budget = MemoryBudget(100, wait_seconds=60, max_waiters=1)
+    held = budget.reserve(100)
+    outcome: list[str] = []
+    waiter = threading.Thread(target=lambda: outcome.append(type(_try(budget)).__name__))
+    waiter.start()
+    while budget.waiting < 1:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(RendersBusy):
+        budget.reserve(10)
+    assert time.monotonic() - started < 20  # refused at once, not after the 60 s wait
+    with pytest.raises(OverBudget):
+        budget.reserve(101)  # more than all of it: never waits
+    held.release()
+    waiter.join(10)
+    assert outcome == ["Reservation"] and budget.used == 10 and budget.waiting == 0
+
+
+def _try(budget: MemoryBudget) -> object:
+    return budget.reserve(10)
 
 
 def test_concurrent_renders_of_whole_pages_share_the_budget(root: str, tuned_server) -> None:

@@ -41,18 +41,26 @@ class MemoryBudget:
     """``hold(cost)`` reserves ``cost`` bytes of ``total`` for the block it guards.
 
     A request waits at most ``wait_seconds`` for room; waiters are served as room frees up (no
-    ordering is promised: a small render may pass a large one that is still waiting).
+    ordering is promised: a small render may pass a large one that is still waiting). At most
+    ``max_waiters`` wait at once (each holds a worker thread while it waits); past them a request is
+    told to come back at once, so a burst of large renders cannot take every worker from other reads.
     """
 
-    def __init__(self, total: int, wait_seconds: float = 10.0) -> None:
+    def __init__(self, total: int, wait_seconds: float = 10.0, max_waiters: int = 8) -> None:
         self.total = total
         self.wait_seconds = wait_seconds
+        self.max_waiters = max_waiters
         self._used = 0
+        self._waiting = 0
         self._cond = threading.Condition()
 
     @property
     def used(self) -> int:
         return self._used
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
     def reserve(self, cost: int, what: str = "this image") -> Reservation:
         """Take ``cost`` bytes now (waiting up to ``wait_seconds``); release the reservation when done."""
@@ -63,15 +71,24 @@ class MemoryBudget:
                              needed_bytes=cost, budget_bytes=self.total)
         deadline = time.monotonic() + self.wait_seconds
         with self._cond:
-            while self._used + cost > self.total:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    retry = max(1, math.ceil(self.wait_seconds))
-                    raise RendersBusy(f"other images are being decoded and {what} needs about {_mib(cost)}; "
-                                      f"retry in {retry} s", needed_bytes=cost, retry_after_seconds=retry)
-                self._cond.wait(left)
+            if self._used + cost > self.total and self._waiting >= self.max_waiters:
+                raise self._busy(cost, what)
+            self._waiting += 1
+            try:
+                while self._used + cost > self.total:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._busy(cost, what)
+                    self._cond.wait(left)
+            finally:
+                self._waiting -= 1
             self._used += cost
         return Reservation(self, cost)
+
+    def _busy(self, cost: int, what: str) -> RendersBusy:
+        retry = max(1, math.ceil(self.wait_seconds))
+        return RendersBusy(f"other images are being decoded and {what} needs about {_mib(cost)}; retry in {retry} s",
+                           needed_bytes=cost, retry_after_seconds=retry)
 
     @contextmanager
     def hold(self, cost: int, what: str = "this image") -> Iterator[None]:
