@@ -59,10 +59,7 @@ class ImageInfo:
 def frame_bytes(width: int, height: int, mode: str, frames: int = 1) -> int:
     """Bytes ``frames`` frames of this size and mode take decoded; an animation's frames after the
     first are RGB(A), four bytes a pixel in Pillow, whatever the first frame's mode."""
-    try:
-        per_pixel = PIL_BYTES.get(mode) or np_itemsize(mode)
-    except TypeError:
-        per_pixel = 4
+    per_pixel = PIL_BYTES.get(mode) or np_itemsize(mode)
     first = width * height * per_pixel
     return first + (frames - 1) * width * height * max(per_pixel, 4)
 
