@@ -15,11 +15,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
-from app.metrics import Metrics, Observe
+from app.metrics import CLIENT_CLOSED, Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
 from app.openapi import declare_responses
@@ -29,6 +31,7 @@ from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
 from app.routes import export as export_routes
 from app.routes import metrics as metrics_routes
+from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
@@ -70,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
+        app.state.store.on_forget(app.state.metrics.forget_table)  # and its /metrics series
         try:
             async with writer_client(settings.writer_url) as app.state.writer:
                 yield
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.storage_options = storage_options
+    app.state.decode_budget = MemoryBudget(settings.decode_budget_bytes, settings.decode_wait_seconds)
     for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(export_routes.router)
@@ -106,10 +111,17 @@ def warm(store: Store, reader: RowReader) -> None:
     """Fill the caches a first request would otherwise pay for (version log pages, id maps of latest).
 
     Runs on a background thread at start-up; anything it cannot read is left for the request to report.
+    Nothing escapes it: a thread's uncaught traceback is printed raw, bypassing the log's redaction of
+    credentials (an object store's error quotes its endpoint URL, password included).
     """
     from app.services.history import list_versions
 
-    for name in store.names():
+    try:
+        names = store.names()
+    except Exception:
+        log.warning("could not list the tables to warm", exc_info=True)
+        return
+    for name in names:
         try:
             list_versions(store, name, limit=100)
             reader.index(store.snapshot(name))
@@ -129,8 +141,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = request_error(list(exc.errors()))  # 422 for unknown body fields, else 400
         return JSON(error.body(), status_code=error.status)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: Exception) -> Response:
+        """The client closed the connection before its request was read: nobody to answer, no server error."""
+        log.info("client disconnected during %s %s; request dropped", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI reports a body cut short as a 400
+            return await client_gone(request, exc.__cause__)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         body = {"error": {"code": code, "message": str(exc.detail), "detail": {}}}
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))

@@ -21,6 +21,7 @@ whenever keys are configured (a read-only key is enough).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -32,8 +33,10 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+CLIENT_CLOSED = 499  # the client left before its request was read (nginx's code): never counted as a 5xx
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CACHES = (("handles", "store"), ("id_maps", "reader"), ("thumbnails", "thumbnails"))
 
@@ -57,6 +60,12 @@ class Metrics:
     def ingested(self, table: str, written: int, skipped: int) -> None:
         self.ingest_rows.labels(table, "written").inc(written)
         self.ingest_rows.labels(table, "skipped").inc(skipped)
+
+    def forget_table(self, table: str) -> None:
+        """A dropped (or re-created) table's series go with it: a scrape lists the tables there are."""
+        for outcome in ("written", "skipped"):
+            with contextlib.suppress(KeyError):  # never written to
+                self.ingest_rows.remove(table, outcome)
 
     @contextmanager
     def index_build(self, kind: str) -> Iterator[None]:
@@ -125,6 +134,8 @@ class Observe:
 
         try:
             await self.app(scope, receive, observed)
+        except ClientDisconnect:  # left before an answer: nothing to send, and not the server's error
+            facts["status"] = CLIENT_CLOSED
         finally:
             elapsed = time.perf_counter() - started
             route = route_template(scope)

@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: request ids for tracing, and the bounds every request body is read under."""
+"""Plain ASGI middleware: request ids for tracing (and the headers every answer carries), and the bounds
+every request body is read under."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.bodies import routed_to_upload
 from app.errors import LightboxError, PayloadTooLarge, RequestTimeout
 
 
 class RequestId:
-    """Plain ASGI middleware (no per-request task or body copying, unlike BaseHTTPMiddleware)."""
+    """Plain ASGI middleware (no per-request task or body copying, unlike BaseHTTPMiddleware): the request
+    id, and ``X-Content-Type-Options: nosniff`` on every answer, so a browser takes an image (bytes a
+    client uploaded) or a JSON error as the type it is served as, never sniffs it into HTML."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,6 +35,7 @@ class RequestId:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id))
+                headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
             await send(message)
 
@@ -52,9 +57,12 @@ class BodyLimits:
     """Plain ASGI middleware: every request body is bounded before it is read, and may not stall.
 
     A declared Content-Length over the limit answers 413 without reading a byte; a chunked or streamed
-    body is counted as it arrives and answers 413 as soon as it passes the limit. JSON (anything not an
-    upload type) has its own, smaller limit. A body that sends nothing for ``idle_seconds`` answers 408
-    and the connection closes. The rest of a refused body is discarded by the server as it arrives.
+    body is counted as it arrives and answers 413 as soon as it passes the limit. The upload limit is
+    for an upload type sent to a route that takes uploads (``app.bodies.takes_upload``); every other
+    body, whatever its declared type, has the smaller JSON limit. Before routing only the declared
+    type is known, so the limit is settled again when the routed handler first reads the body. A body
+    that sends nothing for ``idle_seconds`` answers 408 and the connection closes. The rest of a
+    refused body is discarded by the server as it arrives.
     """
 
     def __init__(self, app: ASGIApp, json_bytes: int, upload_bytes: int, idle_seconds: float) -> None:
@@ -63,21 +71,26 @@ class BodyLimits:
         self.upload_bytes = upload_bytes
         self.idle_seconds = idle_seconds
 
-    def limit_for(self, content_type: bytes) -> int:
-        return self.upload_bytes if content_type.lower().lstrip().startswith(UPLOAD_TYPES) else self.json_bytes
+    def limit_for(self, scope: Scope, content_type: bytes) -> int:
+        """The upload limit for an upload type, unless the request was routed to a route that takes none."""
+        if content_type.lower().lstrip().startswith(UPLOAD_TYPES) and routed_to_upload(scope) is not False:
+            return self.upload_bytes
+        return self.json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit = self.limit_for(headers.get(b"content-type", b""))
+        content_type = headers.get(b"content-type", b"")
+        limit = self.limit_for(scope, content_type)
         declared = headers.get(b"content-length", b"").strip()
-        if declared.isdigit() and int(declared) > limit:
+        size = int(declared) if declared.isdigit() else None
+        if size is not None and size > limit:
             await _refuse(send, PayloadTooLarge(_too_large(limit), limit=limit))
             return
         received = 0
-        done = answered = started = False
+        done = answered = started = routed = False
 
         async def refuse(error: LightboxError, status: int, close: bool = False) -> NoReturn:
             nonlocal answered
@@ -87,9 +100,13 @@ class BodyLimits:
             raise _BodyRefused(status, error.message)
 
         async def bounded_receive() -> Message:
-            nonlocal received, done
+            nonlocal received, done, limit, routed
             if done:
                 return await receive()
+            if not routed and routed_to_upload(scope) is not None:  # the handler's own limit, once routed
+                routed, limit = True, self.limit_for(scope, content_type)
+                if size is not None and size > limit:
+                    await refuse(PayloadTooLarge(_too_large(limit), limit=limit), 413)
             try:
                 message = await asyncio.wait_for(receive(), self.idle_seconds)
             except TimeoutError:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.lancedb_compat.fields import OPERATIONS
 from app.responses import ARROW_FILE, ARROW_STREAM
 
 # The one error shape, inline (a model given to FastAPI after the routes exist would not be rendered).
@@ -103,8 +104,13 @@ LANCEDB_REQUIRED = {"tags/create": ["tag", "version"], "tags/update": ["tag", "v
 
 
 def _lancedb_json(op: str) -> dict[str, Any]:
-    schema = {"type": "object", "properties": LANCEDB_FIELDS.get(op, {}),
-              "description": "The LanceDB request object of this operation"}
+    """The request object: every field the operation accepts (typed where it is read), and no other."""
+    typed = LANCEDB_FIELDS.get(op, {})
+    schema: dict[str, Any] = {"type": "object", "properties": typed,
+                              "description": "The LanceDB request object of this operation"}
+    if op in OPERATIONS:
+        schema["properties"] = {name: typed.get(name, {}) for name in OPERATIONS[op]}
+        schema["additionalProperties"] = False
     if op in LANCEDB_REQUIRED:
         schema["required"] = LANCEDB_REQUIRED[op]
     return {"content": {"application/json": {"schema": schema}}}

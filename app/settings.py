@@ -13,7 +13,8 @@ from app.storage import normalise, root_uri
 class Settings(BaseSettings):
     """Everything the service can be tuned by; built once and handed to ``create_app``."""
 
-    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore")
+    # hide_input_in_errors: a refused value is never quoted back (it may be a credential, in any shape)
+    model_config = SettingsConfigDict(env_prefix="LIGHTBOX_", extra="ignore", hide_input_in_errors=True)
 
     # The data root: a local folder (made absolute, see ``root_uri``) or any Lance URI (s3://, gs://, az://).
     uri: str = Field(default="./lightbox-data", validate_default=True)
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
     thumbnail_cache_bytes: int = 64 * 1024**2
+    # Memory that image renders (thumbnails, resizes, /array frames) may hold at once, estimated from each
+    # image's header before it is decoded. A render that needs more than all of it answers 422; one that
+    # does not fit beside the others waits up to decode_wait_seconds, then answers 503 with Retry-After.
+    decode_budget_bytes: int = Field(default=2 * 1024**3, ge=1024**2)
+    decode_wait_seconds: float = Field(default=10.0, ge=0)
+    # GET .../array answers at most this many bytes (past it: 422, and ?frame= asks for one frame or page).
+    max_array_bytes: int = Field(default=256 * 1024**2, ge=1024)
     # A vector column with at least this many rows gets a Lance vector index (IVF_FLAT), built and
     # folded forward in the background; smaller ones are searched exactly.
     index_min_rows: int = Field(default=10_000, ge=1)

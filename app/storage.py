@@ -118,8 +118,9 @@ LOGGERS = ("lightbox", "lightbox.vectors", "lightbox.access", "uvicorn", "uvicor
 
 
 def hide_secrets(options: Mapping[str, str] | None) -> None:
-    """Install a ``RedactingFilter`` for these options on the service's loggers (once per set of secrets)."""
-    if not any(is_secret(k) for k in options or {}):
+    """Install a ``RedactingFilter`` for these options on the service's loggers (once per set of secrets):
+    when one is a secret, or a value is a URL with a password in it (``http://user:pw@host``)."""
+    if not any(is_secret(k) or _USERINFO.search(str(v)) for k, v in (options or {}).items()):
         return
     for name in LOGGERS:
         logger = logging.getLogger(name)

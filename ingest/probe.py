@@ -14,13 +14,19 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from PIL import Image, PngImagePlugin
 
-# Pillow's own bomb threshold (2 x MAX_IMAGE_PIXELS): decoding past it is refused by default.
+# Pillow's own bomb threshold (2 x MAX_IMAGE_PIXELS): decoding past it is refused by default. It bounds
+# every frame or page; all of them together may decode to at most BYTES_PER_PIXEL_LIMIT x that many bytes
+# (one frame at the limit in 16-bit RGBA, or eight 8-bit grey ones).
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
+BYTES_PER_PIXEL_LIMIT = 8
+# Bytes per pixel as Pillow holds a frame (every 8-bit multi-band mode takes four); anything else is a
+# numpy dtype name (tifffile's modes), costed by its item size.
+PIL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 Verify = Literal["header", "decode"]
@@ -45,6 +51,28 @@ class ImageInfo:
     height: int
     mode: str
     frames: int
+    # the largest frame or page, in pixels, and every frame decoded, in bytes (0: from the first frame)
+    frame_pixels: int = field(default=0, compare=False)
+    decoded_bytes: int = field(default=0, compare=False)
+
+
+def frame_bytes(width: int, height: int, mode: str, frames: int = 1) -> int:
+    """Bytes ``frames`` frames of this size and mode take decoded; an animation's frames after the
+    first are RGB(A), four bytes a pixel in Pillow, whatever the first frame's mode."""
+    per_pixel = PIL_BYTES.get(mode) or np_itemsize(mode)
+    first = width * height * per_pixel
+    return first + (frames - 1) * width * height * max(per_pixel, 4)
+
+
+def np_itemsize(mode: str) -> int:
+    """A tifffile mode (``uint16``, ``float32x3``) in bytes per pixel; Pillow's 8-bit multi-band modes are 4."""
+    import numpy as np
+
+    dtype, _, samples = mode.partition("x")
+    try:
+        return np.dtype(dtype).itemsize * (int(samples) if samples else 1)
+    except (TypeError, ValueError):
+        return 4
 
 
 class ProbeError(Exception):
@@ -92,14 +120,24 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: Verify =
         info = _probe_pillow(data, fmt, max_pixels)
     if info.width <= 0 or info.height <= 0:
         raise ProbeError("corrupt", f"image reports size {info.width}x{info.height}")
-    if info.width * info.height > max_pixels:
-        raise ProbeError(
-            "decompression_bomb",
-            f"{info.width}x{info.height} = {info.width * info.height} pixels exceeds the limit of {max_pixels}",
-        )
+    _check_bomb(info, max_pixels)
     if verify == "decode":
         _decode_check(data, info)
     return info
+
+
+def _check_bomb(info: ImageInfo, max_pixels: int) -> None:
+    """Every frame or page within ``max_pixels``, and all of them within ``max_pixels x 8`` bytes decoded."""
+    largest = info.frame_pixels or info.width * info.height
+    if largest > max_pixels:
+        where = "" if info.frames == 1 else " (its largest frame or page)"
+        raise ProbeError("decompression_bomb",
+                         f"{info.width}x{info.height} image{where}: {largest} pixels exceeds the limit of {max_pixels}")
+    decoded = info.decoded_bytes or frame_bytes(info.width, info.height, info.mode, info.frames)
+    if decoded > max_pixels * BYTES_PER_PIXEL_LIMIT:
+        raise ProbeError("decompression_bomb",
+                         f"{info.frames} frame(s) of {info.width}x{info.height} {info.mode} decode to {decoded} bytes, "
+                         f"over the limit of {max_pixels * BYTES_PER_PIXEL_LIMIT}")
 
 
 def _probe_png(data: bytes) -> ImageInfo:
@@ -177,16 +215,18 @@ def _probe_tiff(data: bytes) -> ImageInfo:
                 first = pages.first
                 width, height = int(first.imagewidth), int(first.imagelength)
                 mode = _tiff_mode(first, tifffile.PHOTOMETRIC.RGB)
-                size = len(data)
+                size, largest, decoded = len(data), 0, 0
                 for page in pages:
                     for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
                         if offset + count > size:
                             raise ProbeError("truncated", "TIFF image data runs past the end of the file")
+                    largest = max(largest, int(page.imagewidth) * int(page.imagelength))
+                    decoded += int(page.nbytes)
     except ProbeError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise ProbeError("corrupt", f"unreadable TIFF: {exc}") from exc
-    return ImageInfo("image/tiff", width, height, mode, frames)
+    return ImageInfo("image/tiff", width, height, mode, frames, largest, decoded)
 
 
 # Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ..., LONG8, IFD8).

@@ -136,14 +136,14 @@ class TableCalls:
 
         return self.read("GET", self.row_path(row_id, "/image"), parse)
 
-    def array(self, row_id: str) -> Call[np.ndarray]:
+    def array(self, row_id: str, frame: int | None = None) -> Call[np.ndarray]:
         def parse(r: httpx.Response) -> np.ndarray:
             import numpy as np
 
             pixels: np.ndarray = np.load(io.BytesIO(r.content), allow_pickle=False)
             return pixels
 
-        return self.read("GET", self.row_path(row_id, "/array"), parse)
+        return self.read("GET", self.row_path(row_id, "/array"), parse, params=drop_none({"frame": frame}))
 
     def thumbnail(self, row_id: str, size: int, format: str | None) -> Call[bytes]:
         params = drop_none({"size": size, "format": format})

@@ -2,13 +2,16 @@
 
 An export is a list of ``Part``s, each the query string of one ``GET .../export`` and the file its
 streamed body is written to; ``ExportJob.finish`` then unpacks an ImageFolder archive into its tree.
-The sync and async tables, and the CLI working on a data root, all run the same job.
+The sync and async tables, and the CLI working on a data root, all run the same job, all or
+nothing: a failure removes the parts already written, and a tree is unpacked beside its destination
+first and moved into it only once whole.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tarfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from lightbox.errors import LightboxError
 
 FORMATS = ("parquet", "webdataset", "imagefolder")
 SHARD_SIZE = 10_000
@@ -49,17 +54,57 @@ class ExportJob:
     extract_into: Path | None = None  # an ImageFolder tar to unpack here
     paths: list[str] = field(default_factory=list)
 
+    @contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Around writing the parts and ``finish``: if anything fails, the parts written so far go too."""
+        try:
+            yield
+        except BaseException:
+            for part in self.parts:
+                part.path.unlink(missing_ok=True)
+            raise
+
     def finish(self) -> dict[str, Any]:
         """Unpack an ImageFolder archive (safely: no absolute paths, no links) and say what was written."""
         if self.extract_into is not None:
             archive = self.parts[0].path
-            with tarfile.open(archive, mode="r|") as tar:
-                tar.extractall(self.extract_into, filter="data")
+            _unpack(archive, self.extract_into)
             archive.unlink()
             self.paths = [str(self.extract_into)]
         else:
             self.paths = [str(p.path) for p in self.parts]
         return {"format": self.format, "rows": self.rows, "version": self.version, "paths": self.paths}
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    """Extract into a staging folder inside ``dest``, then move each file into place: an extraction
+    that fails (a name the file system refuses, a full disk) leaves ``dest`` as it was."""
+    staging = dest / f".lightbox-unpack-{uuid.uuid4().hex}"
+    try:
+        with tarfile.open(archive, mode="r|") as tar:
+            tar.extractall(staging, filter="data")
+        moves = []
+        for folder, _, files in os.walk(staging):
+            target = dest / Path(folder).relative_to(staging)
+            if target.exists() and not target.is_dir():
+                raise ExportConflict(f"cannot unpack into {dest}: {target} is a file where the export has a folder")
+            for name in files:
+                if (target / name).is_dir():
+                    raise ExportConflict(f"cannot unpack into {dest}: {target / name} is a folder where the export "
+                                         "has a file")
+                moves.append((Path(folder) / name, target / name))
+        for source, target in moves:  # checked first, so a clash is refused before anything lands in dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class ExportConflict(LightboxError):
+    """The destination holds something where the export would put something else; nothing was changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="export_conflict")
 
 
 def plan_export(table: str, dest: str | os.PathLike[str], format: str, *, rows: int, version: int | None,

@@ -203,8 +203,8 @@ class AsyncTable:
     async def image(self, row_id: str) -> Image.Image:
         return await self._run(self._calls.image(row_id))
 
-    async def array(self, row_id: str) -> np.ndarray:
-        return await self._run(self._calls.array(row_id))
+    async def array(self, row_id: str, frame: int | None = None) -> np.ndarray:
+        return await self._run(self._calls.array(row_id, frame))
 
     async def thumbnail(self, row_id: str, size: int = 256, format: str | None = None) -> bytes:
         return await self._run(self._calls.thumbnail(row_id, size, format))
@@ -257,12 +257,13 @@ class AsyncTable:
                      columns: Sequence[str] | None = None, label_column: str = "label", archive: str | None = None,
                      shard_size: int | None = None) -> dict[str, Any]:
         job = await self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
-        for part in job.parts:
-            with part.open() as sink:
-                async with self.client._stream(self._calls.export_part(part)) as chunks:
-                    async for chunk in chunks:
-                        sink.write(chunk)
-        return await asyncio.to_thread(job.finish)
+        with job.all_or_nothing():
+            for part in job.parts:
+                with part.open() as sink:
+                    async with self.client._stream(self._calls.export_part(part)) as chunks:
+                        async for chunk in chunks:
+                            sink.write(chunk)
+            return await asyncio.to_thread(job.finish)
 
     # -- history ---------------------------------------------------------------------------
     async def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:

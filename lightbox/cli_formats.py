@@ -87,16 +87,17 @@ def _export_local(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
     pinned = Ref(version=snap.version, branch=snap.branch)
     _, rows = count(store, args.table, pinned, options["filter"])  # the filter is checked here first
     job = plan_export(args.table, args.dest, args.format, rows=rows, version=snap.version, ref=ref, **options)
-    for part in job.parts:
-        p = part.params
-        spec = ExportSpec(format=p["format"], filter=p.get("filter"), columns=options["columns"],
-                          label_column=p.get("label_column", "label"), archive=p.get("archive", "tar"),
-                          offset=p.get("offset", 0), limit=p.get("limit"))
-        exported = open_export(store, args.table, pinned, spec)
-        with part.open() as sink:
-            for chunk in exported.chunks():
-                sink.write(chunk)
-    return job.finish()
+    with job.all_or_nothing():
+        for part in job.parts:
+            p = part.params
+            spec = ExportSpec(format=p["format"], filter=p.get("filter"), columns=options["columns"],
+                              label_column=p.get("label_column", "label"), archive=p.get("archive", "tar"),
+                              offset=p.get("offset", 0), limit=p.get("limit"))
+            exported = open_export(store, args.table, pinned, spec)
+            with part.open() as sink:
+                for chunk in exported.chunks():
+                    sink.write(chunk)
+        return job.finish()
 
 
 def import_annotations(args: argparse.Namespace) -> int:

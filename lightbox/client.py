@@ -240,13 +240,14 @@ class Table:
         """The image as a ``PIL.Image.Image``: ``t.image("3/00003.png").size`` -> ``(8, 8)``."""
         return self._run(self._calls.image(row_id))
 
-    def array(self, row_id: str) -> np.ndarray:
-        """The decoded pixels as a numpy array, dtype and shape preserved (16-bit stays uint16; pages first).
+    def array(self, row_id: str, frame: int | None = None) -> np.ndarray:
+        """The decoded pixels as a numpy array, dtype and shape preserved (16-bit stays uint16; pages first;
+        ``frame`` picks one frame or page, 0-based).
 
         >>> samples.array("skimage/camera_uint16.tif").dtype
         dtype('uint16')
         """
-        return self._run(self._calls.array(row_id))
+        return self._run(self._calls.array(row_id, frame))
 
     def thumbnail(self, row_id: str, size: int = 256, format: str | None = None) -> bytes:
         """A small JPEG/PNG/WebP rendering of any image (``format`` picks one)."""
@@ -330,11 +331,12 @@ class Table:
         200
         """
         job = self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
-        for part in job.parts:
-            with part.open() as sink, self.client._stream(self._calls.export_part(part)) as chunks:
-                for chunk in chunks:
-                    sink.write(chunk)
-        return job.finish()
+        with job.all_or_nothing():
+            for part in job.parts:
+                with part.open() as sink, self.client._stream(self._calls.export_part(part)) as chunks:
+                    for chunk in chunks:
+                        sink.write(chunk)
+            return job.finish()
 
     # -- history ---------------------------------------------------------------------------
     def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:

@@ -112,3 +112,45 @@ def client_create_plain(url: str) -> httpx.Response:
         writer.write_table(rows)
     return httpx.post(f"{url}/v1/table/plain/create", content=sink.getvalue().to_pybytes(),
                       headers={"content-type": "application/vnd.apache.arrow.stream"})
+
+
+def test_annotation_bodies_are_bounded_and_checked(root: str) -> None:
+    """Misspelt YOLO fields, ids past int64 and more annotations than a row may hold are 4xx answers
+    that write nothing (not a 500, and not 3.3 M boxes in one row)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.services.annotations import MAX_PER_IMAGE
+    from app.settings import Settings
+
+    with TestClient(create_app(Settings(uri=root, warm_on_start=False))) as http:
+        url = "/api/v1/tables/digits/annotations"
+        before = http.get("/api/v1/tables/digits").json()["version"]
+
+        def refused(status: int, code: str, body: Any, format: str = "coco") -> dict[str, Any]:
+            answer = http.post(url, params={"format": format}, json=body)
+            assert answer.status_code == status, answer.text[:300]
+            assert answer.json()["error"]["code"] == code, answer.text[:300]
+            return answer.json()["error"]
+
+        typo = refused(422, "unknown_field", {"labels": {"00003": "0 .5 .5 .1 .1"}, "clases": ["x"]}, "yolo")
+        assert typo["detail"]["suggestions"] == {"clases": "classes"}
+        refused(400, "invalid_annotations", {"labels": {"00003": "1" * 23 + " .5 .5 .1 .1"}}, "yolo")
+        image = {"id": 1, "file_name": "00003.png"}
+        for field in ("category_id", "id"):
+            for value in (2**63, 2**64 - 1, 10**30):
+                ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], field: value}
+                error = refused(400, "invalid_annotations", {"images": [image], "annotations": [ann]})
+                assert "64-bit" in error["message"]
+        lines = "\n".join(["0 .5 .5 .1 .1"] * (MAX_PER_IMAGE + 1))
+        too_many = refused(422, "too_many_annotations", {"labels": {"00003": lines}}, "yolo")
+        assert too_many["detail"]["limit"] == MAX_PER_IMAGE
+        # two file names that match one row add up: the row, not each file, is bounded
+        half = MAX_PER_IMAGE // 2 + 1
+        doc = {"images": [image, {"id": 2, "file_name": "3/00003.png"}],
+               "annotations": [{"id": i, "image_id": 1 + i % 2, "category_id": 1, "bbox": [0, 0, 1, 1]}
+                               for i in range(2 * half)]}
+        assert refused(422, "too_many_annotations", doc)["detail"]["id"] == "3/00003.png"
+        assert http.get("/api/v1/tables/digits").json()["version"] == before  # nothing was written
+        ok = http.post(url, params={"format": "yolo"}, json={"labels": {"00003": lines.split("\n", 1)[1]}})
+        assert ok.status_code == 200 and ok.json()["annotations"] == MAX_PER_IMAGE, ok.text[:300]

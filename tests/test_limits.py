@@ -91,6 +91,47 @@ def test_uploads_keep_their_own_larger_limit(limited: httpx.Client, samples_dir:
     assert_error(over, 413, "payload_too_large")
 
 
+def json_as(size: int) -> bytes:
+    """A JSON object of ``size`` bytes that parses (a filter padded with spaces)."""
+    head, tail = b'{"predicate": "id = \'x\'', b'"}'
+    return head + b" " * (size - len(head) - len(tail)) + tail
+
+
+DECLARED = ["image/png", "application/octet-stream", "multipart/form-data; boundary=x"]
+PARSERS = ("/v1/table/pics/count_rows/", f"{T}/query", f"{T}/annotations", f"{T}/search")
+JSON_ROUTES = [(path, declared) for path in PARSERS
+               for declared in DECLARED if not (path.endswith("/search") and declared.startswith("multipart/"))]
+
+
+@pytest.mark.parametrize(("path", "declared"), JSON_ROUTES)  # search takes an image as multipart: an upload
+def test_a_json_route_holds_the_json_limit_whatever_the_declared_type(limited: httpx.Client, path: str,
+                                                                      declared: str) -> None:
+    """A route that parses JSON (or does not take an upload) never gets the upload limit because the
+    client named an upload type: the body is refused at the JSON limit, declared or streamed."""
+    body = json_as(1024**2)  # over the JSON limit, under the upload limit
+    error = assert_error(limited.post(path, content=body, headers={"content-type": declared}), 413,
+                         "payload_too_large")
+    assert error["detail"] == {"limit": JSON_LIMIT}
+    streamed = limited.post(path, content=chunks(body, 64 * 1024), headers={"content-type": declared})
+    assert_error(streamed, 413, "payload_too_large")
+    assert limited.post("/v1/table/pics/count_rows/", json={"predicate": "id = 'horse.png'"}).json() == 1
+
+
+def test_arrow_writes_keep_the_upload_limit(limited: httpx.Client) -> None:
+    import pyarrow as pa
+
+    rows = pa.table({"id": [f"r{i}" for i in range(200)], "note": ["x" * 1000] * 200})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    body = sink.getvalue().to_pybytes()
+    assert JSON_LIMIT < len(body) < 4 * 1024**2
+    made = limited.post("/v1/table/notes/create/", content=body,
+                        headers={"content-type": "application/vnd.apache.arrow.stream"})
+    assert made.status_code == 200, made.text
+    assert limited.post("/v1/table/notes/count_rows/", json={}).json() == 200
+
+
 def test_a_stalled_body_is_408_and_closed(limited: httpx.Client) -> None:
     url = httpx.URL(str(limited.base_url))
     with socket.create_connection((url.host, url.port), timeout=10) as sock:

@@ -262,6 +262,35 @@ def test_max_pixels_applies_to_every_reader(samples_dir: Path, name: str) -> Non
     assert reason_of(data, max_pixels=512 * 400) == "decompression_bomb"
 
 
+def tiff_pages(*pages: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        for page in pages:
+            tif.write(page, compression="zlib")
+    return buf.getvalue()
+
+
+def test_the_bomb_limit_holds_for_every_page_not_just_the_first() -> None:
+    """A tiny first page in front of a huge one: the huge one is what a decode of the file holds."""
+    data = tiff_pages(np.zeros((10, 10), np.uint8), np.zeros((2000, 2000), np.uint8))
+    assert len(data) < 20_000
+    assert reason_of(data, max_pixels=1_000_000) == "decompression_bomb"
+    assert probe(data, max_pixels=4_000_000).frames == 2
+
+
+def test_the_bomb_limit_counts_every_frame_in_bytes() -> None:
+    """Forty frames each within the pixel limit still decode to more bytes than one frame at the limit
+    in 16-bit RGBA; a deep pixel type costs its bytes, not one pixel."""
+    frames = [Image.new("L", (100, 100), i * 5) for i in range(40)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert probe(buf.getvalue(), max_pixels=1_000_000).frames == 40
+    assert reason_of(buf.getvalue(), max_pixels=20_000) == "decompression_bomb"  # 40 x 100² x 4 > 20000 x 8
+    deep = tiff_pages(np.zeros((100, 100, 4), np.float64))  # 10000 pixels of 32 bytes each
+    assert reason_of(deep, max_pixels=10_000) == "decompression_bomb"
+    assert probe(tiff_pages(np.zeros((100, 100, 4), np.uint16)), max_pixels=10_000).mode == "uint16x4"
+
+
 def test_png_with_impossible_bit_depth_is_corrupt() -> None:
     data = craft_png(4, 4, 3, 2, b"\x00" * 20)  # 3-bit RGB does not exist
     assert reason_of(data) == "corrupt"

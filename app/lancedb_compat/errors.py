@@ -31,6 +31,17 @@ class NotImplementedRoute(LightboxError):
     code = "not_implemented"
 
 
+class MethodNotAllowed(LightboxError):
+    """A LanceDB route that exists, asked with a method it does not take (``Allow`` lists those it does)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.detail.get("allowed", []))}
+
+
 # Lightbox error codes -> the namespace spec's error numbers
 SPEC_CODES = {
     "not_implemented": 0, "namespace_not_supported": 1, "table_not_found": 4, "table_exists": 5,

@@ -7,11 +7,11 @@ root namespace: ``name`` and ``["name"]`` address a table; a nested id is a clea
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
-from fastapi import Depends, Request
+from fastapi import Request
 
+from app.bodies import read_json
 from app.errors import BadRequest, InvalidRef
 from app.lancedb_compat.errors import NestedNamespace
 from app.store import Ref
@@ -40,22 +40,14 @@ def check_root_namespace(namespace_id: str, delimiter: str | None = None) -> Non
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The JSON object body; an empty body is ``{}`` (``open_table`` sends none)."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    """The JSON object body, under the JSON limit whatever its declared type; an empty body is ``{}``
+    (``open_table`` sends none)."""
+    value = await read_json(request, empty={})
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object")
     return value
-
-
-Body = Annotated[dict[str, Any], Depends(json_body)]
 
 
 def body_ref(body: dict[str, Any], branch: str | None = None) -> Ref:

@@ -9,7 +9,8 @@ from fastapi import Query
 
 from app.deps import StoreDep
 from app.errors import BadRequest
-from app.lancedb_compat.request import Body, body_ref, int_field, str_field, table_name
+from app.lancedb_compat.fields import ListTagsBody, ListVersionsBody, RestoreBody, TagBody
+from app.lancedb_compat.request import body_ref, int_field, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.responses import JSON
 from app.services import history as svc
@@ -20,7 +21,7 @@ Delimiter = Annotated[str | None, Query()]
 
 
 @table_route(router, "version/list")
-def list_versions(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None,
+def list_versions(table_id: str, store: StoreDep, body: ListVersionsBody, delimiter: Delimiter = None,
                   branch: str | None = None) -> JSON:
     name = table_name(table_id, delimiter)
     branch = str_field(body, "branch") or branch
@@ -49,7 +50,7 @@ def _version(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 @table_route(router, "tags/list")
-def list_tags(table_id: str, store: StoreDep, delimiter: Delimiter = None) -> JSON:
+def list_tags(table_id: str, store: StoreDep, body: ListTagsBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     sizes = {tag: info.get("manifest_size") or 0 for tag, info in store.latest(name).tags.list().items()}
     tags = {t["name"]: {"branch": t["branch"], "version": t["version"], "manifestSize": sizes.get(t["name"], 0)}
@@ -69,19 +70,19 @@ def _tag_ref(body: dict[str, Any]) -> tuple[str, Ref]:
 
 
 @table_route(router, "tags/create")
-def create_tag(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def create_tag(table_id: str, store: StoreDep, body: TagBody, delimiter: Delimiter = None) -> JSON:
     tag, ref = _tag_ref(body)
     return JSON(svc.create_tag(store, table_name(table_id, delimiter), tag, ref))
 
 
 @table_route(router, "tags/update")
-def update_tag(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def update_tag(table_id: str, store: StoreDep, body: TagBody, delimiter: Delimiter = None) -> JSON:
     tag, ref = _tag_ref(body)
     return JSON(svc.move_tag(store, table_name(table_id, delimiter), tag, ref))
 
 
 @table_route(router, "tags/delete")
-def delete_tag(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def delete_tag(table_id: str, store: StoreDep, body: TagBody, delimiter: Delimiter = None) -> JSON:
     tag = str_field(body, "tag")
     if not tag:
         raise BadRequest("give the tag's name in 'tag'")
@@ -90,7 +91,7 @@ def delete_tag(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter 
 
 
 @table_route(router, "tags/version")
-def tag_version(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def tag_version(table_id: str, store: StoreDep, body: TagBody, delimiter: Delimiter = None) -> JSON:
     tag = str_field(body, "tag")
     if not tag:
         raise BadRequest("give the tag's name in 'tag'")
@@ -99,7 +100,7 @@ def tag_version(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter
 
 
 @table_route(router, "restore")
-def restore(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def restore(table_id: str, store: StoreDep, body: RestoreBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     ref = body_ref(body)
     if ref == Ref():

@@ -10,7 +10,8 @@ from fastapi import Query, Request
 
 from app.deps import StoreDep
 from app.errors import BadRequest, Conflict, NotFound
-from app.lancedb_compat.request import Body, body_ref, str_field, table_name
+from app.lancedb_compat.fields import CreateIndexBody, IndexStatsBody, ListIndexesBody
+from app.lancedb_compat.request import body_ref, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.responses import JSON
 from app.store import maintenance
@@ -44,11 +45,15 @@ def vector_defaults(kind: str, column_type: pa.DataType, num_rows: int) -> dict[
 
 @table_route(router, "create_index")
 @table_route(router, "create_scalar_index")
-def create_index(table_id: str, request: Request, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def create_index(table_id: str, request: Request, store: StoreDep, body: CreateIndexBody,
+                 delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     column = str_field(body, "column")
     if not column:
         raise BadRequest("give the column to index in 'column'")
+    if str_field(body, "branch"):  # never build on main what was asked of a branch
+        raise BadRequest("create_index builds on main's latest version; indexes of a branch are not built here",
+                         branch=body["branch"])
     scalar = request.url.path.rstrip("/").endswith("create_scalar_index")
     kind = (str_field(body, "index_type") or ("BTREE" if scalar else "IVF_PQ")).upper()
     kind = REQUEST_TYPES.get(kind, kind)
@@ -77,7 +82,7 @@ def _indexes(store: StoreDep, name: str, body: dict[str, Any]) -> list[dict[str,
 
 
 @table_route(router, "index/list")
-def list_indexes(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def list_indexes(table_id: str, store: StoreDep, body: ListIndexesBody, delimiter: Delimiter = None) -> JSON:
     indexes = _indexes(store, table_name(table_id, delimiter), body)
     return JSON({"indexes": [
         {"index_name": i["name"], "index_uuid": i["name"], "columns": i["columns"], "status": "done",
@@ -86,7 +91,8 @@ def list_indexes(table_id: str, store: StoreDep, body: Body, delimiter: Delimite
 
 
 @table_route(router, "index/{index_name}/stats")
-def index_stats(table_id: str, index_name: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def index_stats(table_id: str, index_name: str, store: StoreDep, body: IndexStatsBody,
+                delimiter: Delimiter = None) -> JSON:
     for i in _indexes(store, table_name(table_id, delimiter), body):
         if i["name"] == index_name:
             return JSON({"index_type": client_type(i["type"]), "num_indexed_rows": i["num_indexed_rows"],

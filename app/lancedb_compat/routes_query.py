@@ -8,8 +8,9 @@ from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from app.lancedb_compat.fields import QueryBody
 from app.lancedb_compat.query import parse_query, run_query
-from app.lancedb_compat.request import Body, table_name
+from app.lancedb_compat.request import table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.lancedb_compat.wire import file_response
 
@@ -17,7 +18,7 @@ router = compat_router()
 
 
 @table_route(router, "query")
-async def query(table_id: str, request: Request, body: Body,
+async def query(table_id: str, request: Request, body: QueryBody,
                 delimiter: Annotated[str | None, Query()] = None) -> Response:
     name = table_name(table_id, delimiter)
     spec = parse_query(body)

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body
+from app.bodies import read_body, takes_upload
 from app.deps import StoreDep
 from app.lancedb_compat import writes
 from app.lancedb_compat.caches import forget_table
-from app.lancedb_compat.request import Body, body_ref, check_root_namespace, str_field, table_name
+from app.lancedb_compat.fields import CountBody, DescribeBody, ReadBody
+from app.lancedb_compat.request import body_ref, check_root_namespace, str_field, table_name
 from app.lancedb_compat.routing import compat_router, route, table_route
 from app.lancedb_compat.schema_json import schema_to_json
 from app.lancedb_compat.wire import read_stream
@@ -60,7 +61,7 @@ def describe_namespace(namespace_id: str, delimiter: Delimiter = None) -> JSON:
 
 
 @table_route(router, "describe")
-def describe(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def describe(table_id: str, store: StoreDep, body: DescribeBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     snap = store.snapshot(name, body_ref(body, str_field(body, "branch")))
     ds = snap.ds
@@ -72,20 +73,20 @@ def describe(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = 
 
 
 @table_route(router, "exists")
-def exists(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def exists(table_id: str, store: StoreDep, body: ReadBody, delimiter: Delimiter = None) -> JSON:
     store.snapshot(table_name(table_id, delimiter), body_ref(body))  # 404 for a missing table or version
     return JSON({})
 
 
 @table_route(router, "count_rows")
-def count_rows(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def count_rows(table_id: str, store: StoreDep, body: CountBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     snap, n = query_svc.count(store, name, body_ref(body), str_field(body, "predicate"))
     return JSON(n, headers={"x-lancedb-version": str(snap.version)})
 
 
 @table_route(router, "stats")
-def stats(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def stats(table_id: str, store: StoreDep, body: ReadBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
     snap, info = tables_svc.table_info(store, name, body_ref(body))
     lengths = [f.count_rows() for f in snap.ds.get_fragments()] or [0]
@@ -112,6 +113,7 @@ def _data_bytes(fragment: object) -> int:
 
 
 @table_route(router, "create")
+@takes_upload
 async def create(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                  mode: str = "create") -> JSON:
     name = table_name(table_id, delimiter)

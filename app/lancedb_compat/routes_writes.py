@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body
+from app.bodies import read_body, takes_upload
 from app.deps import StoreDep
 from app.errors import BadRequest, TableNotFound
 from app.lancedb_compat import writes
-from app.lancedb_compat.request import Body, str_field, table_name
+from app.lancedb_compat.fields import DeleteBody, UpdateBody
+from app.lancedb_compat.request import str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.lancedb_compat.wire import read_stream
-from app.models import check_fields
 from app.responses import JSON
 from app.services.writes import delete_rows
 from app.store import Store
@@ -33,6 +33,7 @@ def _existing(store: Store, table_id: str, delimiter: str | None) -> str:
 
 
 @table_route(router, "insert")
+@takes_upload
 async def insert(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                  mode: str = "append", branch: str | None = None) -> JSON:
     name = _existing(store, table_id, delimiter)
@@ -50,6 +51,7 @@ async def insert(table_id: str, request: Request, store: StoreDep, delimiter: De
 
 
 @table_route(router, "merge_insert")
+@takes_upload
 async def merge_insert(table_id: str, request: Request, store: StoreDep, delimiter: Delimiter = None,
                        branch: str | None = None) -> JSON:
     name = _existing(store, table_id, delimiter)
@@ -61,18 +63,9 @@ async def merge_insert(table_id: str, request: Request, store: StoreDep, delimit
     return JSON(out)
 
 
-# What the clients may send: the remote client's fields, and the namespace spec's request models
-# (DeleteFromTableRequest, UpdateTableRequest). A misspelt predicate must be a 422, not an update of
-# every row: ``update`` without a predicate updates the whole table.
-DELETE_FIELDS = ["predicate", "branch", "id", "identity", "context"]
-UPDATE_FIELDS = ["predicate", "updates", "branch", "id", "identity", "context", "properties"]
-FIELD_HINTS = {"where": "predicate", "filter": "predicate", "values": "updates", "set": "updates"}
-
-
 @table_route(router, "delete")
-def delete(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def delete(table_id: str, store: StoreDep, body: DeleteBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
-    check_fields(body, DELETE_FIELDS, FIELD_HINTS)
     predicate = str_field(body, "predicate")
     if not predicate:
         raise BadRequest("give a predicate; to delete every row use 'true'")
@@ -81,8 +74,8 @@ def delete(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = No
 
 
 @table_route(router, "update")
-def update(table_id: str, store: StoreDep, body: Body, delimiter: Delimiter = None) -> JSON:
+def update(table_id: str, store: StoreDep, body: UpdateBody, delimiter: Delimiter = None) -> JSON:
+    """A misspelt predicate is a 422, not an update of every row (no predicate updates the whole table)."""
     name = table_name(table_id, delimiter)
-    check_fields(body, UPDATE_FIELDS, FIELD_HINTS)
     out = writes.update(store, name, str_field(body, "predicate"), body.get("updates"), str_field(body, "branch"))
     return JSON({**out, "updated_rows": out["rows_updated"]})

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.errors import BadRequest, LightboxError, Unprocessable
 from app.filters import tokenize
@@ -21,10 +22,14 @@ from app.services import tables as tables_svc
 from app.services.query import QuerySpec, plan_query
 from app.services.writes import IMMUTABLE, delete_rows
 from app.store import Ref, Store
-from app.store.ids import check_id_column
+from app.store.ids import SHOWN, check_id_column
 from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
 from app.store.upserts import keyed_write, write_turn
 from embeddings.registry import Registry
+
+
+class DuplicateIds(Unprocessable):
+    code = "duplicate_ids"
 
 
 class AlreadyExists(BadRequest):
@@ -43,6 +48,7 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
         raise BadRequest(f"mode must be one of {', '.join(CREATE_MODES)}, got {mode!r}")
     if "id" in rows.column_names:
         _check_ids(_new_schema(rows.schema), rows)  # before an existing table is dropped or a new one made
+        _refuse_repeated_ids(rows)
     if store.exists(name):
         if mode == "exist_ok":
             return store.latest(name).version
@@ -98,6 +104,7 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
     left as it was. ``delete_ids`` (given the ids written, the ids to remove) deletes in the same version.
     Returns the write's report: ``{"version", "inserted", "updated", "deleted", "skipped"}``.
     """
+    _refuse_repeated_ids(rows)
     if not rows.num_rows:
         if delete_ids is None:
             return {"version": store.latest(name, branch).version, "inserted": 0, "updated": 0, "deleted": 0,
@@ -113,6 +120,22 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
     else:
         report = _add_plain_rows(store, name, rows, options, delete_ids=delete_ids)
     return {"deleted": 0, **report}
+
+
+def _refuse_repeated_ids(rows: pa.Table) -> None:
+    """One batch naming an id twice is a 422 naming the ids, not a write that quietly keeps the first row."""
+    if "id" not in rows.column_names or rows.num_rows < 2:
+        return
+    try:
+        counts = pc.value_counts(rows.column("id"))
+    except pa.ArrowNotImplementedError:  # ids of a type that cannot be counted are refused by the id checks
+        return
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        ids = repeated.field("values").to_pylist()
+        shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+        raise DuplicateIds(f"{len(ids)} id(s) appear more than once in these rows: {shown}; nothing was written",
+                           ids=ids[:SHOWN], count=len(ids))
 
 
 def _image_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:

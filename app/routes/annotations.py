@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body
+from app.bodies import read_json
 from app.responses import JSON
 from app.services import annotations as svc
 
@@ -24,11 +23,7 @@ async def import_annotations(table: str, request: Request,
                              branch: Annotated[str | None, Query()] = None,
                              message: Annotated[str | None, Query()] = None,
                              author: Annotated[str | None, Query()] = None) -> JSON:
-    body = await read_body(request)
-    try:
-        doc: Any = orjson.loads(body or b"null")
-    except orjson.JSONDecodeError as exc:
-        raise svc.InvalidAnnotations(f"the body is not JSON: {exc}") from exc
+    doc: Any = await read_json(request, invalid=svc.InvalidAnnotations)  # the JSON limit, whatever the type
     parsed, normalised = svc.parse_body(format, doc)
     out = await run_in_threadpool(svc.import_annotations, request.app.state.store, table, parsed, match=match,
                                   normalised=normalised, branch=branch, message=message, author=author)

@@ -9,17 +9,18 @@ looks at the raw path: ``rows/x%2Fimage`` is the row ``x/image``, ``rows/x/image
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from app.deps import ReaderDep, RefDep, StoreDep
 from app.errors import InvalidRange
 from app.responses import JSON, ref_query, version_headers
-from app.services import pixels
+from app.services import arrays, pixels
 from app.store import ImageRef, Ref, Snapshot
 from app.store.ids import check_id
 
@@ -95,23 +96,29 @@ def _resized(request: Request, snap: Snapshot, image: ImageRef, resize: tuple[An
     rendered = cache.get(key)
     if rendered is None:
         rendered = pixels.render_resized(request.app.state.reader.image_bytes(snap, image), image.mime, width,
-                                         height, fmt)
+                                         height, fmt, request.app.state.decode_budget)
         cache.put(key, rendered)
     return Response(rendered[0], media_type=rendered[1], headers=headers)
 
 
 @router.get("/{row_id:path}/array")
-def get_array(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep,
-              ref: RefDep) -> Response:
+def get_array(table: str, row_id: str, request: Request, store: StoreDep, reader: ReaderDep, ref: RefDep,
+              frame: Annotated[int | None, Query(ge=0, le=2**31 - 1,
+                                                 description="one frame or page (0-based); default: all")] = None
+              ) -> Response:
+    """The pixels as ``.npy`` (dtype and shape kept), streamed a frame at a time; capped in bytes."""
     if not _literal_suffix(request, "array"):
         return get_row(table, f"{row_id}/array", store, reader, ref)
     check_id(row_id)
     snap = store.snapshot(table, ref)
     image = reader.image_ref(snap, row_id)
-    array = pixels.decode_array(reader.image_bytes(snap, image), image.mime)
-    headers = {**version_headers(snap), "X-Lightbox-Dtype": str(array.dtype),
-               "X-Lightbox-Shape": ",".join(map(str, array.shape))}
-    return Response(pixels.to_npy(array), media_type="application/x-npy", headers=headers)
+    state = request.app.state
+    plan = arrays.plan_array(reader.image_bytes(snap, image), image.mime, frame, state.settings.max_array_bytes)
+    body = arrays.stream_array(plan, state.decode_budget, state.settings.max_array_bytes)
+    first = next(body)  # the budget, the frames' modes and the first frame: errors are still answers here
+    headers = {**version_headers(snap), "X-Lightbox-Dtype": str(plan.dtype),
+               "X-Lightbox-Shape": ",".join(map(str, plan.shape)), "Content-Length": str(len(first) + plan.nbytes)}
+    return StreamingResponse(itertools.chain([first], body), media_type="application/x-npy", headers=headers)
 
 
 @router.get("/{row_id:path}/thumbnail")
@@ -131,7 +138,8 @@ def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, re
     cache: pixels.ThumbnailCache = request.app.state.thumbnails
     rendered = cache.get(key)
     if rendered is None:
-        rendered = pixels.render_thumbnail(reader.image_bytes(snap, image), image.mime, size, format)
+        rendered = pixels.render_thumbnail(reader.image_bytes(snap, image), image.mime, size, format,
+                                           request.app.state.decode_budget)
         cache.put(key, rendered)
     return Response(rendered[0], media_type=rendered[1], headers=headers)
 

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import Field, ValidationError
 
-from app.bodies import read_body, upload_limit
+from app.bodies import read_json, takes_upload, upload_limit
 from app.deps import RefDep
 from app.errors import BadRequest, PayloadTooLarge
 from app.models import RequestBody, request_error
@@ -40,6 +40,7 @@ UPLOAD_SCHEMA = {"type": "object", "properties": {"image": {"type": "string", "f
     "application/json": {"schema": SearchBody.model_json_schema()},
     "multipart/form-data": {"schema": UPLOAD_SCHEMA},
 }}})
+@takes_upload
 async def search(table: str, request: Request, ref: RefDep) -> Response:
     spec = await _spec(request)
     searcher: Searcher = request.app.state.searcher
@@ -72,11 +73,7 @@ async def _spec(request: Request) -> SearchSpec:
                 fields[key] = _form_value(key, value)
         raw: Any = fields
     else:
-        body = await read_body(request)
-        try:
-            raw = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        raw = await read_json(request, empty={})  # the JSON limit, whatever the declared type
     try:
         parsed = SearchBody.model_validate(raw)
     except ValidationError as exc:

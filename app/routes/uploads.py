@@ -15,7 +15,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.bodies import read_body, upload_limit
+from app.bodies import read_body, takes_upload, upload_limit
 from app.deps import StoreDep
 from app.errors import BadRequest, PayloadTooLarge, TableNotFound, Unprocessable, UnsupportedMediaType
 from app.responses import ARROW_STREAM, JSON
@@ -27,6 +27,7 @@ OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
 
 
 @router.post("/rows", status_code=201)
+@takes_upload
 async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
     if not store.exists(table):
         raise TableNotFound(f"table {table!r} does not exist; create it with POST /api/v1/tables", table=table)

@@ -14,6 +14,9 @@ id's last path part), ``stem`` (that, without its extension), or ``auto`` (id, t
 name; for YOLO, whose label files are named after the image's stem, ``auto`` means ``stem``).
 Images and annotations that match nothing are reported, not guessed. An image that matches
 but has no annotations gets empty lists; rows the file does not mention are left as they were.
+
+Bounds (a 422 past them, nothing written): at most ``MAX_PER_IMAGE`` annotations and
+``MAX_POINTS_PER_IMAGE`` polygon coordinates per row; ids and category ids are int64.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from app.errors import BadRequest, Conflict
+from app.errors import BadRequest, Conflict, Unprocessable
+from app.models import check_fields
 from app.store import Store
 from app.store.schema import STANDARD_NAMES
 from app.store.upserts import keyed_write
@@ -32,6 +36,10 @@ from app.store.writes import merge_columns
 
 Match = Literal["auto", "id", "name", "stem"]
 REPORT_LIMIT = 100  # unmatched names listed in a report (all are counted)
+MAX_PER_IMAGE = 10_000  # annotations one row may hold (dense crowd sets have hundreds, COCO at most ~90)
+MAX_POINTS_PER_IMAGE = 1_000_000  # polygon coordinates one row may hold
+INT64 = (-(2**63), 2**63 - 1)
+YOLO_FIELDS = ["labels", "classes"]
 COLUMNS = {
     "boxes": pa.list_(pa.list_(pa.float32())),
     "categories": pa.list_(pa.string()),
@@ -43,6 +51,26 @@ COLUMNS = {
 
 class InvalidAnnotations(BadRequest):
     code = "invalid_annotations"
+
+
+class TooManyAnnotations(Unprocessable):
+    code = "too_many_annotations"
+
+
+def _int64(value: Any, what: str) -> int:
+    """An id or category id as the int64 its column holds; a larger number is a 400 naming it."""
+    number = int(value)
+    if not INT64[0] <= number <= INT64[1]:
+        raise InvalidAnnotations(f"{what} {number} does not fit a 64-bit integer", value=str(number))
+    return number
+
+
+def _add(found: list[Annotation], annotation: Annotation, image: str) -> None:
+    """Append, refusing an image past ``MAX_PER_IMAGE`` as soon as it gets there (not after parsing it all)."""
+    if len(found) >= MAX_PER_IMAGE:
+        raise TooManyAnnotations(f"image {image!r} has more than {MAX_PER_IMAGE} annotations, the most one row "
+                                 "may hold", image=image, limit=MAX_PER_IMAGE)
+    found.append(annotation)
 
 
 @dataclass
@@ -77,7 +105,7 @@ def parse_coco(doc: Any) -> Parsed:
             if image is None:
                 parsed.orphans += 1
                 continue
-            category = int(ann.get("category_id", -1))
+            category = _int64(ann.get("category_id", -1), "category_id")
             polygons, seg = [], ann.get("segmentation")
             if isinstance(seg, list):
                 polygons = [[float(v) for v in poly] for poly in seg if isinstance(poly, list)]
@@ -86,8 +114,8 @@ def parse_coco(doc: Any) -> Parsed:
             box = [float(v) for v in ann.get("bbox") or []]
             if len(box) not in (0, 4):
                 raise ValueError(f"annotation {ann.get('id')}: bbox has {len(box)} values")
-            parsed.by_image[image].append(Annotation(box, category, names.get(category, str(category)), polygons,
-                                                     int(ann.get("id", 0))))
+            _add(parsed.by_image[image], Annotation(box, category, names.get(category, str(category)), polygons,
+                                                    _int64(ann.get("id", 0), "annotation id")), image)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidAnnotations(f"not a COCO annotation file: {exc!r}") from exc
     return parsed
@@ -105,7 +133,7 @@ def parse_yolo(labels: dict[str, str], classes: list[str] | None) -> Parsed:
             if not parts:
                 continue
             try:
-                cls, values = int(parts[0]), [float(v) for v in parts[1:]]
+                cls, values = _int64(parts[0], f"{image}, line {number}: class"), [float(v) for v in parts[1:]]
             except ValueError as exc:
                 raise InvalidAnnotations(f"{image}, line {number}: not 'class x y ...' numbers") from exc
             if len(values) == 4:
@@ -119,7 +147,7 @@ def parse_yolo(labels: dict[str, str], classes: list[str] | None) -> Parsed:
                 raise InvalidAnnotations(f"{image}, line {number}: a box needs 4 values, a segment an even number "
                                          f"of at least 6; got {len(values)}")
             name = classes[cls] if classes is not None and 0 <= cls < len(classes) else str(cls)
-            found.append(Annotation(box, cls, name, polygons, number))
+            _add(found, Annotation(box, cls, name, polygons, number), image)
     return parsed
 
 
@@ -128,6 +156,8 @@ def parse_body(format: str, doc: Any) -> tuple[Parsed, bool]:
     if format == "coco":
         return parse_coco(doc), False
     if format == "yolo":
+        if isinstance(doc, dict):
+            check_fields(doc, YOLO_FIELDS, {"class": "classes", "names": "classes", "label": "labels"})
         labels = doc.get("labels") if isinstance(doc, dict) else None
         classes = doc.get("classes") if isinstance(doc, dict) else None
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
@@ -164,6 +194,7 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
             unmatched_annotations += len(found)
         else:
             matched.setdefault(row_id, []).extend(found)
+    _check_bounds(matched)
     present = [c for c in COLUMNS if c in schema.names]
     clash = [c for c in present if schema.field(c).type != COLUMNS[c]] + [c for c in COLUMNS if c in STANDARD_NAMES]
     if clash:
@@ -181,6 +212,18 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
             "annotations": sum(len(v) for v in matched.values()), "columns": list(COLUMNS),
             "unmatched_images": len(unmatched_images), "unmatched_image_names": unmatched_images[:REPORT_LIMIT],
             "unmatched_annotations": unmatched_annotations, "rle_segmentations_skipped": parsed.rle}
+
+
+def _check_bounds(matched: dict[str, list[Annotation]]) -> None:
+    """Per row (several files may name one row): at most ``MAX_PER_IMAGE`` annotations and
+    ``MAX_POINTS_PER_IMAGE`` polygon coordinates."""
+    for row_id, items in matched.items():
+        points = sum(len(p) for a in items for p in a.polygons)
+        if len(items) > MAX_PER_IMAGE or points > MAX_POINTS_PER_IMAGE:
+            raise TooManyAnnotations(f"row {row_id!r} would hold {len(items)} annotations with {points} polygon "
+                                     f"coordinates; a row holds at most {MAX_PER_IMAGE} and {MAX_POINTS_PER_IMAGE}",
+                                     id=row_id, annotations=len(items), points=points, limit=MAX_PER_IMAGE,
+                                     points_limit=MAX_POINTS_PER_IMAGE)
 
 
 class _Finder:

@@ -16,11 +16,18 @@ Names inside archives (see README "Export"):
   ``urllib.parse.unquote(key)`` gives the id back, and ``{key}.json`` holds it as ``"id"``.
 - ImageFolder: ``{label}/{id with "/" and "%" percent-encoded}``, plus the image's extension
   when the id does not already end with one.
+
+Each path component stays within ``MAX_NAME_BYTES`` (255, what ext4, APFS and NTFS allow): a longer
+one (a 404-byte id is 1,210 bytes percent-encoded) becomes a prefix of itself, ``-`` and 16 hex
+digits of the sha256 of what it names, so names stay unique and every extractor can write them. The
+full id is then in a sidecar: the sample's ``{key}.json`` (WebDataset), or ``{label}/{file stem}.json``
+beside a shortened ImageFolder file (``{"id", label column}``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import tarfile
@@ -49,6 +56,8 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "imag
               "image/heic": "heic", "image/jp2": "jp2", "image/x-portable-pixmap": "ppm"}
 IMAGE_SUFFIXES = frozenset({"jpg", "jpeg", "png", "gif", "webp", "tif", "tiff", "bmp", "ico", "avif", "heic",
                             "jp2", "ppm", "pgm", "pbm", "pnm"})
+MAX_NAME_BYTES = 255  # one path component
+HASH_CHARS = 16
 HF_IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
 
@@ -201,6 +210,26 @@ def extension(mime: str | None, row_id: str = "") -> str:
     return EXTENSIONS.get(mime or "", "bin")
 
 
+def fit_name(name: str, full: str, reserve: int = 0) -> tuple[str, bool]:
+    """``name`` (percent-encoded, so ASCII) if it and ``reserve`` more bytes fit one path component;
+    else its prefix, ``-`` and a hash of ``full`` (what it names). Also says whether it was shortened."""
+    if len(name.encode()) + reserve <= MAX_NAME_BYTES:
+        return name, False
+    room = MAX_NAME_BYTES - reserve - HASH_CHARS - 1
+    prefix = name[:room]
+    cut = prefix.rfind("%", len(prefix) - 2)  # never split a %XX escape
+    if cut >= 0:
+        prefix = prefix[:cut]
+    return f"{prefix}-{hashlib.sha256(full.encode()).hexdigest()[:HASH_CHARS]}", True
+
+
+def sample_name(row_id: str, mime: str | None) -> tuple[str, str]:
+    """A WebDataset sample's key and image extension, the key short enough for ``{key}.json`` too."""
+    ext = extension(mime)
+    key, _ = fit_name(sample_key(row_id), row_id, reserve=1 + max(len(ext), len("json")))
+    return key, ext
+
+
 def _webdataset(export: Export) -> Iterator[bytes]:
     sink = Chunks()
     meta_columns = [c for c in export.columns if c != "id"]
@@ -211,9 +240,9 @@ def _webdataset(export: Export) -> Iterator[bytes]:
             for row, data in zip(rows, blobs, strict=True):
                 if data is None:
                     continue
-                key = sample_key(row["id"])
+                key, ext = sample_name(row["id"], row["mime"])
                 meta = {"id": row["id"], **{c: row[c] for c in meta_columns}}
-                _add(tar, f"{key}.{extension(row['mime'])}", data, now)
+                _add(tar, f"{key}.{ext}", data, now)
                 _add(tar, f"{key}.json", json.dumps(meta, default=_json_default).encode(), now)
             yield sink.drain()
     yield sink.drain()
@@ -234,15 +263,29 @@ def _json_default(value: Any) -> Any:
 
 
 # -- ImageFolder -----------------------------------------------------------------------------
-def folder_path(label: Any, row_id: str, mime: str | None) -> str:
-    """``label/file`` for one image: the id with ``%`` and ``/`` escaped, plus an extension if it has none."""
+def folder_entry(label: Any, row_id: str, mime: str | None) -> tuple[str, str | None]:
+    """``label/file`` for one image (the id with ``%`` and ``/`` escaped, plus an extension if it has
+    none), and the path of the sidecar naming the id when a component had to be shortened."""
     folder = "unlabeled" if label is None or str(label) == "" else str(label)
     folder = quote(folder, safe=" ").replace(".", "%2E") if folder in (".", "..") else quote(folder, safe=" ")
+    folder, short_folder = fit_name(folder, str(label))
     name = quote(row_id, safe=" ")
     ext = extension(mime, row_id)
     if not name.lower().endswith(f".{ext}"):
         name = f"{name}.{ext}"
-    return f"{folder}/{name}"
+    stem, short_name = fit_name(name.removesuffix(f".{ext}"), row_id, reserve=1 + max(len(ext), len("json")))
+    if short_name:
+        name = f"{stem}.{ext}"
+    return f"{folder}/{name}", f"{folder}/{stem}.json" if short_folder or short_name else None
+
+
+def _folder_members(export: Export, row: dict[str, Any], data: bytes) -> Iterator[tuple[str, bytes]]:
+    """The image's member, and its sidecar (the full id and label) when its name was shortened."""
+    label = export.spec.label_column
+    path, sidecar = folder_entry(row[label], row["id"], row["mime"])
+    yield path, data
+    if sidecar is not None:
+        yield sidecar, json.dumps({"id": row["id"], label: row[label]}, default=_json_default).encode()
 
 
 def _imagefolder(export: Export) -> Iterator[bytes]:
@@ -255,8 +298,8 @@ def _imagefolder(export: Export) -> Iterator[bytes]:
             for batch, blobs in export.batches():
                 for row, data in zip(batch.select(["id", "mime", label]).to_pylist(), blobs, strict=True):
                     if data is not None:
-                        info = zipfile.ZipInfo(folder_path(row[label], row["id"], row["mime"]), date_time=stamp)
-                        archive.writestr(info, data)
+                        for name, member in _folder_members(export, row, data):
+                            archive.writestr(zipfile.ZipInfo(name, date_time=stamp), member)
                 yield sink.drain()
         yield sink.drain()
         return
@@ -264,6 +307,7 @@ def _imagefolder(export: Export) -> Iterator[bytes]:
         for batch, blobs in export.batches():
             for row, data in zip(batch.select(["id", "mime", label]).to_pylist(), blobs, strict=True):
                 if data is not None:
-                    _add(tar, folder_path(row[label], row["id"], row["mime"]), data, now)
+                    for name, member in _folder_members(export, row, data):
+                        _add(tar, name, member, now)
             yield sink.drain()
     yield sink.drain()

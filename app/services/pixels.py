@@ -1,9 +1,10 @@
-"""Decoded pixels: ``.npy`` arrays with dtype and shape preserved, and small web thumbnails.
+"""Small web renders of stored images: thumbnails and resized copies, in 8 bits.
 
-Arrays keep what the file holds: a 16-bit TIFF stays uint16, a multi-page TIFF or an animated
-GIF is frames x H x W (x C). Thumbnails render anything (16-bit, float, multi-page, CMYK, palette,
-alpha) to 8-bit: deep images are stretched between their 0.5th and 99.5th percentiles so a
-microscopy frame that uses a tenth of its range still shows.
+Thumbnails render anything (16-bit, float, multi-page, CMYK, palette, alpha) to 8-bit: deep images
+are stretched between their 0.5th and 99.5th percentiles so a microscopy frame that uses a tenth of
+its range still shows. A render decodes no more than it needs and reserves what it will hold from
+the server's memory budget first (``app.services.decode``, ``app.services.budget``); the pixels
+themselves, as arrays, are ``app.services.arrays``.
 """
 
 from __future__ import annotations
@@ -17,19 +18,36 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from app.errors import BadRequest, Unprocessable
+from app.errors import BadRequest, LightboxError
+from app.services import decode
+from app.services.budget import MemoryBudget
+from app.services.decode import Undecodable
 from app.store.stats import CacheStats
 
 ThumbFormat = Literal["jpeg", "png", "webp"]
 MEDIA = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+SAMPLE = 1 << 20  # values the stretch's percentiles are taken from (a strided sample of a larger image)
+ROWS_AT_ONCE = 1 << 20  # values converted to 8 bits per step
+__all__ = ["MEDIA", "ThumbFormat", "ThumbnailCache", "Undecodable", "check_size", "render_resized",
+           "render_thumbnail", "resize_request"]
 
 
-class Undecodable(Unprocessable):
-    code = "undecodable_image"
+def render_thumbnail(data: bytes, mime: str, size: int, fmt: ThumbFormat | None,
+                     budget: MemoryBudget) -> tuple[bytes, str]:
+    """A thumbnail no larger than ``size`` on its long side; JPEG, or PNG when it has alpha."""
+    return _render(data, mime, (size, size), fmt, budget, None)
 
 
-def decode_array(data: bytes, mime: str) -> np.ndarray:
-    """All pixels of an image, frames stacked first when there is more than one."""
+def render_resized(data: bytes, mime: str, width: int | None, height: int | None, fmt: ThumbFormat | None,
+                   budget: MemoryBudget) -> tuple[bytes, str]:
+    """The image scaled to fit ``width`` x ``height`` (either may be None: aspect ratio kept; never
+    enlarged), as ``fmt``, or the original's format when it is a web format (else PNG/JPEG)."""
+    own = next((name for name, media in MEDIA.items() if media == mime), None)
+    return _render(data, mime, (width, height), fmt, budget, own)
+
+
+def _render(data: bytes, mime: str, box: tuple[int | None, int | None], fmt: ThumbFormat | None,
+            budget: MemoryBudget, own: ThumbFormat | None) -> tuple[bytes, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -37,55 +55,28 @@ def decode_array(data: bytes, mime: str) -> np.ndarray:
                 import tifffile
 
                 with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                    pages = len(tif.pages)
-                    return np.asarray(tif.asarray(key=range(pages) if pages > 1 else 0))
-            with Image.open(io.BytesIO(data)) as img:
-                count = int(getattr(img, "n_frames", 1))
-                planes = []
-                for i in range(count):
-                    img.seek(i)
-                    planes.append(_pil_array(img))
-                return planes[0] if count == 1 else np.stack(planes)
-    except Exception as exc:
-        raise Undecodable(f"the stored image cannot be decoded: {exc}") from exc
-
-
-def to_npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _pil_array(img: Image.Image) -> np.ndarray:
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode == "PA":
-        img = img.convert("RGBA")
-    return np.asarray(img)
-
-
-def render_thumbnail(data: bytes, mime: str, size: int, fmt: ThumbFormat | None) -> tuple[bytes, str]:
-    """A thumbnail no larger than ``size`` on its long side; JPEG, or PNG when it has alpha."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _first_frame(data, mime)
-            img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    except Undecodable:
+                    page, step = decode.tiff_source(tif, box)
+                    with budget.hold(decode.tiff_cost(page, step)):
+                        img = _from_array(decode.tiff_read(page, step))
+                        return _encode(_fitted(img, box), fmt or own)
+            img = decode.open_first_frame(data, box)
+            with budget.hold(decode.pillow_cost(img)):
+                img.load()
+                return _encode(_fitted(_eight_bit(img, box), box), fmt or own)
+    except LightboxError:
         raise
     except Exception as exc:
         raise Undecodable(f"the stored image cannot be rendered: {exc}") from exc
-    return _encode(img, fmt)
 
 
-def _first_frame(data: bytes, mime: str) -> Image.Image:
-    if mime == "image/tiff":
-        import tifffile
+def _fitted(img: Image.Image, box: tuple[int | None, int | None]) -> Image.Image:
+    size = decode.fit(img.size, box)
+    if size == img.size:
+        return img
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
-        return _from_array(np.asarray(tifffile.imread(io.BytesIO(data), key=0)))
-    img = Image.open(io.BytesIO(data))
-    img.seek(0)
-    img.load()
+
+def _eight_bit(img: Image.Image, box: tuple[int | None, int | None]) -> Image.Image:
     if img.mode in ("RGB", "RGBA", "L", "LA"):
         return img
     if img.mode in ("P", "PA"):
@@ -94,7 +85,9 @@ def _first_frame(data: bytes, mime: str) -> Image.Image:
         return img.convert("RGB")
     if img.mode == "1":
         return img.convert("L")
-    return _from_array(np.asarray(img))  # I;16, I, F: stretch to 8 bits
+    pixels = np.asarray(img)  # I;16, I, F: stretch to 8 bits, from every n-th pixel when the render is small
+    step = decode.step_for(img.size, decode.fit(img.size, box))
+    return _from_array(pixels[::step, ::step] if step > 1 else pixels)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -110,19 +103,27 @@ def _from_array(array: np.ndarray) -> Image.Image:
         a = a.reshape(a.shape[-2:]) if a.ndim > 3 else np.atleast_2d(a)
     if a.dtype != np.uint8:
         a = _stretch(a)
-    return Image.fromarray(a)
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def _stretch(a: np.ndarray) -> np.ndarray:
-    values = a.astype(np.float64)
-    finite = values[np.isfinite(values)]
+    """8 bits between the 0.5th and 99.5th percentiles, taken from a strided sample of at most
+    ``SAMPLE`` values (all of them in a smaller image); converted a block of rows at a time, so a
+    large image costs its 8-bit result and one block, not several float64 copies of itself."""
+    flat = a.reshape(-1)
+    sample = flat[::max(1, flat.size // SAMPLE)].astype(np.float64)
+    finite = sample[np.isfinite(sample)]
+    out = np.zeros(a.shape, np.uint8)
     if finite.size == 0:
-        return np.zeros(a.shape, np.uint8)
+        return out
     lo, hi = np.percentile(finite, (0.5, 99.5))
     if hi <= lo:
         hi = lo + 1
-    scaled = (np.nan_to_num(values, nan=lo) - lo) / (hi - lo)
-    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    rows = max(1, ROWS_AT_ONCE // max(1, flat.size // max(1, a.shape[0])))
+    for start in range(0, a.shape[0], rows):
+        block = np.nan_to_num(a[start:start + rows].astype(np.float64), nan=lo)
+        out[start:start + rows] = (np.clip((block - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    return out
 
 
 MAX_RESIZE = 4096
@@ -146,25 +147,6 @@ def resize_request(width: str | None, height: str | None, fmt: str | None) -> tu
     if fmt is not None and fmt not in MEDIA:
         raise BadRequest(f"format must be one of {', '.join(MEDIA)}, got {fmt!r}")
     return sizes[0], sizes[1], fmt  # type: ignore[return-value]
-
-
-def render_resized(data: bytes, mime: str, width: int | None, height: int | None,
-                   fmt: ThumbFormat | None) -> tuple[bytes, str]:
-    """The image scaled to fit ``width`` x ``height`` (either may be None: aspect ratio kept; never
-    enlarged), as ``fmt``, or the original's format when it is a web format (else PNG/JPEG)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _first_frame(data, mime)
-            w, h = img.size
-            scale = min(1.0, (width or w) / w, (height or h) / h)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            if size != img.size:
-                img = img.resize(size, Image.Resampling.LANCZOS)
-    except Exception as exc:
-        raise Undecodable(f"the stored image cannot be rendered: {exc}") from exc
-    own = next((name for name, media in MEDIA.items() if media == mime), None)
-    return _encode(img, fmt or own)
 
 
 def _encode(img: Image.Image, fmt: ThumbFormat | None) -> tuple[bytes, str]:

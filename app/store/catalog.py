@@ -400,9 +400,10 @@ class Store:
         return {"storage_options": self.storage_options}
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, kind: str = "table") -> None:
+    """A table's (or a branch's: ``kind``) name follows the one name rule; the error names which it is."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: `$` passes a final newline
         raise InvalidName(
-            f"invalid table name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             name=name,
         )

@@ -18,6 +18,7 @@ from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
 from app.store.writes import CLONE_TAG_PREFIX, default_author
 
+PQ_BITS = (4, 8)
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
 
 
@@ -65,6 +66,7 @@ def _build(ds: Any, column: str, kind: str, index_name: str, params: dict[str, A
             raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
         metric = LANCE_METRICS.get(str(params.get("metric") or _recorded_metric(field)).lower(), "L2")
         options = {k: params[k] for k in ("num_partitions", "num_sub_vectors", "num_bits") if params.get(k)}
+        _check_bits(kind, options.get("num_bits"))
         ds.create_index(column, kind, name=index_name, metric=metric, replace=True, **options)
     elif kind in SCALAR_TYPES:
         if is_vector(field):
@@ -75,6 +77,12 @@ def _build(ds: Any, column: str, kind: str, index_name: str, params: dict[str, A
         ds.create_scalar_index(column, kind, name=index_name, replace=True)
     else:
         raise BadRequest(f"unknown index type {kind!r}; use one of {sorted(VECTOR_TYPES | SCALAR_TYPES)}")
+
+
+def _check_bits(kind: str, bits: Any) -> None:
+    """Product quantization codes 4 or 8 bits (fewer fail inside the engine, more train 2^bits centroids)."""
+    if bits is not None and "PQ" in kind and bits not in PQ_BITS:
+        raise BadRequest(f"num_bits for {kind} must be 4 or 8, got {bits!r}", num_bits=bits)
 
 
 def _recorded_metric(field: Any) -> str:

@@ -177,7 +177,7 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
 
 def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
     """A Lance branch of ``name`` forked at ``ref`` (it shares the parent's files; its versions are its own)."""
-    check_name(branch)
+    check_name(branch, "branch")
     if branch == "main":
         raise InvalidName("'main' is the trunk's name; pick another branch name")
     snap = store.snapshot(name, ref)
