@@ -178,3 +178,17 @@ def test_the_row_page_counts_a_new_column_as_changed_only_where_it_has_a_value(t
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [[], ["boxes"], ["label", "boxes"], ["boxes"]]
     assert "changedColumns(before, now)" in (UI_JS / "row.js").read_text()  # the row page uses it
+
+
+def test_embedding_a_table_with_no_rows_adds_the_column(tmp_path: Path) -> None:
+    """Found by the property test (every row deleted, then embed): a 500 from Lance's join."""
+    with in_process(str(tmp_path / "data")) as http:
+        ok(http.post("/api/v1/tables", json={"name": "t", "schema": [{"name": "label", "type": "int64"}]}), 201)
+        log = Log(http, "t")
+        done = ok(http.post(f"{T}/embeddings", json={"model": "builtin"}), 201)
+        assert (done["column"], done["rows"]) == ("vector", 0)
+        [entry] = log.check(1)
+        assert entry["operation"] == "embed"
+        upload(http, ["a"], [1], [1])  # later rows get their vectors at upload
+        table = Store(str(tmp_path / "data")).fresh("t").to_table(columns=["id", "vector"])
+        assert table.column("vector").null_count == 0
