@@ -1,10 +1,11 @@
 """Property: whatever sequence of writes is made through the API, the log never lies.
 
 Hypothesis draws sequences of every kind of write (folder ingest, multipart and Arrow uploads,
-upserts, PATCH, deletes by id and by filter, the LanceDB ``update``, embeddings, annotation
-imports, restores, branch merges, optimize, clones and tag moves) against a small image table
-(a dozen ids, real PNGs made with Pillow), driven through an in-process app. A model of the table
-(id -> label, image digest, source, annotations) is kept beside it. After every write:
+upserts, PATCH, deletes by id and by filter, the LanceDB ``update``, ``merge_insert`` and
+overwrite, embeddings, annotation imports, restores, branch merges, optimize, clones and tag moves)
+against a small image table (ten ids, real PNGs made with Pillow), driven through an in-process
+app. A model of the table (id -> label, image digest, source, annotations, whether it has a
+vector) is kept beside it. After every write:
 
 - each version it made is logged with the counts ``diff`` gives against the version before, under
   an operation name that says what it was;
@@ -54,6 +55,8 @@ WRITES: dict[str, set[str] | None] = {
     "delete": {"delete"},
     "delete_where": {"delete"},
     "lancedb_update": {"update"},
+    "lancedb_merge": {"insert", "update", "upsert", "delete"},
+    "lancedb_overwrite": {"insert", "update", "upsert", "delete"},
     "embed": {"embed"},
     "annotate": {"annotate"},
     "restore": {"restore"},
@@ -62,7 +65,7 @@ WRITES: dict[str, set[str] | None] = {
     "clone": None,
     "move_tag": None,
 }
-ALWAYS_WRITE = {"restore", "embed", "optimize"}  # may make a version that changes no row
+ALWAYS_WRITE = {"restore", "embed", "optimize"}  # may make a version that changes no row (a refresh, ...)
 
 
 def digest(seed: int) -> str:
@@ -79,6 +82,11 @@ class World:
         self.at: dict[int, dict[str, Row]] = {}
         self.seen = 0
         self.names = 0  # for branches and clones
+        self.vectors = False  # whether the table has a vector column (filled on every write once it has)
+
+    def row(self, label: int | None, seed: int, source: str) -> Row:
+        """A row as an upload writes it: no annotations; a vector when the table has the column."""
+        return {"label": label, "sha256": digest(seed), "source": source, "ann": None, "vec": self.vectors}
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str) -> Any:
         return self.data.draw(strategy, label=label)
@@ -97,8 +105,7 @@ class World:
         meta = json.dumps([{"id": i, "label": labels[i]} for i in ids])
         response = self.http.post(f"{T}/rows", files=files, data={"metadata": meta},
                                   params={"mode": mode, **(params or {})})
-        return response, {i: {"label": labels[i], "sha256": digest(seeds[i]), "source": f"upload:up-{i}",
-                              "ann": None} for i in ids}
+        return response, {i: self.row(labels[i], seeds[i], f"upload:up-{i}") for i in ids}
 
     def upload(self) -> None:
         ids = self.some_ids()
@@ -123,7 +130,7 @@ class World:
         ok(self.http.post(f"{T}/rows", content=arrow(rows), headers={"content-type": ARROW},
                           params={"mode": "upsert"}), 201)
         for i, s, n in zip(ids, seeds, labels, strict=True):
-            self.rows[i] = {"label": n, "sha256": digest(s), "source": f"upload:{i}", "ann": None}
+            self.rows[i] = self.row(n, s, f"upload:{i}")
 
     def ingest(self) -> None:
         """``lightbox ingest --uri``: a folder of files, by a second store on the same root."""
@@ -139,7 +146,7 @@ class World:
                    IngestOptions(table="t", sources=[str(folder)], progress=False, workers=1, mode=mode))
         for i in ids:
             if mode == "upsert" or i not in self.rows:
-                self.rows[i] = {"label": None, "sha256": digest(seeds[i]), "source": str(folder / i), "ann": None}
+                self.rows[i] = self.row(None, seeds[i], str(folder / i))
 
     def patch(self) -> None:
         ids = self.some_ids(present=True, most=1)
@@ -168,8 +175,38 @@ class World:
             if r["label"] == old:
                 r["label"] = new
 
+    def _lancedb_rows(self) -> tuple[bytes, dict[str, Row]]:
+        import pyarrow as pa
+
+        ids = self.some_ids()
+        seeds = [self.draw(SEEDS, "seed") for _ in ids]
+        labels = [self.draw(LABELS, "label") for _ in ids]
+        rows = pa.table({"id": ids, "image": pa.array([png(s) for s in seeds], pa.binary()),
+                         "label": pa.array(labels, pa.int64())})
+        return arrow(rows), {i: self.row(n, s, f"upload:{i}") for i, s, n in zip(ids, seeds, labels, strict=True)}
+
+    def lancedb_merge(self) -> None:
+        """``merge_insert("id")`` with any of update-all, insert-all and delete-by-source, on the wire."""
+        body, written = self._lancedb_rows()
+        update, insert, delete = (self.draw(st.booleans(), f) for f in ("update", "insert", "delete"))
+        flags = {k: "true" for k, on in (("when_matched_update_all", update), ("when_not_matched_insert_all", insert),
+                                         ("when_not_matched_by_source_delete", delete)) if on}
+        ok(self.http.post("/v1/table/t/merge_insert/", params={"on": "id", **flags}, content=body,
+                          headers={"content-type": ARROW}))
+        kept = {i: r for i, r in self.rows.items() if not delete or i in written}
+        self.rows = {**kept, **{i: r for i, r in written.items() if (update if i in self.rows else insert)}}
+
+    def lancedb_overwrite(self) -> None:
+        body, written = self._lancedb_rows()
+        ok(self.http.post("/v1/table/t/insert/", params={"mode": "overwrite"}, content=body,
+                          headers={"content-type": ARROW}))
+        self.rows = written
+
     def embed(self) -> None:
         ok(self.http.post(f"{T}/embeddings", json={"model": "builtin"}), 201)
+        self.vectors = True
+        for r in self.rows.values():
+            r["vec"] = True
 
     def annotate(self) -> None:
         boxed = {i: self.draw(BOXES, "box") for i in self.some_ids(present=True)}
@@ -192,7 +229,7 @@ class World:
             return
         version = self.draw(st.sampled_from(sorted(choices)), "version")
         ok(self.http.post(f"{T}/restore", params={"version": version}))
-        self.rows = copy.deepcopy(self.at[version])
+        self.rows, self.vectors = copy.deepcopy(self.at[version])
 
     def merge(self) -> None:
         """A branch from main's latest, a few writes on it, merged back (main did not move: no conflict)."""
@@ -226,7 +263,7 @@ class World:
         name = f"c{self.names}"
         self.names += 1
         ok(self.http.post(f"{T}/clone", json={"name": name, "version": version}), 201)
-        assert self.table(name) == self.at[version]
+        assert self.table(name) == self.at[version][0]
 
     def move_tag(self) -> None:
         tag, version = self.draw(st.sampled_from(["x", "y"]), "tag"), self.draw(st.sampled_from(sorted(self.at)), "v")
@@ -236,12 +273,17 @@ class World:
 
     # -- the checks ------------------------------------------------------------------------
     def table(self, name: str = "t") -> dict[str, Row]:
+        """The table's rows as the model holds them (a row's JSON carries no vector: those are read apart)."""
         rows = ok(self.http.post(f"/api/v1/tables/{name}/query", json={"limit": 10_000}))["rows"]
+        ds = Store(str(self.root / "data"), refresh_seconds=0.0).fresh(name)
+        vectors = ds.to_table(columns=["id", "vector"]).to_pylist() if "vector" in ds.schema.names else []
+        with_vector = {v["id"] for v in vectors if v["vector"] is not None}
         out = {}
         for r in rows:
             boxes, ann_ids = r.get("boxes"), r.get("annotation_ids")
             ann = None if boxes is None else [(b, a) for b, a in zip(boxes, ann_ids, strict=True)]
-            out[r["id"]] = {"label": r["label"], "sha256": r["sha256"], "source": r["source"], "ann": ann}
+            out[r["id"]] = {"label": r["label"], "sha256": r["sha256"], "source": r["source"], "ann": ann,
+                            "vec": r["id"] in with_vector}
         return out
 
     def settle(self, write: str, before: dict[str, Row]) -> None:
@@ -255,13 +297,12 @@ class World:
         expected = model_change(before, self.rows)
         if write not in ALWAYS_WRITE and not any(expected.values()):
             assert not entries, (write, "changed nothing but wrote", entries)
-        if write != "embed":  # embed changes vectors, which the model does not hold
-            logged = {k: sum(e[f"rows_{w}"] for e in entries)
-                      for k, w in (("added", "added"), ("removed", "removed"), ("changed", "updated"))}
-            assert logged == expected, (write, entries)
+        logged = {k: sum(e[f"rows_{w}"] for e in entries)
+                  for k, w in (("added", "added"), ("removed", "removed"), ("changed", "updated"))}
+        assert logged == expected, (write, entries)
         assert self.table() == self.rows, write
         self.seen = self.log.head()
-        self.at[self.seen] = copy.deepcopy(self.rows)
+        self.at[self.seen] = copy.deepcopy((self.rows, self.vectors))
 
 
 def model_change(a: dict[str, Row], b: dict[str, Row]) -> dict[str, int]:
@@ -283,7 +324,7 @@ def test_every_write_is_logged_as_diff_sees_it_and_leaves_the_model(data: st.Dat
         root = Path(tmp)
         ok(http.post("/api/v1/tables", json={"name": "t", "schema": [{"name": "label", "type": "int64"}]}), 201)
         world = World(http, root, data)
-        world.at[1] = {}
+        world.at[1] = ({}, False)
         world.seen = 1
         world.upsert()  # a few rows to start from
         world.settle("upsert", {})
