@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from app.store.schema import is_blob, is_vector
 
 NOT_COMPARED = frozenset({"ingested_at"})
+LOOKUP_LIMIT = 10_000  # rows of a write whose stored copies are found by a filtered scan
 
 
 def compared_columns(schema: pa.Schema) -> list[str]:
@@ -50,14 +51,20 @@ def unchanged_rows(ds: Any, source: pa.Table) -> np.ndarray:
     in every column ``source`` carries: writing it would change nothing."""
     same = np.zeros(source.num_rows, dtype=bool)
     columns = [c for c in source.column_names if c != "id" and c not in NOT_COMPARED]
-    if not source.num_rows or any(c not in ds.schema.names for c in columns):
+    if not source.num_rows or any(c not in ds.schema.names for c in ["id", *columns]):
         return same  # a column the table lacks: the write is refused or adds it, never a no-op
     blobs = [c for c in columns if is_blob(ds.schema.field(c))]
     if blobs and "sha256" not in columns:
         return same  # bytes without their digest cannot be compared without reading them
     compared = [c for c in columns if c not in blobs]
-    wanted = pa.table({"id": source.column("id"), "_at": pa.array(np.arange(source.num_rows))})
-    stored = ds.to_table(columns=["id"], with_row_id=True)
+    try:
+        keys = source.column("id").cast(ds.schema.field("id").type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return same  # ids of another type: the engine judges the write
+    wanted = pa.table({"id": keys, "_at": pa.array(np.arange(source.num_rows))})
+    # a few ids are looked up by a filtered scan; many are joined against the whole id column
+    where = pc.field("id").isin(keys.unique()) if source.num_rows <= LOOKUP_LIMIT else None
+    stored = ds.to_table(columns=["id"], with_row_id=True, filter=where)
     joined = wanted.join(stored, "id", join_type="inner")
     if not joined.num_rows:
         return same
