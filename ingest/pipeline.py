@@ -243,7 +243,7 @@ def _commit_upsert(store: Store, opts: IngestOptions, schema: pa.Schema, batches
         return
     version, counts = keyed_write(store, opts.table, table, mode="upsert", branch=opts.branch,
                                   message=opts.message, author=opts.author)
-    report.updated = counts.get("updated", 0)
+    report.updated, report.unchanged = counts.get("updated", 0), counts.get("unchanged", 0)
     if version is not None:
         report.versions.append(version)
         report.version = version
@@ -267,7 +267,7 @@ def _commit_keyed(store: Store, opts: IngestOptions, schema: pa.Schema, batches:
     stale = opts.delete_ids({str(i) for i in table.column("id").to_pylist()})
     version, counts = keyed_write(store, opts.table, table, mode=opts.mode, branch=opts.branch,
                                   delete_ids=stale, message=opts.message, author=opts.author)
-    report.updated = counts.get("updated", 0)
+    report.updated, report.unchanged = counts.get("updated", 0), counts.get("unchanged", 0)
     report.deleted = counts.get("deleted", 0)
     if version is not None:
         report.versions.append(version)

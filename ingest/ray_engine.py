@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from app.errors import Conflict
 from app.store import Store
+from app.store.compare import unchanged_rows
 from app.store.fragments import (
     commit_fragments,
     commit_merge,
@@ -335,21 +336,28 @@ def run_ray_embed(store: Store, name: str, model: str, *, source: str = "image",
     if not outs:
         return {"version": version, "column": column, "model": embedder.name, "dim": embedder.dim, "rows": 0,
                 "failed": 0}
+    # the log counts the rows whose vector changed, as diff does: a new column changes the rows given one
     if exists:
         table = pa.concat_tables([o["table"] for o in outs])
         with write_turn(store, name):
             head = store.fresh(name)
             if head.version != version:
                 raise Conflict(f"table {name!r} changed while the column was computed; run it again", table=name)
+            changed = table.num_rows - int(unchanged_rows(head, table).sum())
             head.merge_insert("id").when_matched_update_all().execute(table)
             store.invalidate(name)
-            write_note(store.table_uri(name), head, None, props, store.storage_options)
+            write_note(store.table_uri(name), head, None, {**props, **_counts(changed)}, store.storage_options)
             new_version = head.version
     else:
         with write_turn(store, name):
-            new_version = commit_merge(store, name, version, [o["fragment"] for o in outs], outs[-1]["schema"], props)
+            new_version = commit_merge(store, name, version, [o["fragment"] for o in outs], outs[-1]["schema"],
+                                       {**props, **_counts(rows - failed)})
     return {"version": new_version, "column": column, "model": embedder.name, "dim": embedder.dim, "rows": rows,
             "failed": failed}
+
+
+def _counts(updated: int) -> dict[str, str]:
+    return {"lightbox:inserted": "0", "lightbox:updated": str(updated), "lightbox:deleted": "0"}
 
 
 def embed_fragment(job: dict[str, Any], fragment_id: int) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class IngestReport:
     tag: str | None = None
     added: int = 0
     updated: int = 0  # rows replaced by an upsert
+    unchanged: int = 0  # rows an upsert found equal to the stored ones (not rewritten, not counted updated)
     deleted: int = 0  # rows a replacing write removed (``IngestOptions.delete_ids``)
     bytes: int = 0
     seconds: float = 0.0
@@ -73,6 +74,8 @@ class IngestReport:
             lines.append(f"version    {', '.join(map(str, span))} (was {self.previous_version or 'none'})")
         if self.updated:
             lines.append(f"updated    {self.updated} of them replaced rows with the same id (new content)")
+        if self.unchanged:
+            lines.append(f"unchanged  {self.unchanged} of them equal to the stored rows (not rewritten)")
         if self.tag:
             lines.append(f"tag        {self.tag}")
         lines.extend(f"note       {w}" for w in self.warnings)

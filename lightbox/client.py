@@ -416,7 +416,9 @@ class Table:
 
     def update(self, row_id: str, values: Mapping[str, Any], *, message: str | None = None,
                author: str | None = None) -> dict[str, Any]:
-        """Change some columns of one row (one new version): ``t.update("3/00003.png", {"label": 8})``."""
+        """Change some columns of one row (one new version): ``t.update("3/00003.png", {"label": 8})``.
+
+        Values equal to the stored ones write no version (``{"updated": 0, "unchanged": 1}``)."""
         return self._run(self._calls.update(row_id, values, message, author))
 
     def import_annotations(self, source: str | PathLike[str] | Mapping[str, Any], format: str = "coco", *,

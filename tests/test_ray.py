@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from app.services.diff import diff
 from app.services.embed import embed_table
-from app.store import Store
+from app.store import Ref, Store
 from app.store.history import VersionLog
 from embeddings.registry import load
 from ingest.pipeline import IngestOptions, run_ingest
@@ -79,6 +80,12 @@ def skips(report: dict | object) -> list[tuple[str, str, str]]:
 
 def entry(store: Store, name: str, version: int) -> dict:
     return VersionLog(store.table_uri).entry(store.fresh(name), name, version)
+
+
+def logged_by_diff(store: Store, name: str, version: int) -> dict[str, int]:
+    """The counts a version's log entry must carry: ``diff`` against the version before."""
+    change = diff(store.snapshot(name, Ref(version=version - 1)), store.snapshot(name, Ref(version=version)))
+    return {"inserted": len(change.added), "updated": len(change.changed), "deleted": len(change.removed)}
 
 
 def test_ray_ingest_equals_local_ingest(cluster: str, mixed_dir: Path, data_uri: str) -> None:
@@ -225,11 +232,14 @@ def test_ray_embed_equals_local_embed(cluster: str, mixed_dir: Path, data_uri: s
     assert store.fresh("dist").schema.field("vector").metadata == store.fresh("local").schema.field("vector").metadata
     log = entry(store, "dist", out["version"])
     assert (log["operation"], log["message"], log["author"]) == ("embed", "vectors", "ann")
+    assert log["counts"] == logged_by_diff(store, "dist", out["version"]) == {"inserted": 0, "updated": 12,
+                                                                            "deleted": 0}
     assert rows(store, "dist").equals(rows(store, "local"))
 
     again = run_ray_embed(store, "dist", "builtin", message="refresh", author="ann")
     assert again["version"] == out["version"] + 1
     assert entry(store, "dist", again["version"])["operation"] == "embed"
+    assert entry(store, "dist", again["version"])["counts"] == logged_by_diff(store, "dist", again["version"])
     assert np.allclose(vectors(store, "dist")[1], vec_l, atol=1e-5)
     store.fresh("dist").validate()
 

@@ -47,7 +47,7 @@ async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
         raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
     report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
     request.app.state.metrics.ingested(table, report["inserted"] + report["updated"], len(report["skipped"]))
-    if report["skipped"] and not report["inserted"] and not report["updated"]:
+    if report["skipped"] and not (report["inserted"] or report["updated"] or report["unchanged"]):
         raise Unprocessable(_nothing_written(report["skipped"]), skipped=report["skipped"])
     return JSON(report, status_code=201)
 
@@ -160,7 +160,8 @@ def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes,
                                                 "message": s.message} for s in exc.refused]) from exc
     except IngestError as exc:
         raise Unprocessable(str(exc)) from exc
-    return {"version": report.version or report.previous_version, "inserted": report.added - report.updated,
-            "updated": report.updated, **({"deleted": report.deleted} if delete_ids else {}), "tag": report.tag,
+    return {"version": report.version or report.previous_version,
+            "inserted": report.added - report.updated - report.unchanged, "updated": report.updated,
+            "unchanged": report.unchanged, **({"deleted": report.deleted} if delete_ids else {}), "tag": report.tag,
             "skipped": [{"file": s.file.split(":", 1)[-1], "reason": s.reason, "message": s.message}
                         for s in report.skipped]}

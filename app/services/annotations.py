@@ -15,6 +15,10 @@ name; for YOLO, whose label files are named after the image's stem, ``auto`` mea
 Images and annotations that match nothing are reported, not guessed. An image that matches
 but has no annotations gets empty lists; rows the file does not mention are left as they were.
 
+The version is logged as ``annotate``, counting the rows whose annotations changed (what ``diff``
+shows): rows the file does not mention keep their null columns and are not counted, and importing
+a file whose annotations are already stored writes no version.
+
 Bounds (a 422 past them, nothing written): at most ``MAX_PER_IMAGE`` annotations and
 ``MAX_POINTS_PER_IMAGE`` polygon coordinates per row; ids and category ids are int64.
 """
@@ -201,14 +205,18 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
         raise Conflict(f"column(s) {clash} exist with another type; rename them first", columns=clash)
     if present and len(present) != len(COLUMNS):
         raise Conflict(f"the table has some annotation columns ({present}) but not all of {list(COLUMNS)}")
-    version = None
+    version, counts = None, {}
     if matched:
         table = _table(matched, sizes if normalised else None)
-        if present:
-            version, _ = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
+        extra = {"lightbox:op": "annotate"}
+        if present:  # rows whose annotations are already these are left alone (and not counted)
+            version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message,
+                                          author=author, extra=extra)
         else:
-            version = merge_columns(store, name, table, branch=branch, message=message, author=author)
-    return {"version": version or ds.version, "rows_updated": len(matched),
+            version, counts = merge_columns(store, name, table, branch=branch, message=message, author=author,
+                                            extra=extra)
+    return {"version": version or store.latest(name, branch).version, "rows_updated": counts.get("updated", 0),
+            "rows_unchanged": counts.get("unchanged", 0),
             "annotations": sum(len(v) for v in matched.values()), "columns": list(COLUMNS),
             "unmatched_images": len(unmatched_images), "unmatched_image_names": unmatched_images[:REPORT_LIMIT],
             "unmatched_annotations": unmatched_annotations, "rle_segmentations_skipped": parsed.rle}

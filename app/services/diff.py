@@ -2,7 +2,8 @@
 
 Lance's stable row ids and each row's ``_row_last_updated_at_version`` tell which rows cannot have
 changed between two snapshots of one lineage (same row id, same last update), so only the rest
-are compared, column by column (image bytes by ``sha256``, vectors element-wise). Snapshots of
+are compared, column by column (image bytes by ``sha256``, vectors element-wise; ``app.store.compare`` says what
+counts as a change, the same test keyed writes use to skip rows they would not change). Snapshots of
 different lineages (a merge copies rows, a clone re-ingests) still diff correctly: their rows are
 simply all compared.
 
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 
 from app.errors import BadRequest
 from app.store import Ref, Snapshot, Store
-from app.store.schema import is_blob, is_vector
+from app.store.compare import column_diff, compared_columns, has_value
 
 LINEAGE = ["id", "_row_last_updated_at_version"]
 
@@ -124,44 +125,24 @@ def _eq(x: pa.ChunkedArray, y: pa.ChunkedArray) -> np.ndarray:
 
 def _compare(a: Snapshot, b: Snapshot, ids: list[str], a_rows: list[int], b_rows: list[int],
              chunk: int = 4096) -> dict[str, list[str]]:
-    """Column-by-column comparison of rows present on both sides; returns only those that differ."""
-    a_cols = [f.name for f in a.ds.schema if not is_blob(f)]
-    b_cols = [f.name for f in b.ds.schema if not is_blob(f)]
-    shared = [c for c in a_cols if c in b_cols and c not in ("ingested_at",)]
-    only = [c for c in a_cols + b_cols if c not in shared and c != "ingested_at"]
+    """Column-by-column comparison of rows present on both sides; returns only those that differ.
+
+    A column only one side has reads as null on the other, so it counts where a row holds a value
+    in it (a new column changes the rows given one, not every row)."""
+    a_cols, b_cols = compared_columns(a.ds.schema), compared_columns(b.ds.schema)
+    shared = [c for c in a_cols if c in b_cols]
+    only_a = [c for c in a_cols if c not in b_cols]
+    only_b = [c for c in b_cols if c not in a_cols]
     changed: dict[str, list[str]] = {}
     for start in range(0, len(ids), chunk):
         part = slice(start, start + chunk)
-        ta = a.ds._take_rows(a_rows[part], columns=shared)
-        tb = b.ds._take_rows(b_rows[part], columns=shared)
-        diffs = {c: _column_diff(ta.column(c), tb.column(c)) for c in shared if c != "id"}
+        ta = a.ds._take_rows(a_rows[part], columns=shared + only_a)
+        tb = b.ds._take_rows(b_rows[part], columns=shared + only_b)
+        diffs = {c: column_diff(ta.column(c), tb.column(c)) for c in shared if c != "id"}
+        diffs.update({c: has_value(ta.column(c)) for c in only_a})
+        diffs.update({c: has_value(tb.column(c)) for c in only_b})
         for i, key in enumerate(ids[part]):
-            columns = [c for c, mask in diffs.items() if mask[i]] + only
+            columns = [c for c, mask in diffs.items() if mask[i]]
             if columns:
                 changed[key] = columns
     return changed
-
-
-def _column_diff(x: pa.ChunkedArray, y: pa.ChunkedArray) -> np.ndarray:
-    """True where two aligned columns differ (nulls equal to nulls)."""
-    x, y = x.combine_chunks(), y.combine_chunks()
-    nx = np.asarray(x.is_null())
-    ny = np.asarray(y.is_null())
-    if pa.types.is_fixed_size_list(x.type) and x.type == y.type:
-        values = ~np.all(_matrix(x) == _matrix(y), axis=1)
-    elif is_vector_type(x.type) or pa.types.is_nested(x.type) or x.type != y.type:
-        values = np.array([u != v for u, v in zip(x.to_pylist(), y.to_pylist(), strict=True)], bool)
-    else:
-        values = ~pc.fill_null(pc.equal(x, y), False).to_numpy(zero_copy_only=False)
-    return (nx != ny) | (~nx & ~ny & values)
-
-
-def _matrix(arr: pa.FixedSizeListArray) -> np.ndarray:
-    """Every slot of a fixed-size list array as rows (null slots included, so rows stay aligned)."""
-    dim = arr.type.list_size
-    flat = arr.values.to_numpy(zero_copy_only=False)
-    return flat[arr.offset * dim : (arr.offset + len(arr)) * dim].reshape(len(arr), dim)
-
-
-def is_vector_type(t: pa.DataType) -> bool:
-    return is_vector(pa.field("x", t))

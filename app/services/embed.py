@@ -55,6 +55,8 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     parent = ds.version
     if exists:
         ds.merge_insert("id").when_matched_update_all().execute(reader)
+    elif not ds.count_rows():  # nothing to join the vectors to: the column alone (later uploads fill it)
+        ds.add_columns(field)
     else:
         ds.merge(reader, left_on="id")
     store.invalidate(name)

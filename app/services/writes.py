@@ -67,10 +67,11 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     check_tag_free(store, name, tag, branch)
     version, counts = keyed_write(store, name, table, mode="update", branch=branch, message=message, author=author)
-    if not counts.get("updated"):
+    if not counts.get("updated") and not counts.get("unchanged"):
         raise RowNotFound(f"no row with id {row_id!r} in table {name!r}", id=row_id)
-    commit_meta(store, name, version, tag, branch)
-    return {"version": version, "updated": counts["updated"]}
+    commit_meta(store, name, version, tag, branch)  # values equal to the stored ones write no version
+    return {"version": version or store.latest(name, branch).version, "updated": counts.get("updated", 0),
+            "unchanged": counts.get("unchanged", 0)}
 
 
 def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter_text: str | None = None,
@@ -127,8 +128,8 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
         counts = {"inserted": table.num_rows if version else 0, "updated": 0}
     commit_meta(store, name, version, tag, branch)
     return {"version": version or store.latest(name, branch).version, "inserted": counts.get("inserted", 0),
-            "updated": counts.get("updated", 0), **({"deleted": counts.get("deleted", 0)} if delete_ids else {}),
-            "skipped": []}
+            "updated": counts.get("updated", 0), "unchanged": counts.get("unchanged", 0),
+            **({"deleted": counts.get("deleted", 0)} if delete_ids else {}), "skipped": []}
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:

@@ -123,17 +123,20 @@ def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str |
 
 
 LANCE_OPERATIONS = {"Append": "insert", "Delete": "delete", "Merge": "add_columns", "Restore": "restore",
-                    "Clone": "clone", "Rewrite": "optimize", "CreateIndex": "index", "Project": "alter_columns"}
+                    "Clone": "clone", "Rewrite": "compact", "CreateIndex": "index", "Project": "alter_columns",
+                    "UpdateConfig": "config"}
 
 
 def _what_happened(txn: Any, version: int, counts: dict[str, int]) -> str | None:
-    """An operation name for a commit that recorded none (written before names were recorded, or by
-    another Lance client), from Lance's operation and the row counts."""
+    """An operation name for a commit that recorded none (written before names were recorded, by
+    the index keeper, or by another Lance client), from Lance's operation and the row counts."""
     if txn is None:
         return None
     lance_name = type(txn.operation).__name__
     if lance_name == "Overwrite":
         return "create" if version == 1 else "overwrite"
+    if lance_name == "UpdateConfig" and _is_tuning(txn.operation):
+        return "tune_index"  # the index keeper recorded the probe count its index needs for the recall target
     if lance_name == "Update" and counts:
         done = [k for k in ("inserted", "updated", "deleted") if counts.get(k)]
         if done == ["inserted", "updated"]:
@@ -143,11 +146,19 @@ def _what_happened(txn: Any, version: int, counts: dict[str, int]) -> str | None
     return LANCE_OPERATIONS.get(lance_name, lance_name.lower())
 
 
+def _is_tuning(operation: Any) -> bool:
+    """An ``UpdateConfig`` that writes only the index keeper's tuning keys (no row changes)."""
+    from app.store.vectors import CONFIG_PREFIX  # here: vectors imports the catalog, which imports this module
+
+    updates = getattr(getattr(operation, "config_updates", None), "updates", None)
+    return isinstance(updates, dict) and bool(updates) and all(k.startswith(CONFIG_PREFIX) for k in updates)
+
+
 def _default_message(operation: str | None, counts: dict[str, int]) -> str | None:
-    """What a commit without a message did, in words ("update 1 row")."""
+    """What a commit without a message did, in words ("update 1 row", "annotate 3 rows")."""
     if operation is None:
         return None
     rows = counts.get("inserted", 0) + counts.get("updated", 0) + counts.get("deleted", 0)
-    if operation in ("insert", "update", "delete", "upsert") and rows:
-        return f"{operation} {rows} row{'s' if rows != 1 else ''}"
+    if rows:
+        return f"{operation.replace('_', ' ')} {rows} row{'s' if rows != 1 else ''}"
     return operation.replace("_", " ")

@@ -93,14 +93,20 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
              author: str | None = None, fold_vectors: bool = True) -> dict[str, Any]:
     """Compact small files, fold new rows into indexes, prune untagged versions older than ``retention``.
 
-    Each version it commits is logged as ``optimize`` (a version note: Lance records nothing for
-    these commits), with zero row counts: compaction and index upkeep change no row."""
-    props = {"lightbox:op": "optimize", "author": author or default_author(),
+    Each version it commits is logged for what it did (a version note: Lance records nothing for
+    these commits), with zero row counts: compaction and index upkeep change no row. Lance's
+    compaction commits twice, first reserving the new fragments' ids (``compact``, "reserve fragment
+    ids"), then rewriting the files (``compact``, "compact data files"); folding new rows into the
+    indexes is ``index``."""
+    props = {"author": author or default_author(),
              "lightbox:inserted": "0", "lightbox:updated": "0", "lightbox:deleted": "0"}
     ds = store.fresh(name)
     before = ds.version
     compaction = ds.optimize.compact_files()
-    _note_range(store, name, before, {**props, "__lance_commit_message": message or "optimize: compact data files"})
+    merged = (f"compact data files ({getattr(compaction, 'fragments_removed', 0)} fragments into "
+              f"{getattr(compaction, 'fragments_added', 0)})")
+    _note_range(store, name, before, props, message, {"Rewrite": ("compact", merged), None: ("compact", merged)},
+                ("compact", "reserve fragment ids for the compaction"))
     ds = store.fresh(name)
     # the service's index keeper folds vector indexes under its own lock (fold_vectors=False); a
     # command-line optimize has no keeper and folds them here
@@ -108,8 +114,7 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
     if names:
         before = ds.version
         ds.optimize.optimize_indices(index_names=names)
-        _note_range(store, name, before,
-                    {**props, "__lance_commit_message": message or "optimize: fold new rows into indexes"})
+        _note_range(store, name, before, props, message, {}, ("index", "fold new rows into indexes"))
     ds = store.fresh(name)
     unguarded = unguarded_clones(store, name, ds)
     stats = None
@@ -168,9 +173,12 @@ def _location(uri: str) -> str:
     return os.path.realpath(path) if "://" not in path else path.rstrip("/")
 
 
-def _note_range(store: Store, name: str, before: int, props: dict[str, str]) -> None:
-    """Note ``props`` on the versions committed since ``before`` (compaction may commit two: one
-    reserving fragment ids, one rewriting), except a concurrent write's, which carries its author."""
+def _note_range(store: Store, name: str, before: int, props: dict[str, str], message: str | None,
+                steps: dict[str | None, tuple[str, str]], default: tuple[str, str]) -> None:
+    """Note ``props`` on the versions committed since ``before``, each with the operation and words
+    of what it did (``steps``, by Lance's operation name, None when pylance cannot decode it; else
+    ``default``), except a concurrent write's, which carries its author. A user's message is kept,
+    with what the version did beside it."""
     head = store.fresh(name)
     for version in range(before + 1, head.version + 1):
         pinned = head if version == head.version else head.checkout_version(version)
@@ -178,5 +186,9 @@ def _note_range(store: Store, name: str, before: int, props: dict[str, str]) -> 
             txn = pinned.get_transactions(1)[0]
         except (ValueError, OSError, IndexError, TypeError):  # pylance fails to decode some (RewrittenIndex)
             txn = None
-        if txn is None or "author" not in (txn.transaction_properties or {}):
-            write_note(store.table_uri(name), pinned, None, props, store.storage_options)
+        if txn is not None and "author" in (txn.transaction_properties or {}):
+            continue
+        operation, words = steps.get(type(txn.operation).__name__ if txn is not None else None, default)
+        text = f"{message} ({words})" if message else f"optimize: {words}"
+        write_note(store.table_uri(name), pinned, None,
+                   {**props, "lightbox:op": operation, "__lance_commit_message": text}, store.storage_options)

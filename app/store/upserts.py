@@ -5,6 +5,8 @@ the version's message and author in its transaction properties (``delete`` and `
 take no message of their own). The merge joins on ``id`` by hash, not through a scalar index
 (``use_index(False)``): with the table's unenforced primary key that is the engine path that keeps
 ids unique under concurrent writers. A commit that loses a race is retried on the new latest.
+Upserts and updates first drop the rows whose stored values already equal the ones written
+(``app.store.compare``): rewriting them would change nothing, yet Lance would count them updated.
 
 The uncommitted route loses one thing on its way through Python: the set of keys a merge
 inserted, which is what lets Lance see two concurrent inserts of the same new id as a conflict
@@ -33,6 +35,7 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.filters import InvalidFilter, is_filter_error, lance_reason
 from app.store.catalog import Store
+from app.store.compare import unchanged_rows
 from app.store.writes import adds_columns, default_author
 
 Mode = Literal["upsert", "insert", "update", "delete"]
@@ -81,6 +84,8 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
                 author: str | None = None, extra: dict[str, str] | None = None) -> tuple[int | None, dict[str, int]]:
     """Apply one keyed write; returns (new version or None when nothing changed, row counts).
 
+    Rows whose stored values already equal the ones written are left alone (counted as
+    ``unchanged``, not as updated), so the version's counts are the rows ``diff`` sees change.
     ``extra`` transaction properties are kept with the version (a merge names what it merged)."""
     props = {**_props(message, author), **(extra or {})}
     if data is not None and adds_columns(store, name, data.column_names, branch):
@@ -99,7 +104,7 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
             merge = merge.when_not_matched_by_source_delete(ids_predicate(delete_ids))
         return merge
 
-    return _commit_with_retry(store, name, branch, build, source, props)
+    return _commit_with_retry(store, name, branch, build, source, props, skip_unchanged=mode in ("upsert", "update"))
 
 
 @contextmanager
@@ -137,24 +142,27 @@ def _file_turn(store: Store, uri: str) -> Iterator[None]:
 
 
 def _commit_with_retry(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
-                       source: pa.Table, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+                       source: pa.Table, props: dict[str, str],
+                       skip_unchanged: bool = False) -> tuple[int | None, dict[str, int]]:
     with write_turn(store, name):
-        return _commit_turn(store, name, branch, build, source, props)
+        return _commit_turn(store, name, branch, build, source, props, skip_unchanged)
 
 
 def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
-                 source: pa.Table, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+                 source: pa.Table, props: dict[str, str],
+                 skip_unchanged: bool) -> tuple[int | None, dict[str, int]]:
     for attempt in range(RETRIES):
         ds = store.fresh(name, branch)
+        rows, unchanged = _changing(ds, source) if skip_unchanged else (source, 0)
         try:
-            txn, stats = build(ds).execute_uncommitted(source)
+            txn, stats = build(ds).execute_uncommitted(rows)
         except (ValueError, OSError) as exc:
             if is_filter_error(exc):  # a predicate that cannot run is the client's mistake, not a conflict
                 raise InvalidFilter(f"the filter cannot run on this table: {lance_reason(exc)}") from exc
             raise Conflict(f"the write does not fit table {name!r}: {exc}") from exc
         counts = {k.removeprefix("num_").removesuffix("_rows"): int(v) for k, v in stats.items()}
         if not any(counts.values()):
-            return None, counts
+            return None, {**counts, "unchanged": unchanged}
         recorded = {**props, **{f"lightbox:{k}": str(v) for k, v in counts.items()}}  # shown in the log
         try:
             committed = lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
@@ -165,5 +173,12 @@ def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[A
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
             continue
         store.invalidate(name)
-        return committed.version, counts  # this write's version: "latest" may already be a later one
+        return committed.version, {**counts, "unchanged": unchanged}  # this write's version: "latest" may be later
     raise AssertionError("unreachable")
+
+
+def _changing(ds: lance.LanceDataset, source: pa.Table) -> tuple[pa.Table, int]:
+    """The rows of ``source`` that would change what ``ds`` stores, and how many would not."""
+    same = unchanged_rows(ds, source)
+    kept = int(same.sum())
+    return (source.filter(pa.array(~same)) if kept else source), kept

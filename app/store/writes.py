@@ -147,32 +147,57 @@ def _non_empty(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 
 def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | None = None,
-                  message: str | None = None, author: str | None = None) -> int:
+                  message: str | None = None, author: str | None = None,
+                  extra: dict[str, str] | None = None) -> tuple[int | None, dict[str, int]]:
     """Add ``table``'s columns other than ``id`` to the rows with the same id, as one new version
-    carrying ``message`` and ``author`` (rows it does not name get nulls): each fragment is joined
-    with ``table`` and the new column files are committed in one Lance ``Merge``. Held under the
-    table's keyed-write turn."""
+    carrying ``message``, ``author`` and ``extra`` properties (rows it does not name read null): the
+    fragments holding those ids are joined with ``table`` and their new column files committed in one
+    Lance ``Merge``. Other fragments are left as they are (no file for the new columns, so their rows
+    read null and keep their last-updated version). Returns (the version or None when no stored row
+    is named, counts: the rows given a value). Held under the table's keyed-write turn."""
     import uuid
+
+    import pyarrow.compute as pc
 
     from app.store.upserts import write_turn
 
+    valued = table.filter(_any_value(table))
     with write_turn(store, name):
         ds = store.fresh(name, branch)
         try:
-            fragments, schema = [], None
+            fragments, schema, updated = [], None, 0
             for fragment in ds.get_fragments():
+                ids = fragment.to_table(columns=["id"]).column("id")
+                named = pc.is_in(ids, value_set=table.column("id"))
+                if not pc.any(named).as_py():
+                    fragments.append(fragment.metadata)
+                    continue
+                updated += pc.sum(pc.is_in(ids, value_set=valued.column("id"))).as_py() or 0
                 meta, schema = fragment.merge(table, left_on="id")
                 fragments.append(meta)
             if schema is None:
-                raise ValueError("the table has no rows")
-            props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {})}
+                return None, {"inserted": 0, "updated": 0, "deleted": 0}
+            counts = {"inserted": 0, "updated": updated, "deleted": 0}
+            props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {}),
+                     **(extra or {}), **{f"lightbox:{k}": str(v) for k, v in counts.items()}}
             txn = lance.Transaction(ds.version, lance.LanceOperation.Merge(fragments, schema), str(uuid.uuid4()),
                                     transaction_properties=props)
             committed = lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
         except (ValueError, OSError) as exc:
             raise Conflict(f"the columns do not fit table {name!r}: {exc}") from exc
         store.invalidate(name)
-        return committed.version
+        return committed.version, counts
+
+
+def _any_value(table: pa.Table) -> pa.Array:
+    """Rows of ``table`` with a value in at least one column besides ``id``."""
+    import pyarrow.compute as pc
+
+    mask = pa.array([False] * table.num_rows)
+    for column in table.column_names:
+        if column != "id":
+            mask = pc.or_(mask, pc.is_valid(table.column(column)))
+    return mask
 
 
 def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:

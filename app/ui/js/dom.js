@@ -40,6 +40,13 @@ export function formatValue(v) {
   return String(v);
 }
 
+/** The columns whose values differ between two reads of one row. A column one read lacks (added or
+ * dropped in between) reads as null there, as in the server's diff: a new column changes only the
+ * rows given a value in it. */
+export function changedColumns(before, now) {
+  return Object.keys({ ...before, ...now }).filter((k) => JSON.stringify(before[k] ?? null) !== JSON.stringify(now[k] ?? null));
+}
+
 export function formatTime(ts) {
   if (!ts) return "";
   const d = new Date(ts);

@@ -2,7 +2,7 @@
 // every column, a download of the original bytes, and the row's history across recent versions.
 
 import { api, apiUrl, getKey, imageUrl, rowPath, setImage, t } from "./api.js";
-import { errorBox, formatBytes, formatTime, formatValue, h } from "./dom.js";
+import { changedColumns, errorBox, formatBytes, formatTime, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
 import { BROWSER_IMAGES, tabs, thumbUrl } from "./table.js";
 
@@ -94,7 +94,7 @@ async function rowHistory(table, id, ctx, params) {
     } else if (!before && now) events.push({ v, what: "added", columns: [] });
     else if (before && !now) events.push({ v, what: "removed", columns: [] });
     else if (before && now) {
-      const changed = Object.keys({ ...before, ...now }).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]));
+      const changed = changedColumns(before, now);
       if (changed.length) events.push({ v, what: "changed", columns: changed });
     }
     before = now;
