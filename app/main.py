@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              recall_target=settings.recall_target, sample=settings.recall_sample,
                              delay=settings.index_quiet_seconds, max_wait=settings.index_max_wait_seconds,
                              budget=settings.index_memory_bytes)
-        if not settings.writer_url:  # a read replica never commits: the one writer keeps the indexes
+        if not settings.writer_url and settings.background_indexing:  # a read replica never commits
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)

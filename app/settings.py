@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     retention_days: float = 7.0
     # Read each table's recent version log and id map in the background at start-up.
     warm_on_start: bool = True
+    # Build, fold and tune vector indexes on a background thread after writes (off for a short-lived
+    # process such as the command line: POST .../optimize still does that work when asked).
+    background_indexing: bool = True
     # "json": one JSON line per request on stderr (logger lightbox.access); unset: uvicorn's own log.
     access_log: str | None = None
     # true: GET /metrics needs no API key even when keys are set (a scraper on a private network).

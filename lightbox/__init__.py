@@ -12,7 +12,7 @@ torch nor the service.
 
 from lightbox._wire import TableInfo
 from lightbox.async_client import AsyncClient, AsyncTable
-from lightbox.client import Client, Table
+from lightbox.client import Client, Table, connect
 from lightbox.errors import (
     BadRequest,
     Conflict,
@@ -57,4 +57,5 @@ __all__ = [
     "Unreachable",
     "UnsupportedMediaType",
     "__version__",
+    "connect",
 ]

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from lightbox.torch import TableDataset
 
-__all__ = ["Client", "Table", "TableInfo"]
+__all__ = ["Client", "Table", "TableInfo", "connect"]
 T = TypeVar("T")
 
 
@@ -65,10 +65,10 @@ class Client:
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.25) -> None:
+                 retries: int = 3, backoff: float = 0.25, transport: httpx.BaseTransport | None = None) -> None:
         self.options = Options(url.rstrip("/"), api_key, timeout, retries, backoff)
         self._http = httpx.Client(base_url=self.options.url, headers=self.options.headers(),
-                                  timeout=self.options.timeouts())
+                                  timeout=self.options.timeouts(), transport=transport)
 
     @property
     def url(self) -> str:
@@ -466,3 +466,23 @@ class Table:
         'vector'
         """
         return self._run(self._calls.embed(model, source, column, message, author))
+
+
+def connect(target: str | None = None, *, api_key: str | None = None, **options: Any) -> Client:
+    """A ``Client`` on a service (an ``http(s)://`` URL) or on a data root served in this process.
+
+    >>> lightbox.connect("http://127.0.0.1:8000").tables()       # a running service
+    >>> lightbox.connect("./lightbox-data").tables()              # no server: the same calls, in-process
+
+    A data root (a folder or any Lance URI; default ``$LIGHTBOX_URI`` or ``./lightbox-data``) needs the
+    service installed (``pip install 'lightbox[server]'``); ``options`` are its settings
+    (``storage_options``, ``index_min_rows``, ...). For a URL they are ``Client``'s (``timeout``, ...).
+    """
+    import os
+
+    target = target or os.environ.get("LIGHTBOX_URI") or "./lightbox-data"
+    if target.startswith(("http://", "https://")):
+        return Client(target, api_key=api_key, **options)
+    from lightbox._inprocess import connect_local
+
+    return connect_local(target, api_key=api_key, **options)  # type: ignore[no-any-return]

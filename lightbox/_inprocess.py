@@ -1,0 +1,194 @@
+"""The SDK pointed at an app in this process: an httpx transport that calls an ASGI app directly.
+
+``lightbox.connect("./lightbox-data")`` serves a data root without a server: the service's own app
+(``create_app``) runs on a private event loop in a background thread, its lifespan started on the
+first request and ended by ``Client.close()``, and every SDK call is an ASGI call to it. The command
+line uses this for ``--uri`` and an HTTP URL for ``--server``, so the two cannot disagree (as
+datasette's internal client does for its plugins).
+
+Responses stream: the body's chunks cross from the loop to the caller through a bounded queue, so an
+export of gigabytes holds a few chunks at a time, as over a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import Future
+from typing import Any
+
+import httpx
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+REQUEST_CHUNK = 1024 * 1024  # request bodies reach the app in pieces of this size, as from a socket
+QUEUED_CHUNKS = 8  # response chunks buffered between the app and the reader
+
+
+class AppThread:
+    """An ASGI app with its lifespan, on an event loop in a daemon thread of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="lightbox-inprocess")
+        self._thread.start()
+        self._lifespan: Future[None] | None = None
+        self._to_app: asyncio.Queue[Message] | None = None
+        self._from_app: asyncio.Queue[Message] | None = None
+        self._started = threading.Lock()
+        self._closed = False
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        """Run a coroutine on the app's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        """Run the lifespan's startup once (the store opens here); raises what it raised."""
+        with self._started:
+            if self._lifespan is not None:
+                return
+            if self._closed:
+                raise RuntimeError("this in-process client is closed")
+            self._lifespan = asyncio.run_coroutine_threadsafe(self._run_lifespan(), self.loop)
+            message = self.run(self._next_from_app())
+            if message["type"] != "lifespan.startup.complete":
+                raise RuntimeError(f"the app did not start: {message.get('message', message['type'])}")
+
+    async def _run_lifespan(self) -> None:
+        self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        await self._to_app.put({"type": "lifespan.startup"})
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        try:
+            await self.app(scope, self._to_app.get, self._from_app.put)
+        except BaseException as exc:  # an app without lifespan support, or a startup that failed
+            await self._from_app.put({"type": "lifespan.startup.failed", "message": repr(exc)})
+
+    async def _next_from_app(self) -> Message:
+        while self._from_app is None:
+            await asyncio.sleep(0)
+        return await self._from_app.get()
+
+    def close(self) -> None:
+        """Run the lifespan's shutdown (the store and the index keeper close), then stop the loop."""
+        with self._started:
+            if self._closed:
+                return
+            self._closed = True
+            if self._lifespan is not None and self._to_app is not None:
+                with contextlib.suppress(Exception):
+                    self.run(self._to_app.put({"type": "lifespan.shutdown"}))
+                    self.run(asyncio.wait_for(self._next_from_app(), 60))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+class InProcessTransport(httpx.BaseTransport):
+    """httpx's sync transport over an ``AppThread``: each request is one ASGI call on the app's loop."""
+
+    def __init__(self, app: AppThread) -> None:
+        self.app = app
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.app.start()
+        body = request.read()
+        chunks: asyncio.Queue[Message | BaseException] | None = None
+        ready: Future[asyncio.Queue[Message | BaseException]] = Future()
+
+        async def call() -> None:
+            nonlocal chunks
+            chunks = asyncio.Queue(QUEUED_CHUNKS)
+            ready.set_result(chunks)
+            sent = 0
+
+            async def receive() -> Message:
+                nonlocal sent
+                if sent > len(body):  # the body is read: the client stays connected until the answer ends
+                    await asyncio.Event().wait()
+                piece = body[sent:sent + REQUEST_CHUNK]
+                sent += REQUEST_CHUNK if piece else 1
+                return {"type": "http.request", "body": piece, "more_body": sent < len(body)}
+
+            try:
+                await self.app.app(_scope(request), receive, chunks.put)
+            except BaseException as exc:  # the app raised instead of answering: the caller sees it
+                await chunks.put(exc)
+            await chunks.put({"type": "lightbox.end"})
+
+        task = asyncio.run_coroutine_threadsafe(call(), self.app.loop)
+        queue = ready.result()
+        start = self._next(queue)
+        if start.get("type") != "http.response.start":
+            task.cancel()
+            raise httpx.RemoteProtocolError(f"the app answered {start.get('type')!r} before a response start")
+        headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+        stream = _BodyStream(self, queue, task)
+        return httpx.Response(int(start["status"]), headers=headers, stream=stream, request=request)
+
+    def _next(self, queue: asyncio.Queue[Message | BaseException]) -> Message:
+        item = self.app.run(queue.get())
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def connect_local(uri: str, *, api_key: str | None = None, storage_options: dict[str, str] | None = None,
+                  **settings: Any) -> Any:
+    """A ``Client`` on the data root ``uri``, served by the service's own app in this process.
+
+    The environment's ``LIGHTBOX_*`` settings apply as they would to ``lightbox serve``, except those
+    that make no sense without a network: API keys, a writer to forward to, the start-up warm-up, and
+    the background index keeper (an explicit ``optimize`` still builds and tunes indexes).
+    """
+    from lightbox.client import Client
+    from lightbox.extras import need
+
+    need("app.main", "server", "a data root served in this process")
+    from app.main import create_app
+    from app.settings import Settings
+
+    overrides: dict[str, Any] = {"uri": uri, "api_keys": None, "writer_url": None, "warm_on_start": False,
+                                 "background_indexing": False, **settings}
+    if storage_options:
+        overrides["storage_options"] = storage_options
+    app = create_app(Settings(**overrides))
+    return Client("http://lightbox.local", api_key=api_key, retries=0,
+                  transport=InProcessTransport(AppThread(app)))
+
+
+class _BodyStream(httpx.SyncByteStream):
+    def __init__(self, transport: InProcessTransport, queue: asyncio.Queue[Message | BaseException],
+                 task: Future[None]) -> None:
+        self.transport, self.queue, self.task = transport, queue, task
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            message = self.transport._next(self.queue)
+            if message["type"] == "lightbox.end":
+                return
+            if message["type"] == "http.response.body":
+                if message.get("body"):
+                    yield bytes(message["body"])
+                if not message.get("more_body", False):
+                    return
+
+    def close(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+
+
+def _scope(request: httpx.Request) -> Scope:
+    url = request.url
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+        "scheme": url.scheme, "path": url.path, "raw_path": url.raw_path.split(b"?", 1)[0],
+        "query_string": url.query, "root_path": "",
+        "headers": [(k.lower(), v) for k, v in request.headers.raw],
+        "client": ("127.0.0.1", 0), "server": (url.host or "lightbox.local", url.port or 80),
+    }
