@@ -100,3 +100,15 @@ class UnsupportedMediaType(LightboxError):
 class Unprocessable(LightboxError):
     status = 422
     code = "unprocessable"
+
+
+class CommitConflict(Conflict):
+    """A write lost a commit race with a concurrent writer (Lance commits optimistically); trying again
+    normally succeeds, so the answer says when."""
+
+    code = "commit_conflict"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+

@@ -4,7 +4,9 @@ Every table is a plain Lance dataset at ``{root}/{name}.lance``, so ``lancedb.co
 opens the same tables. Handles are opened once and shared: the latest of each branch is
 re-checked at most every ``refresh_seconds`` (local writes refresh it at once), and pinned
 versions are derived from it with ``checkout_version``, which shares the open dataset's caches
-and never moves the shared handle (one request's ref must never affect another's).
+and never moves the shared handle (one request's ref must never affect another's). A cached handle
+is read by many threads at once, so it only reads (``app.store.handles``): a call that borrows a
+pylance handle mutably (tags, branches, transactions, writes) takes a handle of its own.
 
 Several processes may serve one data root, and any of them may drop a table and create another
 under the same name, whose version 1 is not the old version 1. So a version is identified by what
@@ -31,6 +33,7 @@ import lance
 import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
+from app.store.handles import own, share
 from app.store.history import VersionLog
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
@@ -160,8 +163,14 @@ class Store:
         return ds
 
     def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
-        """The newest version of a branch (main when ``branch`` is None), cached briefly."""
+        """The newest version of a branch (main when ``branch`` is None), cached briefly: a shared,
+        read-only handle."""
         return self._head(name, branch)[0]
+
+    def own(self, name: str, branch: str | None = None) -> lance.LanceDataset:
+        """A handle of the caller's own on the cached latest (no I/O), for the calls a shared handle
+        refuses: tag and branch changes, transactions."""
+        return own(self.latest(name, branch))
 
     def _head(self, name: str, branch: str | None = None) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch)
@@ -184,6 +193,7 @@ class Store:
             if key in self._seen:  # dropped by another process: free what is cached about it
                 self._forget_lineage(name, branch)
             raise
+        ds = share(ds)
         stamp = stamp_of(ds)
         if not self._continues(key, ds, stamp):
             self._forget_lineage(name, branch)
@@ -284,7 +294,7 @@ class Store:
             raise VersionNotFound(
                 f"table {name!r} has no version {version}{where}", table=name, version=version
             ) from exc
-        found = (ds, stamp_of(ds))
+        found = (share(ds), stamp_of(ds))
         with self._lock:
             self._pinned[key] = found
             while len(self._pinned) > self._cache_size:

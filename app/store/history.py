@@ -17,6 +17,7 @@ from typing import Any
 import lance
 
 from app.errors import VersionNotFound
+from app.store.handles import own
 from app.store.notes import read_note
 
 
@@ -90,7 +91,9 @@ def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) 
 def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None,
                 table_uri: str | None = None, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        pinned = head if head.version == version else head.checkout_version((branch, version) if branch else version)
+        # a handle of its own: reading a transaction borrows the handle mutably (app.store.handles)
+        at = (branch, version) if branch else version
+        pinned = own(head) if head.version == version else head.checkout_version(at)
     except (ValueError, OSError) as exc:
         raise VersionNotFound(f"table {name!r} has no version {version}", table=name, version=version) from exc
     info = pinned.get_version()
