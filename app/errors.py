@@ -112,3 +112,14 @@ class CommitConflict(Conflict):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
 
+
+class StoreUnreachable(LightboxError):
+    """The data root's object store did not answer (connection refused, DNS, timeouts): not the client's
+    mistake, and not a bug here; the request may succeed once the store is back."""
+
+    status = 503
+    code = "store_unreachable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}

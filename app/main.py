@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pyarrow.lib import ArrowException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import lancedb_compat
@@ -34,6 +35,7 @@ from app.services.search import Searcher
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body
 from app.store import RowReader, Store
+from app.store.outage import unreachable
 from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
 
@@ -119,6 +121,7 @@ def warm(store: Store, reader: RowReader) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
     async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
+        exc = unreachable(exc) or exc  # a 404/409 made from an engine error may hide a store that did not answer
         body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
         return JSON(body, status_code=exc.status, headers=exc.headers)
 
@@ -132,6 +135,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         body = {"error": {"code": code, "message": str(exc.detail), "detail": {}}}
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def engine_error(request: Request, exc: Exception) -> JSON:
+        """An engine error no service translated: a 503 when the object store did not answer. Anything
+        else is a bug, passed on to the last handler (a logged 500). Registered by class, not as the
+        catch-all, because the catch-all's middleware re-raises and uvicorn then drops the connection."""
+        outage = unreachable(exc)
+        if outage is None:
+            raise exc
+        log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
+        return await lightbox_error(request, outage)
+
+    for kind in (ValueError, OSError, RuntimeError, ArrowException):
+        app.add_exception_handler(kind, engine_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:

@@ -35,6 +35,7 @@ import pyarrow as pa
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.store.handles import own, share
 from app.store.history import VersionLog
+from app.store.outage import STORE_DEFAULTS
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
 from app.store.stats import CacheStats
@@ -81,7 +82,9 @@ class Store:
         # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
         # so the vector partitions read stay cached when "latest" is re-opened
         self._sessions: dict[str, lance.Session] = {}
-        self.storage_options = storage_options or None
+        # on object storage, Lance's wait for a store that does not answer is bounded (app.store.outage)
+        self.storage_options = ({**STORE_DEFAULTS, **(storage_options or {})} if not self.is_local
+                                else storage_options or None)
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
         self.stats = CacheStats()  # pinned-version handles, for /metrics
