@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
+from app.heap import HeapKeeper
 from app.metrics import Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
@@ -54,10 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        heap = HeapKeeper(settings.malloc_arena_max, settings.heap_trim_seconds).start()
         app.state.store = Store(settings.uri, storage_options=storage_options or None,
                                 refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size,
-                                index_cache_bytes=settings.index_cache_bytes)
-        app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
+                                index_cache_bytes=settings.index_cache_bytes,
+                                metadata_cache_bytes=settings.metadata_cache_bytes)
+        app.state.reader = RowReader(cache_size=settings.id_index_cache_size,
+                                     cache_bytes=settings.id_index_cache_bytes)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         if settings.warm_on_start:
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             keeper.close()
+            heap.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Pinned (table, version) handles and id maps kept open; each costs a manifest and an id map.
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
+    # ...and at most about this many bytes of id maps in all (each grows with its table).
+    id_index_cache_bytes: int = Field(default=512 * 1024**2, ge=1024**2)
     thumbnail_cache_bytes: int = 64 * 1024**2
     # A vector column with at least this many rows gets a Lance vector index (IVF_FLAT), built and
     # folded forward in the background; smaller ones are searched exactly.
@@ -48,6 +50,13 @@ class Settings(BaseSettings):
     # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
     # past it, partitions are read again from the table's files.
     index_cache_bytes: int | None = Field(default=None, ge=1)
+    # Bytes of manifests and file metadata Lance keeps in memory per table. Each version's manifest lists
+    # every fragment, so caching every version read grows with versions x fragments: bounded here.
+    metadata_cache_bytes: int = Field(default=32 * 1024**2, ge=1024**2)
+    # glibc only: malloc arenas (0: glibc's default, 8 per core) and how often free heap pages go back to
+    # the system (0: never); see app/heap.py.
+    malloc_arena_max: int = Field(default=2, ge=0)
+    heap_trim_seconds: float = Field(default=10.0, ge=0)
     # Uploads (search by image, writes) larger than this answer 413.
     max_upload_bytes: int = 64 * 1024**2
     # Every other body (JSON) larger than this answers 413, checked before it is read.

@@ -76,9 +76,14 @@ class Store:
         refresh_seconds: float = 1.0,
         cache_size: int = 64,
         index_cache_bytes: int | None = None,
+        metadata_cache_bytes: int = 32 * 1024**2,
     ) -> None:
         self.uri = uri.rstrip("/") or "/"
         self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
+        # Lance's metadata cache per table (manifests, fragment and file metadata): each version's manifest
+        # lists every fragment, so unbounded it grows with versions x fragments (measured: 50 MB after 190
+        # one-row uploads to a 1,000-row table)
+        self.metadata_cache_bytes = metadata_cache_bytes
         # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
         # so the vector partitions read stay cached when "latest" is re-opened
         self._sessions: dict[str, lance.Session] = {}
@@ -153,7 +158,8 @@ class Store:
             session = self._sessions.get(name)
             if session is None:
                 cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
-                session = self._sessions[name] = lance.Session(**cache)
+                session = self._sessions[name] = lance.Session(metadata_cache_size_bytes=self.metadata_cache_bytes,
+                                                               **cache)
             return session
 
     def fresh(self, name: str, branch: str | None = None) -> lance.LanceDataset:

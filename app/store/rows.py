@@ -61,6 +61,9 @@ class IdIndex:
             self.digests: list[str | None] = table.column("sha256").to_pylist()
             self.sizes: list[int | None] = table.column("size_bytes").to_pylist()
             self.inline = InlineBlobs.locate(ds, table, branch)
+        # about what this index holds in memory, for the reader's byte budget (measured: ~475 bytes a row
+        # for an image table, ~200 without images, plus the ids' characters)
+        self.nbytes = len(self.row_ids) * (475 if self.has_images else 200) + sum(map(len, self.ids))
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -158,11 +161,14 @@ def _local_file(root: str, branch: str | None, name: str) -> str | None:
 
 
 class RowReader:
-    """Reads rows and images by id from snapshots, keeping a few id indexes warm."""
+    """Reads rows and images by id from snapshots, keeping a few id indexes warm: at most ``cache_size``
+    of them and about ``cache_bytes`` in all (an index grows with its table, and each new version
+    read gets its own; the newest is always kept)."""
 
-    def __init__(self, cache_size: int = 8) -> None:
+    def __init__(self, cache_size: int = 8, cache_bytes: int = 512 * 1024**2) -> None:
         self._indexes: OrderedDict[SnapshotKey, IdIndex] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
         self._building: dict[SnapshotKey, threading.Lock] = {}
         self.stats = CacheStats()  # id maps, for /metrics
@@ -183,10 +189,14 @@ class RowReader:
                 found = IdIndex(snap.ds, snap.branch)
                 with self._lock:
                     self._indexes[snap.key] = found
-                    while len(self._indexes) > self._cache_size:
+                    while len(self._indexes) > 1 and self._over_budget():
                         self._indexes.popitem(last=False)
                     self._building.pop(snap.key, None)
         return found
+
+    def _over_budget(self) -> bool:
+        held = sum(index.nbytes for index in self._indexes.values())
+        return len(self._indexes) > self._cache_size or held > self._cache_bytes
 
     def forget(self, name: str) -> None:
         """Drop a table's id indexes (it was dropped or replaced), closing the files they hold open."""
