@@ -179,7 +179,7 @@ def run_load(base: str, ids: Sequence[str], seconds: float, rss_mb: Callable[[],
     return result
 
 
-def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: SoakResult) -> str:
+def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: SoakResult, commit: str) -> str:
     cmd = "python -m bench.soak" + (" --quick" if args.quick else f" --seconds {args.seconds:g}")
     half = args.seconds / 2
     slope = result.slope_mb_per_min(half)
@@ -194,7 +194,7 @@ def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: So
     return "\n".join([
         f"## Soak: memory while versions pile up{' — quick' if args.quick else ''}",
         "",
-        f"`{cmd}` at commit {git_state()} — {info['date']}; {machine_line(info)}.",
+        f"`{cmd}` at commit {commit} — {info['date']}; {machine_line(info)}.",
         "",
         f"`lightbox serve` (default settings) on a {rows:,}-row table of 28x28 PNGs with a `builtin` vector column, "
         f"for {args.seconds:g} s: 8 keep-alive threads fetch random images; every 0.5 s a filtered similarity "
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cap_threads()
     from bench._serving import lightbox_server
 
-    info = machine()
+    info, commit = machine(), git_state()  # what is measured: the code as it was at the start
     work = scratch("soak-")
     try:
         ids = build_root(work / "root", args.rows)
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(Path(server.log_path).read_text()[-3000:], file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(args, info, args.rows, result)
+    text = report(args, info, args.rows, result, commit)
     print(text)
     if not args.no_record:
         write_section("bench.soak-quick" if args.quick else "bench.soak", text)
