@@ -21,11 +21,12 @@ from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
 from app.heap import HeapKeeper
+from app.idempotency import Idempotency
 from app.metrics import Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
 from app.openapi import declare_responses
-from app.replica import ForwardWrites, writer_client
+from app.replica import ForwardWrites, open_reads_warning, writer_client
 from app.responses import JSON
 from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
@@ -75,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
         try:
-            async with writer_client(settings.writer_url) as app.state.writer:
+            async with writer_client(settings.writer_url, settings.writer_timeout_seconds) as app.state.writer:
+                warning = await open_reads_warning(app.state.writer, bool(settings.api_keys))
+                app.state.warnings = [warning] if warning else []
                 yield
         finally:
             keeper.close()
@@ -96,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     if settings.writer_url:  # a read replica: writes go to the one writer
         app.add_middleware(ForwardWrites)
+    elif settings.idempotency_seconds > 0:  # the writer remembers what it answered to an Idempotency-Key
+        app.add_middleware(Idempotency, ttl_seconds=settings.idempotency_seconds)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)

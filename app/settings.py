@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     storage_allow_http: bool | None = None
     # Set on a read replica: every write request is forwarded to this writer (e.g. http://writer:8000).
     writer_url: str | None = None
+    # How long a replica waits on its writer for a forwarded write (then a 504; the write may still apply).
+    writer_timeout_seconds: float = Field(default=120.0, gt=0)
+    # How long the writer remembers its answer to a write sent with an Idempotency-Key (0: not at all).
+    idempotency_seconds: float = Field(default=86400.0, ge=0)
     # "KEY" (read-write) or "KEY:ro", comma-separated; unset: no auth (and the default bind is loopback).
     api_keys: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
