@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import lance
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.errors import BadRequest, NoImage, RowNotFound
 from app.store.catalog import Snapshot, SnapshotKey
@@ -51,19 +53,22 @@ class IdIndex:
         self.has_images = is_image_table(schema)
         columns = ["id", "mime", "sha256", "size_bytes", "image"] if self.has_images else ["id"]
         table = ds.to_table(columns=columns, with_row_id=True, with_row_address=self.has_images)
+        # Only the ids become Python objects (the dict needs them); the rest stays in Arrow and numpy
+        # arrays: a new version read gets a new index, and a few objects a row instead of seven keep
+        # both the index and the garbage each build leaves small (bench/soak.py).
         self.ids: list[str] = table.column("id").to_pylist()
-        self.row_ids: list[int] = table.column("_rowid").to_pylist()
+        self.row_ids: np.ndarray = table.column("_rowid").to_numpy()
         self.positions: dict[str, int] = {key: i for i, key in enumerate(self.ids)}
         self._by_row_id: dict[int, int] | None = None
         self.inline: InlineBlobs | None = None
         if self.has_images:
-            self.mimes: list[str | None] = table.column("mime").to_pylist()
-            self.digests: list[str | None] = table.column("sha256").to_pylist()
-            self.sizes: list[int | None] = table.column("size_bytes").to_pylist()
+            self.mimes = table.column("mime").combine_chunks()
+            self.digests = table.column("sha256").combine_chunks()
+            self.sizes = table.column("size_bytes").combine_chunks()
             self.inline = InlineBlobs.locate(ds, table, branch)
-        # about what this index holds in memory, for the reader's byte budget (measured: ~475 bytes a row
-        # for an image table, ~200 without images, plus the ids' characters)
-        self.nbytes = len(self.row_ids) * (475 if self.has_images else 200) + sum(map(len, self.ids))
+        # about what this index holds in memory, for the reader's byte budget (measured: ~220 bytes a row
+        # for an image table, ~150 without images, plus the ids' characters)
+        self.nbytes = len(self.row_ids) * (220 if self.has_images else 150) + sum(map(len, self.ids))
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -71,26 +76,29 @@ class IdIndex:
     def ids_of(self, row_ids: list[int]) -> list[str | None]:
         """The ids of some rows, from memory (a search that only wants ids needs no take)."""
         if self._by_row_id is None:
-            self._by_row_id = {rid: i for i, rid in enumerate(self.row_ids)}
+            self._by_row_id = dict(zip(self.row_ids.tolist(), range(len(self.row_ids)), strict=True))
         found = (self._by_row_id.get(r) for r in row_ids)
         return [None if pos is None else self.ids[pos] for pos in found]
 
     def row_id(self, key: str) -> int | None:
         pos = self.positions.get(key)
-        return None if pos is None else self.row_ids[pos]
+        return None if pos is None else int(self.row_ids[pos])
 
     def image(self, key: str) -> ImageRef | None:
         pos = self.positions.get(key)
-        if pos is None or not self.has_images or self.digests[pos] is None:
+        if pos is None or not self.has_images:
             return None
-        return ImageRef(self.row_ids[pos], self.mimes[pos] or "application/octet-stream",
-                        self.digests[pos] or "", self.sizes[pos] or 0, pos)
+        digest = self.digests[pos].as_py()
+        if digest is None:
+            return None
+        return ImageRef(int(self.row_ids[pos]), self.mimes[pos].as_py() or "application/octet-stream", digest,
+                        self.sizes[pos].as_py() or 0, pos)
 
 
 class InlineBlobs:
     """Where each inline image of one snapshot sits in a local data file: (file, offset, size)."""
 
-    def __init__(self, files: list[str], file_of: list[int], offsets: list[int], sizes: list[int]) -> None:
+    def __init__(self, files: list[str], file_of: np.ndarray, offsets: np.ndarray, sizes: np.ndarray) -> None:
         self.files, self.file_of, self.offsets, self.sizes = files, file_of, offsets, sizes
         # Open files, closed when this object is collected: an evicted index may still be in use by a
         # request, so nothing closes them early. Lance data files are immutable, so keeping one is safe.
@@ -113,21 +121,25 @@ class InlineBlobs:
                 if found is not None:  # files of a clone's source (other base paths) are read via Lance
                     by_fragment[fragment.fragment_id] = len(files)
                     files.append(found)
-            descriptors = table.column("image").to_pylist()
-            addresses = table.column("_rowaddr").to_pylist()
-        except (AttributeError, KeyError, StopIteration, TypeError, ValueError):
+            descriptors = table.column("image").combine_chunks()
+            kind = pc.struct_field(descriptors, "kind")
+            inline = pc.fill_null(pc.equal(kind, 0), False).to_numpy(zero_copy_only=False)
+            offsets = pc.fill_null(pc.struct_field(descriptors, "position"), 0).to_numpy().astype(np.int64)
+            sizes = pc.fill_null(pc.struct_field(descriptors, "size"), 0).to_numpy().astype(np.int64)
+            fragments = table.column("_rowaddr").to_numpy() >> np.uint64(32)
+        except (AttributeError, KeyError, StopIteration, TypeError, ValueError, pa.ArrowException):
             return None  # descriptors this version of Lance does not give: read through the blob API
-        file_of, offsets, sizes = [], [], []
-        for desc, address in zip(descriptors, addresses, strict=True):
-            inline = desc is not None and desc.get("kind") == 0
-            file_of.append(by_fragment.get(address >> 32, -1) if inline else -1)
-            offsets.append(int(desc["position"]) if inline else 0)
-            sizes.append(int(desc["size"]) if inline else 0)
-        return cls(files, file_of, offsets, sizes)
+        known = np.array(sorted(by_fragment), dtype=np.uint64)
+        file_of = np.full(len(fragments), -1, dtype=np.int64)
+        if len(known):  # each row's fragment -> its data file's slot in ``files`` (-1: read through Lance)
+            slots = np.array([by_fragment[int(k)] for k in known], dtype=np.int64)
+            where = np.minimum(np.searchsorted(known, fragments), len(known) - 1)
+            file_of = np.where(inline & (known[where] == fragments), slots[where], -1)
+        return cls(files, file_of, np.where(inline, offsets, 0), np.where(inline, sizes, 0))
 
     def read(self, position: int, sha256: str) -> bytes | None:
         """The image's bytes with one pread, or None (not inline, or not what the digest says)."""
-        index = self.file_of[position] if self.trusted and position >= 0 else -1
+        index = int(self.file_of[position]) if self.trusted and position >= 0 else -1
         if index < 0:
             return None
         handle = self._handles.get(index)
@@ -140,7 +152,7 @@ class InlineBlobs:
                     except OSError:  # pruned since the index was built: Lance knows where to look
                         return None
         try:
-            data = os.pread(handle.fileno(), self.sizes[position], self.offsets[position])
+            data = os.pread(handle.fileno(), int(self.sizes[position]), int(self.offsets[position]))
         except OSError:
             return None
         if hashlib.sha256(data).hexdigest() != sha256:
