@@ -181,6 +181,7 @@ def run_load(base: str, ids: Sequence[str], seconds: float, rss_mb: Callable[[],
 
 def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: SoakResult, commit: str) -> str:
     cmd = "python -m bench.soak" + (" --quick" if args.quick else f" --seconds {args.seconds:g}")
+    cmd += f" --optimize-every {args.optimize_every:g}" if args.optimize_every else ""
     half = args.seconds / 2
     slope = result.slope_mb_per_min(half)
     first, last = result.samples[0], result.samples[-1]
@@ -199,7 +200,9 @@ def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: So
         f"`lightbox serve` (default settings) on a {rows:,}-row table of 28x28 PNGs with a `builtin` vector column, "
         f"for {args.seconds:g} s: 8 keep-alive threads fetch random images; every 0.5 s a filtered similarity "
         "search (`image_id`, `label = k`) and a filtered query; every 0.3 s an upload of one new image (one "
-        f"new version each: {last[2]} in all). RSS sampled on the server's pid every {args.sample_every:g} s.",
+        f"new version each: {last[2]} in all)"
+        + (f"; every {args.optimize_every:g} s an optimize (compaction)" if args.optimize_every else "")
+        + f". RSS sampled on the server's pid every {args.sample_every:g} s.",
         "",
         md_table(["request", "sent", "4xx/5xx"], rows_out),
         "",
@@ -225,6 +228,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="default 180; quick 45")
     parser.add_argument("--rows", type=int, default=None, help="default 10,000; quick 1,000")
     parser.add_argument("--sample-every", type=float, default=None, help="seconds between RSS samples")
+    parser.add_argument("--optimize-every", type=float, default=None,
+                        help="also POST /optimize this often (compaction bounds what grows per fragment)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (45.0 if args.quick else 180.0)
@@ -247,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             print(f"soak: {args.seconds:g} s against {server.base}", file=sys.stderr)
             result = run_load(server.base, ids, args.seconds, server.rss_mb, sample_every=args.sample_every,
+                              optimize_every=args.optimize_every,
                               echo=lambda line: print(line, file=sys.stderr, flush=True))
         finally:
             server.stop()
@@ -258,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(args, info, args.rows, result, commit)
     print(text)
     if not args.no_record:
-        write_section("bench.soak-quick" if args.quick else "bench.soak", text)
+        key = "bench.soak" + ("-quick" if args.quick else "") + ("-optimize" if args.optimize_every else "")
+        write_section(key, text)
     return 0
 
 

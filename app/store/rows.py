@@ -53,22 +53,27 @@ class IdIndex:
         self.has_images = is_image_table(schema)
         columns = ["id", "mime", "sha256", "size_bytes", "image"] if self.has_images else ["id"]
         table = ds.to_table(columns=columns, with_row_id=True, with_row_address=self.has_images)
-        # Only the ids become Python objects (the dict needs them); the rest stays in Arrow and numpy
-        # arrays: a new version read gets a new index, and a few objects a row instead of seven keep
-        # both the index and the garbage each build leaves small (bench/soak.py).
+        # Only the ids become Python objects (the dict needs them); the rest is copied into numpy arrays
+        # (never views: a view would keep the scan's Arrow buffers alive). Each new version read gets
+        # a new index, so a few objects a row instead of seven keep both the index and the garbage
+        # each build leaves small (bench/soak.py).
         self.ids: list[str] = table.column("id").to_pylist()
-        self.row_ids: np.ndarray = table.column("_rowid").to_numpy()
+        self.row_ids: np.ndarray = table.column("_rowid").to_numpy().copy()
         self.positions: dict[str, int] = {key: i for i, key in enumerate(self.ids)}
         self._by_row_id: dict[int, int] | None = None
         self.inline: InlineBlobs | None = None
         if self.has_images:
-            self.mimes = table.column("mime").combine_chunks()
-            self.digests = table.column("sha256").combine_chunks()
-            self.sizes = table.column("size_bytes").combine_chunks()
+            mimes = pc.dictionary_encode(table.column("mime")).combine_chunks()
+            self.mime_names: list[str | None] = mimes.dictionary.to_pylist()
+            self.mimes = pc.fill_null(mimes.indices, -1).to_numpy().astype(np.int32)
+            digests = table.column("sha256")
+            self.has_digest = pc.is_valid(digests).to_numpy(zero_copy_only=False).copy()
+            self.digests = np.array(pc.fill_null(digests, "").to_pylist(), dtype="S64")
+            self.sizes = pc.fill_null(table.column("size_bytes"), 0).to_numpy().astype(np.int64)
             self.inline = InlineBlobs.locate(ds, table, branch)
-        # about what this index holds in memory, for the reader's byte budget (measured: ~220 bytes a row
-        # for an image table, ~150 without images, plus the ids' characters)
-        self.nbytes = len(self.row_ids) * (220 if self.has_images else 150) + sum(map(len, self.ids))
+        # about what this index holds in memory, for the reader's byte budget (measured: ~320 bytes a row
+        # for an image table, ~200 without images, plus the ids' characters)
+        self.nbytes = len(self.row_ids) * (320 if self.has_images else 200) + sum(map(len, self.ids))
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -86,13 +91,11 @@ class IdIndex:
 
     def image(self, key: str) -> ImageRef | None:
         pos = self.positions.get(key)
-        if pos is None or not self.has_images:
+        if pos is None or not self.has_images or not self.has_digest[pos]:
             return None
-        digest = self.digests[pos].as_py()
-        if digest is None:
-            return None
-        return ImageRef(int(self.row_ids[pos]), self.mimes[pos].as_py() or "application/octet-stream", digest,
-                        self.sizes[pos].as_py() or 0, pos)
+        mime = self.mime_names[self.mimes[pos]] if self.mimes[pos] >= 0 else None
+        return ImageRef(int(self.row_ids[pos]), mime or "application/octet-stream", self.digests[pos].decode(),
+                        int(self.sizes[pos]), pos)
 
 
 class InlineBlobs:
