@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     recall_target: float = Field(default=0.95, gt=0, le=1)
     # Query vectors in that held-out sample.
     recall_sample: int = Field(default=200, ge=10, le=10_000)
-    # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
-    # past it, partitions are read again from the table's files.
-    index_cache_bytes: int | None = Field(default=None, ge=1)
+    # Bytes of index partitions Lance keeps in memory per table; past it, partitions are read again from
+    # the table's files. Lance's own default (6 GiB a table) let a soak grow ~60 MB/min: each fold of new
+    # rows into a vector index is a new index version whose partitions are cached again.
+    index_cache_bytes: int = Field(default=512 * 1024**2, ge=1)
     # Bytes of manifests and file metadata Lance keeps in memory per table. Each version's manifest lists
     # every fragment, so caching every version read grows with versions x fragments: bounded here.
     metadata_cache_bytes: int = Field(default=32 * 1024**2, ge=1024**2)

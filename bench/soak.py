@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import shutil
 import sys
@@ -156,7 +157,7 @@ def run_load(base: str, ids: Sequence[str], seconds: float, rss_mb: Callable[[],
 
     def optimize(client: httpx.Client, n: int) -> None:
         if n:  # not at the start
-            call(client, "optimize", "POST", f"{path}/optimize")
+            call(client, "optimize", "POST", f"{path}/optimize", timeout=600)  # folds and retunes the index
 
     threads = [threading.Thread(target=images, args=(i,), daemon=True) for i in range(image_threads)]
     threads += [threading.Thread(target=every(search_every, search), daemon=True),
@@ -180,7 +181,9 @@ def run_load(base: str, ids: Sequence[str], seconds: float, rss_mb: Callable[[],
 
 
 def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: SoakResult, commit: str) -> str:
-    cmd = "python -m bench.soak" + (" --quick" if args.quick else f" --seconds {args.seconds:g}")
+    env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("LIGHTBOX_"))
+    cmd = (env + " " if env else "") + "python -m bench.soak"
+    cmd += " --quick" if args.quick else f" --seconds {args.seconds:g}"
     cmd += f" --optimize-every {args.optimize_every:g}" if args.optimize_every else ""
     half = args.seconds / 2
     slope = result.slope_mb_per_min(half)
@@ -193,11 +196,14 @@ def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: So
     errors = sum(result.errors.values())
     ok = slope <= SLOPE_TARGET_MB_PER_MIN and errors == 0
     return "\n".join([
-        f"## Soak: memory while versions pile up{' — quick' if args.quick else ''}",
+        "## Soak: memory while versions pile up" + "".join(
+            label for on, label in ((args.quick, " — quick"), (args.optimize_every, " — with optimize"),
+                                    (env, " — smaller caches")) if on),
         "",
         f"`{cmd}` at commit {commit} — {info['date']}; {machine_line(info)}.",
         "",
-        f"`lightbox serve` (default settings) on a {rows:,}-row table of 28x28 PNGs with a `builtin` vector column, "
+        f"`lightbox serve` ({'the settings above, the rest default' if env else 'default settings'}) on a"
+        f" {rows:,}-row table of 28x28 PNGs with a `builtin` vector column, "
         f"for {args.seconds:g} s: 8 keep-alive threads fetch random images; every 0.5 s a filtered similarity "
         "search (`image_id`, `label = k`) and a filtered query; every 0.3 s an upload of one new image (one "
         f"new version each: {last[2]} in all)"
@@ -264,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(args, info, args.rows, result, commit)
     print(text)
     if not args.no_record:
-        key = "bench.soak" + ("-quick" if args.quick else "") + ("-optimize" if args.optimize_every else "")
+        key = "bench.soak" + ("-quick" if args.quick else "") + ("-optimize" if args.optimize_every else "") + \
+            ("-tuned" if any(k.startswith("LIGHTBOX_") for k in os.environ) else "")
         write_section(key, text)
     return 0
 
