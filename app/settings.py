@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     recall_sample: int = Field(default=200, ge=10, le=10_000)
     # Bytes of index partitions Lance keeps in memory per table; past it, partitions are read again from
     # the table's files. Lance's own default (6 GiB a table) let a soak grow ~60 MB/min: each fold of new
-    # rows into a vector index is a new index version whose partitions are cached again.
-    index_cache_bytes: int = Field(default=512 * 1024**2, ge=1)
+    # rows into a vector index is a new index version whose partitions are cached again. Raise it for
+    # large vector tables on object storage, where a partition read again is a GET.
+    index_cache_bytes: int = Field(default=128 * 1024**2, ge=1)
     # Bytes of manifests and file metadata Lance keeps in memory per table. Each version's manifest lists
     # every fragment, so caching every version read grows with versions x fragments: bounded here.
     metadata_cache_bytes: int = Field(default=32 * 1024**2, ge=1024**2)
