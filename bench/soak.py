@@ -5,12 +5,16 @@ A table of PNGs with label/split metadata and a ``builtin`` vector column is ser
 a filtered similarity search and a filtered query every 0.5 s; one uploads a new image every 0.3 s
 (a new version each time). The server's RSS is sampled on its pid every few seconds and printed as
 it goes. The verdict is on the slope of RSS over the second half of the run (a least-squares line
-through those samples), when the caches have had time to fill and should hold.
+through those samples), when the caches have had time to fill and should hold. At 10,000 rows with
+default settings they take 2-3 minutes to fill (Lance's index cache above all: the index keeper
+folds every upload into the vector index, and each fold's partitions are cached anew until the
+128 MiB budget evicts the old ones), so the default run is 6 minutes. ``LIGHTBOX_*`` cache settings
+in the environment reach the server and are recorded with the result (a separate section).
 
-    python -m bench.soak [--quick] [--seconds N]
+    python -m bench.soak [--quick] [--seconds N] [--optimize-every S]
 
-``--quick`` runs 45 s on a 1,000-row table. ``tests/test_soak.py`` runs the same load for a
-shorter, bounded time in ``make test``.
+``--quick`` runs 45 s on a 1,000-row table (the caches are still filling: a smoke run, not a
+verdict). ``tests/test_soak.py`` runs the same load for a shorter, bounded time in ``make test``.
 """
 
 from __future__ import annotations
@@ -231,14 +235,14 @@ def report(args: argparse.Namespace, info: dict[str, str], rows: int, result: So
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Server RSS over time under reads, searches and uploads.")
     parser.add_argument("--quick", action="store_true", help="45 s on a 1,000-row table")
-    parser.add_argument("--seconds", type=float, default=None, help="default 180; quick 45")
+    parser.add_argument("--seconds", type=float, default=None, help="default 360; quick 45")
     parser.add_argument("--rows", type=int, default=None, help="default 10,000; quick 1,000")
     parser.add_argument("--sample-every", type=float, default=None, help="seconds between RSS samples")
     parser.add_argument("--optimize-every", type=float, default=None,
                         help="also POST /optimize this often (compaction bounds what grows per fragment)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args(argv)
-    args.seconds = args.seconds or (45.0 if args.quick else 180.0)
+    args.seconds = args.seconds or (45.0 if args.quick else 360.0)
     args.rows = args.rows or (1_000 if args.quick else 10_000)
     args.sample_every = args.sample_every or (2.0 if args.quick else 5.0)
     return args
