@@ -54,7 +54,7 @@ fuzz: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-BENCHES := ingest fetch http timetravel service_memory search bulk_load near_duplicates gallery
+BENCHES := ingest fetch http timetravel service_memory soak search bulk_load near_duplicates gallery
 
 bench: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done

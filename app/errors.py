@@ -100,3 +100,44 @@ class UnsupportedMediaType(LightboxError):
 class Unprocessable(LightboxError):
     status = 422
     code = "unprocessable"
+
+
+class CommitConflict(Conflict):
+    """A write lost a commit race with a concurrent writer (Lance commits optimistically); trying again
+    normally succeeds, so the answer says when."""
+
+    code = "commit_conflict"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class StoreUnreachable(LightboxError):
+    """The data root's object store did not answer (connection refused, DNS, timeouts): not the client's
+    mistake, and not a bug here; the request may succeed once the store is back."""
+
+    status = 503
+    code = "store_unreachable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class WriterTimeout(LightboxError):
+    """A read replica's writer did not answer a forwarded write in time: the write may still apply."""
+
+    status = 504
+    code = "writer_timeout"
+
+
+async def send_error(send: Any, error: LightboxError) -> None:
+    """Answer ``error`` in the one body shape from plain ASGI middleware (no handler runs there)."""
+    import orjson
+
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pyarrow.lib import ArrowException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -21,11 +22,13 @@ from starlette.responses import Response
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError
+from app.heap import HeapKeeper
+from app.idempotency import Idempotency
 from app.metrics import CLIENT_CLOSED, Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
 from app.openapi import declare_responses
-from app.replica import ForwardWrites, writer_client
+from app.replica import ForwardWrites, open_reads_warning, writer_client
 from app.responses import JSON
 from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
@@ -37,6 +40,7 @@ from app.services.search import Searcher
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body
 from app.store import RowReader, Store
+from app.store.outage import unreachable
 from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
 
@@ -55,10 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        heap = HeapKeeper(settings.malloc_arena_max, settings.heap_trim_seconds).start()
         app.state.store = Store(settings.uri, storage_options=storage_options or None,
                                 refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size,
-                                index_cache_bytes=settings.index_cache_bytes)
-        app.state.reader = RowReader(cache_size=settings.id_index_cache_size)
+                                index_cache_bytes=settings.index_cache_bytes,
+                                metadata_cache_bytes=settings.metadata_cache_bytes)
+        app.state.reader = RowReader(cache_size=settings.id_index_cache_size,
+                                     cache_bytes=settings.id_index_cache_bytes)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
         if settings.warm_on_start:
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
@@ -75,10 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
         app.state.store.on_forget(app.state.metrics.forget_table)  # and its /metrics series
         try:
-            async with writer_client(settings.writer_url) as app.state.writer:
+            async with writer_client(settings.writer_url, settings.writer_timeout_seconds) as app.state.writer:
+                warning = await open_reads_warning(app.state.writer, bool(settings.api_keys))
+                app.state.warnings = [warning] if warning else []
                 yield
         finally:
             keeper.close()
+            heap.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)
@@ -96,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     if settings.writer_url:  # a read replica: writes go to the one writer
         app.add_middleware(ForwardWrites)
+    elif settings.idempotency_seconds > 0:  # the writer remembers what it answered to an Idempotency-Key
+        app.add_middleware(Idempotency, ttl_seconds=settings.idempotency_seconds)
     keys = ApiKeys.parse(settings.api_keys)
     if keys is not None:
         app.add_middleware(RequireKey, keys=keys)
@@ -133,6 +145,7 @@ def warm(store: Store, reader: RowReader) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
     async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
+        exc = unreachable(exc) or exc  # a 404/409 made from an engine error may hide a store that did not answer
         body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
         return JSON(body, status_code=exc.status, headers=exc.headers)
 
@@ -154,6 +167,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         body = {"error": {"code": code, "message": str(exc.detail), "detail": {}}}
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def engine_error(request: Request, exc: Exception) -> JSON:
+        """An engine error no service translated: a 503 when the object store did not answer. Anything
+        else is a bug, passed on to the last handler (a logged 500). Registered by class, not as the
+        catch-all, because the catch-all's middleware re-raises and uvicorn then drops the connection."""
+        outage = unreachable(exc)
+        if outage is None:
+            raise exc
+        log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
+        return await lightbox_error(request, outage)
+
+    for kind in (ValueError, OSError, RuntimeError, ArrowException):
+        app.add_exception_handler(kind, engine_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:

@@ -7,6 +7,12 @@ with ``LIGHTBOX_WRITER_URL`` passes every write request on unchanged (body strea
 key kept) and hands back the writer's status, headers and body. Afterwards it drops its cached
 latest of that table, so a client sees its own write through the same replica at once; other
 readers see it within ``LATEST_REFRESH_SECONDS``.
+
+A writer that stops answering (frozen, partitioned, overloaded) holds a forwarded write for at most
+``WRITER_TIMEOUT_SECONDS``; then the client gets a 504 ``writer_timeout``. The write may still be
+applied afterwards, when the writer resumes: a client that needs to know sends it with an
+``Idempotency-Key`` and sends it again with the same key (``app.idempotency``: the writer answers
+a repeat from memory instead of applying it twice).
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import is_read
+from app.errors import LightboxError, WriterTimeout, send_error
 
 log = logging.getLogger("lightbox")
 
@@ -31,15 +37,39 @@ _TABLE_IN_PATH = (re.compile(r"^/api/v1/tables/(?P<name>[^/]+)"), re.compile(r"^
 OPEN_PATHS = ("/healthz", "/readyz")
 
 
+class WriterUnavailable(LightboxError):
+    status = 503
+    code = "writer_unavailable"
+
+
 @asynccontextmanager
-async def writer_client(writer_url: str | None) -> AsyncIterator[httpx.AsyncClient | None]:
-    """The pooled client a replica forwards writes with (None on the writer itself)."""
+async def writer_client(writer_url: str | None, timeout_seconds: float = 120.0
+                        ) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The pooled client a replica forwards writes with (None on the writer itself). Every wait on the
+    writer (sending the body, its answer, a free connection) is bounded by ``timeout_seconds``."""
     if not writer_url:
         yield None
         return
-    timeout = httpx.Timeout(connect=10.0, read=None, write=None, pool=None)  # long ingests and uploads
+    timeout = httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds))
     async with httpx.AsyncClient(base_url=writer_url, timeout=timeout, follow_redirects=False) as client:
         yield client
+
+
+async def open_reads_warning(client: httpx.AsyncClient | None, has_keys: bool) -> str | None:
+    """Said at start (log and ``/readyz``) when this replica, with no API keys, serves every read of a
+    data root whose writer requires keys: likely a replica someone forgot to give the keys."""
+    if client is None or has_keys:
+        return None
+    try:
+        answer = await client.get("/api/v1/tables", timeout=3.0)
+    except httpx.HTTPError:
+        return None  # the writer is not up (yet): nothing to compare with
+    if answer.status_code != 401:
+        return None
+    warning = ("this read replica has no API keys, but its writer requires them: every read here is open "
+               "to anyone who can reach it (set LIGHTBOX_API_KEYS as on the writer)")
+    log.warning(warning)
+    return warning
 
 
 def table_of(path: str) -> str | None:
@@ -102,11 +132,14 @@ async def forward(client: httpx.AsyncClient, scope: Scope, receive: Receive, sen
     except httpx.HTTPError as exc:
         log.warning("the writer did not answer a forwarded %s %s: %s", scope["method"], scope["path"],
                     type(exc).__name__)
-        payload = orjson.dumps({"error": {"code": "writer_unavailable", "message": "the writer of this data root "
-                                          "did not answer; writes go through it", "detail": {}}})
-        head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 503, "headers": head})
-        await send({"type": "http.response.body", "body": payload})
+        if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):  # it may have reached the writer
+            seconds = client.timeout.read
+            await send_error(send, WriterTimeout(
+                f"the writer of this data root did not answer within {seconds:g} s; the write may still be "
+                "applied: send it again with the same Idempotency-Key to learn its outcome without applying "
+                "it twice", timeout_seconds=seconds))
+            return
+        await send_error(send, WriterUnavailable("the writer of this data root did not answer; writes go through it"))
         return
     try:
         head = [(k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS]

@@ -9,37 +9,12 @@ request head (and a cap on its size) to uvicorn's own HTTP protocol; stalled bod
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import sys
 from typing import Any
 
 import orjson
 import uvicorn
 
 from app.settings import Settings
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas for this process (as ``MALLOC_ARENA_MAX`` would), before threads start.
-
-    glibc gives each thread that contends for the heap an arena of its own, up to eight per core, and
-    memory freed in one arena is not returned while any of it is still in use. The service's worker
-    threads each pass large transient buffers (an Arrow upload, a batch of vectors), so its resident
-    memory settled 40% higher with the default: a 200k x 384 bulk load through the LanceDB protocol
-    peaked at 1.35 GB and stayed at 1.07 GB, against 1.03 GB and 0.76 GB with two arenas. A no-op
-    where the C library is not glibc. Returns whether the cap was set.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
-        return False
-
 
 def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The uvicorn config for ``app`` with the settings' limits (``overrides`` win, e.g. a test's port)."""

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     storage_allow_http: bool | None = None
     # Set on a read replica: every write request is forwarded to this writer (e.g. http://writer:8000).
     writer_url: str | None = None
+    # How long a replica waits on its writer for a forwarded write (then a 504; the write may still apply).
+    writer_timeout_seconds: float = Field(default=120.0, gt=0)
+    # How long the writer remembers its answer to a write sent with an Idempotency-Key (0: not at all).
+    idempotency_seconds: float = Field(default=86400.0, ge=0)
     # "KEY" (read-write) or "KEY:ro", comma-separated; unset: no auth (and the default bind is loopback).
     api_keys: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
@@ -39,6 +43,8 @@ class Settings(BaseSettings):
     # Pinned (table, version) handles and id maps kept open; each costs a manifest and an id map.
     handle_cache_size: int = 64
     id_index_cache_size: int = 8
+    # ...and at most about this many bytes of id maps in all (each grows with its table).
+    id_index_cache_bytes: int = Field(default=512 * 1024**2, ge=1024**2)
     thumbnail_cache_bytes: int = 64 * 1024**2
     # Memory that image renders (thumbnails, resizes, /array frames) may hold at once, estimated from each
     # image's header before it is decoded. A render that needs more than all of it answers 422; one that
@@ -54,9 +60,18 @@ class Settings(BaseSettings):
     recall_target: float = Field(default=0.95, gt=0, le=1)
     # Query vectors in that held-out sample.
     recall_sample: int = Field(default=200, ge=10, le=10_000)
-    # Bytes of index partitions Lance keeps in memory per table (unset: Lance's default, 6 GiB);
-    # past it, partitions are read again from the table's files.
-    index_cache_bytes: int | None = Field(default=None, ge=1)
+    # Bytes of index partitions Lance keeps in memory per table; past it, partitions are read again from
+    # the table's files. Lance's own default (6 GiB a table) let a soak grow ~60 MB/min: each fold of new
+    # rows into a vector index is a new index version whose partitions are cached again. Raise it for
+    # large vector tables on object storage, where a partition read again is a GET.
+    index_cache_bytes: int = Field(default=128 * 1024**2, ge=1)
+    # Bytes of manifests and file metadata Lance keeps in memory per table. Each version's manifest lists
+    # every fragment, so caching every version read grows with versions x fragments: bounded here.
+    metadata_cache_bytes: int = Field(default=32 * 1024**2, ge=1024**2)
+    # glibc only: malloc arenas (0: glibc's default, 8 per core) and how often free heap pages go back to
+    # the system (0: never); see app/heap.py.
+    malloc_arena_max: int = Field(default=2, ge=0)
+    heap_trim_seconds: float = Field(default=10.0, ge=0)
     # Bytes the background index work may hold at once: a build goes by segments of fragments whose
     # vectors fit it, and the recall measurement's batches are sized by it.
     index_memory_bytes: int = Field(default=1024**3, ge=64 * 1024**2)

@@ -291,10 +291,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.serving import limit_malloc_arenas, server_config
+    from app.serving import server_config
     from app.settings import Settings
 
-    limit_malloc_arenas()
     overrides = {k: v for k, v in (("uri", args.uri), ("host", args.host), ("port", args.port)) if v}
     settings = Settings(**overrides)
     if getattr(args, "storage_option", None):  # the flags win over every LIGHTBOX_STORAGE_* setting

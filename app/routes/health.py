@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.deps import StoreDep
 from app.responses import JSON
@@ -17,6 +17,8 @@ def healthz() -> JSON:
 
 
 @router.get("/readyz")
-def readyz(store: StoreDep) -> JSON:
+def readyz(request: Request, store: StoreDep) -> JSON:
     store.names()  # the data root answers
-    return JSON({"status": "ready", "uri": redact(store.uri, store.storage_options)})
+    warnings = getattr(request.app.state, "warnings", [])
+    return JSON({"status": "ready", "uri": redact(store.uri, store.storage_options),
+                 **({"warnings": warnings} if warnings else {})})

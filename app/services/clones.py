@@ -82,7 +82,6 @@ def release_clone(store: Store, dropped: str) -> None:
     for other in store.names():
         if other == dropped:
             continue
-        tags = store.latest(other).tags
-        if tag in tags.list():
-            tags.delete(tag)
+        if tag in store.latest(other).tags.list():
+            store.own(other).tags.delete(tag)
             store.invalidate(other)

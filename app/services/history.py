@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName, NotFound, VersionNotFound
@@ -77,31 +79,46 @@ def move_tag(store: Store, name: str, tag: str, ref: Ref) -> dict[str, Any]:
     refuse_guard_change(store, name, tag)
     check_tag_name(tag)
     snap = store.snapshot(name, ref)
-    tags = store.latest(name).tags
-    if tag not in tags.list():
-        return create_tag(store, name, tag, ref)
-    tags.update(tag, (snap.branch, snap.version) if snap.branch else snap.version)
+    if tag not in store.latest(name).tags.list():
+        try:
+            return create_tag(store, name, tag, ref)
+        except Conflict:  # created meanwhile by another request: move it
+            pass
+    with tag_change(name, tag):
+        store.own(name).tags.update(tag, (snap.branch, snap.version) if snap.branch else snap.version)
     store.invalidate(name)
     return {"name": tag, "version": snap.version, "branch": snap.branch}
 
 
 def delete_tag(store: Store, name: str, tag: str) -> None:
-    tags = store.latest(name).tags
-    if tag not in tags.list():
+    if tag not in store.latest(name).tags.list():
         raise TagNotFound(f"table {name!r} has no tag {tag!r}", tag=tag)
     refuse_guard_change(store, name, tag)  # a guard whose clone is gone may go
-    tags.delete(tag)
+    with tag_change(name, tag):
+        store.own(name).tags.delete(tag)
     store.invalidate(name)
+
+
+@contextmanager
+def tag_change(name: str, tag: str) -> Iterator[None]:
+    """A 404 for a tag deleted by another request between the look and the change."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        if "not found" not in str(exc).lower():
+            raise
+        raise TagNotFound(f"table {name!r} has no tag {tag!r}", tag=tag) from exc
 
 
 def _tag_branch(store: Store, name: str, tag: str, branch: str, version: int) -> dict[str, Any]:
     check_tag_name(tag)
-    tags = store.latest(name).tags
-    if tag in tags.list():
+    if tag in store.latest(name).tags.list():
         raise Conflict(f"tag {tag!r} already exists", tag=tag)
     try:
-        tags.create(tag, (branch, version))
+        store.own(name).tags.create(tag, (branch, version))
     except ValueError as exc:
+        if "conflict" in str(exc).lower():  # created meanwhile by another request
+            raise Conflict(f"tag {tag!r} already exists", tag=tag) from exc
         raise InvalidName(f"invalid tag name {tag!r}", tag=tag) from exc
     return {"name": tag, "version": version, "branch": branch}
 

@@ -4,7 +4,9 @@ Every table is a plain Lance dataset at ``{root}/{name}.lance``, so ``lancedb.co
 opens the same tables. Handles are opened once and shared: the latest of each branch is
 re-checked at most every ``refresh_seconds`` (local writes refresh it at once), and pinned
 versions are derived from it with ``checkout_version``, which shares the open dataset's caches
-and never moves the shared handle (one request's ref must never affect another's).
+and never moves the shared handle (one request's ref must never affect another's). A cached handle
+is read by many threads at once, so it only reads (``app.store.handles``): a call that borrows a
+pylance handle mutably (tags, branches, transactions, writes) takes a handle of its own.
 
 Several processes may serve one data root, and any of them may drop a table and create another
 under the same name, whose version 1 is not the old version 1. So a version is identified by what
@@ -37,7 +39,9 @@ import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.storage import redact, root_uri
+from app.store.handles import own, share
 from app.store.history import VersionLog
+from app.store.outage import STORE_DEFAULTS
 from app.store.refs import LATEST, Ref
 from app.store.schema import check_schema_names
 from app.store.stats import CacheStats
@@ -80,6 +84,7 @@ class Store:
         cache_size: int = 64,
         index_cache_bytes: int | None = None,
         relocate: bool = True,
+        metadata_cache_bytes: int = 32 * 1024**2,
     ) -> None:
         self.uri = root_uri(uri)
         # point bases recorded elsewhere (a moved or copied root) here when a table is first opened;
@@ -88,10 +93,16 @@ class Store:
         self._placed: set[str] = set()
         self._placing = threading.Lock()
         self.index_cache_bytes = index_cache_bytes  # Lance's index cache per table (vector partitions read)
+        # Lance's metadata cache per table (manifests, fragment and file metadata): each version's manifest
+        # lists every fragment, so unbounded it grows with versions x fragments (measured: 50 MB after 190
+        # one-row uploads to a 1,000-row table)
+        self.metadata_cache_bytes = metadata_cache_bytes
         # one Lance session (index and metadata caches) per table, shared by every handle opened on it,
         # so the vector partitions read stay cached when "latest" is re-opened
         self._sessions: dict[str, lance.Session] = {}
-        self.storage_options = storage_options or None
+        # on object storage, Lance's wait for a store that does not answer is bounded (app.store.outage)
+        self.storage_options = ({**STORE_DEFAULTS, **(storage_options or {})} if not self.is_local
+                                else storage_options or None)
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
         self.stats = CacheStats()  # pinned-version handles, for /metrics
@@ -190,7 +201,8 @@ class Store:
             session = self._sessions.get(name)
             if session is None:
                 cache = {"index_cache_size_bytes": self.index_cache_bytes} if self.index_cache_bytes else {}
-                session = self._sessions[name] = lance.Session(**cache)
+                session = self._sessions[name] = lance.Session(metadata_cache_size_bytes=self.metadata_cache_bytes,
+                                                               **cache)
             return session
 
     def fresh(self, name: str, branch: str | None = None) -> lance.LanceDataset:
@@ -203,8 +215,14 @@ class Store:
         return ds
 
     def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
-        """The newest version of a branch (main when ``branch`` is None), cached briefly."""
+        """The newest version of a branch (main when ``branch`` is None), cached briefly: a shared,
+        read-only handle."""
         return self._head(name, branch)[0]
+
+    def own(self, name: str, branch: str | None = None) -> lance.LanceDataset:
+        """A handle of the caller's own on the cached latest (no I/O), for the calls a shared handle
+        refuses: tag and branch changes, transactions."""
+        return own(self.latest(name, branch))
 
     def _head(self, name: str, branch: str | None = None) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch)
@@ -227,6 +245,7 @@ class Store:
             if key in self._seen:  # dropped by another process: free what is cached about it
                 self._forget_lineage(name, branch)
             raise
+        ds = share(ds)
         stamp = stamp_of(ds)
         if not self._continues(key, ds, stamp):
             self._forget_lineage(name, branch)
@@ -327,7 +346,7 @@ class Store:
             raise VersionNotFound(
                 f"table {name!r} has no version {version}{where}", table=name, version=version
             ) from exc
-        found = (ds, stamp_of(ds))
+        found = (share(ds), stamp_of(ds))
         with self._lock:
             self._pinned[key] = found
             while len(self._pinned) > self._cache_size:

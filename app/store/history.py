@@ -2,14 +2,16 @@
 
 Listing versions with ``versions()`` reads every manifest (~0.3 s at 500 versions). Instead the
 log takes the cheap list of version numbers, then reads only the entries of the page asked for,
-through pinned handles that share the open dataset's caches, and keeps them. Tags are attached at
-read time because they move.
+through pinned handles that share the open dataset's caches, and keeps the most recently used of
+them up to a byte budget (a table's versions never stop growing). Tags are attached at read time
+because they move.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import lance
 
 from app.errors import VersionNotFound
+from app.store.handles import own
 from app.store.notes import read_note
 
 
@@ -24,10 +27,12 @@ class VersionLog:
     """Entries per (table, branch, version); numbers per (table, branch, latest version)."""
 
     def __init__(self, table_uri: Callable[[str], str] | None = None,
-                 storage_options: dict[str, str] | None = None) -> None:
+                 storage_options: dict[str, str] | None = None, cache_bytes: int = 16 * 1024**2) -> None:
         self._table_uri = table_uri  # where a table's version notes live (None: read no notes)
         self._storage_options = storage_options
-        self._entries: dict[tuple[str, str | None, int], dict[str, Any]] = {}
+        self._entries: OrderedDict[tuple[str, str | None, int], tuple[dict[str, Any], int]] = OrderedDict()
+        self._entry_bytes = 0
+        self._cache_bytes = cache_bytes
         self._numbers: dict[tuple[str, str | None], tuple[int, list[int]]] = {}
         self._lock = threading.Lock()
 
@@ -43,12 +48,20 @@ class VersionLog:
 
     def entry(self, head: lance.LanceDataset, name: str, version: int, branch: str | None = None) -> dict[str, Any]:
         key = (name, branch, version)
-        found = self._entries.get(key)
-        if found is None:
-            uri = self._table_uri(name) if self._table_uri is not None else None
-            found = _read_entry(head, name, version, branch, uri, self._storage_options)
-            with self._lock:
-                self._entries[key] = found
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                return cached[0]
+        uri = self._table_uri(name) if self._table_uri is not None else None
+        found = _read_entry(head, name, version, branch, uri, self._storage_options)
+        size = 3 * len(json.dumps(found, default=str))  # about what the dict holds (a merge's can be long)
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (found, size)
+                self._entry_bytes += size
+            while self._entry_bytes > self._cache_bytes and len(self._entries) > 1:
+                self._entry_bytes -= self._entries.popitem(last=False)[1][1]
         return found
 
     def at_or_before(self, head: lance.LanceDataset, name: str, moment: datetime) -> int | None:
@@ -68,13 +81,17 @@ class VersionLog:
         """Drop a table's cached numbers and entries (after cleanup or drop)."""
         with self._lock:
             self._numbers = {k: v for k, v in self._numbers.items() if k[0] != name}
-            self._entries = {k: v for k, v in self._entries.items() if k[0] != name}
+            self._drop_entries(lambda key: key[0] == name)
 
     def forget_branch(self, name: str, branch: str) -> None:
         """Drop one branch's cached numbers and entries (deleted and created again elsewhere)."""
         with self._lock:
             self._numbers = {k: v for k, v in self._numbers.items() if k[:2] != (name, branch)}
-            self._entries = {k: v for k, v in self._entries.items() if k[:2] != (name, branch)}
+            self._drop_entries(lambda key: key[:2] == (name, branch))
+
+    def _drop_entries(self, dropped: Callable[[tuple[str, str | None, int]], bool]) -> None:
+        for key in [k for k in self._entries if dropped(k)]:
+            self._entry_bytes -= self._entries.pop(key)[1]
 
 
 def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) -> lance.LanceDataset:
@@ -90,7 +107,9 @@ def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) 
 def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None,
                 table_uri: str | None = None, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        pinned = head if head.version == version else head.checkout_version((branch, version) if branch else version)
+        # a handle of its own: reading a transaction borrows the handle mutably (app.store.handles)
+        at = (branch, version) if branch else version
+        pinned = own(head) if head.version == version else head.checkout_version(at)
     except (ValueError, OSError) as exc:
         raise VersionNotFound(f"table {name!r} has no version {version}", table=name, version=version) from exc
     info = pinned.get_version()

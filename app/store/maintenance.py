@@ -13,6 +13,7 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
+from app.store.commits import conflict_of, lost_race, retry_commit
 from app.store.notes import write_note
 from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
@@ -51,7 +52,9 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     except (TypeError, OverflowError) as exc:  # the column's type or a parameter does not fit the index
         raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
     except (ValueError, OSError) as exc:
-        if isinstance(exc, ValueError) and "conflict" not in str(exc).lower():  # Lance refused the parameters
+        if conflict_of(exc):
+            raise lost_race(name, f"building {kind} on {column!r}", exc) from exc
+        if isinstance(exc, ValueError):  # Lance refused the parameters
             raise BadRequest(f"cannot build {kind} on {column!r}: {exc}", column=column) from exc
         raise Conflict(f"cannot build {kind} on {column!r}: {exc}") from exc
     store.invalidate(name)
@@ -100,9 +103,9 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
     indexes is ``index``."""
     props = {"author": author or default_author(),
              "lightbox:inserted": "0", "lightbox:updated": "0", "lightbox:deleted": "0"}
-    ds = store.fresh(name)
-    before = ds.version
-    compaction = ds.optimize.compact_files()
+    # each step plans on a fresh latest, again when a concurrent write preempted it (app.store.commits)
+    before = store.fresh(name).version
+    compaction = retry_commit(lambda: store.fresh(name).optimize.compact_files(), table=name, what="optimize")
     merged = (f"compact data files ({getattr(compaction, 'fragments_removed', 0)} fragments into "
               f"{getattr(compaction, 'fragments_added', 0)})")
     _note_range(store, name, before, props, message, {"Rewrite": ("compact", merged), None: ("compact", merged)},
@@ -113,7 +116,8 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
     names = [i["name"] for i in ds.list_indices() if fold_vectors or i["type"] not in VECTOR_TYPES]
     if names:
         before = ds.version
-        ds.optimize.optimize_indices(index_names=names)
+        retry_commit(lambda: store.fresh(name).optimize.optimize_indices(index_names=names), table=name,
+                     what="optimize")
         _note_range(store, name, before, props, message, {}, ("index", "fold new rows into indexes"))
     ds = store.fresh(name)
     unguarded = unguarded_clones(store, name, ds)

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import lance
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.errors import BadRequest, NoImage, RowNotFound
 from app.store.catalog import Snapshot, SnapshotKey
@@ -51,16 +53,27 @@ class IdIndex:
         self.has_images = is_image_table(schema)
         columns = ["id", "mime", "sha256", "size_bytes", "image"] if self.has_images else ["id"]
         table = ds.to_table(columns=columns, with_row_id=True, with_row_address=self.has_images)
+        # Only the ids become Python objects (the dict needs them); the rest is copied into numpy arrays
+        # (never views: a view would keep the scan's Arrow buffers alive). Each new version read gets
+        # a new index, so a few objects a row instead of seven keep both the index and the garbage
+        # each build leaves small (bench/soak.py).
         self.ids: list[str] = table.column("id").to_pylist()
-        self.row_ids: list[int] = table.column("_rowid").to_pylist()
+        self.row_ids: np.ndarray = table.column("_rowid").to_numpy().copy()
         self.positions: dict[str, int] = {key: i for i, key in enumerate(self.ids)}
         self._by_row_id: dict[int, int] | None = None
         self.inline: InlineBlobs | None = None
         if self.has_images:
-            self.mimes: list[str | None] = table.column("mime").to_pylist()
-            self.digests: list[str | None] = table.column("sha256").to_pylist()
-            self.sizes: list[int | None] = table.column("size_bytes").to_pylist()
+            mimes = pc.dictionary_encode(table.column("mime")).combine_chunks()
+            self.mime_names: list[str | None] = mimes.dictionary.to_pylist()
+            self.mimes = pc.fill_null(mimes.indices, -1).to_numpy().astype(np.int32)
+            digests = table.column("sha256")
+            self.has_digest = pc.is_valid(digests).to_numpy(zero_copy_only=False).copy()
+            self.digests = np.array(pc.fill_null(digests, "").to_pylist(), dtype="S64")
+            self.sizes = pc.fill_null(table.column("size_bytes"), 0).to_numpy().astype(np.int64)
             self.inline = InlineBlobs.locate(ds, table, branch)
+        # about what this index holds in memory, for the reader's byte budget (measured: ~320 bytes a row
+        # for an image table, ~200 without images, plus the ids' characters)
+        self.nbytes = len(self.row_ids) * (320 if self.has_images else 200) + sum(map(len, self.ids))
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -68,26 +81,27 @@ class IdIndex:
     def ids_of(self, row_ids: list[int]) -> list[str | None]:
         """The ids of some rows, from memory (a search that only wants ids needs no take)."""
         if self._by_row_id is None:
-            self._by_row_id = {rid: i for i, rid in enumerate(self.row_ids)}
+            self._by_row_id = dict(zip(self.row_ids.tolist(), range(len(self.row_ids)), strict=True))
         found = (self._by_row_id.get(r) for r in row_ids)
         return [None if pos is None else self.ids[pos] for pos in found]
 
     def row_id(self, key: str) -> int | None:
         pos = self.positions.get(key)
-        return None if pos is None else self.row_ids[pos]
+        return None if pos is None else int(self.row_ids[pos])
 
     def image(self, key: str) -> ImageRef | None:
         pos = self.positions.get(key)
-        if pos is None or not self.has_images or self.digests[pos] is None:
+        if pos is None or not self.has_images or not self.has_digest[pos]:
             return None
-        return ImageRef(self.row_ids[pos], self.mimes[pos] or "application/octet-stream",
-                        self.digests[pos] or "", self.sizes[pos] or 0, pos)
+        mime = self.mime_names[self.mimes[pos]] if self.mimes[pos] >= 0 else None
+        return ImageRef(int(self.row_ids[pos]), mime or "application/octet-stream", self.digests[pos].decode(),
+                        int(self.sizes[pos]), pos)
 
 
 class InlineBlobs:
     """Where each inline image of one snapshot sits in a local data file: (file, offset, size)."""
 
-    def __init__(self, files: list[str], file_of: list[int], offsets: list[int], sizes: list[int]) -> None:
+    def __init__(self, files: list[str], file_of: np.ndarray, offsets: np.ndarray, sizes: np.ndarray) -> None:
         self.files, self.file_of, self.offsets, self.sizes = files, file_of, offsets, sizes
         # Open files, closed when this object is collected: an evicted index may still be in use by a
         # request, so nothing closes them early. Lance data files are immutable, so keeping one is safe.
@@ -110,21 +124,25 @@ class InlineBlobs:
                 if found is not None:  # files of a clone's source (other base paths) are read via Lance
                     by_fragment[fragment.fragment_id] = len(files)
                     files.append(found)
-            descriptors = table.column("image").to_pylist()
-            addresses = table.column("_rowaddr").to_pylist()
-        except (AttributeError, KeyError, StopIteration, TypeError, ValueError):
+            descriptors = table.column("image").combine_chunks()
+            kind = pc.struct_field(descriptors, "kind")
+            inline = pc.fill_null(pc.equal(kind, 0), False).to_numpy(zero_copy_only=False)
+            offsets = pc.fill_null(pc.struct_field(descriptors, "position"), 0).to_numpy().astype(np.int64)
+            sizes = pc.fill_null(pc.struct_field(descriptors, "size"), 0).to_numpy().astype(np.int64)
+            fragments = table.column("_rowaddr").to_numpy() >> np.uint64(32)
+        except (AttributeError, KeyError, StopIteration, TypeError, ValueError, pa.ArrowException):
             return None  # descriptors this version of Lance does not give: read through the blob API
-        file_of, offsets, sizes = [], [], []
-        for desc, address in zip(descriptors, addresses, strict=True):
-            inline = desc is not None and desc.get("kind") == 0
-            file_of.append(by_fragment.get(address >> 32, -1) if inline else -1)
-            offsets.append(int(desc["position"]) if inline else 0)
-            sizes.append(int(desc["size"]) if inline else 0)
-        return cls(files, file_of, offsets, sizes)
+        known = np.array(sorted(by_fragment), dtype=np.uint64)
+        file_of = np.full(len(fragments), -1, dtype=np.int64)
+        if len(known):  # each row's fragment -> its data file's slot in ``files`` (-1: read through Lance)
+            slots = np.array([by_fragment[int(k)] for k in known], dtype=np.int64)
+            where = np.minimum(np.searchsorted(known, fragments), len(known) - 1)
+            file_of = np.where(inline & (known[where] == fragments), slots[where], -1)
+        return cls(files, file_of, np.where(inline, offsets, 0), np.where(inline, sizes, 0))
 
     def read(self, position: int, sha256: str) -> bytes | None:
         """The image's bytes with one pread, or None (not inline, or not what the digest says)."""
-        index = self.file_of[position] if self.trusted and position >= 0 else -1
+        index = int(self.file_of[position]) if self.trusted and position >= 0 else -1
         if index < 0:
             return None
         handle = self._handles.get(index)
@@ -137,7 +155,7 @@ class InlineBlobs:
                     except OSError:  # pruned since the index was built: Lance knows where to look
                         return None
         try:
-            data = os.pread(handle.fileno(), self.sizes[position], self.offsets[position])
+            data = os.pread(handle.fileno(), int(self.sizes[position]), int(self.offsets[position]))
         except OSError:
             return None
         if hashlib.sha256(data).hexdigest() != sha256:
@@ -158,11 +176,14 @@ def _local_file(root: str, branch: str | None, name: str) -> str | None:
 
 
 class RowReader:
-    """Reads rows and images by id from snapshots, keeping a few id indexes warm."""
+    """Reads rows and images by id from snapshots, keeping a few id indexes warm: at most ``cache_size``
+    of them and about ``cache_bytes`` in all (an index grows with its table, and each new version
+    read gets its own; the newest is always kept)."""
 
-    def __init__(self, cache_size: int = 8) -> None:
+    def __init__(self, cache_size: int = 8, cache_bytes: int = 512 * 1024**2) -> None:
         self._indexes: OrderedDict[SnapshotKey, IdIndex] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
         self._building: dict[SnapshotKey, threading.Lock] = {}
         self.stats = CacheStats()  # id maps, for /metrics
@@ -183,10 +204,14 @@ class RowReader:
                 found = IdIndex(snap.ds, snap.branch)
                 with self._lock:
                     self._indexes[snap.key] = found
-                    while len(self._indexes) > self._cache_size:
+                    while len(self._indexes) > 1 and self._over_budget():
                         self._indexes.popitem(last=False)
                     self._building.pop(snap.key, None)
         return found
+
+    def _over_budget(self) -> bool:
+        held = sum(index.nbytes for index in self._indexes.values())
+        return len(self._indexes) > self._cache_size or held > self._cache_bytes
 
     def forget(self, name: str) -> None:
         """Drop a table's id indexes (it was dropped or replaced), closing the files they hold open."""

@@ -35,6 +35,7 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.filters import InvalidFilter, is_filter_error, lance_reason
 from app.store.catalog import Store
+from app.store.commits import conflict_of, lost_race
 from app.store.compare import unchanged_rows
 from app.store.writes import adds_columns, default_author
 
@@ -168,8 +169,10 @@ def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[A
             committed = lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
                                                   read_version=ds.version, max_retries=0)
         except (OSError, ValueError, RuntimeError) as exc:
-            if "conflict" not in str(exc).lower() or attempt + 1 == RETRIES:
+            if not conflict_of(exc):
                 raise
+            if attempt + 1 == RETRIES:
+                raise lost_race(name, "the write", exc) from exc
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
             continue
         store.invalidate(name)

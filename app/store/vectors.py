@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.store.catalog import Store
+from app.store.commits import retry_commit
 from app.store.index_build import build_ivf_flat
 from app.store.schema import is_vector, vector_meta
 from app.store.stats import CacheStats
@@ -180,7 +181,9 @@ class IndexKeeper:
             if not self.store.exists(name):
                 return []
             fields = [f for f in self.store.fresh(name).schema if is_vector(f)]
-            return [step for step in (self._fold_column(name, f, merge) for f in fields) if step]
+            steps = (retry_commit(lambda f=f: self._fold_column(name, f, merge), table=name, what="index upkeep")
+                     for f in fields)  # a fold preempted by a concurrent write plans again on the new latest
+            return [step for step in steps if step]
 
     def _fold_column(self, name: str, field: pa.Field, merge: bool) -> dict[str, Any] | None:
         ds = self.store.fresh(name)

@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from app.errors import Conflict, InvalidName, VersionNotFound
 from app.store.catalog import Store, check_name
+from app.store.commits import conflict_of, lost_race
+from app.store.handles import own
 from app.store.refs import Ref
 
 # The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
@@ -85,17 +87,22 @@ def append_stream(
         return append_with_columns(store, name, schema, chained(), branch=branch, props=props)
     reader = pa.RecordBatchReader.from_batches(schema, chained())
     target = store.fresh(name, branch) if branch else store.table_uri(name)
-    ds = lance.write_dataset(
-        reader,
-        target,
-        schema=schema,
-        mode="append" if exists else "create",
-        enable_stable_row_ids=True,
-        max_rows_per_file=MAX_ROWS_PER_FILE,
-        commit_message=message or None,
-        transaction_properties={"author": author or default_author()},
-        **store.write_options(),
-    )
+    try:  # Lance rebases an append onto concurrent commits itself; what it cannot is a 409
+        ds = lance.write_dataset(
+            reader,
+            target,
+            schema=schema,
+            mode="append" if exists else "create",
+            enable_stable_row_ids=True,
+            max_rows_per_file=MAX_ROWS_PER_FILE,
+            commit_message=message or None,
+            transaction_properties={"author": author or default_author()},
+            **store.write_options(),
+        )
+    except (OSError, ValueError) as exc:
+        if not conflict_of(exc):
+            raise
+        raise lost_race(name, "the append", exc) from exc
     store.invalidate(name)
     return ds.version
 
@@ -133,9 +140,11 @@ def tag_version(store: Store, name: str, tag: str, version: int | None = None, b
             f"tag {tag!r} already points at version {current['version']}", tag=tag, version=current["version"]
         )
     try:
-        ds.tags.create(tag, (branch, target) if branch else target)
+        own(ds).tags.create(tag, (branch, target) if branch else target)
     except ValueError as exc:
         text = str(exc)
+        if "conflict" in text.lower():  # created meanwhile by another request
+            raise Conflict(f"tag {tag!r} was created meanwhile; look again", tag=tag) from exc
         if "not found" in text.lower():
             raise VersionNotFound(f"table {name!r} has no version {target}", version=target) from exc
         raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag) from exc
@@ -184,6 +193,8 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
                                     transaction_properties=props)
             committed = lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
         except (ValueError, OSError) as exc:
+            if conflict_of(exc):
+                raise lost_race(name, "adding columns", exc) from exc
             raise Conflict(f"the columns do not fit table {name!r}: {exc}") from exc
         store.invalidate(name)
         return committed.version, counts
@@ -209,7 +220,12 @@ def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, A
     main = store.fresh(name)
     if branch in main.branches.list():
         raise Conflict(f"branch {branch!r} already exists", branch=branch)
-    main.create_branch(branch, (snap.branch, snap.version))
+    try:
+        main.create_branch(branch, (snap.branch, snap.version))
+    except (ValueError, OSError) as exc:
+        if not conflict_of(exc):
+            raise
+        raise Conflict(f"branch {branch!r} already exists", branch=branch) from exc
     store.invalidate(name)
     return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
             "version": store.latest(name, branch).version}
