@@ -16,6 +16,7 @@ import uvicorn
 
 from app.settings import Settings
 
+
 def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The uvicorn config for ``app`` with the settings' limits (``overrides`` win, e.g. a test's port)."""
     options: dict[str, Any] = {
