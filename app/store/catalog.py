@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.storage import redact, root_uri
-from app.store.handles import own, share
+from app.store.handles import own, owned, share
 from app.store.history import VersionLog
 from app.store.outage import STORE_DEFAULTS
 from app.store.refs import LATEST, Ref
@@ -212,7 +212,7 @@ class Store:
         if branch is not None:
             self.latest(name, branch)  # 404 for an unknown branch
             ds = ds.checkout_version((branch, None))
-        return ds
+        return owned(ds)
 
     def latest(self, name: str, branch: str | None = None) -> lance.LanceDataset:
         """The newest version of a branch (main when ``branch`` is None), cached briefly: a shared,

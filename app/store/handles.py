@@ -74,18 +74,37 @@ def _listing(list_refs: Any) -> Any:
     return listed
 
 
-class ReadOnlyTags(Tags):
+class ListingTags(Tags):
     list = _listing(Tags.list)
+
+
+class ListingBranches(Branches):
+    list = _listing(Branches.list)
+
+
+class ReadOnlyTags(ListingTags):
     create = _refusal("tags.create")
     delete = _refusal("tags.delete")
     update = _refusal("tags.update")
     replace_metadata = _refusal("tags.replace_metadata")
 
 
-class ReadOnlyBranches(Branches):
-    list = _listing(Branches.list)
+class ReadOnlyBranches(ListingBranches):
     delete = _refusal("branches.delete")
     replace_metadata = _refusal("branches.replace_metadata")
+
+
+class OwnedDataset(lance.LanceDataset):
+    """A handle of one caller's own: every method allowed, and tag and branch listings that survive a
+    ref deleted by another writer while they list (as the shared handles' do)."""
+
+    @property
+    def tags(self) -> Tags:
+        return ListingTags(self._ds)
+
+    @property
+    def branches(self) -> Branches:
+        return ListingBranches(self._ds)
 
 
 class SharedDataset(lance.LanceDataset):
@@ -112,4 +131,12 @@ def share(ds: lance.LanceDataset) -> lance.LanceDataset:
 
 def own(ds: lance.LanceDataset) -> lance.LanceDataset:
     """A handle of the caller's own on the same version (a plain pylance handle, no I/O)."""
-    return copy.copy(ds)  # LanceDataset.__copy__ builds a plain LanceDataset over a copy of the Rust handle
+    mine = copy.copy(ds)  # LanceDataset.__copy__ builds a plain LanceDataset over a copy of the Rust handle
+    mine.__class__ = OwnedDataset
+    return mine
+
+
+def owned(ds: lance.LanceDataset) -> lance.LanceDataset:
+    """Mark a freshly opened handle as the caller's own (its listings survive concurrent ref deletes)."""
+    ds.__class__ = OwnedDataset
+    return ds
