@@ -100,3 +100,17 @@ class UnsupportedMediaType(LightboxError):
 class Unprocessable(LightboxError):
     status = 422
     code = "unprocessable"
+
+
+class StorageFailed(LightboxError):
+    """The data root's object store refused a request: no such bucket, refused credentials, another error."""
+
+    status = 502
+    code = "storage_error"
+
+
+class StorageUnreachable(StorageFailed):
+    """The data root's object store did not answer (retrying later may help)."""
+
+    status = 503
+    code = "storage_unreachable"

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
-from app.errors import LightboxError
+from app.errors import LightboxError, StorageFailed, StorageUnreachable
 from app.metrics import CLIENT_CLOSED, Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
@@ -35,7 +35,7 @@ from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
-from app.storage import hide_secrets, redact_body
+from app.storage import hide_secrets, redact_body, storage_failure
 from app.store import RowReader, Store
 from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
@@ -154,6 +154,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         body = {"error": {"code": code, "message": str(exc.detail), "detail": {}}}
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def engine_error(request: Request, exc: Exception) -> JSON:
+        """An engine error that is the object store's answer (or its silence) is told as such, in one line;
+        any other goes on to ``unexpected``."""
+        failure = storage_failure(exc, request.app.state.settings.uri)
+        if failure is None:
+            raise exc
+        error = (StorageUnreachable if failure.unreachable else StorageFailed)(failure.message, kind=failure.kind)
+        body = redact_body(error.body(), request.app.state.storage_options)
+        log.warning("%s %s: %s", request.method, request.url.path, body["error"]["message"])
+        return JSON(body, status_code=error.status)
+
+    for engine_exception in (OSError, ValueError, RuntimeError):  # what Lance raises for a store's failures
+        app.add_exception_handler(engine_exception, engine_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:

@@ -194,6 +194,9 @@ class AsyncTable:
     async def info(self) -> dict[str, Any]:
         return await self._run(self._calls.info())
 
+    async def describe(self) -> dict[str, Any]:
+        return await self._run(self._calls.describe())
+
     async def get(self, row_id: str) -> dict[str, Any]:
         return await self._run(self._calls.get(row_id))
 
@@ -266,8 +269,8 @@ class AsyncTable:
             return await asyncio.to_thread(job.finish)
 
     # -- history ---------------------------------------------------------------------------
-    async def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        return await self._run(self._calls.versions(limit))
+    async def versions(self, *, limit: int | None = None, newest_first: bool = False) -> list[dict[str, Any]]:
+        return await self._run(self._calls.versions(limit, newest_first))
 
     async def tags(self) -> list[dict[str, Any]]:
         return await self._run(self._calls.tags())
