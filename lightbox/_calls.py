@@ -294,7 +294,8 @@ class TableCalls:
 
     def create_branch(self, name: str, ref: dict[str, Any]) -> Call[dict[str, Any]]:
         self.check_writable("create_branch")
-        body = {"name": name, **(ref or drop_none({"branch": self.branch}))}
+        on_branch = drop_none({"branch": self.branch}) if not ref or "version" in ref else {}
+        body = {"name": name, **(ref or {}), **on_branch}  # a version given on a branch handle is the branch's
         return Call("POST", self.path("/branches"), read_json, json=body)
 
     def delete_branch(self, name: str) -> Call[None]:

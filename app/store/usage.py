@@ -13,7 +13,8 @@ from app.store.files import filesystem
 
 # the first folder of a file's path inside a table names what it holds (Lance's layout)
 PARTS = {"data": "data", "_indices": "indexes", "_versions": "versions", "_deletions": "deletions",
-         "_transactions": "transactions", "tree": "branches"}
+         "_transactions": "transactions", "_refs": "refs", "tree": "branches",
+         "_lightbox": "notes"}
 
 
 def disk_usage(table_uri: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
