@@ -133,6 +133,9 @@ def warm(store: Store, reader: RowReader) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
     async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
+        told = _storage_error(request, exc)  # e.g. "no such table" where the store said "no such bucket"
+        if told is not None:
+            return told
         body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
         return JSON(body, status_code=exc.status, headers=exc.headers)
 
@@ -156,15 +159,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     async def engine_error(request: Request, exc: Exception) -> JSON:
-        """An engine error that is the object store's answer (or its silence) is told as such, in one line;
-        any other goes on to ``unexpected``."""
-        failure = storage_failure(exc, request.app.state.settings.uri)
-        if failure is None:
+        """An engine error that is the object store's answer (or its silence); any other goes on to
+        ``unexpected``."""
+        told = _storage_error(request, exc)
+        if told is None:
             raise exc
-        error = (StorageUnreachable if failure.unreachable else StorageFailed)(failure.message, kind=failure.kind)
-        body = redact_body(error.body(), request.app.state.storage_options)
-        log.warning("%s %s: %s", request.method, request.url.path, body["error"]["message"])
-        return JSON(body, status_code=error.status)
+        return told
 
     for engine_exception in (OSError, ValueError, RuntimeError):  # what Lance raises for a store's failures
         app.add_exception_handler(engine_exception, engine_error)
@@ -174,3 +174,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {"error": {"code": "internal_error", "message": "internal error; see the server log", "detail": {}}}
         return JSON(body, status_code=500)
+
+
+def _storage_error(request: Request, exc: Exception) -> JSON | None:
+    """The answer for an error whose cause (along the ``raise ... from`` chain) is the object store's
+    failure, told in one line; ``None`` for any other error."""
+    failure = storage_failure(exc, request.app.state.settings.uri)
+    if failure is None:
+        return None
+    error = (StorageUnreachable if failure.unreachable else StorageFailed)(failure.message, kind=failure.kind)
+    body = redact_body(error.body(), request.app.state.storage_options)
+    log.warning("%s %s: %s", request.method, request.url.path, body["error"]["message"])
+    return JSON(body, status_code=error.status)

@@ -26,6 +26,7 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 REQUEST_CHUNK = 1024 * 1024  # request bodies reach the app in pieces of this size, as from a socket
 QUEUED_CHUNKS = 8  # response chunks buffered between the app and the reader
+APP_ERROR = "lightbox.app_error"  # the response extension holding what the app raised behind a 5xx
 
 
 class AppThread:
@@ -135,8 +136,11 @@ class InProcessTransport(httpx.BaseTransport):
             task.cancel()
             raise httpx.RemoteProtocolError(f"the app answered {start.get('type')!r} before a response start")
         headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
-        stream = _BodyStream(self, queue, task, failed=int(start["status"]) >= 500)
-        return httpx.Response(int(start["status"]), headers=headers, stream=stream, request=request)
+        stream = _BodyStream(self, queue, task)
+        response = httpx.Response(int(start["status"]), headers=headers, stream=stream, request=request)
+        if response.status_code >= 500:  # the app's exception behind it lands here once the body is read
+            stream.failed = response.extensions
+        return response
 
     def _next(self, queue: asyncio.Queue[Message | BaseException]) -> Message:
         item = self.app.run(queue.get())
@@ -178,9 +182,9 @@ class AppError(Exception):
 
 class _BodyStream(httpx.SyncByteStream):
     def __init__(self, transport: InProcessTransport, queue: asyncio.Queue[Message | BaseException],
-                 task: Future[None], *, failed: bool = False) -> None:
-        self.transport, self.queue, self.task, self.failed = transport, queue, task, failed
-        self.app_error: AppError | None = None
+                 task: Future[None]) -> None:
+        self.transport, self.queue, self.task = transport, queue, task
+        self.failed: dict[str, Any] | None = None  # a 5xx answer's extensions
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -191,18 +195,19 @@ class _BodyStream(httpx.SyncByteStream):
                 if message.get("body"):
                     yield bytes(message["body"])
                 if not message.get("more_body", False):
-                    if self.failed:
-                        self._keep_app_error()
+                    if self.failed is not None:
+                        self._keep_app_error(self.failed)
                     return
 
-    def _keep_app_error(self) -> None:
+    def _keep_app_error(self, extensions: dict[str, Any]) -> None:
         """After a 5xx, the app raises what it answered for (Starlette's server-error middleware does):
-        keep it, its message redacted as the service's log would be."""
+        keep it in the response's extensions, its message redacted as the service's log would be."""
         while True:
             item = self.transport.app.run(self.queue.get())
             if isinstance(item, BaseException):
-                self.app_error = AppError(_redacted(self.transport.app.app, f"{type(item).__name__}: {item}"))
-                self.app_error.__cause__ = item
+                error = AppError(_redacted(self.transport.app.app, f"{type(item).__name__}: {item}"))
+                error.__cause__ = item
+                extensions[APP_ERROR] = error
             elif item.get("type") == "lightbox.end":
                 return
 

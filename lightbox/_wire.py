@@ -132,7 +132,7 @@ def error_from(response: httpx.Response, request_id: str) -> LightboxError:
         message, code, detail = response.text[:500] or response.reason_phrase, "http_error", {}
     cls = error_for(response.status_code)
     error = cls(message, status=response.status_code, code=code, request_id=rid, detail=detail)
-    error.__cause__ = getattr(response.stream, "app_error", None)  # what an app in this process raised
+    error.__cause__ = response.extensions.get("lightbox.app_error")  # what an app in this process raised
     return error
 
 

@@ -125,6 +125,10 @@ def _count(args: argparse.Namespace) -> int:
 def _row(args: argparse.Namespace) -> int:
     """Rows by id at a ref (an id not there is told, and the status is 1); or one row changed or deleted,
     on main or ``--branch``. Every id passes the one id rule and travels as one encoded path segment."""
+    from lightbox._ids import check_id
+
+    for row_id in args.ids:  # an id no write could have stored is a mistake, not a row that is missing
+        check_id(row_id)
     if args.set or args.delete:
         return _change_row(args)
     with open_client(args) as client:
