@@ -99,6 +99,7 @@ def open_client(args: argparse.Namespace) -> Client:
     in this process: what it would log about a failed request, the command tells in its one line.
     """
     import lightbox
+    from lightbox.extras import need
 
     target = args.server or data_root(args)
     if target.startswith(("http://", "https://")):
@@ -107,6 +108,7 @@ def open_client(args: argparse.Namespace) -> Client:
         args.server = target  # a URL in --uri or $LIGHTBOX_URI is a service like any other
         return lightbox.Client(target, api_key=args.api_key)
     check_root(target)
+    need("app.main", "server", f"`lightbox {args.command}` on a data root")
     if not os.environ.get("LIGHTBOX_DEBUG"):
         service_log = logging.getLogger("lightbox")
         if not any(isinstance(h, logging.NullHandler) for h in service_log.handlers):
