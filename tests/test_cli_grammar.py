@@ -244,3 +244,9 @@ def test_optimize_on_a_data_root_builds_and_tunes_vector_indexes(digits_dir: Pat
     assert vector[0]["num_unindexed_rows"] == 0 and vector[0]["recall"] >= vector[0]["recall_target"]
     assert "tune_index" in ok(capsys, "log", "d", "--oneline", "--uri", uri)
     assert "tuned: recall" in ok(capsys, "describe", "d", "--uri", uri)
+
+
+def test_storage_options_are_for_a_data_root(capsys: pytest.CaptureFixture[str]) -> None:
+    """A service has its own storage settings: the flag with --server is a mistake, told before any request."""
+    code, out, err = run(capsys, "tables", "--server", "http://127.0.0.1:9", "--storage-option", "region=x")
+    assert code == 2 and out == "" and "--storage-option is for a data root" in err

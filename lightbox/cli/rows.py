@@ -19,7 +19,6 @@ from lightbox.cli.common import (
     filter_of,
     note,
     open_client,
-    ref_of,
     table_at,
     writable_table,
 )
@@ -35,7 +34,8 @@ def register(sub: Any) -> None:
     """Add the row commands to the ``lightbox`` parser."""
     query = sub.add_parser("query", help="rows matching a filter, as a table, JSON or CSV")
     query.add_argument("table", help="the table")
-    query.add_argument("filter_text", nargs="?", default=None, metavar="FILTER", help=f"{_alias('--filter')}")
+    query.add_argument("filter_text", nargs="?", default=None, metavar="FILTER",
+                       help="a SQL filter (alias of --filter)")
     add_filter(query)
     _row_options(query, limit=100)
     query.set_defaults(handler=_query)
@@ -88,10 +88,6 @@ def register(sub: Any) -> None:
     add_note(delete)
     add_target(delete)
     delete.set_defaults(handler=_delete)
-
-
-def _alias(canonical: str) -> str:
-    return f"a SQL filter, e.g. \"label = 3 AND split = 'test'\" (alias of {canonical})"
 
 
 def _row_options(parser: argparse.ArgumentParser, *, limit: int) -> None:
@@ -164,7 +160,6 @@ def _search(args: argparse.Namespace) -> int:
             raise UsageError(f"no such file: {given}")
     vector = read_vector(args.vector) if args.vector else None
     where = filter_of(args)
-    ref_of(args)  # a mistaken ref is told before the image is sent
     with open_client(args) as client:
         rows = table_at(client, args).search(args.text, image=args.image, vector=vector, like=args.like, k=args.k,
                                              filter=where, columns=args.columns, column=args.column,
