@@ -15,7 +15,7 @@ COPY app ./app
 COPY ingest ./ingest
 COPY embeddings ./embeddings
 COPY lightbox ./lightbox
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[server]'
 
 USER lightbox
 VOLUME ["/data"]

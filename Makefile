@@ -12,10 +12,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# What the README's demo and SDK examples need: the sample images and pandas (PyTorch and the
-# sentence-transformers models are larger; the README names their extras where it uses them).
+# What the README's demo and SDK examples need: the service, the sample images and pandas (PyTorch and
+# the sentence-transformers models are larger; the README names their extras where it uses them).
 $(VENV)/.demo: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples,pandas]'
+	$(PY) -m pip install -q -e '.[server,samples,pandas]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)

@@ -141,3 +141,10 @@ async def send_error(send: Any, error: LightboxError) -> None:
                *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class StorageFailed(LightboxError):
+    """The data root's object store refused a request: no such bucket, refused credentials, another error."""
+
+    status = 502
+    code = "storage_error"

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
-from app.errors import LightboxError
+from app.errors import LightboxError, StorageFailed, StoreUnreachable
 from app.heap import HeapKeeper
 from app.idempotency import Idempotency
 from app.metrics import CLIENT_CLOSED, Metrics, Observe
@@ -38,7 +38,7 @@ from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.settings import Settings
-from app.storage import hide_secrets, redact_body
+from app.storage import hide_secrets, redact_body, storage_failure
 from app.store import RowReader, Store
 from app.store.outage import unreachable
 from app.store.vectors import IndexKeeper
@@ -146,6 +146,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
     async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
         exc = unreachable(exc) or exc  # a 404/409 made from an engine error may hide a store that did not answer
+        told = None if isinstance(exc, StoreUnreachable) else _storage_error(request, exc)  # "no such bucket"
+        if told is not None:
+            return told
         body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
         return JSON(body, status_code=exc.status, headers=exc.headers)
 
@@ -169,14 +172,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSON(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     async def engine_error(request: Request, exc: Exception) -> JSON:
-        """An engine error no service translated: a 503 when the object store did not answer. Anything
-        else is a bug, passed on to the last handler (a logged 500). Registered by class, not as the
-        catch-all, because the catch-all's middleware re-raises and uvicorn then drops the connection."""
+        """An engine error no service translated: a 503 when the object store did not answer, a 502 when
+        it refused (no such bucket, credentials). Anything else is a bug, passed on to the last handler (a
+        logged 500). Registered by class, not as the catch-all, because the catch-all's middleware
+        re-raises and uvicorn then drops the connection."""
         outage = unreachable(exc)
-        if outage is None:
+        if outage is not None:
+            log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
+            return await lightbox_error(request, outage)
+        told = _storage_error(request, exc)
+        if told is None:
             raise exc
-        log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
-        return await lightbox_error(request, outage)
+        return told
 
     for kind in (ValueError, OSError, RuntimeError, ArrowException):
         app.add_exception_handler(kind, engine_error)
@@ -186,3 +193,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {"error": {"code": "internal_error", "message": "internal error; see the server log", "detail": {}}}
         return JSON(body, status_code=500)
+
+
+def _storage_error(request: Request, exc: Exception) -> JSON | None:
+    """The answer for an error whose cause (along the ``raise ... from`` chain) is the object store's
+    failure, told in one line; ``None`` for any other error."""
+    failure = storage_failure(exc, request.app.state.settings.uri)
+    if failure is None:
+        return None
+    error = (StoreUnreachable if failure.unreachable else StorageFailed)(failure.message, kind=failure.kind)
+    body = redact_body(error.body(), request.app.state.storage_options)
+    log.warning("%s %s: %s", request.method, request.url.path, body["error"]["message"])
+    return JSON(body, status_code=error.status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,3 +140,13 @@ class Settings(BaseSettings):
         }
         options.update(normalise(single))
         return options
+
+    def with_storage_options(self, extra: Mapping[str, object] | None) -> Settings:
+        """These settings with ``extra`` storage options over every configured one (``--storage-option``
+        flags win over ``LIGHTBOX_STORAGE_*``); unchanged when there are none."""
+        if not extra:
+            return self
+        merged = {**self.resolved_storage_options(), **normalise(extra)}
+        return self.model_copy(update={"storage_options": merged, "storage_endpoint": None, "storage_region": None,
+                                       "storage_access_key_id": None, "storage_secret_access_key": None,
+                                       "storage_session_token": None, "storage_allow_http": None})

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvicorn
 
-    # Exactly what ``lightbox serve`` does (lightbox/cli.py): one worker, defaults otherwise.
+    # Exactly what ``lightbox serve`` does (lightbox/cli/local.py): one worker, defaults otherwise.
     uvicorn.run(create_app(args.path), host=args.host, port=args.port, log_level="info")
     return 0
 

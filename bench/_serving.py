@@ -64,7 +64,7 @@ def served_table(n: int, parts: int = 4) -> ServedTable:
                          commit_every=-(-n // parts), progress=False, message="bench table")
     report = run_ingest(Store(str(root)), opts)
     if report.added != n or report.skipped:
-        raise RuntimeError(f"ingest of the served table went wrong: {report.summary()}")
+        raise RuntimeError(f"ingest of the served table went wrong: {report.to_dict()}")
     marker.write_text(json.dumps({"stamp": stamp, "versions": report.versions}))
     print(f"  ingested {n} rows as versions {report.versions} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)

@@ -342,7 +342,7 @@ def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
         report = run_ingest(store, opts)
         seconds = time.perf_counter() - started
     if report.skipped or report.missing_metadata:
-        raise RuntimeError(f"ingest skipped files: {report.summary()}")
+        raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
     return {"seconds": seconds, "count": report.added, "bytes": report.bytes, "version": report.version}
 
 

@@ -67,7 +67,7 @@ def run_once(engine: str, data: DataSet, embed: str | None) -> dict[str, Any]:
         report = run_ray_ingest(store, opts) if engine == "ray" else run_ingest(store, opts)
         seconds = time.perf_counter() - started
         if report.skipped or report.added != data.count or report.versions != [1]:
-            raise RuntimeError(f"unexpected run: {report.summary()}")
+            raise RuntimeError(f"unexpected run: {report.to_dict()}")
         return {"seconds": seconds, "rate": data.count / seconds}
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 report = run_ingest(store, IngestOptions(table="pngs", sources=[str(data.folder)],
                                                          labels_from_dirs=True, progress=False))
                 seconds[kind].append(time.perf_counter() - started)
-                assert report.added == args.n, report.summary()
+                assert report.added == args.n, report.to_dict()
                 roots[kind] = uri
         ids = [str(p.relative_to(data.folder)) for p in sorted(data.folder.rglob("*.png"))]
         rng = random.Random(7)

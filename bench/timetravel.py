@@ -69,7 +69,7 @@ def ingest(root: Path, table: str, manifest: Path, commit_every: int | None = No
     report = run_ingest(Store(str(root)), IngestOptions(table=table, sources=[str(manifest)], commit_every=commit_every,
                                                         progress=False, message=f"bench {table}"))
     if report.skipped:
-        raise RuntimeError(f"ingest skipped rows: {report.summary()}")
+        raise RuntimeError(f"ingest skipped rows: {report.to_dict()}")
     return list(report.versions)
 
 

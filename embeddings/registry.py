@@ -5,18 +5,22 @@ Heavy imports (torch, sentence-transformers) happen only when such a model is as
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 from embeddings.base import Embedder
-from lightbox.extras import MissingExtra, need
 
 
 class UnknownModel(ValueError):
     """A model name no backend understands, or one that cannot be loaded here."""
 
 
-class ModelNeedsExtra(MissingExtra, UnknownModel):
+class ModelNeedsExtra(UnknownModel, ImportError):
     """The model's backend is not installed (``pip install 'lightbox[embeddings]'``): one line, no traceback."""
+
+    def __init__(self, module: str, extra: str, what: str) -> None:
+        self.module, self.extra, self.what = module, extra, what
+        super().__init__(f"{what} needs {module!r}, which is not installed: pip install 'lightbox[{extra}]'")
 
 
 class Registry:
@@ -52,9 +56,9 @@ def load(name: str) -> Embedder:
     if name.startswith(prefix) and len(name) > len(prefix):
         for module in ("torch", "sentence_transformers"):
             try:
-                need(module, "embeddings", f"the model {name!r}")
-            except MissingExtra as exc:
-                raise ModelNeedsExtra(exc.module, exc.extra, exc.what) from exc.__cause__
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ModelNeedsExtra(module, "embeddings", f"the model {name!r}") from exc
         from embeddings.sentence import ModelUnavailable, SentenceTransformerEmbedder
 
         try:

@@ -122,6 +122,9 @@ class TableCalls:
     def info(self) -> Call[dict[str, Any]]:
         return self.read("GET", self.path(), read_json)
 
+    def describe(self) -> Call[dict[str, Any]]:
+        return self.read("GET", self.path("/describe"), read_json)
+
     def get(self, row_id: str) -> Call[dict[str, Any]]:
         return self.read("GET", self.row_path(row_id), read_json)
 
@@ -198,8 +201,8 @@ class TableCalls:
         if "version" in self.ref or "tag" in self.ref:
             return dict(self.ref)
         if self.branch:
-            raise ValueError(f"branch {self.branch!r} moves and its versions cannot be named over HTTP: "
-                             f"tag the point you want (t.branch({self.branch!r}).tag(...)) and use at(tag=...)")
+            raise ValueError(f"branch {self.branch!r} moves: read one of its versions with "
+                             f"at(version=N, branch={self.branch!r}), or tag the point and use at(tag=...)")
         info = yield self.info()
         return {"version": int(info["version"])}
 
@@ -232,12 +235,13 @@ class TableCalls:
         return Call("GET", self.path("/export"), read_none, params=part.params, idempotent=True)
 
     # -- history -------------------------------------------------------------------------
-    def versions(self, limit: int | None) -> Plan[list[dict[str, Any]]]:
+    def versions(self, limit: int | None, newest_first: bool = False) -> Plan[list[dict[str, Any]]]:
         out: list[dict[str, Any]] = []
         cursor: str | None = None
+        order = "desc" if newest_first else "asc"
         while limit is None or len(out) < limit:
             page = 1000 if limit is None else min(1000, limit - len(out))
-            params = drop_none({"branch": self.branch, "order": "asc", "limit": page, "cursor": cursor})
+            params = drop_none({"branch": self.branch, "order": order, "limit": page, "cursor": cursor})
             rows, headers = yield Call("GET", self.path("/versions"), with_headers(read_json), params=params,
                                        idempotent=True)
             out.extend(rows)
@@ -251,8 +255,6 @@ class TableCalls:
 
     def tag(self, name: str, version: int | None, move: bool) -> Call[dict[str, Any]]:
         self.check_writable("tag")
-        if version is not None and self.branch:
-            raise ValueError("a branch handle tags its branch's latest; tag a main version on client.table(...)")
         ref = drop_none({"version": version, "branch": self.branch})
         if move:
             return Call("PUT", self.path(f"/tags/{segment(name)}"), read_json, json=ref, idempotent=True)
@@ -292,7 +294,8 @@ class TableCalls:
 
     def create_branch(self, name: str, ref: dict[str, Any]) -> Call[dict[str, Any]]:
         self.check_writable("create_branch")
-        body = {"name": name, **(ref or drop_none({"branch": self.branch}))}
+        on_branch = drop_none({"branch": self.branch}) if not ref or "version" in ref else {}
+        body = {"name": name, **(ref or {}), **on_branch}  # a version given on a branch handle is the branch's
         return Call("POST", self.path("/branches"), read_json, json=body)
 
     def delete_branch(self, name: str) -> Call[None]:

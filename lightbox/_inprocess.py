@@ -26,6 +26,7 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 REQUEST_CHUNK = 1024 * 1024  # request bodies reach the app in pieces of this size, as from a socket
 QUEUED_CHUNKS = 8  # response chunks buffered between the app and the reader
+APP_ERROR = "lightbox.app_error"  # the response extension holding what the app raised behind a 5xx
 
 
 class AppThread:
@@ -37,6 +38,7 @@ class AppThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="lightbox-inprocess")
         self._thread.start()
         self._lifespan: Future[None] | None = None
+        self._failed: BaseException | None = None  # what the lifespan's startup raised
         self._to_app: asyncio.Queue[Message] | None = None
         self._from_app: asyncio.Queue[Message] | None = None
         self._started = threading.Lock()
@@ -49,14 +51,21 @@ class AppThread:
     def start(self) -> None:
         """Run the lifespan's startup once (the store opens here); raises what it raised."""
         with self._started:
+            if self._failed is not None:
+                raise self._failed
             if self._lifespan is not None:
                 return
             if self._closed:
                 raise RuntimeError("this in-process client is closed")
             self._lifespan = asyncio.run_coroutine_threadsafe(self._run_lifespan(), self.loop)
             message = self.run(self._next_from_app())
-            if message["type"] != "lifespan.startup.complete":
-                raise RuntimeError(f"the app did not start: {message.get('message', message['type'])}")
+            if message["type"] == "lifespan.startup.complete":
+                return
+            if "exception" not in message:  # the app told of its failure first; what it raised comes next
+                message = {**message, **self.run(asyncio.wait_for(self._next_from_app(), 60))}
+            self._failed = message.get("exception") or RuntimeError(
+                f"the app did not start: {message.get('message', message['type'])}")
+            raise self._failed
 
     async def _run_lifespan(self) -> None:
         self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
@@ -65,7 +74,9 @@ class AppThread:
         try:
             await self.app(scope, self._to_app.get, self._from_app.put)
         except BaseException as exc:  # an app without lifespan support, or a startup that failed
-            await self._from_app.put({"type": "lifespan.startup.failed", "message": repr(exc)})
+            await self._from_app.put({"type": "lifespan.startup.failed", "message": repr(exc), "exception": exc})
+        else:
+            await self._from_app.put({"type": "lightbox.lifespan.ended"})
 
     async def _next_from_app(self) -> Message:
         while self._from_app is None:
@@ -126,7 +137,10 @@ class InProcessTransport(httpx.BaseTransport):
             raise httpx.RemoteProtocolError(f"the app answered {start.get('type')!r} before a response start")
         headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
         stream = _BodyStream(self, queue, task)
-        return httpx.Response(int(start["status"]), headers=headers, stream=stream, request=request)
+        response = httpx.Response(int(start["status"]), headers=headers, stream=stream, request=request)
+        if response.status_code >= 500:  # the app's exception behind it lands here once the body is read
+            stream.failed = response.extensions
+        return response
 
     def _next(self, queue: asyncio.Queue[Message | BaseException]) -> Message:
         item = self.app.run(queue.get())
@@ -145,6 +159,7 @@ def connect_local(uri: str, *, api_key: str | None = None, storage_options: dict
     The environment's ``LIGHTBOX_*`` settings apply as they would to ``lightbox serve``, except those
     that make no sense without a network: API keys, a writer to forward to, the start-up warm-up, and
     the background index keeper (an explicit ``optimize`` still builds and tunes indexes).
+    ``storage_options`` add to the configured ones and win over them (as ``--storage-option`` does).
     """
     from lightbox.client import Client
     from lightbox.extras import need
@@ -155,17 +170,21 @@ def connect_local(uri: str, *, api_key: str | None = None, storage_options: dict
 
     overrides: dict[str, Any] = {"uri": uri, "api_keys": None, "writer_url": None, "warm_on_start": False,
                                  "background_indexing": False, **settings}
-    if storage_options:
-        overrides["storage_options"] = storage_options
-    app = create_app(Settings(**overrides))
+    app = create_app(Settings(**overrides).with_storage_options(storage_options))
     return Client("http://lightbox.local", api_key=api_key, retries=0,
                   transport=InProcessTransport(AppThread(app)))
+
+
+class AppError(Exception):
+    """What the app in this process raised behind a 5xx answer, as one redacted line: the ``__cause__``
+    of the SDK's ``ServerError`` (a server would have logged it; here the caller is the one to tell)."""
 
 
 class _BodyStream(httpx.SyncByteStream):
     def __init__(self, transport: InProcessTransport, queue: asyncio.Queue[Message | BaseException],
                  task: Future[None]) -> None:
         self.transport, self.queue, self.task = transport, queue, task
+        self.failed: dict[str, Any] | None = None  # a 5xx answer's extensions
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -176,11 +195,31 @@ class _BodyStream(httpx.SyncByteStream):
                 if message.get("body"):
                     yield bytes(message["body"])
                 if not message.get("more_body", False):
+                    if self.failed is not None:
+                        self._keep_app_error(self.failed)
                     return
+
+    def _keep_app_error(self, extensions: dict[str, Any]) -> None:
+        """After a 5xx, the app raises what it answered for (Starlette's server-error middleware does):
+        keep it in the response's extensions, its message redacted as the service's log would be."""
+        while True:
+            item = self.transport.app.run(self.queue.get())
+            if isinstance(item, BaseException):
+                error = AppError(_redacted(self.transport.app.app, f"{type(item).__name__}: {item}"))
+                error.__cause__ = item
+                extensions[APP_ERROR] = error
+            elif item.get("type") == "lightbox.end":
+                return
 
     def close(self) -> None:
         if not self.task.done():
             self.task.cancel()
+
+
+def _redacted(app: Any, text: str) -> str:
+    from app.storage import redact
+
+    return redact(text, getattr(getattr(app, "state", None), "storage_options", None))
 
 
 def _scope(request: httpx.Request) -> Scope:

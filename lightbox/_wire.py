@@ -131,7 +131,9 @@ def error_from(response: httpx.Response, request_id: str) -> LightboxError:
     except (ValueError, KeyError, TypeError):
         message, code, detail = response.text[:500] or response.reason_phrase, "http_error", {}
     cls = error_for(response.status_code)
-    return cls(message, status=response.status_code, code=code, request_id=rid, detail=detail)
+    error = cls(message, status=response.status_code, code=code, request_id=rid, detail=detail)
+    error.__cause__ = response.extensions.get("lightbox.app_error")  # what an app in this process raised
+    return error
 
 
 def unreachable(exc: httpx.TransportError, url: str, request_id: str) -> LightboxError:
@@ -280,8 +282,9 @@ def ref_text(ref: RefValue) -> str:
 
 
 def one_ref(**given: Any) -> dict[str, Any]:
-    """At most one of version, tag, branch, as_of (datetimes as RFC 3339)."""
+    """At most one of version, tag, branch, as_of, or a version with its branch (datetimes as RFC 3339)."""
     ref = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in given.items() if v is not None}
-    if len(ref) > 1:
-        raise ValueError(f"give at most one of {', '.join(given)}; got {', '.join(ref)}")
+    if len(ref) > 1 and sorted(ref) != ["branch", "version"]:
+        raise ValueError(f"give at most one of {', '.join(given)} (or a version with its branch); "
+                         f"got {', '.join(ref)}")
     return ref

@@ -61,10 +61,10 @@ class AsyncClient:
     """A connection to one Lightbox service over ``httpx.AsyncClient``; ``async with`` it, or ``await close()``."""
 
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.25) -> None:
+                 retries: int = 3, backoff: float = 0.25, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.options = Options(url.rstrip("/"), api_key, timeout, retries, backoff)
         self._http = httpx.AsyncClient(base_url=self.options.url, headers=self.options.headers(),
-                                       timeout=self.options.timeouts())
+                                       timeout=self.options.timeouts(), transport=transport)
 
     @property
     def url(self) -> str:
@@ -194,6 +194,9 @@ class AsyncTable:
     async def info(self) -> dict[str, Any]:
         return await self._run(self._calls.info())
 
+    async def describe(self) -> dict[str, Any]:
+        return await self._run(self._calls.describe())
+
     async def get(self, row_id: str) -> dict[str, Any]:
         return await self._run(self._calls.get(row_id))
 
@@ -266,8 +269,8 @@ class AsyncTable:
             return await asyncio.to_thread(job.finish)
 
     # -- history ---------------------------------------------------------------------------
-    async def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        return await self._run(self._calls.versions(limit))
+    async def versions(self, *, limit: int | None = None, newest_first: bool = False) -> list[dict[str, Any]]:
+        return await self._run(self._calls.versions(limit, newest_first))
 
     async def tags(self) -> list[dict[str, Any]]:
         return await self._run(self._calls.tags())

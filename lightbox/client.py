@@ -206,7 +206,8 @@ class Table:
         """A read-only handle on one point of history; writes through it raise ``ReadOnly``.
 
         Reads at a version, a tag or a past ``as_of`` never change; ``at(branch=...)`` follows the
-        branch's latest (``pin()`` turns main's latest or an ``as_of`` into its version number).
+        branch's latest, and ``at(version=2, branch=...)`` reads a version of the branch (each branch
+        numbers its own versions). ``pin()`` turns a latest or an ``as_of`` into its version number.
 
         >>> v1 = t.at(tag="v1"); t.at(version=3); t.at(as_of=datetime(2025, 1, 1, tzinfo=UTC))
         """
@@ -227,6 +228,16 @@ class Table:
     def info(self) -> dict[str, Any]:
         """Version, row count, schema, tags, branches, indexes and embeddings."""
         return self._run(self._calls.info())
+
+    def describe(self) -> dict[str, Any]:
+        """``info()`` plus what costs more to gather: each branch's head (``version``, ``num_rows``), the
+        number of ``versions``, each index with its tuning, and the table's ``size`` in storage
+        (``bytes``, ``files``, ``parts``: data, indexes, versions, deletions, branches, ...).
+
+        >>> t.describe()["size"]["bytes"]
+        212992
+        """
+        return self._run(self._calls.describe())
 
     def get(self, row_id: str) -> dict[str, Any]:
         """One row as a dict (no image bytes, no vectors), plus ``image_url``: ``t.get("3/00003.png")["label"]``."""
@@ -339,13 +350,14 @@ class Table:
             return job.finish()
 
     # -- history ---------------------------------------------------------------------------
-    def versions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """The version log (of this handle's branch, else main), oldest first.
+    def versions(self, *, limit: int | None = None, newest_first: bool = False) -> list[dict[str, Any]]:
+        """The version log (of this handle's branch, else main), oldest first (or the ``limit`` newest,
+        newest first).
 
         >>> [(v["version"], v["message"], v["tags"]) for v in t.versions()]
         [(1, 'scikit-learn digits 0-9', ['v1'])]
         """
-        return self._run(self._calls.versions(limit))
+        return self._run(self._calls.versions(limit, newest_first))
 
     def tags(self) -> list[dict[str, Any]]:
         """Every tag: name, version, branch, created_at."""

@@ -34,7 +34,7 @@ def need(module: str, extra: str, what: str) -> ModuleType:
     except ImportError as exc:
         if isinstance(exc, MissingExtra) or _ours(exc):
             raise
-        raise MissingExtra(module, extra, what) from exc
+        raise MissingExtra((exc.name or module).split(".")[0], extra, what) from exc  # the one not installed
 
 
 def _ours(exc: ImportError) -> bool:

@@ -10,8 +10,8 @@
 **Pinned.** The dataset always reads one immutable point: a handle at a version or a tag is used
 as is; any other handle (main's latest, ``at(as_of=...)``) is pinned to the version it reads when
 the dataset is made, so rows written later (or concurrently, while training) are never seen. A
-branch handle is refused (a branch moves, and its versions cannot be named over HTTP): tag the
-branch's point and use ``at(tag=...)``.
+branch handle is refused (a branch moves): use ``at(version=N, branch=...)``, or tag the branch's
+point and use ``at(tag=...)``.
 
 **Rows.** The ids matching ``filter`` are fetched once, in the table's order; ``len`` is their
 number. ``ds[i]`` is a dict: ``id``, ``image``, and the ``columns`` asked for (by default the

@@ -42,7 +42,7 @@ def test_version(cli: Any) -> None:
     assert ok(cli("--version")).strip() == f"lightbox {__version__}"
 
 
-def test_query_and_show_as_table_json_and_csv(digits_root: str, live_server: Callable[[str], LiveServer],
+def test_query_and_row_as_table_json_and_csv(digits_root: str, live_server: Callable[[str], LiveServer],
                                               cli: Any) -> None:
     server = live_server(digits_root)
     store = Store(digits_root)
@@ -50,21 +50,21 @@ def test_query_and_show_as_table_json_and_csv(digits_root: str, live_server: Cal
     want = sorted(zip(expected.column("id").to_pylist(), expected.column("ink").to_pylist(), strict=True),
                   key=lambda r: (-r[1], r[0]))
     for where in (("--uri", digits_root), ("--server", server.url)):
-        rows = json.loads(ok(cli("query", "digits", "label = 3", "-c", "id,ink", "--order-by", "ink desc",
-                                 "-n", "0", "-f", "json", *where)))
+        rows = json.loads(ok(cli("query", "digits", "-f", "label = 3", "-c", "id,ink", "--order-by", "ink desc",
+                                 "-n", "0", "--format", "json", *where)))
         assert [(r["id"], r["ink"]) for r in rows] == want, where
         table = ok(cli("query", "digits", "label = 3", "-c", "id,label", "-n", "2", *where)).splitlines()
         assert table[0].split() == ["id", "label"] and table[-1] == "(2 rows)"
         assert all(line.split()[1] == "3" for line in table[1:3])
         got = list(csv.DictReader(io.StringIO(ok(cli("query", "digits", "-c", "id,label,split", "-n", "5",
-                                                     "--order-by", "id", "-f", "csv", *where)))))
+                                                     "--order-by", "id", "--format", "csv", *where)))))
         assert [r["id"] for r in got] == sorted(store.latest("digits").to_table(columns=["id"]).column("id")
                                                 .to_pylist())[:5]
         assert set(got[0]) == {"id", "label", "split"}
-        one = json.loads(ok(cli("show", "digits", want[0][0], "-f", "json", *where)))
+        one = json.loads(ok(cli("row", "digits", want[0][0], "--format", "json", *where)))
         assert len(one) == 1 and one[0]["id"] == want[0][0] and one[0]["label"] == 3
         assert "image" not in one[0] and "vector" not in one[0]  # bytes and vectors only when asked for
-        missing = cli("show", "digits", "9/nope.png", *where)
+        missing = cli("row", "digits", "9/nope.png", *where)
         assert missing.returncode == 1 and "no row with id '9/nope.png'" in missing.stderr
         bad = cli("query", "digits", "lable = 3", *where)
         assert bad.returncode == 2 and bad.stderr.startswith("lightbox: error:") and "Traceback" not in bad.stderr
@@ -78,7 +78,7 @@ def test_tags_list_create_delete(digits_root: str, live_server: Callable[[str], 
         assert ok(cli("tags", "digits", "create", f"t-{name}", *where)).strip() == \
             f"tagged version 1 of digits as t-{name}"
         assert f"t-{name}" in ok(cli("tags", "digits", *where))
-        nowhere = cli("tags", "digits", "create", "t-99", "--version", "99", *where)
+        nowhere = cli("tags", "digits", "create", "t-99", "--at", "99", *where)
         assert nowhere.returncode == 2 and "99" in nowhere.stderr and "Traceback" not in nowhere.stderr
         ok(cli("tags", "digits", "delete", f"t-{name}", *where))
         assert f"t-{name}" not in ok(cli("tags", "digits", "list", *where))
@@ -94,18 +94,18 @@ def test_search_by_row_image_vector_and_filter(digits_root: str, digits_dir: Pat
     np.save(tmp_path / "q.npy", vector)
     for where in (("--uri", digits_root), ("--server", server.url)):
         like = json.loads(ok(cli("search", "digits", "--like", query_id, "-k", "5", "-c", "id,label",
-                                 "-f", "json", *where)))
+                                 "--format", "json", *where)))
         assert len(like) == 5 and query_id not in [h["id"] for h in like]
         distances = [h["_distance"] for h in like]
         assert distances == sorted(distances)
         by_vector = json.loads(ok(cli("search", "digits", "--vector", tmp_path / "q.npy", "-k", "3", "-c", "id",
-                                      "-f", "json", *where)))
+                                      "--format", "json", *where)))
         assert by_vector[0]["id"] == query_id and by_vector[0]["_distance"] < 1e-5
         by_image = json.loads(ok(cli("search", "digits", "--image", digits_dir / "images" / query_id, "-k", "1",
-                                     "-c", "id", "-f", "json", *where)))
+                                     "-c", "id", "--format", "json", *where)))
         assert by_image[0]["id"] == query_id
         filtered = json.loads(ok(cli("search", "digits", "--like", query_id, "-k", "4", "--filter",
-                                     "label = 7", "-c", "id,label", "-f", "json", *where)))
+                                     "label = 7", "-c", "id,label", "--format", "json", *where)))
         assert filtered and {h["label"] for h in filtered} == {7}
         table = ok(cli("search", "digits", "--like", query_id, "-k", "2", "-c", "id", *where)).splitlines()
         assert table[0].split() == ["id", "_distance"] and table[-1] == "(2 rows)"
@@ -265,9 +265,9 @@ def test_http_only_use_imports_no_service_modules(digits_root: str, live_server:
         "u = sys.argv[1]\n"
         "rc = [main(['tables', '--server', u]), main(['query', 'digits', '-n', '1', '--server', u]),\n"
         "      main(['search', 'digits', '--like', '3/00003.png', '-k', '1', '--server', u]),\n"
-        "      main(['tags', 'digits', '--server', u]), main(['show', 'digits', 'x', '--server', u]),\n"
+        "      main(['tags', 'digits', '--server', u]), main(['row', 'digits', 'x', '--server', u]),\n"
         "      main(['log', 'digits', '--server', u]), main(['diff', 'digits', 'v1', '--server', u]),\n"
-        "      main(['branch', 'digits', '--server', u]), main(['versions', 'digits', '--server', u])]\n"
+        "      main(['branch', 'digits', '--server', u]), main(['describe', 'digits', '--server', u])]\n"
         f"print('RC', rc, 'LOADED', sorted(m for m in {SERVICE_MODULES!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, server.url], capture_output=True, text=True,

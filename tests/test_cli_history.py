@@ -1,4 +1,4 @@
-"""``lightbox tables | versions | tag | restore`` on a data root and against a live server."""
+"""``lightbox tables | log | tags | restore`` on a data root and against a live server."""
 
 from __future__ import annotations
 
@@ -37,26 +37,26 @@ def test_history_commands(mode: str, two_versions: Store, samples_dir: Path, liv
     assert tables.returncode == 0, tables.stderr
     assert f"pics\tversion 2\t{n + 1} rows" in tables.stdout
 
-    tagged = cli("tag", "pics", "first", "--version", "1", *target)
+    tagged = cli("tags", "pics", "create", "first", "--at", "1", *target)
     assert tagged.returncode == 0, tagged.stderr
-    assert "tagged version 1 as first" in tagged.stdout
-    clash = cli("tag", "pics", "first", "--version", "2", *target)
+    assert "tagged version 1 of pics as first" in tagged.stdout
+    clash = cli("tags", "pics", "create", "first", "--at", "2", *target)
     assert clash.returncode != 0 and "already" in clash.stderr
 
-    log = cli("versions", "pics", *target)
+    log = cli("log", "pics", "--oneline", "--reverse", *target)
     assert log.returncode == 0, log.stderr
     lines = log.stdout.strip().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("1\t") and "ada\tfirst load (first)" in lines[0]
     assert lines[1].startswith("2\t") and "bob\tone more" in lines[1]
 
-    restored = cli("restore", "pics", "first", *target)
+    restored = cli("restore", "pics", "--at", "first", *target)
     assert restored.returncode == 0, restored.stderr
     assert f"restored version 1 as new version 3 ({n} rows)" in restored.stdout
     assert Store(two_versions.uri).latest("pics").count_rows() == n
 
-    missing = cli("restore", "pics", "99", *target)
+    missing = cli("restore", "pics", "--at", "99", *target)
     assert missing.returncode != 0 and "no version 99" in missing.stderr
 
-    untag = cli("tag", "pics", "first", "--delete", *target)
+    untag = cli("tags", "pics", "delete", "first", *target)
     assert untag.returncode == 0 and "deleted tag first" in untag.stdout

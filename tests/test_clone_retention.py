@@ -334,7 +334,7 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     with pytest.raises(LightboxError):
         Client(str(api.http.base_url)).table("src").tag(guard, 1, move=True)
     for where in (("--server", str(api.http.base_url)), ("--uri", store.uri)):
-        ran = cli("tag", "src", guard, "--delete", *where)
+        ran = cli("tags", "src", "delete", guard, *where)
         assert ran.returncode != 0 and "clone" in ran.stderr, (ran.stdout, ran.stderr)
     assert api.tags("src")[guard] == guarded_at
 

@@ -16,6 +16,7 @@ import pytest
 import lightbox
 from app.store import Store
 from lightbox.cli import build_parser
+from lightbox.cli import commands as lightbox_commands
 from lightbox.demo import build_demo
 from tests.conftest import REPO_ROOT, LiveServer
 
@@ -63,8 +64,10 @@ def test_http_reference_states_the_defaults() -> None:
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    """Each command by its name (its aliases share its parser)."""
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: action.choices[name] for name in lightbox_commands(parser)}
 
 
 def cli_sections(text: str) -> dict[str, str]:
@@ -76,6 +79,9 @@ def test_cli_reference_matches_the_parser() -> None:
     sections = cli_sections((DOCS / "cli.md").read_text())
     commands = subcommands()
     assert sorted(sections) == sorted(commands), "docs/cli.md sections != lightbox subcommands"
+    for name, aliases in lightbox_commands().items():
+        for alias in aliases:
+            assert f"`{alias}`" in sections[name] and "alias" in sections[name], f"{alias} not in {name}'s section"
     for name, parser in commands.items():
         for action in parser._actions:
             longs = [o for o in action.option_strings if o.startswith("--")] or action.option_strings

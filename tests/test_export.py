@@ -123,7 +123,7 @@ def test_webdataset_shards_read_by_webdataset_and_ingest(client: lightbox.Client
 def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], server: LiveServer, root: str,
                                             tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    done = cli("export", "digits", tree, "--format", "imagefolder", "--tag", "v1", "--uri", root)
+    done = cli("export", "digits", tree, "--format", "imagefolder", "--at", "v1", "--uri", root)
     assert done.returncode == 0, done.stderr
     assert "exported 200 rows" in done.stdout
     expected = v1_rows(root)

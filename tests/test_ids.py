@@ -413,8 +413,8 @@ def test_ingest_skips_bad_ids_with_a_reason(tmp_path: Path, cli: Callable[..., A
     assert all("invalid" not in s["message"] or s["message"].startswith("id ") for s in report["skipped"])
     store = Store(uri, refresh_seconds=0.0)
     assert store.latest("t").to_table(columns=["id"]).column("id").to_pylist() == ["ok/good.png"]
-    shown = cli("row", "t", "ok/good.png", "--uri", uri)  # the row command on a data root: the same rule
-    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == "ok/good.png"
+    shown = cli("row", "t", "ok/good.png", "--format", "json", "--uri", uri)  # on a data root: the same rule
+    assert shown.returncode == 0 and json.loads(shown.stdout)[0]["id"] == "ok/good.png"
     refused = cli("row", "t", "ok/../ok/good.png", "--delete", "--uri", uri)
     assert refused.returncode == 2 and "invalid id" in refused.stderr
     assert store.latest("t").count_rows() == 1

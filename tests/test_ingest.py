@@ -32,6 +32,7 @@ from app.services.history import list_versions
 from app.store import Ref, RowReader, Store
 from ingest.pipeline import IngestError, IngestOptions, run_ingest
 from ingest.report import IngestReport
+from lightbox.cli.summaries import ingest_summary
 from tests.conftest import REPO_ROOT, cli_command, cli_env
 from tests.test_probe import bomb_png
 
@@ -241,7 +242,7 @@ def test_metadata_join_keeps_types_and_reports_mismatches(
         assert type(row["plate"]) is int and type(row["ink"]) is float
     assert sorted(report.missing_metadata) == sorted(k for k in rows if k.split("/")[1] in dropped)
     assert sorted(report.unmatched_metadata) == phantoms
-    summary = report.summary()
+    summary = ingest_summary(report.to_dict())
     assert "files with no metadata row: 3" in summary and "metadata rows matching no file: 2" in summary
 
 
@@ -372,7 +373,7 @@ def test_reingest_is_idempotent(store: Store, sample_tree: Path) -> None:
     ds = store.latest("samples")
     assert ds.version == first.version and len(ds.versions()) == versions
     assert len(table_rows(store, "samples")) == 12
-    assert "nothing new to add" in again.summary()
+    assert "nothing new to add" in ingest_summary(again.to_dict())
 
     shutil.copyfile(sample_tree / "png" / "camera.png", sample_tree / "png" / "camera_again.png")
     third = ingest(store, "samples", sample_tree)
@@ -532,7 +533,8 @@ def test_a_run_with_only_bad_files_creates_nothing(store: Store, tmp_path: Path)
     report = ingest(store, "nothing", src, tag="v1")
     assert report.added == 0 and report.version is None and report.tag is None
     assert not store.exists("nothing")
-    assert "not created" in report.summary() and "tag" not in report.summary()
+    summary = ingest_summary(report.to_dict())
+    assert "not created" in summary and "tag" not in summary
 
 
 # -- versions, tags and messages ---------------------------------------------------------------
@@ -557,7 +559,7 @@ def test_tag_and_message_through_the_cli(digits_dir: Path, tmp_path: Path, cli: 
     assert history[0]["num_rows"] == first_count
     assert store.snapshot("t", Ref(tag="v1")).ds.count_rows() == first_count
     assert store.snapshot("t", Ref(tag="v2")).ds.count_rows() == len(files_under(src))
-    listed = subprocess.run(cli_command("versions", "t", "--uri", str(uri)), capture_output=True, text=True,
+    listed = subprocess.run(cli_command("log", "t", "--oneline", "--uri", str(uri)), capture_output=True, text=True,
                             env=cli_env(), cwd=REPO_ROOT, timeout=60)
     assert "first load (v1)" in listed.stdout and "twos added (v2)" in listed.stdout
 

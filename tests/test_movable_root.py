@@ -184,7 +184,7 @@ def check_diff(made: Made, cwd: Path, *target: str, env: dict[str, str] | None =
 
 def check_query(made: Made, cwd: Path, *target: str, env: dict[str, str] | None = None) -> None:
     """The rows of the clone of the branch, by the command line run from ``cwd``."""
-    out = ok(run_cli(cwd, "query", "expsnap", "-c", "id,sha256", "-n", "0", "-f", "csv", *target, env=env))
+    out = ok(run_cli(cwd, "query", "expsnap", "-c", "id,sha256", "-n", "0", "--format", "csv", *target, env=env))
     rows = sorted(line.split(",") for line in out.splitlines()[1:])
     assert rows == [[r["id"], r["sha256"]] for r in made.store["expsnap latest"]]
 
@@ -253,7 +253,7 @@ def test_a_root_made_by_older_code_reads_from_another_directory(made: Made, tmp_
     env = {"LIGHTBOX_URI": str(project / "lightbox-data")}  # the issue's case: cd elsewhere; LIGHTBOX_URI=/abs/...
     with made.hidden():
         assert ok(run_cli(elsewhere, "diff", "pics", "v1", "old", env=env)).startswith("0 added, 0 removed, 0 changed")
-        out = ok(run_cli(elsewhere, "query", "oldclone", "-c", "id,sha256", "-n", "0", "-f", "csv", env=env))
+        out = ok(run_cli(elsewhere, "query", "oldclone", "-c", "id,sha256", "-n", "0", "--format", "csv", env=env))
         assert sorted(line.split(",") for line in out.splitlines()[1:]) == [
             [r["id"], r["sha256"]] for r in made.store["pics tag 'v1'"]]
         assert untagged(store_facts(str(project / "lightbox-data"))) == untagged(made.store)  # (it has more tags)

@@ -13,6 +13,7 @@ from app.deps import RefDep, StoreDep
 from app.errors import BadRequest
 from app.models import RequestBody
 from app.responses import JSON, version_headers
+from app.services.describe import index_report
 from app.services.embed import embed_table
 from app.store import maintenance
 from embeddings.registry import UnknownModel
@@ -41,9 +42,7 @@ class EmbedBody(RequestBody):
 def list_indexes(table: str, request: Request, store: StoreDep, ref: RefDep) -> JSON:
     """The version's indexes; a vector index also reports the recall it was tuned to and measured."""
     snap = store.snapshot(table, ref)
-    tunings = request.app.state.searcher.indexes.describe(snap.ds)
-    indexes = [{**index, **tunings.get(index["name"], {})} for index in maintenance.list_indexes(snap.ds)]
-    return JSON({"indexes": indexes}, headers=version_headers(snap))
+    return JSON({"indexes": index_report(snap, request.app.state.searcher.indexes)}, headers=version_headers(snap))
 
 
 @router.post("/indexes", status_code=201)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -12,6 +12,7 @@ from app.deps import RefDep, StoreDep
 from app.errors import BadRequest
 from app.models import RequestBody
 from app.responses import JSON, version_headers
+from app.services import describe as described
 from app.services import tables as svc
 
 router = APIRouter(prefix="/api/v1/tables", tags=["tables"])
@@ -36,6 +37,14 @@ def create_table(body: CreateTable, store: StoreDep) -> JSON:
 @router.get("/{table}")
 def describe_table(table: str, store: StoreDep, ref: RefDep) -> JSON:
     snap, info = svc.table_info(store, table, ref)
+    return JSON(info, headers=version_headers(snap))
+
+
+@router.get("/{table}/describe")
+def describe(table: str, request: Request, store: StoreDep, ref: RefDep) -> JSON:
+    """The table at a ref, plus its branches' heads, its number of versions, its indexes with their
+    tuning and its size in storage."""
+    snap, info = described.describe_table(store, request.app.state.searcher.indexes, table, ref)
     return JSON(info, headers=version_headers(snap))
 
 

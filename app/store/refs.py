@@ -12,8 +12,8 @@ from app.errors import InvalidRef
 class Ref:
     """At most one of version, tag, as_of; ``branch`` alone means the branch's latest.
 
-    ``version`` together with ``branch`` pins a version on that branch (the store's own use);
-    clients give exactly one field and ``Ref.parse`` enforces that.
+    ``version`` together with ``branch`` pins a version on that branch (version numbers are per
+    branch); every other pair names two points, and ``Ref.parse`` refuses it.
     """
 
     version: int | None = None
@@ -32,8 +32,9 @@ class Ref:
         given = [n for n, v in (("version", version), ("tag", tag), ("branch", branch), ("as_of", as_of)) if v]
         if version == 0:
             given.append("version")
-        if len(given) > 1:
-            raise InvalidRef(f"give at most one of version, tag, branch, as_of; got {', '.join(given)}")
+        if len(given) > 1 and sorted(given) != ["branch", "version"]:
+            raise InvalidRef(f"give at most one of version, tag, branch, as_of (or a version with its branch); "
+                             f"got {', '.join(given)}")
         return cls(
             version=_parse_version(version) if version is not None else None,
             tag=tag or None,

@@ -18,14 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lightbox.cli_read import UsageError
+from lightbox.cli.common import open_client
+from lightbox.cli.errors import OK, UsageError
+from lightbox.cli.summaries import skip_lines
 
 BATCH_BYTES = 32 * 1024**2
 SIDE_FILES = {".csv", ".tsv", ".parquet", ".jsonl", ".json", ".txt"}
 
 
+__all__ = ["upload"]
+
+
 def upload(args: argparse.Namespace) -> int:
-    from lightbox.client import Client
     from lightbox.errors import NotFound
 
     _check(args)
@@ -35,7 +39,7 @@ def upload(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     skipped: list[dict[str, Any]] = []
     versions: list[int] = []
-    with Client(args.server, api_key=args.api_key) as client:
+    with open_client(args) as client:
         table = client.table(args.table)
         try:
             info = table.info()
@@ -77,7 +81,7 @@ def upload(args: argparse.Namespace) -> int:
               "version": versions[-1] if versions else None, "tag": tagged,
               "seconds": round(time.perf_counter() - started, 3)}
     _print(report, args)
-    return 0
+    return OK
 
 
 def _add(table: Any, batch: list[tuple[Path, str]], metadata: list[dict[str, Any]], ids: list[str],
@@ -101,8 +105,6 @@ def _add(table: Any, batch: list[tuple[Path, str]], metadata: list[dict[str, Any
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.uri:
-        raise UsageError("give either --uri (a data root) or --server (a service), not both")
     refused = [flag for flag, value in (("--metadata", args.metadata), ("--embed", args.embed),
                                         ("--commit-every", args.commit_every)) if value]
     if refused:
@@ -175,8 +177,6 @@ def _row_id(path: Path, rel: str, mode: str) -> str:
 
 def _print(report: dict[str, Any], args: argparse.Namespace) -> None:
     import json
-
-    from lightbox._skips import skip_lines
 
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
