@@ -145,10 +145,10 @@ def warm(store: Store, reader: RowReader) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LightboxError)
     async def lightbox_error(request: Request, exc: LightboxError) -> JSON:
-        exc = unreachable(exc) or exc  # a 404/409 made from an engine error may hide a store that did not answer
-        told = None if isinstance(exc, StoreUnreachable) else _storage_error(request, exc)  # "no such bucket"
+        told = _storage_error(request, exc)  # e.g. "no such table" where the store said "no such bucket"
         if told is not None:
             return told
+        exc = unreachable(exc) or exc  # a 404/409 made from an engine error may hide a store that did not answer
         body = redact_body(exc.body(), request.app.state.storage_options)  # engine messages may quote options
         return JSON(body, status_code=exc.status, headers=exc.headers)
 
@@ -176,14 +176,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         it refused (no such bucket, credentials). Anything else is a bug, passed on to the last handler (a
         logged 500). Registered by class, not as the catch-all, because the catch-all's middleware
         re-raises and uvicorn then drops the connection."""
-        outage = unreachable(exc)
-        if outage is not None:
-            log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
-            return await lightbox_error(request, outage)
         told = _storage_error(request, exc)
-        if told is None:
+        if told is not None:
+            return told
+        outage = unreachable(exc)
+        if outage is None:
             raise exc
-        return told
+        log.warning("%s %s: %s", request.method, request.url.path, outage.detail.get("reason"))
+        return await lightbox_error(request, outage)
 
     for kind in (ValueError, OSError, RuntimeError, ArrowException):
         app.add_exception_handler(kind, engine_error)
@@ -204,4 +204,4 @@ def _storage_error(request: Request, exc: Exception) -> JSON | None:
     error = (StoreUnreachable if failure.unreachable else StorageFailed)(failure.message, kind=failure.kind)
     body = redact_body(error.body(), request.app.state.storage_options)
     log.warning("%s %s: %s", request.method, request.url.path, body["error"]["message"])
-    return JSON(body, status_code=error.status)
+    return JSON(body, status_code=error.status, headers=error.headers)

@@ -175,7 +175,7 @@ def storage_failure(exc: BaseException, root: str | None = None) -> StorageFailu
                                         "check the access key and secret (--storage-option, "
                                         "LIGHTBOX_STORAGE_OPTIONS, or the cloud's own environment variables)")
     if status is None and any(marker in text.lower() for marker in _NO_ANSWER):
-        return StorageFailure("unreachable", f"cannot reach the object store{at}{where}: no answer; check "
+        return StorageFailure("unreachable", f"cannot reach the object store{at}{where}: it did not answer; check "
                                              "the storage endpoint and the network")
     if status is not None or code is not None:
         answer = " ".join(x for x in (status, code) if x)

@@ -117,9 +117,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.serving import limit_malloc_arenas, server_config
+    from app.serving import server_config
 
-    limit_malloc_arenas()
     settings = _settings(args)
     print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
     config = server_config(create_app(settings), settings, log_level="info",
