@@ -34,6 +34,7 @@ from app.routes import metrics as metrics_routes
 from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
+from app.services.uploads import Uploads
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body
 from app.store import RowReader, Store
@@ -72,12 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
+        app.state.uploads = Uploads(app.state.store, app.state.registry, settings.upload_ttl_seconds)
+        if not settings.writer_url:  # a replica forwards uploads: it has none of its own to clean up
+            app.state.uploads.sweep_in_background()
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
         app.state.store.on_forget(app.state.metrics.forget_table)  # and its /metrics series
         try:
             async with writer_client(settings.writer_url) as app.state.writer:
                 yield
         finally:
+            app.state.uploads.close()
             keeper.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,

@@ -25,7 +25,7 @@ class IngestReport:
     tag: str | None = None
     added: int = 0
     updated: int = 0  # rows replaced by an upsert
-    unchanged: int = 0  # rows an upsert found equal to the stored ones (not rewritten, not counted updated)
+    unchanged: int = 0  # rows an upsert found equal to the stored ones (skipped as "unchanged", not rewritten)
     deleted: int = 0  # rows a replacing write removed (``IngestOptions.delete_ids``)
     bytes: int = 0
     seconds: float = 0.0
@@ -35,6 +35,7 @@ class IngestReport:
     duplicate_metadata_keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     root: str | None = None  # the data root written to, as the summary names it (set by the command line)
+    server: str | None = None  # or the service written to
 
     def skip(self, file: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(file, reason, message))
@@ -63,6 +64,7 @@ class IngestReport:
         lines = [
             f"table      {self.table}",
             *([f"root       {self.root}"] if self.root else []),
+            *([f"server     {self.server}"] if self.server and not self.root else []),
             f"added      {self.added} images, {_human_bytes(self.bytes)} in {self.seconds:.1f} s"
             f" ({self.images_per_second:,.0f} images/s)",
         ]
@@ -74,8 +76,6 @@ class IngestReport:
             lines.append(f"version    {', '.join(map(str, span))} (was {self.previous_version or 'none'})")
         if self.updated:
             lines.append(f"updated    {self.updated} of them replaced rows with the same id (new content)")
-        if self.unchanged:
-            lines.append(f"unchanged  {self.unchanged} of them equal to the stored rows (not rewritten)")
         if self.tag:
             lines.append(f"tag        {self.tag}")
         lines.extend(f"note       {w}" for w in self.warnings)

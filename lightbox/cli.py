@@ -26,10 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "WebDataset .tar shard")
     ing.add_argument("--table", required=True)
     ing.add_argument("--uri", default=None, help="data root (default $LIGHTBOX_URI or ./lightbox-data)")
-    ing.add_argument("--server", default=None, help="upload to a Lightbox service over HTTP instead (folders and "
-                     "image files, in batches of --batch-size files, one version each)")
+    ing.add_argument("--server", default=None, help="upload to a Lightbox service over HTTP instead (every source "
+                     "kind and option works; still one version)")
     ing.add_argument("--api-key", default=os.environ.get("LIGHTBOX_API_KEY"))
-    ing.add_argument("--batch-size", type=int, default=256, help="files per upload with --server")
+    ing.add_argument("--batch-size", type=int, default=None,
+                     help="rows per upload batch (default 4096; a batch is also cut at 32 MiB of images)")
     ing.add_argument("--mode", choices=["insert", "upsert"], default="insert",
                      help="'upsert' replaces rows whose id exists (a file edited in place); unchanged files "
                           "are skipped")
@@ -249,35 +250,18 @@ def shown_root(root: str) -> str:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    if args.server:
-        from lightbox.cli_upload import upload
+    """One run, one version, through the SDK: over HTTP with --server, over the service in this process with
+    --uri (the same code either way). ``--engine ray`` runs the Ray engine on the data root itself."""
+    from lightbox.cli_read import UsageError
 
-        return upload(args)
-    from ingest.pipeline import IngestOptions, run_ingest
-
-    opts = IngestOptions(
-        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
-        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
-        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
-        progress=False if args.no_progress else None, branch=args.branch, embed=args.embed,
-        embed_text=args.embed_text, mode=args.mode, skip_unchanged=args.mode == "upsert" and not args.metadata,
-    )
-    if args.workers:
-        opts.workers = args.workers
-    if args.max_pixels:
-        opts.max_pixels = args.max_pixels
-    store = _store(args, create=True)
-    path = _local_path(store.uri)
-    new_root = path is not None and not os.path.isdir(path)
+    if args.uri and args.server:
+        raise UsageError("give either --uri (a data root) or --server (a service), not both")
     if args.engine == "ray":
-        from ingest.ray_engine import run_ray_ingest
-
-        report = run_ray_ingest(store, opts, args.address)
+        if args.server:
+            raise UsageError("--engine ray works on a data root (--uri): its workers write the table's files")
+        report = _ray_ingest(args)
     else:
-        report = run_ingest(store, opts)
-    report.root = shown_root(store.uri)
-    if new_root and os.path.isdir(path):  # type: ignore[arg-type]
-        report.warnings.append(f"created the data root {report.root} (it did not exist)")
+        report = _sdk_ingest(args)
     if args.report:
         report.write(args.report)
     if args.json:
@@ -285,6 +269,46 @@ def _ingest(args: argparse.Namespace) -> int:
     else:
         print(report.summary(report_path=args.report))
     return 0
+
+
+def _sdk_ingest(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import lightbox
+
+    root = None if args.server else (args.uri or _env_uri())
+    path = _local_path(root) if root else None
+    new_root = path is not None and not os.path.isdir(path)
+    client = lightbox.connect(args.server, api_key=args.api_key) if args.server else \
+        lightbox.connect(root, storage_options=_storage_options(args) or None)
+    with client:
+        report = client.table(args.table).ingest(
+            args.sources, metadata=args.metadata, key=args.key, labels_from_dirs=args.labels_from_dirs,
+            id_mode=args.id_mode, mode=args.mode, dedup=args.dedup, embed=args.embed, embed_text=args.embed_text,
+            tag=args.tag, message=args.message, author=args.author, branch=args.branch,
+            batch_rows=args.batch_size, workers=args.workers, commit_every=args.commit_every, verify=args.verify,
+            max_pixels=args.max_pixels, progress=False if args.no_progress else None)
+    if root is not None:
+        report.root = shown_root(root)
+        if new_root and os.path.isdir(path):  # type: ignore[arg-type]
+            report.warnings.append(f"created the data root {report.root} (it did not exist)")
+    return report
+
+
+def _ray_ingest(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ingest.ray_engine import run_ray_ingest
+    from ingest.upload import IngestOptions
+
+    opts = IngestOptions(
+        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
+        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
+        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
+        max_pixels=args.max_pixels, progress=False if args.no_progress else None, branch=args.branch,
+        embed=args.embed, embed_text=args.embed_text, mode=args.mode)
+    if args.workers:
+        opts.workers = args.workers
+    store = _store(args, create=True)
+    report = run_ray_ingest(store, opts, args.address)
+    report.root = shown_root(store.uri)
+    return report
 
 
 def _serve(args: argparse.Namespace) -> int:
