@@ -16,6 +16,7 @@ import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any
 
 import pyarrow as pa
@@ -55,14 +56,15 @@ class Batch:
     unmatched: list[int] = field(default_factory=list)  # rows with no metadata row (when metadata is joined)
 
 
-def check_sources(sources: Sequence[str | Source], metadata: str | None, key: str | None) -> None:
+def check_sources(sources: Sequence[str | PathLike[str] | Source], metadata: str | PathLike[str] | None,
+                  key: str | None) -> None:
     """What can be told before a session begins: the sources and the side file exist, a key names it."""
     if metadata and not key:
         raise IngestError("--metadata needs --key: the column that names each file")
-    for spec in [*(s for s in sources if isinstance(s, str)), *([metadata] if metadata else [])]:
-        if "://" not in spec and not os.path.exists(spec):
-            raise IngestError(f"source {spec!r} does not exist" if spec != metadata else
-                              f"metadata file {spec!r} does not exist")
+    named = [("source", os.fspath(s)) for s in sources if not isinstance(s, Source)]
+    for kind, spec in [*named, *([("metadata file", os.fspath(metadata))] if metadata else [])]:
+        if "://" not in spec and not os.path.exists(spec):  # a URL is for its reader to find
+            raise IngestError(f"{kind} {spec!r} does not exist")
 
 
 class Walker:
@@ -76,8 +78,8 @@ class Walker:
         check_sources(sources, metadata, key)
         text = [str(c["name"]) for c in columns or [] if str(c.get("type")) in TEXT_TYPES
                 and c["name"] not in STANDARD_NAMES]
-        self.sources = [s if isinstance(s, Source) else open_source(s, text) for s in sources]
-        self.metadata = Metadata.load(metadata, key or "id", text) if metadata else None
+        self.sources = [s if isinstance(s, Source) else open_source(os.fspath(s), text) for s in sources]
+        self.metadata = Metadata.load(os.fspath(metadata), key or "id", text) if metadata else None
         self.labels_from_dirs, self.id_mode = labels_from_dirs, id_mode
         self.batch_rows, self.batch_bytes = max(1, batch_rows), max(1, batch_bytes)
         self.workers, self.max_file_bytes = workers, max_file_bytes

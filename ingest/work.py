@@ -1,16 +1,17 @@
 """The per-file work of an upload on the service's side: probe and hash each image's bytes.
 
-Runs in chunks through ``ingest.pool.run_chunks``: inline while the files are small, on a thread
-pool once they are large (hashing and TIFF parsing release the GIL).
+Inline while the files are small; large files in chunks on a thread pool (hashing and TIFF parsing
+release the GIL), as ``ingest.pool`` sizes them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ingest.pool import run_chunks
+from ingest.pool import CHUNK_BYTES, THREADS_FROM_BYTES
 from ingest.probe import ImageInfo, ProbeError, Verify, probe
 
 
@@ -56,7 +57,21 @@ def check_chunk(chunk: list[tuple[int, bytes | None]], limits: Limits) -> list[C
 
 
 def check_all(images: list[bytes | None], limits: Limits, workers: int) -> Iterator[Checked]:
-    """Every image checked, in order (large files on ``workers`` threads)."""
-    for chunk in run_chunks(lambda part: check_chunk(part, limits), iter(enumerate(images)), workers,
-                            lambda c: c.size):
-        yield from chunk
+    """Every image checked, in order: inline while they are small, else in chunks of about ``CHUNK_BYTES`` on
+    ``workers`` threads (the bytes are all here, so the chunks are cut by their sizes up front)."""
+    sizes = [len(x) if x else 0 for x in images]
+    total = sum(sizes)
+    if workers < 2 or total < 2 * CHUNK_BYTES or total < THREADS_FROM_BYTES * len(images):
+        yield from check_chunk(list(enumerate(images)), limits)
+        return
+    chunks: list[list[tuple[int, bytes | None]]] = [[]]
+    held = 0
+    for i, (data, size) in enumerate(zip(images, sizes, strict=True)):
+        if held >= CHUNK_BYTES:
+            chunks.append([])
+            held = 0
+        chunks[-1].append((i, data))
+        held += size
+    with ThreadPoolExecutor(workers, thread_name_prefix="lightbox-check") as pool:
+        for part in pool.map(lambda chunk: check_chunk(chunk, limits), chunks):
+            yield from part

@@ -35,6 +35,7 @@ from app.services.writes import append_rows
 from app.store.schema import check_image_bytes
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
+ARROW_ROWS = "lightbox.arrow_rows"  # the scope extension of an in-process client (``lightbox._inprocess``)
 OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
 
 
@@ -116,7 +117,13 @@ def _uploads(request: Request) -> Uploads:
 
 async def _rows(request: Request) -> tuple[pa.Table, dict[str, str]]:
     """The rows a request carries (an Arrow IPC stream, or multipart files and a metadata part), and the
-    options a multipart form names."""
+    options a multipart form names. A client in this process (``lightbox.connect(root)``) hands its Arrow
+    rows over as they are, in the ASGI scope: nothing to serialize and parse again."""
+    handed = request.scope.get("extensions", {}).get(ARROW_ROWS)
+    if isinstance(handed, pa.RecordBatch | pa.Table):
+        rows = handed if isinstance(handed, pa.Table) else pa.Table.from_batches([handed])
+        check_image_bytes(rows)
+        return rows, {}
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         files, options = await _multipart(request, upload_limit(request))

@@ -45,7 +45,7 @@ from app.store.writes import check_tag_name, create_branch, default_author, tag_
 from embeddings.registry import Registry
 
 FRAGMENT_ROWS = 65_536
-FRAGMENT_BYTES = 64 * 1024**2
+FRAGMENT_BYTES = 32 * 1024**2
 
 
 class UploadNotFound(NotFound):
