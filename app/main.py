@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
-        app.state.uploads = Uploads(app.state.store, app.state.registry, settings.upload_ttl_seconds)
+        app.state.uploads = Uploads(app.state.store, app.state.registry, settings.upload_ttl_seconds,
+                                    settings.max_upload_bytes, settings.upload_stage_bytes)
         if not settings.writer_url:  # a replica forwards uploads: it has none of its own to clean up
             app.state.uploads.sweep_in_background()
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once

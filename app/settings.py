@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 64 * 1024**2
     # An upload session idle this long is abandoned: its staged files are removed, nothing is committed.
     upload_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # A session gathers accepted rows up to this many image bytes (or 65,536 rows) before writing them as
+    # a data file: bounded memory per session, and files the size one write would make.
+    upload_stage_bytes: int = Field(default=32 * 1024**2, ge=1)
     # Every other body (JSON) larger than this answers 413, checked before it is read.
     max_json_bytes: int = 8 * 1024**2
     # Slow or stalled clients: the request line and headers must arrive within header_timeout_seconds

@@ -114,7 +114,7 @@ class _Run:
                             labels_from_dirs=self.opts.labels_from_dirs, id_mode=self.opts.id_mode,
                             columns=begun.get("columns"), batch_rows=self.opts.batch_rows,
                             batch_bytes=self.opts.batch_bytes, workers=self.opts.workers,
-                            max_file_bytes=self.opts.max_file_bytes)
+                            max_file_bytes=self.opts.max_file_bytes, max_batch_bytes=begun.get("max_batch_bytes"))
             embedding = bool(self.opts.embed) or bool(begun.get("embeds"))
             with Progress(walker.total, embedding, self.opts.progress) as progress:
                 for batch in _ahead(walker.batches()):

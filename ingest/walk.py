@@ -30,6 +30,7 @@ from ingest.tables import SideFileError
 # Columns the service computes (or that a row is): a side file's column of one of these names is not sent.
 STANDARD_NAMES = frozenset({"id", "image", "mime", "width", "height", "mode", "frames", "size_bytes", "sha256",
                             "source", "ingested_at"})
+BATCH_SLACK = 1024**2  # room in a request for a batch's ids, sources and metadata besides its image bytes
 TEXT_TYPES = frozenset({"string", "large_string", "utf8", "large_utf8", "string_view"})
 
 
@@ -74,7 +75,8 @@ class Walker:
     def __init__(self, sources: Sequence[str | Source], *, metadata: str | None = None, key: str | None = None,
                  labels_from_dirs: bool = False, id_mode: str = "path",
                  columns: Sequence[Mapping[str, Any]] | None = None, batch_rows: int = 4096,
-                 batch_bytes: int = 32 * 1024**2, workers: int = 4, max_file_bytes: int = 2 * 1024**3) -> None:
+                 batch_bytes: int = 32 * 1024**2, workers: int = 4, max_file_bytes: int = 2 * 1024**3,
+                 max_batch_bytes: int | None = None) -> None:
         check_sources(sources, metadata, key)
         text = [str(c["name"]) for c in columns or [] if str(c.get("type")) in TEXT_TYPES
                 and c["name"] not in STANDARD_NAMES]
@@ -83,6 +85,8 @@ class Walker:
         self.labels_from_dirs, self.id_mode = labels_from_dirs, id_mode
         self.batch_rows, self.batch_bytes = max(1, batch_rows), max(1, batch_bytes)
         self.workers, self.max_file_bytes = workers, max_file_bytes
+        # a service's limit on a request's body: every batch stays under it, a larger file is skipped
+        self.batch_cap = max(1, max_batch_bytes - BATCH_SLACK) if max_batch_bytes else None
         self.source_fields = {f.name for s in self.sources for f in s.extra_fields}
         self.schema = self._schema("label" in text)
 
@@ -118,11 +122,15 @@ class Walker:
     def batches(self) -> Iterator[Batch]:
         """The run's rows, ``batch_rows`` rows or ``batch_bytes`` image bytes at a time."""
         items = itertools.chain.from_iterable(s.items() for s in self.sources)
-        reads = run_chunks(lambda chunk: _read_chunk(chunk, self.max_file_bytes), items, self.workers,
+        cap = self.batch_cap
+        largest = min(self.max_file_bytes, cap) if cap else self.max_file_bytes
+        reads = run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
                            lambda r: len(r.data or b""))
         rows = _Rows(self)
         for chunk in reads:
             for read in chunk:
+                if cap and rows.count and rows.nbytes + len(read.data or b"") > cap:
+                    yield rows.flush()
                 rows.add(read)
                 if rows.count >= self.batch_rows or rows.nbytes >= self.batch_bytes:
                     yield rows.flush()
@@ -143,13 +151,15 @@ class _Listed(Source):
         return len(self.listed)
 
 
-def _read_chunk(items: list[Item], max_bytes: int) -> list[Read]:
+def _read_chunk(items: list[Item], max_bytes: int, service_cap: int | None) -> list[Read]:
     out = []
     for item in items:
         try:
             out.append(Read(item, read_bytes(item, max_bytes)))
         except ValueError as exc:
-            out.append(Read(item, None, "too_large", str(exc)))
+            why = f"{exc}: the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)" \
+                if max_bytes == service_cap else str(exc)
+            out.append(Read(item, None, "too_large", why))
         except OSError as exc:
             out.append(Read(item, None, "unreadable", exc.strerror or str(exc)))
     return out

@@ -42,7 +42,10 @@ class HttpEndpoint:
 
     def begin(self, table: str, options: dict[str, Any]) -> dict[str, Any]:
         body = {**options, **({"branch": self.branch} if self.branch else {})}
-        return self.table._run(Call("POST", self._path(""), read_json, json=body))
+        begun = self.table._run(Call("POST", self._path(""), read_json, json=body))
+        if self.in_process:  # the rows are handed over, not sent: no body for the upload limit to bound
+            begun["max_batch_bytes"] = None
+        return begun
 
     def send(self, table: str, upload_id: str, rows: pa.RecordBatch) -> dict[str, Any]:
         path = self._path(f"/{segment(upload_id)}/batches")

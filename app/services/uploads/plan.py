@@ -101,8 +101,9 @@ def plan_rows(table: str, read: lance.LanceDataset | None, given: pa.Schema, vec
         vectors = _new_vectors(opts, registry, extras)
         schema = image_schema([*extras, *(v.field for v in vectors)])
         return Plan(schema, [schema.field(f.name) for f in extras], vectors, new_columns=False)
-    schema = plan_columns(table, read.schema, extras)
-    return Plan(schema, [schema.field(f.name) for f in extras], vectors, new_columns=schema is not read.schema)
+    stored = read.schema
+    schema = plan_columns(table, stored, extras)
+    return Plan(schema, [schema.field(f.name) for f in extras], vectors, new_columns=schema.names != stored.names)
 
 
 def _new_vectors(opts: UploadOptions, registry: Registry, fields: list[pa.Field]) -> list[VectorSpec]:

@@ -29,20 +29,22 @@ log = logging.getLogger("lightbox")
 
 
 class Uploads:
-    def __init__(self, store: Store, registry: Registry, ttl_seconds: float) -> None:
-        self.store, self.registry, self.ttl = store, registry, ttl_seconds
+    def __init__(self, store: Store, registry: Registry, ttl_seconds: float,
+                 max_batch_bytes: int | None = None, stage_bytes: int = sessions.STAGE_BYTES) -> None:
+        self.store, self.registry, self.ttl, self.stage_bytes = store, registry, ttl_seconds, stage_bytes
+        self.max_batch_bytes = max_batch_bytes  # what a batch's request may carry (the service's upload limit)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
     def begin(self, table: str, opts: UploadOptions) -> dict[str, Any]:
         self.sweep(table)
-        session = sessions.begin(self.store, self.registry, table, opts, ttl=self.ttl)
+        session = sessions.begin(self.store, self.registry, table, opts, ttl=self.ttl, stage_bytes=self.stage_bytes)
         with self._lock:
             self._sessions[session.id] = session
         schema = session.read.schema if session.read is not None else None
         return {**session.describe(), "table_exists": schema is not None, "ttl_seconds": self.ttl,
                 "columns": _columns(schema), "embeds": [v.field.name for v in session.vectors],
-                "warnings": session.warnings}
+                "max_batch_bytes": self.max_batch_bytes, "warnings": session.warnings}
 
     def get(self, table: str, upload_id: str) -> Session:
         """The session, if it is this table's and has not expired; else a 404 saying why."""

@@ -2,8 +2,8 @@
 
 A session reads the table once when it begins (the ids stored, and their bytes' digests under
 ``dedup=content``) and checks every batch's rows against that and against what it wrote itself.
-Accepted rows are kept until about one data file's worth has gathered (``FRAGMENT_ROWS`` rows or
-``FRAGMENT_BYTES`` bytes), then written as uncommitted fragments, so memory stays bounded whatever
+Accepted rows are kept until about one data file's worth has gathered (``STAGE_ROWS`` rows or
+``stage_bytes`` image bytes), then written as uncommitted fragments, so memory stays bounded whatever
 the run's size and the table gets files of the size a single write would give it. The commit
 publishes every fragment in one Lance commit carrying the message, author and counts
 (``app.store.staging.publish``: a conflict with another writer is a 409 and nothing is committed),
@@ -44,8 +44,8 @@ from app.store.staging import (
 from app.store.writes import check_tag_name, create_branch, default_author, tag_version
 from embeddings.registry import Registry
 
-FRAGMENT_ROWS = 65_536
-FRAGMENT_BYTES = 32 * 1024**2
+STAGE_ROWS = 65_536
+STAGE_BYTES = 32 * 1024**2
 
 
 class UploadNotFound(NotFound):
@@ -72,6 +72,7 @@ class Session:
     seen: Seen
     ttl: float
     persist: bool
+    stage_bytes: int = STAGE_BYTES
     warnings: list[str] = field(default_factory=list)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     plan: Plan | None = None
@@ -115,7 +116,7 @@ class Session:
 
 
 def begin(store: Store, registry: Registry, table: str, opts: UploadOptions, *, ttl: float,
-          persist: bool = True) -> Session:
+          persist: bool = True, stage_bytes: int = STAGE_BYTES) -> Session:
     """A new session on ``table`` (created by the commit when it does not exist), its branch created from
     main's latest when new; refused before anything is read when its options cannot work."""
     check_name(table)
@@ -137,7 +138,7 @@ def begin(store: Store, registry: Registry, table: str, opts: UploadOptions, *, 
     vectors = table_vectors(table, read, opts, registry)
     seen = Seen(known=stored_values(read, "id"),
                 digests=stored_values(read, "sha256") if opts.dedup == "content" else None)
-    session = Session(uuid.uuid4().hex, table, opts, read, vectors, seen, ttl, persist, warnings)
+    session = Session(uuid.uuid4().hex, table, opts, read, vectors, seen, ttl, persist, stage_bytes, warnings)
     session.touch()
     _save(store, session)
     return session
@@ -161,7 +162,7 @@ def add(store: Store, registry: Registry, session: Session, rows: pa.Table) -> d
         if out.batch is not None:
             session.pending.append(out.batch)
             session.pending_bytes += out.bytes
-        if sum(b.num_rows for b in session.pending) >= FRAGMENT_ROWS or session.pending_bytes >= FRAGMENT_BYTES:
+        if sum(b.num_rows for b in session.pending) >= STAGE_ROWS or session.pending_bytes >= session.stage_bytes:
             _flush(store, session)
         session.touch()
         _save(store, session)
