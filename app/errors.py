@@ -100,3 +100,18 @@ class UnsupportedMediaType(LightboxError):
 class Unprocessable(LightboxError):
     status = 422
     code = "unprocessable"
+
+
+class StorageError(LightboxError):
+    """The object store under the data root refused a request (no such bucket, credentials refused, another
+    error answer): the service is fine, its storage is not (``app.storage.storage_failure`` says which)."""
+
+    status = 502
+    code = "storage_error"
+
+
+class StorageUnreachable(StorageError):
+    """The object store under the data root did not answer."""
+
+    status = 504
+    code = "storage_unreachable"

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
-from app.errors import LightboxError
+from app.errors import LightboxError, StorageError, StorageUnreachable
 from app.metrics import CLIENT_CLOSED, Metrics, Observe
 from app.middleware import BodyLimits, RequestId
 from app.models import request_error
@@ -36,7 +36,7 @@ from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
 from app.services.uploads import Uploads
 from app.settings import Settings
-from app.storage import hide_secrets, redact_body
+from app.storage import hide_secrets, redact_body, storage_failure
 from app.store import RowReader, Store
 from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
@@ -163,6 +163,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
+        failure = storage_failure(exc, request.app.state.settings.uri)
+        if failure is not None:  # the object store's answer (or its silence), told in one line
+            kind = StorageUnreachable if failure.unreachable else StorageError
+            log.warning("%s %s: %s", request.method, request.url.path, failure.message)
+            return await lightbox_error(request, kind(failure.message, kind=failure.kind))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {"error": {"code": "internal_error", "message": "internal error; see the server log", "detail": {}}}
         return JSON(body, status_code=500)

@@ -79,6 +79,8 @@ def explain(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]:
 
     if isinstance(exc, Unreachable):
         return UNREACHABLE, _service_unreachable(exc, args)
+    if isinstance(exc, ClientError) and exc.code == "storage_unreachable":  # the service's storage did not answer
+        return UNREACHABLE, str(exc)
     if isinstance(exc, ClientError | MissingExtra | UsageError):
         return ERROR, str(exc)
     if not getattr(args, "server", None):

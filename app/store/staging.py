@@ -141,11 +141,13 @@ def record_tables(store: Store) -> list[str]:
 # -- the one commit --------------------------------------------------------------------------
 def publish(store: Store, name: str, *, branch: str | None, read: lance.LanceDataset | None, schema: pa.Schema,
             fragments: list[FragmentMetadata], new_columns: bool, inserted: set[str], replaced: set[str],
-            delete_ids: DeleteIds | None, props: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+            delete_ids: DeleteIds | None, props: dict[str, str],
+            kept: set[str] | None = None) -> tuple[int | None, dict[str, int]]:
     """Publish staged ``fragments`` (rows whose ids are ``inserted`` or ``replaced``) as one version of the
     branch, deleting the stored copies of ``replaced`` ids and the ids ``delete_ids`` names (given the ids
-    written, called under the turn). ``read`` is the snapshot the session began on (None: the table did
-    not exist, and this commit creates it). Returns (the version or None when nothing changed, counts)."""
+    the upload holds, written or ``kept`` as they were; called under the turn). ``read`` is the snapshot the
+    session began on (None: the table did not exist, and this commit creates it). Returns (the version, or
+    None when nothing changed; the counts)."""
     with write_turn(store, name):
         if read is None:
             return _create(store, name, schema, fragments, inserted, props)
@@ -154,7 +156,8 @@ def publish(store: Store, name: str, *, branch: str | None, read: lance.LanceDat
             lineage = _lineage(head) if (replaced or delete_ids or head.version != read.version) else None
             if lineage is not None and head.version != read.version:
                 _refuse_clashes(name, read, lineage, inserted, replaced)
-            doomed = set(delete_ids(inserted | replaced)) - inserted - replaced if delete_ids else set()
+            held = inserted | replaced | (kept or set())
+            doomed = set(delete_ids(held)) - held if delete_ids else set()
             where = _addresses(lineage, replaced | doomed) if lineage is not None else []
             counts = {"inserted": len(inserted), "updated": len(replaced), "deleted": len(where) - len(replaced)}
             if not fragments and not where:

@@ -52,6 +52,7 @@ class Outcome:
     replaced: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {row, file, reason, message}
     bytes: int = 0
+    unchanged_ids: list[str] = field(default_factory=list)
 
     @property
     def unchanged(self) -> int:
@@ -132,6 +133,7 @@ def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], che
     same = {i for i, s in zip(stored, unchanged_rows(read, compared), strict=True) if s}
     for i in sorted(same):
         out.skip(i, sources[i], "unchanged", f"row {ids[i]!r} already holds these bytes and values")
+        out.unchanged_ids.append(ids[i])
         _forget(i, ids, checked, seen)
     return [i for i in keep if i not in same]
 

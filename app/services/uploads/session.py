@@ -81,6 +81,7 @@ class Session:
     pending: list[pa.RecordBatch] = field(default_factory=list)
     pending_bytes: int = 0
     replaced: set[str] = field(default_factory=set)
+    unchanged: set[str] = field(default_factory=set)  # ids an upsert found as stored (kept, not rewritten)
     counts: Counter[str] = field(default_factory=Counter)  # received, inserted, updated, bytes, skipped:<reason>
     batches: int = 0
     state: str = "open"  # open | committed | aborted | expired | failed
@@ -186,7 +187,7 @@ def commit(store: Store, session: Session, tag: str | None = None) -> dict[str, 
                 store, session.table, branch=session.opts.branch, read=session.read, schema=schema,  # type: ignore[arg-type]
                 fragments=session.fragments, new_columns=bool(session.plan and session.plan.new_columns),
                 inserted=inserted, replaced=session.replaced, delete_ids=session.opts.delete_ids,
-                props=_props(session.opts))
+                props=_props(session.opts), kept=session.unchanged)
         except BaseException as exc:
             _close(store, session, "failed", error=exc)
             raise
@@ -267,6 +268,7 @@ def _count(session: Session, received: int, out: Outcome) -> None:
                            "bytes": out.bytes})
     session.counts.update(f"skipped:{s['reason']}" for s in out.skipped)
     session.replaced.update(out.replaced)
+    session.unchanged.update(out.unchanged_ids)
 
 
 def _summary(session: Session) -> dict[str, Any]:
