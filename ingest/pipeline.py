@@ -45,7 +45,7 @@ class ServiceEndpoint:
 
 def run_ingest(store: Store, opts: IngestOptions, registry: Registry | None = None) -> IngestReport:
     """Ingest every source into ``opts.table`` as one version (or one per ``commit_every`` rows)."""
-    uploads = Uploads(store, registry or Registry(), ttl_seconds=3600.0)
+    uploads = Uploads(store, registry or opts.registry or Registry(), ttl_seconds=3600.0)
     try:
         return run(ServiceEndpoint(uploads), opts)
     finally:

@@ -69,6 +69,7 @@ class IngestOptions:
     embed: str | None = None  # model for a new vector column ("builtin", "sentence-transformers:...")
     embed_text: str | None = None  # embed this text column instead of the image
     mode: Literal["insert", "upsert"] = "insert"  # upsert replaces rows whose id exists (unchanged ones are skipped)
+    registry: Any = None  # ``run_ingest`` only: the embeddings registry models are loaded into (one per process)
 
     def session_options(self) -> dict[str, Any]:
         """What the service is asked to do with the rows (the rest is the walk's, here)."""
