@@ -88,10 +88,16 @@ class Session:
     result: dict[str, Any] | None = None
     expires_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    read_version: int | None = None
 
-    @property
-    def read_version(self) -> int | None:
-        return self.read.version if self.read is not None else None
+    def __post_init__(self) -> None:
+        self.read_version = self.read.version if self.read is not None else None
+
+    def release(self) -> None:
+        """A finished session is remembered (its state and result) without what it held to check rows."""
+        self.read, self.plan, self.vectors = None, None, []
+        self.seen = Seen(known=set(), digests=None)
+        self.pending, self.fragments, self.replaced, self.unchanged = [], [], set(), set()
 
     def touch(self) -> None:
         self.expires_at = time.time() + self.ttl
@@ -197,6 +203,7 @@ def commit(store: Store, session: Session, tag: str | None = None) -> dict[str, 
         tagged = _tag(store, session, tag) if tag and store.exists(session.table) else None
         session.result = {**_summary(session), "version": version, "tag": tagged, "deleted": counts.get("deleted", 0),
                           "previous_version": session.read_version, "warnings": session.warnings}
+        session.release()
         return session.describe()
 
 
@@ -219,6 +226,7 @@ def _close(store: Store, session: Session, state: str, error: BaseException | No
     if error is not None:
         message = error.message if isinstance(error, LightboxError) else f"{type(error).__name__}"
         session.result = {**_summary(session), "version": None, "error": message}
+    session.release()
 
 
 def _flush(store: Store, session: Session) -> None:
