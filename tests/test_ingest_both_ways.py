@@ -3,7 +3,6 @@ and ``--server`` (the SDK over HTTP) run the same code and give the same tables,
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -19,14 +18,7 @@ from PIL import Image
 import lightbox
 from app.store import Store
 from tests.conftest import LiveServer
-
-
-def png(value: int, size: int = 6) -> bytes:
-    img = Image.new("L", (size, size), value % 256)
-    img.putpixel((0, 0), (value // 256) % 256)
-    out = io.BytesIO()
-    img.save(out, "PNG")
-    return out.getvalue()
+from tests.history_api import png
 
 
 def folder_of(root: Path, count: int, start: int = 0) -> Path:
@@ -72,7 +64,7 @@ def test_every_option_works_over_a_server(tmp_path: Path, digits_dir: Path,
     manifest.write_text("path,note\n" + "".join(f"{p},n{i}\n" for i, p in enumerate(files)))
     import pyarrow as pa
 
-    pq.write_table(pa.table({"image": [{"bytes": png(i, 9), "path": f"hf/{i}.png"} for i in range(4)],
+    pq.write_table(pa.table({"image": [{"bytes": png(i, (9, 9)), "path": f"hf/{i}.png"} for i in range(4)],
                              "label": [7, 7, 8, 8]}), tmp_path / "hf.parquet")
     with lightbox.connect(server.url) as client:
         digits = client.table("digits")

@@ -6,7 +6,6 @@ client killed between batches, and the Arrow IPC wire of a real server.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -19,31 +18,16 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
 from app.store import Store
 from lightbox._inprocess import AppThread, InProcessTransport
 from tests.conftest import REPO_ROOT, LiveServer, cli_env
+from tests.history_api import arrow, png
 
 T = "/api/v1/tables"
 ARROW = "application/vnd.apache.arrow.stream"
-
-
-def png(value: int, size: int = 6) -> bytes:
-    img = Image.new("L", (size, size), value % 256)
-    img.putpixel((0, 0), (value // 256) % 256)
-    out = io.BytesIO()
-    img.save(out, "PNG")
-    return out.getvalue()
-
-
-def arrow(rows: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
-        writer.write_table(rows)
-    return sink.getvalue().to_pybytes()
 
 
 def rows(ids: list[str], start: int = 0, **columns: list[object]) -> pa.Table:
@@ -229,7 +213,7 @@ def test_a_client_killed_between_batches_commits_nothing_and_its_files_expire(tm
     folder = tmp_path / "src"
     folder.mkdir()
     for i in range(300):
-        (folder / f"{i:03d}.png").write_bytes(png(i, size=24))
+        (folder / f"{i:03d}.png").write_bytes(png(i, size=(24, 24)))
     server = LiveServer(uri, upload_stage_bytes=1, upload_ttl_seconds=3).start()
     try:
         records = Path(uri) / "t.lance" / "_lightbox" / "uploads"
