@@ -8,6 +8,7 @@ the reads that are POSTs (query, fetch, search, count and their LanceDB-protocol
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 OPEN_PATHS = ("/healthz", "/readyz", "/", "/docs", "/redoc", "/openapi.json")  # health, and pages holding no data
 OPEN_PREFIXES = ("/ui/",)  # the gallery's static files
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+UPLOADS_PATH = re.compile(r"^/api/v1/tables/[^/]+/uploads(/|$)")
 READ_POST_SUFFIXES = (
     "/query", "/fetch", "/search", "/count", "/describe", "/count_rows", "/version/list", "/tags/list",
     "/tags/version", "/index/list", "/stats", "/explain_plan", "/analyze_plan", "/exists", "/list",
@@ -59,7 +61,11 @@ class ApiKeys:
 
 
 def is_read(method: str, path: str) -> bool:
-    return method in READ_METHODS or (method == "POST" and path.rstrip("/").endswith(READ_POST_SUFFIXES))
+    """Whether a request only reads. An upload session's state is not a read: sessions live in the writer
+    (a replica forwards every request about them) and belong to clients that may write."""
+    if method in READ_METHODS:
+        return not UPLOADS_PATH.match(path)
+    return method == "POST" and path.rstrip("/").endswith(READ_POST_SUFFIXES)
 
 
 class RequireKey:

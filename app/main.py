@@ -37,6 +37,7 @@ from app.routes import metrics as metrics_routes
 from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
+from app.services.uploads import Uploads
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body, storage_failure
 from app.store import RowReader, Store
@@ -79,6 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()
         app.state.searcher = Searcher(app.state.store, app.state.reader, app.state.registry, keeper)
+        app.state.uploads = Uploads(app.state.store, app.state.registry, settings.upload_ttl_seconds,
+                                    settings.max_upload_bytes, settings.upload_stage_bytes)
+        if not settings.writer_url:  # a replica forwards uploads: it has none of its own to clean up
+            app.state.uploads.sweep_in_background()
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
         app.state.store.on_forget(app.state.metrics.forget_table)  # and its /metrics series
         try:
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.warnings = [warning] if warning else []
                 yield
         finally:
+            app.state.uploads.close()
             keeper.close()
             heap.close()
 
@@ -190,6 +196,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
+        failure = storage_failure(exc, request.app.state.settings.uri)
+        if failure is not None:  # the object store's answer (or its silence), told in one line
+            kind = StoreUnreachable if failure.unreachable else StorageFailed
+            log.warning("%s %s: %s", request.method, request.url.path, failure.message)
+            return await lightbox_error(request, kind(failure.message, kind=failure.kind))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {"error": {"code": "internal_error", "message": "internal error; see the server log", "detail": {}}}
         return JSON(body, status_code=500)

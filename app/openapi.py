@@ -127,9 +127,18 @@ UPLOAD = {"content": {
 }}
 
 
+BATCH = {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": BINARY}, "metadata": {"type": "string"}}}},
+    ARROW_STREAM: {"schema": BINARY},
+}}
+
+
 def _request_body(path: str, method: str) -> dict[str, Any] | None:
     if method == "POST" and path == "/api/v1/tables/{table}/rows":
         return UPLOAD
+    if method == "POST" and path == "/api/v1/tables/{table}/uploads/{upload_id}/batches":
+        return BATCH
     if method == "POST" and path.startswith("/v1/table/{table_id}/"):
         op = path.removeprefix("/v1/table/{table_id}/")
         return LANCEDB_ARROW if op in ("create", "insert", "merge_insert") else _lancedb_json(op)

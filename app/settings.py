@@ -80,8 +80,13 @@ class Settings(BaseSettings):
     # this long (but no longer than index_max_wait_seconds after the first) before it builds or folds.
     index_quiet_seconds: float = Field(default=2.0, ge=0)
     index_max_wait_seconds: float = Field(default=30.0, ge=0)
-    # Uploads (search by image, writes) larger than this answer 413.
+    # Uploads (search by image, writes) larger than this answer 413; an upload session's batches each.
     max_upload_bytes: int = 64 * 1024**2
+    # An upload session idle this long is abandoned: its staged files are removed, nothing is committed.
+    upload_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # A session gathers accepted rows up to this many image bytes (or 65,536 rows) before writing them as
+    # a data file: bounded memory per session, and files the size one write would make.
+    upload_stage_bytes: int = Field(default=32 * 1024**2, ge=1)
     # Every other body (JSON) larger than this answers 413, checked before it is read.
     max_json_bytes: int = 8 * 1024**2
     # Slow or stalled clients: the request line and headers must arrive within header_timeout_seconds

@@ -320,26 +320,36 @@ def _job_lmdb(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
+    """What ``lightbox ingest --uri`` runs: the SDK's ``Table.ingest`` over the service in this process
+    (``job["path"] == "direct"``: ``run_ingest``, the upload service called without HTTP)."""
+    import lightbox
     from app.store import Store
     from ingest.pipeline import IngestOptions, run_ingest
 
-    opts = IngestOptions(table=job.get("table", "bench"), sources=[job["folder"]],
-                         labels_from_dirs=bool(job.get("labels")), metadata=job.get("csv"),
-                         key="file" if job.get("csv") else None, progress=False)
+    kwargs = {"labels_from_dirs": bool(job.get("labels")), "metadata": job.get("csv"),
+              "key": "file" if job.get("csv") else None, "progress": False}
     if job.get("workers"):
-        opts.workers = int(job["workers"])
-    store = Store(job["out"])
+        kwargs["workers"] = int(job["workers"])
+    if job.get("path") == "direct":
+        opts = IngestOptions(table=job.get("table", "bench"), sources=[job["folder"]], **kwargs)
+
+        def work() -> Any:
+            return run_ingest(Store(job["out"]), opts)
+    else:
+        def work() -> Any:
+            with lightbox.connect(job["out"]) as client:
+                return client.table(job.get("table", "bench")).ingest([job["folder"]], **kwargs)
     if job.get("profile"):
         import cProfile
 
         profiler = cProfile.Profile()
         started = time.perf_counter()
-        report = profiler.runcall(run_ingest, store, opts)
+        report = profiler.runcall(work)
         seconds = time.perf_counter() - started
         profiler.dump_stats(job["profile"])
     else:
         started = time.perf_counter()
-        report = run_ingest(store, opts)
+        report = work()
         seconds = time.perf_counter() - started
     if report.skipped or report.missing_metadata:
         raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
@@ -353,8 +363,10 @@ def _child(argv: Sequence[str]) -> None:
     job = json.loads(argv[0])
     rss_start = _rss_now_mb()
     if job["job"] == "lightbox":  # imports are not the ingest: measure RSS once they are done
+        import app.main
         import app.store  # noqa: F401
         import ingest.pipeline  # noqa: F401
+        import lightbox.client  # noqa: F401
     elif job["job"] == "lmdb":
         import lmdb  # noqa: F401
     rss_ready = _rss_now_mb()

@@ -6,7 +6,7 @@ Both engines run in this process into a fresh data root per run, interleaved, ``
 figures are medians. The Ray engine runs on a local cluster started once per worker count
 (``ray.init(num_cpus=W)``: 1, then 2 workers) and is timed from the call to its return, so the
 cluster's start-up (reported separately) is not counted, as a long-lived cluster would not pay it.
-The driver's commit is timed by wrapping ``commit_fragments``. The projection to N machines uses
+The driver's commit is timed by wrapping ``publish`` (the upload commit it shares). The projection to N machines uses
 the measured per-worker rate and the fixed costs (listing + shard dispatch, commit) of one run.
 """
 
@@ -41,16 +41,16 @@ def _timed_commit(log: list[float]) -> Any:
     original, to put back."""
     import ingest.ray_engine as engine
 
-    original = engine.commit_fragments
+    original = engine.publish
 
-    def wrapped(*args: Any, **kwargs: Any) -> int:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
             log.append(time.perf_counter() - started)
 
-    engine.commit_fragments = wrapped  # type: ignore[assignment]
+    engine.publish = wrapped  # type: ignore[assignment]
     return original
 
 
@@ -96,7 +96,7 @@ def measure(data: DataSet, embed: str | None, reps: int, workers: list[int]) -> 
         ray.shutdown()
         import ingest.ray_engine
 
-        ingest.ray_engine.commit_fragments = original  # type: ignore[assignment]
+        ingest.ray_engine.publish = original  # type: ignore[assignment]
     return results
 
 

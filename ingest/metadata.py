@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -35,7 +34,7 @@ class Metadata:
                 self.positions[k] = i
         value_columns = [c for c in table.column_names if c != key]
         self.fields = [table.schema.field(c) for c in value_columns]
-        self.columns: dict[str, list[Any]] = {c: table.column(c).to_pylist() for c in value_columns}
+        self.values = table.select(value_columns).combine_chunks()  # taken by row positions, never per row
         self.used: set[str] = set()
 
     @classmethod
@@ -60,8 +59,9 @@ class Metadata:
                     return pos
         return None
 
-    def value(self, column: str, pos: int | None) -> Any:
-        return None if pos is None else self.columns[column][pos]
+    def take(self, column: str, positions: list[int | None]) -> pa.Array:
+        """One column's values for rows at ``positions`` (null where a position is None)."""
+        return self.values.column(column).take(pa.array(positions, pa.int64())).combine_chunks()
 
     def unmatched(self) -> list[str]:
         """Keys that matched no file in this run."""

@@ -24,9 +24,8 @@ class Progress:
         self._lines = False
         if enabled is False:
             return
-        if enabled or sys.stderr.isatty():
-            from tqdm import tqdm
-
+        tqdm = _tqdm() if enabled or sys.stderr.isatty() else None
+        if tqdm is not None:
             self._bars["probe"] = tqdm(total=total, unit="img", desc="probe", file=sys.stderr, dynamic_ncols=True)
             if embedding:
                 self._bars["embed"] = tqdm(total=total, unit="img", desc="embed", file=sys.stderr,
@@ -69,3 +68,12 @@ class Progress:
             bar.close()
         if self._lines and self._printed and exc[0] is None:
             self._line()  # where it ended
+
+
+def _tqdm() -> Any:
+    """tqdm's bar, or None where it is not installed (a client-only install): plain lines then."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm

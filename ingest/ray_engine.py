@@ -1,11 +1,13 @@
 """Ingest and embedding spread over a Ray cluster, each committed as one version.
 
-Ingest: the driver lists the sources and cuts the listing into shards; each Ray task reads,
-probes, hashes (and embeds) its files with the very code the local engine runs (``probe_items``,
-``_RowBuilder``), so the rows are the same, and writes them as Lance fragments. The driver then
-commits every shard's fragments as one version with the run's message and author, and tags it.
+Ingest: the driver lists the sources and cuts the listing into shards; each Ray task reads its
+files and builds their rows with the very code every other ingest runs (``ingest.walk``: ids,
+metadata, labels; ``app.services.uploads.rows``: probe, hash, dedup, embed), so the rows are the
+same, and writes them as Lance fragments. The driver then commits every shard's fragments as one
+version with the run's message and author (``app.store.staging.publish``, the upload sessions'
+commit), and tags it.
 
-Ids stay unique the way the local engine keeps them: each shard skips ids the table already has
+Ids stay unique the way an upload session keeps them: each shard skips ids the table already has
 and repeats within itself; an id that an earlier shard also wrote (two sources naming the same
 path, ``--id name`` or ``sha256`` across shards) is resolved in listing order by running the later
 shard again with the earlier shards' ids excluded, so its repeats are reported as ``duplicate_id``
@@ -15,60 +17,50 @@ Nothing is visible before the driver's commit: a run killed earlier leaves the t
 previous version; the fragments already written are unreferenced files that ``optimize`` removes
 once they are older than the retention period (Lance's cleanup).
 
-Ray is an optional extra (``pip install 'lightbox[ray]'``) and is imported only here, lazily.
+Ray is an optional extra (``pip install 'lightbox[ray]'``) and is imported only here, lazily. It runs
+on a data root (``--uri``); the other ingest options it does not take (a branch, upserts,
+``--commit-every``) are refused.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+from lance.fragment import FragmentMetadata
 
 from app.errors import Conflict
+from app.services.uploads.options import UploadOptions
+from app.services.uploads.plan import VectorSpec, check_table, plan_rows, table_vectors
+from app.services.uploads.rows import Seen, process
+from app.services.writes import check_tag_free
 from app.store import Store
 from app.store.compare import unchanged_rows
 from app.store.fragments import (
-    commit_fragments,
     commit_merge,
     fragment_ids,
-    ids_added_since,
     merge_into_fragment,
     read_fragment,
     storage_version,
-    values_at,
     write_fragments,
 )
 from app.store.notes import write_note
 from app.store.schema import check_column_name, check_source, default_column, vector_array, vector_field, vector_meta
+from app.store.staging import publish, stored_values
 from app.store.upserts import write_turn
-from app.store.writes import adds_columns, check_tag_name, default_author
+from app.store.writes import check_tag_name, default_author, tag_version
 from embeddings.batch import embed_values
 from embeddings.registry import Registry
-from ingest.metadata import Metadata
-from ingest.pipeline import (
-    IngestError,
-    IngestOptions,
-    VectorSpec,
-    _begin,
-    _check_tag,
-    _fewer_gc_passes,
-    _finish,
-    _probe_chunk,
-    _RowBuilder,
-    _schema,
-)
 from ingest.report import IngestReport, Skip
 from ingest.sources import Item
-from ingest.work import run_chunks
+from ingest.upload import IngestOptions, fewer_gc_passes
+from ingest.walk import IngestError, Walker, check_sources
 
 # BLAS/OpenMP pools sized to the whole machine in every worker would oversubscribe the cores.
 THREAD_CAPS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -85,11 +77,12 @@ class ShardSpec:
     table: str
     uri: str
     storage_options: dict[str, str] | None
-    schema: pa.Schema
     data_storage_version: str
-    opts: IngestOptions
+    walker: Walker  # the run's schema, metadata and id rule, without its sources
+    schema: pa.Schema  # the rows as written
+    extras: list[pa.Field]
     vectors: list[tuple[pa.Field, str, str]]  # (column, model, source): the model is loaded in the worker
-    metadata: Metadata | None
+    options: UploadOptions
     now: datetime
     new_columns: bool = False  # the schema adds columns to the table (written with fresh field ids)
 
@@ -129,18 +122,18 @@ def connect(address: str | None) -> bool:
 
 def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None,
                    shard_files: int | None = None) -> IngestReport:
-    """``run_ingest`` on a Ray cluster: the same rows and report, one version. ``shard_files``
+    """An ingest run on a Ray cluster: the same rows and report as any other, one version. ``shard_files``
     fixes the files per task (default: about four shards per CPU, within ``SHARD_FILES``)."""
     refused = [name for name, on in (("--branch", opts.branch), ("--mode upsert", opts.mode == "upsert"),
-                                     ("--commit-every", opts.commit_every), ("strict", opts.strict),
-                                     ("delete_ids", opts.delete_ids is not None)) if on]
+                                     ("--commit-every", opts.commit_every)) if on]
     if refused:
         raise IngestError(f"--engine ray does not take {', '.join(refused)}; use the local engine")
+    check_sources(opts.sources, opts.metadata, opts.key)
     started = connect(address)
     import ray
 
     try:
-        with _fewer_gc_passes():
+        with fewer_gc_passes():
             return _run(ray, store, opts, shard_files)
     finally:
         if started:
@@ -149,43 +142,64 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
 
 def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -> IngestReport:
     began = time.perf_counter()
-    report, sources, metadata = _begin(store, opts)
-    exists = store.exists(opts.table)
-    read_version = store.fresh(opts.table).version if exists else None
-    report.previous_version = read_version
+    report = IngestReport(table=opts.table)
+    read = store.fresh(opts.table) if store.exists(opts.table) else None
+    report.previous_version = read.version if read is not None else None
+    options = UploadOptions(dedup=opts.dedup, embed=opts.embed, embed_text=opts.embed_text, message=opts.message,
+                            author=opts.author, verify=opts.verify, **({"max_pixels": opts.max_pixels}
+                                                                       if opts.max_pixels else {}))
+    options.check()
     if opts.tag:
         check_tag_name(opts.tag)
-        if exists:
-            _check_tag(store, opts.table, opts.tag)
-    schema, vectors = _schema(store, opts, sources, metadata, exists)
-    known = values_at(store, opts.table, "id", read_version)  # the very version the commit is made on
-    digests = values_at(store, opts.table, "sha256", read_version) if opts.dedup == "content" else set()
-    items = [item for s in sources for item in s.items()]
+        if read is not None:
+            check_tag_free(store, opts.table, opts.tag, None)
+    check_table(opts.table, read)
+    from app.store.schema import describe_schema
+
+    walker = Walker(opts.sources, metadata=opts.metadata, key=opts.key, labels_from_dirs=opts.labels_from_dirs,
+                    id_mode=opts.id_mode, columns=describe_schema(read.schema) if read is not None else None,
+                    workers=1, max_file_bytes=opts.max_file_bytes)
+    registry = Registry()
+    plan = plan_rows(opts.table, read, walker.schema, table_vectors(opts.table, read, options, registry), options,
+                     registry)
+    known = stored_values(read, "id")  # the very version the commit is made on
+    digests = stored_values(read, "sha256") if opts.dedup == "content" else set()
+    items = [item for s in walker.sources for item in s.items()]
     spec = ShardSpec(
-        table=opts.table, uri=store.table_uri(opts.table), storage_options=store.storage_options, schema=schema,
-        data_storage_version=storage_version(store, opts.table),
-        opts=dataclasses.replace(opts, sources=[], registry=None, delete_ids=None, progress=False),
-        vectors=[(v.field, v.embedder.name, v.source) for v in vectors], metadata=metadata,
-        now=datetime.now(UTC), new_columns=exists and adds_columns(store, opts.table, schema.names))
+        table=opts.table, uri=store.table_uri(opts.table), storage_options=store.storage_options,
+        data_storage_version=storage_version(store, opts.table), walker=Walker.of_items([], walker),
+        schema=plan.schema, extras=plan.extras, vectors=[(v.field, v.embedder.name, v.source) for v in plan.vectors],
+        options=options, now=datetime.now(UTC), new_columns=plan.new_columns)
     shards = _shards(items, int(ray.cluster_resources().get("CPU", 1)), shard_files)
     task = ray.remote(num_cpus=1, max_retries=2)(ingest_shard)
     spec_ref, known_ref, digests_ref = ray.put(spec), ray.put(known), ray.put(digests)
     pending = [task.remote(spec_ref, pack(shard), known_ref, digests_ref) for shard in shards]
     results = _resolve_duplicates(ray, task, spec_ref, shards, pending, known, digests, opts.dedup == "content")
-    fragments = [f for r in results for f in r.fragments]
     for r in results:
         report.skipped.extend(r.skipped)
         report.missing_metadata.extend(r.missing_metadata)
         report.added += r.added
         report.bytes += r.bytes
-        if metadata is not None:
-            metadata.used |= r.used_metadata
+        if walker.metadata is not None:
+            walker.metadata.used |= r.used_metadata
     _pause_before_commit()
-    if fragments:
-        ours = set().union(*(r.ids for r in results))
-        report.version = _commit(store, opts, schema, fragments, read_version, ours, spec.new_columns)
-        report.versions.append(report.version)
-    return _finish(store, opts, report, metadata, began)
+    fragments = [FragmentMetadata.from_json(f) for r in results for f in r.fragments]
+    props = {"author": opts.author or default_author(), "lightbox:engine": "ray",
+             **({"__lance_commit_message": opts.message} if opts.message else {})}
+    version, _ = publish(store, opts.table, branch=None, read=read, schema=plan.schema, fragments=fragments,
+                         new_columns=plan.new_columns, inserted=set().union(*(r.ids for r in results)),
+                         replaced=set(), delete_ids=None, props=props)
+    if version is not None:
+        report.version = version
+        report.versions.append(version)
+    if opts.tag and store.exists(opts.table):
+        tag_version(store, opts.table, opts.tag)
+        report.tag = opts.tag
+    if walker.metadata is not None:
+        report.unmatched_metadata = walker.metadata.unmatched()
+        report.duplicate_metadata_keys = walker.metadata.duplicates
+    report.seconds = time.perf_counter() - began
+    return report
 
 
 def _shards(items: list[Item], cpus: int, size: int | None = None) -> list[list[Item]]:
@@ -225,25 +239,6 @@ def _pause_before_commit() -> None:
             time.sleep(0.05)
 
 
-def _commit(store: Store, opts: IngestOptions, schema: pa.Schema, fragments: list[str], read_version: int | None,
-            ours: set[str], new_columns: bool = False) -> int:
-    """One version for the whole run, under the table's write turn; refused (nothing committed) when
-    another writer added any of the same ids since the run read the table."""
-    props = {"author": opts.author or default_author(), "lightbox:engine": "ray"}
-    if opts.message:
-        props["__lance_commit_message"] = opts.message
-    with write_turn(store, opts.table):
-        if read_version is None and store.exists(opts.table):
-            raise Conflict(f"table {opts.table!r} was created by another writer during the run; nothing was "
-                           "committed", table=opts.table)
-        if read_version is not None:
-            clash = ids_added_since(store, opts.table, read_version) & ours
-            if clash:
-                raise Conflict(f"another writer added {len(clash)} of this run's ids to {opts.table!r} during the "
-                               f"run (e.g. {sorted(clash)[0]!r}); nothing was committed", table=opts.table)
-        return commit_fragments(store, opts.table, schema, fragments, read_version, props, new_columns)
-
-
 def pack(items: list[Item]) -> tuple[list[Any], ...]:
     """A shard's items as columns of plain values: pickled 10x faster than ``Item`` objects (on 100k
     small files, the objects' round trip cost as much as reading the files)."""
@@ -257,41 +252,56 @@ def unpack(columns: tuple[list[Any], ...]) -> list[Item]:
 
 
 def ingest_shard(spec: ShardSpec, packed: tuple[list[Any], ...], known: set[str], digests: set[str]) -> ShardResult:
-    """One shard, in a Ray worker: probe, hash, embed and build rows as the local engine does, then
-    write them as uncommitted fragments."""
-    with _fewer_gc_passes():  # as in a local run: the collector's default thresholds cost 10-30%
+    """One shard, in a Ray worker: read, check and embed its files as every ingest does, then write them as
+    uncommitted fragments."""
+    with fewer_gc_passes():  # as in a local run: the collector's default thresholds cost 10-30%
         return _ingest_shard(spec, unpack(packed), known, digests)
 
 
 def _ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: set[str]) -> ShardResult:
+    from app.services.uploads.plan import Plan
+
     cap_threads()
     registry = Registry()
     vectors = [VectorSpec(f, registry.get(model), source) for f, model, source in spec.vectors]
     cap_threads()  # again: loading a model may have imported torch
-    report = IngestReport(table=spec.table)
-    metadata = copy.copy(spec.metadata) if spec.metadata is not None else None
-    if metadata is not None:
-        metadata.used = set()
-    ids, seen_digests = set(known), set(digests)
-    rows = _RowBuilder(spec.schema, spec.opts, report, metadata, ids, seen_digests, vectors)
-    rows.now = spec.now
-    image_vectors = [v for v in vectors if v.from_image]
-    probed = run_chunks(_probe_chunk(spec.opts, image_vectors, ids), iter(items), 1)
-    written: list[str] = []
+    walker = Walker.of_items(items, spec.walker)
+    if walker.metadata is not None:
+        walker.metadata = _fresh_metadata(walker.metadata)
+    plan = Plan(spec.schema, spec.extras, vectors, spec.new_columns)
+    seen = Seen(known=set(known), digests=set(digests) if spec.options.dedup == "content" else None)
+    result = ShardResult()
     written_digests: list[str] = []
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in rows.batches(probed, lambda n: None):
-            written.extend(batch.column("id").to_pylist())
-            written_digests.extend(batch.column("sha256").to_pylist())
-            yield batch
+    def batches() -> Any:
+        for batch in walker.batches():
+            result.skipped.extend(skip for _, skip in batch.skipped)
+            out = process(spec.table, pa.Table.from_batches([batch.rows]), plan, seen, spec.options, None, spec.now)
+            dropped = {s["row"] for s in out.skipped}
+            result.skipped.extend(Skip(s["file"], s["reason"], s["message"]) for s in out.skipped)
+            ids = batch.rows.column("id")
+            result.missing_metadata.extend(ids[i].as_py() for i in batch.unmatched if i not in dropped)
+            result.added += len(out.inserted)
+            result.bytes += out.bytes
+            if out.batch is not None:
+                written_digests.extend(out.batch.column("sha256").to_pylist())
+                yield out.batch
 
-    fragments = write_fragments(spec.uri, spec.schema, batches(), storage_options=spec.storage_options,
-                                data_storage_version=spec.data_storage_version, new_columns=spec.new_columns)
-    return ShardResult(fragments=fragments, ids=set(written), digests=set(written_digests), skipped=report.skipped,
-                       missing_metadata=report.missing_metadata,
-                       used_metadata=metadata.used if metadata is not None else set(), added=report.added,
-                       bytes=report.bytes)
+    result.fragments = write_fragments(spec.uri, spec.schema, batches(), storage_options=spec.storage_options,
+                                       data_storage_version=spec.data_storage_version, new_columns=spec.new_columns)
+    result.ids = seen.ids
+    result.digests = set(written_digests)
+    result.used_metadata = walker.metadata.used if walker.metadata is not None else set()
+    return result
+
+
+def _fresh_metadata(metadata: Any) -> Any:
+    """The run's side file with nothing used yet (each shard reports what it matched)."""
+    import copy
+
+    fresh = copy.copy(metadata)
+    fresh.used = set()
+    return fresh
 
 
 # -- embedding ------------------------------------------------------------------------------------

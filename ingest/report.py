@@ -25,7 +25,7 @@ class IngestReport:
     tag: str | None = None
     added: int = 0
     updated: int = 0  # rows replaced by an upsert
-    unchanged: int = 0  # rows an upsert found equal to the stored ones (not rewritten, not counted updated)
+    unchanged: int = 0  # rows an upsert found equal to the stored ones (skipped as "unchanged", not rewritten)
     deleted: int = 0  # rows a replacing write removed (``IngestOptions.delete_ids``)
     bytes: int = 0
     seconds: float = 0.0
@@ -35,6 +35,7 @@ class IngestReport:
     duplicate_metadata_keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     root: str | None = None  # the data root written to, as the summary names it (set by the command line)
+    server: str | None = None  # or the service written to
 
     def skip(self, file: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(file, reason, message))

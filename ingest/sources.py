@@ -203,38 +203,16 @@ class WebDatasetSource(Source):
                        extra=extra)
 
 
-class MemorySource(Source):
-    """Files already in memory (an HTTP upload), each with its own metadata dict."""
-
-    def __init__(self, files: list[tuple[str, bytes, dict[str, Any]]], origin: str = "upload") -> None:
-        self.files = files
-        self.origin = origin
-        self.extra_fields = [f for f in inferred_fields([meta for _, _, meta in files]) if f.name != "id"]
-
-    def count(self) -> int:
-        return len(self.files)
-
-    def items(self) -> Iterator[Item]:
-        for name, data, meta in self.files:
-            given = meta.get("id")
-            rel = name if given is None else given  # never str()-ed: the pipeline refuses an id that is not a string
-            extra = {k: v for k, v in meta.items() if k != "id"}
-            yield Item(rel=rel, source=f"{self.origin}:{name}", data=data, extra=extra)
-
-
 def inferred_fields(rows: list[dict[str, Any]]) -> list[pa.Field]:
     """The columns of per-file metadata objects, typed from their values; a field whose values mix
-    kinds (a number here, text there) is a 422 naming it."""
-    from app.store.column_fit import ColumnTypeConflict
-
+    kinds (a number here, text there) stops the run, naming it."""
     names = list(dict.fromkeys(k for row in rows for k in row))
     fields = []
     for name in names:
         try:
             fields.append(pa.field(name, pa.array([row.get(name) for row in rows]).type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-            raise ColumnTypeConflict(f"metadata field {name!r} mixes kinds of values ({exc}); nothing was written",
-                                     column=name) from exc
+            raise SideFileError(f"metadata field {name!r} mixes kinds of values ({exc}); nothing was written") from exc
     return fields
 
 

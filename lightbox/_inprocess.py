@@ -25,6 +25,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 REQUEST_CHUNK = 1024 * 1024  # request bodies reach the app in pieces of this size, as from a socket
+# A request extension carrying Arrow rows (an upload batch) to the app as they are: in this process there
+# is no wire to serialize them for. The app finds them in the ASGI scope's "extensions"; no server sets it.
+ARROW_ROWS = "lightbox.arrow_rows"
 QUEUED_CHUNKS = 8  # response chunks buffered between the app and the reader
 APP_ERROR = "lightbox.app_error"  # the response extension holding what the app raised behind a 5xx
 
@@ -123,8 +126,11 @@ class InProcessTransport(httpx.BaseTransport):
                 sent += REQUEST_CHUNK if piece else 1
                 return {"type": "http.request", "body": piece, "more_body": sent < len(body)}
 
+            scope = _scope(request)
+            if ARROW_ROWS in request.extensions:
+                scope["extensions"] = {ARROW_ROWS: request.extensions[ARROW_ROWS]}
             try:
-                await self.app.app(_scope(request), receive, chunks.put)
+                await self.app.app(scope, receive, chunks.put)
             except BaseException as exc:  # the app raised instead of answering: the caller sees it
                 await chunks.put(exc)
             await chunks.put({"type": "lightbox.end"})

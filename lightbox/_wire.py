@@ -53,12 +53,17 @@ class Call(Generic[T]):
     data: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = False
+    timeout: float | None = None  # seconds to wait for the answer, when longer than the client's (a big batch)
+    extensions: dict[str, Any] | None = None  # for the transport (``lightbox._inprocess``), never sent
 
     def build(self, http: httpx.Client | httpx.AsyncClient, request_id: str) -> httpx.Request:
         params = {k: _param(v) for k, v in self.params.items() if v is not None}
+        extra: dict[str, Any] = {"extensions": self.extensions} if self.extensions else {}
+        if self.timeout is not None:
+            extra["timeout"] = httpx.Timeout(max(self.timeout, http.timeout.read or 0), connect=http.timeout.connect)
         return http.build_request(self.method, self.path, params=params, json=self.json, content=self.content,
                                   files=self.files, data=self.data,
-                                  headers={**self.headers, "x-request-id": request_id})
+                                  headers={**self.headers, "x-request-id": request_id}, **extra)
 
 
 Plan: TypeAlias = Generator[Call[Any], Any, T]

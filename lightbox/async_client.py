@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
+    from ingest.report import IngestReport
     from lightbox.torch import TableDataset
 
 __all__ = ["AsyncClient", "AsyncTable"]
@@ -311,6 +312,31 @@ class AsyncTable:
                   tag: str | None = None) -> dict[str, Any]:
         options = {"mode": mode, "dedup": dedup, "message": message, "author": author, "tag": tag}
         return await self._run(self._calls.add(images, metadata, ids, options))
+
+    async def ingest(self, sources: str | PathLike[str] | Sequence[str | PathLike[str]], *,
+                     metadata: str | PathLike[str] | None = None, key: str | None = None,
+                     labels_from_dirs: bool = False, id_mode: str = "path", mode: str = "insert", dedup: str = "id",
+                     embed: str | None = None, embed_text: str | None = None, tag: str | None = None,
+                     message: str | None = None, author: str | None = None, branch: str | None = None,
+                     batch_rows: int | None = None, batch_bytes: int | None = None, workers: int | None = None,
+                     commit_every: int | None = None, verify: str = "header", max_pixels: int | None = None,
+                     progress: bool | None = False) -> IngestReport:
+        # The run (file reads, batches, one commit) goes on a worker thread, with a sync client of its own on
+        # the same service: it reads files and waits on the service, which an event loop must not do.
+        from lightbox.client import Client
+
+        self._calls.check_writable("ingest")
+        opts = self.client.options
+        options = {k: v for k, v in locals().items() if k not in ("self", "sources", "Client", "opts")}
+
+        def run() -> IngestReport:
+            with Client(opts.url, opts.api_key, timeout=opts.timeout, retries=opts.retries,
+                        backoff=opts.backoff) as client:
+                table = client.table(self.name)
+                on = table.branch(self._calls.branch) if self._calls.branch else table
+                return on.ingest(sources, **options)
+
+        return await asyncio.to_thread(run)
 
     async def update(self, row_id: str, values: Mapping[str, Any], *, message: str | None = None,
                      author: str | None = None) -> dict[str, Any]:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
+    from ingest.report import IngestReport
     from lightbox.torch import TableDataset
 
 __all__ = ["Client", "Table", "TableInfo", "connect"]
@@ -425,6 +426,37 @@ class Table:
         """
         options = {"mode": mode, "dedup": dedup, "message": message, "author": author, "tag": tag}
         return self._run(self._calls.add(images, metadata, ids, options))
+
+    def ingest(self, sources: str | PathLike[str] | Sequence[str | PathLike[str]], *,
+               metadata: str | PathLike[str] | None = None, key: str | None = None, labels_from_dirs: bool = False,
+               id_mode: str = "path", mode: str = "insert", dedup: str = "id", embed: str | None = None,
+               embed_text: str | None = None, tag: str | None = None, message: str | None = None,
+               author: str | None = None, branch: str | None = None, batch_rows: int | None = None,
+               batch_bytes: int | None = None, workers: int | None = None, commit_every: int | None = None,
+               verify: str = "header", max_pixels: int | None = None, progress: bool | None = False) -> IngestReport:
+        """Load folders, manifests (CSV/TSV/Parquet/JSONL of paths), Parquet files of image bytes and WebDataset
+        shards into this table as **one** new version (the table is created when it does not exist).
+
+        Files are read here and streamed to the service in batches of one upload session, which probes,
+        hashes, deduplicates (``dedup="content"`` also skips bytes already stored) and embeds them, then
+        commits once with ``message``, ``author`` and ``tag``; a failure or an interrupt commits nothing.
+        Ids are the path under the folder (``id_mode="name"``: the file name, ``"sha256"``: the bytes'
+        digest); ``metadata`` is a side file joined by its ``key`` column; ``labels_from_dirs`` adds each
+        file's folder as ``label``; ``mode="upsert"`` replaces rows whose id exists (files whose bytes and
+        values are unchanged are skipped); ``embed`` adds a vector column to a new table (from the images,
+        or the text column ``embed_text``). ``branch`` (created from main's latest if new) defaults to this
+        handle's. Returns the run's report: rows added, files skipped with their reasons, the version.
+
+        >>> report = client.table("digits").ingest("./digits", labels_from_dirs=True, tag="v1")
+        >>> report.added, report.version, report.skipped_by_reason()
+        (1797, 1, {})
+        """
+        from lightbox._ingest import ingest
+
+        return ingest(self, sources, metadata=metadata, key=key, labels_from_dirs=labels_from_dirs, id_mode=id_mode,
+                      mode=mode, dedup=dedup, embed=embed, embed_text=embed_text, tag=tag, message=message,
+                      author=author, branch=branch, batch_rows=batch_rows, batch_bytes=batch_bytes, workers=workers,
+                      commit_every=commit_every, verify=verify, max_pixels=max_pixels, progress=progress)
 
     def update(self, row_id: str, values: Mapping[str, Any], *, message: str | None = None,
                author: str | None = None) -> dict[str, Any]:

@@ -132,6 +132,15 @@ def seed(http: httpx.Client) -> None:
                     http.delete(f"/api/v1/tables/{other['name']}")
             http.delete(f"/api/v1/tables/{name}")
             build(http)
+    _seed_upload(http)
+
+
+def _seed_upload(http: httpx.Client) -> None:
+    """An open upload session on ``pics`` for the session routes (its id pinned as ``upload_id``)."""
+    for upload in PINNED.get("upload_id", []):
+        if http.get(f"/api/v1/tables/pics/uploads/{upload}").json().get("state") == "open":
+            return
+    PINNED["upload_id"] = [_ok(http.post("/api/v1/tables/pics/uploads", json={"mode": "upsert"})).json()["upload_id"]]
 
 
 def _seed_pics(http: httpx.Client) -> None:

@@ -6,10 +6,8 @@ The two roots start from the same files. The script: ingest with metadata, a tag
 embeddings; an ingest on a branch; a tag on the branch; a row changed; query, count, search, diff,
 log, describe, export; a branch forked from a version of another; merge, restore, clone.
 
-MERGE (ingest sessions): ``ingest`` over ``--server`` still uploads in batches, one version each, so
-today the script's ingest steps run with ``--uri`` on both sides (``INGEST_THROUGH_TARGET``). Once an
-ingest is one staged session everywhere, set it to True: the ingest steps then run on the target
-too, and this test checks that they give the same versions and summary as ``--uri`` does.
+``ingest`` is one staged upload session on either side, so the ingest steps run on each side's own
+target too, and give the same versions and summary (the ``root``/``server`` line aside).
 """
 
 from __future__ import annotations
@@ -28,9 +26,9 @@ from app.store import Store
 from lightbox.cli import main
 from tests.conftest import LiveServer
 
-INGEST_THROUGH_TARGET = False  # MERGE: True once `ingest --server` is one staged session (see above)
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?")
 SPEED = re.compile(r" in \d+\.\d s \([\d,]+ images/s\)")
+WHERE = re.compile(r"^(root|server)     .*$", re.M)  # where an ingest wrote: the root, or the service
 
 
 @dataclass
@@ -43,12 +41,12 @@ class Side:
     target: list[str]
 
     def argv(self, step: list[str]) -> list[str]:
-        ingest = step[0] == "ingest" and not INGEST_THROUGH_TARGET
-        return [a.format(dir=self.folder) for a in step] + (["--uri", self.root] if ingest else self.target)
+        return [a.format(dir=self.folder) for a in step] + self.target
 
     def normal(self, text: str) -> str:
         """The output with what differs by nature between two roots removed: their folders and times."""
-        return SPEED.sub(" in <S>", TIME.sub("<TIME>", text.replace(str(self.folder), "<DIR>")))
+        text = WHERE.sub("<WHERE>", text.replace(str(self.folder), "<DIR>"))
+        return SPEED.sub(" in <S>", TIME.sub("<TIME>", text))
 
 
 @pytest.fixture(scope="module")

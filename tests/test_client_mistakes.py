@@ -17,7 +17,6 @@ import pyarrow as pa
 import pytest
 
 from app.store import Store
-from embeddings.registry import Registry
 from ingest.pipeline import IngestOptions, run_ingest
 from tests.conftest import LiveServer
 
@@ -40,7 +39,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> str:
     (base / "meta.jsonl").write_text("\n".join(lines) + "\n")
     store = Store(str(base / "data"), refresh_seconds=0.0)
     run_ingest(store, IngestOptions(table="t", sources=[str(folder)], metadata=str(base / "meta.jsonl"), key="file",
-                                    embed="builtin", tag="v1", progress=False, registry=Registry()))
+                                    embed="builtin", tag="v1", progress=False))
     return store.uri
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from app.errors import Conflict
 from app.services.history import list_versions
 from app.store import Ref, RowReader, Store
 from ingest.pipeline import IngestError, IngestOptions, run_ingest
@@ -573,7 +574,7 @@ def test_a_taken_tag_fails_before_anything_is_written(store: Store, digits_dir: 
     write_pngs(src, ["new.png"])
     ingest(store, "t", src)
     write_pngs(src, ["newer.png"], start=9)
-    with pytest.raises(IngestError, match="already points at version 1"):
+    with pytest.raises(Conflict, match="already points at version 1"):  # a 409, as over HTTP
         ingest(store, "t", src, tag="v1")
     assert store.latest("t").version == 2
     assert "newer.png" not in table_rows(store, "t")

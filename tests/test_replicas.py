@@ -107,6 +107,25 @@ def test_replicas_keep_ids_unique_and_every_write_readable(service: tuple[ServeP
         list(pool.map(check, [(c, a) for c in clients for a in acked]))
 
 
+def test_an_upload_session_through_a_replica(service: tuple[ServeProcess, list[ServeProcess]],
+                                             tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A session's requests reach the writer, which holds the session: batches, its state, the commit."""
+    _, replicas = service
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"{i:02d}.png").write_bytes(png(i + 1))
+    with Client(replicas[1].url, timeout=120) as client:
+        report = client.table("sessions").ingest(folder, batch_rows=8, message="through a replica")
+        assert (report.added, report.versions) == (30, [1])
+        assert client.table("sessions").versions()[-1]["message"] == "through a replica"
+    with httpx.Client(base_url=replicas[0].url, timeout=60) as http:
+        upload = http.post("/api/v1/tables/sessions/uploads").json()["upload_id"]
+        state = http.get(f"/api/v1/tables/sessions/uploads/{upload}")  # served by the writer, not this replica
+        assert state.status_code == 200 and state.json()["state"] == "open"
+        assert http.delete(f"/api/v1/tables/sessions/uploads/{upload}").json()["state"] == "aborted"
+
+
 def test_replica_forwards_reads_locally_and_writes_unchanged(service: tuple[ServeProcess, list[ServeProcess]]) -> None:
     """Reads that are POSTs stay on the replica; a failing write answers with the writer's own error."""
     writer, replicas = service
@@ -133,3 +152,4 @@ def test_replica_forwards_reads_locally_and_writes_unchanged(service: tuple[Serv
     assert httpx.post(f"{replica}/api/v1/tables/t/query", json={}, timeout=60).status_code == 200
     down = httpx.post(f"{replica}/api/v1/tables/t/delete", json={"filter": "true"}, timeout=60)
     assert down.status_code == 503 and down.json()["error"]["code"] == "writer_unavailable"
+

@@ -1,8 +1,9 @@
 """Writes from the LanceDB clients, through the same paths as native uploads.
 
-Rows with an ``image`` column, sent to an image table, are handed to the ingest pipeline exactly as
-an Arrow upload to ``POST /api/v1/tables/{t}/rows`` is: every image is probed and hashed, bad ones
-are skipped, and vector columns are filled with the model they record. Rows for any other table go
+Rows with an ``image`` column, sent to an image table, are an upload of one batch exactly as an Arrow
+upload to ``POST /api/v1/tables/{t}/rows`` is (``app.services.uploads``): every image is probed and
+hashed, any row that cannot be stored refuses the write, and vector columns are filled with the model
+they record. Rows for any other table go
 through ``append_rows`` (cast to the table's schema, ids kept unique). Keyed writes (update,
 merge_insert, overwrite) are ``keyed_write``s on ``id``.
 """
@@ -17,10 +18,10 @@ import pyarrow.compute as pc
 
 from app.errors import BadRequest, LightboxError, Unprocessable
 from app.filters import tokenize
-from app.routes.uploads import _add_plain_rows, _arrow_files, _ingest
 from app.services import tables as tables_svc
 from app.services.query import QuerySpec, plan_query
-from app.services.writes import IMMUTABLE, delete_rows
+from app.services.uploads import UploadOptions, add_images
+from app.services.writes import IMMUTABLE, append_rows, delete_rows
 from app.store import Ref, Store
 from app.store.ids import SHOWN, check_id_column
 from app.store.schema import STANDARD_NAMES, image_schema, is_image_table, is_vector, vector_meta
@@ -113,12 +114,12 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
             out = delete_rows(store, name, ids=delete_ids(set()) or [], branch=branch)
         return {"version": out["version"], "inserted": 0, "updated": 0, "deleted": out["deleted"], "skipped": []}
     schema = store.latest(name, branch).schema
-    options = {"mode": mode, **({"branch": branch} if branch else {})}
     if is_image_table(schema) and "image" in rows.column_names:
-        report = _ingest(store, registry, name, _arrow_files(_image_rows(rows, schema)), options, strict=True,
-                         delete_ids=delete_ids)
+        opts = UploadOptions(mode=mode, branch=branch, strict=True, delete_ids=delete_ids)
+        opts.check()
+        report = add_images(store, registry, name, _image_rows(rows, schema), opts)
     else:
-        report = _add_plain_rows(store, name, rows, options, delete_ids=delete_ids)
+        report = append_rows(store, name, rows, mode=mode, branch=branch, delete_ids=delete_ids)
     return {"deleted": 0, **report}
 
 

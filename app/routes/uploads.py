@@ -1,28 +1,41 @@
-"""``POST /rows``: add images (multipart) or rows (an Arrow IPC stream) as one version.
+"""Uploads: ``POST /rows`` (one request, one version) and upload sessions (many batches, one version).
 
-Uploads go through the same pipeline as ``lightbox ingest``: every image is probed, hashed and
-checked, a bad one is skipped with its reason, ids stay unique (``mode=upsert`` replaces rows
-whose id exists), and the table's vector columns are filled with the models they record.
+A session: ``POST .../uploads`` begins it (its options: mode, dedup, branch, embed, message, author,
+tag), ``POST .../uploads/{id}/batches`` sends rows (an Arrow IPC stream, or multipart files) and
+answers what was accepted and what was skipped with why, ``POST .../uploads/{id}/commit`` publishes
+every batch as one version, ``DELETE .../uploads/{id}`` drops it, ``GET .../uploads/{id}`` shows its
+state. Nothing of a session is visible before its commit. The handlers parse and render; the
+use case is ``app.services.uploads``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.bodies import read_body, takes_upload, upload_limit
 from app.deps import StoreDep
-from app.errors import BadRequest, PayloadTooLarge, TableNotFound, Unprocessable, UnsupportedMediaType
+from app.errors import BadRequest, PayloadTooLarge, TableNotFound, UnsupportedMediaType
+from app.models import RequestBody
 from app.responses import ARROW_STREAM, JSON
-from app.store.ids import check_id_column, check_ids
+from app.services.uploads import (
+    UploadOptions,
+    Uploads,
+    add_images,
+    arrow_rows,
+    files_table,
+    meta_for,
+    refuse_nothing_written,
+)
+from app.services.writes import append_rows
 from app.store.schema import check_image_bytes
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["writes"])
+ARROW_ROWS = "lightbox.arrow_rows"  # the scope extension of an in-process client (``lightbox._inprocess``)
 OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
 
 
@@ -31,33 +44,95 @@ OPTIONS = ("mode", "dedup", "message", "author", "tag", "branch")
 async def add_rows(table: str, request: Request, store: StoreDep) -> JSON:
     if not store.exists(table):
         raise TableNotFound(f"table {table!r} does not exist; create it with POST /api/v1/tables", table=table)
-    limit = upload_limit(request)
-    content_type = request.headers.get("content-type", "")
     options = {k: v for k, v in request.query_params.items() if k in OPTIONS}
-    if content_type.startswith("multipart/form-data"):
-        files, form_options = await _multipart(request, limit)
-        options.update(form_options)
-    elif content_type.startswith(ARROW_STREAM):
-        rows = _arrow_rows(await read_body(request))
-        check_image_bytes(rows)
-        if "image" not in rows.column_names:  # plain rows for a table that is not an image table
-            return JSON(await run_in_threadpool(_add_plain_rows, store, table, rows, options), status_code=201)
-        files = _arrow_files(rows)
-    else:
-        raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
-    report = await run_in_threadpool(_ingest, store, request.app.state.registry, table, files, options)
+    rows, form_options = await _rows(request)
+    options.update(form_options)
+    if "image" not in rows.column_names:  # plain rows for a table that is not an image table
+        out = await run_in_threadpool(append_rows, store, table, rows, mode=options.get("mode", "insert"),
+                                      branch=options.get("branch"), message=options.get("message"),
+                                      author=options.get("author"), tag=options.get("tag"))
+        return JSON(out, status_code=201)
+    opts = UploadOptions.parse(options)
+    report = await run_in_threadpool(add_images, store, request.app.state.registry, table, rows, opts)
     request.app.state.metrics.ingested(table, report["inserted"] + report["updated"], len(report["skipped"]))
-    if report["skipped"] and not (report["inserted"] or report["updated"] or report["unchanged"]):
-        raise Unprocessable(_nothing_written(report["skipped"]), skipped=report["skipped"])
+    refuse_nothing_written(report)
     return JSON(report, status_code=201)
 
 
-def _nothing_written(skipped: list[dict[str, Any]]) -> str:
-    """One line naming why every file was skipped (the first few; all are in ``detail.skipped``)."""
-    shown = "; ".join(f"{s['file']}: {s['reason']} ({s['message']})" if s["message"] else f"{s['file']}: {s['reason']}"
-                      for s in skipped[:3])
-    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-    return f"nothing was written: every file was skipped: {shown}{more}"
+class UploadBegin(RequestBody):
+    """The options of an upload session, fixed for all its batches."""
+
+    mode: Literal["insert", "upsert"] = "insert"
+    dedup: Literal["id", "content", "none"] = "id"
+    branch: str | None = None
+    embed: str | None = None
+    embed_text: str | None = None
+    message: str | None = None
+    author: str | None = None
+    tag: str | None = None
+    verify: Literal["header", "decode"] = "header"
+    max_pixels: int | None = None
+
+
+@router.post("/uploads", status_code=201)
+def begin_upload(table: str, request: Request, body: Annotated[UploadBegin | None, Body()] = None) -> JSON:
+    opts = UploadOptions.parse((body or UploadBegin()).model_dump(exclude_none=True))
+    return JSON(_uploads(request).begin(table, opts), status_code=201)
+
+
+@router.get("/uploads/{upload_id}")
+def upload_state(table: str, upload_id: str, request: Request) -> JSON:
+    return JSON(_uploads(request).state(table, upload_id))
+
+
+@router.post("/uploads/{upload_id}/batches")
+@takes_upload
+async def upload_batch(table: str, upload_id: str, request: Request) -> JSON:
+    uploads = _uploads(request)
+    await run_in_threadpool(uploads.get, table, upload_id)  # a 404 before the body is read
+    rows, _ = await _rows(request)
+    report = await run_in_threadpool(uploads.add, table, upload_id, rows)
+    request.app.state.metrics.ingested(table, report["accepted"], len(report["skipped"]))
+    return JSON(report)
+
+
+class UploadCommit(RequestBody):
+    tag: str | None = None  # tag the new version so (instead of, or besides giving, the session's tag)
+
+
+@router.post("/uploads/{upload_id}/commit", status_code=201)
+def commit_upload(table: str, upload_id: str, request: Request,
+                  body: Annotated[UploadCommit | None, Body()] = None) -> JSON:
+    return JSON(_uploads(request).commit(table, upload_id, (body or UploadCommit()).tag), status_code=201)
+
+
+@router.delete("/uploads/{upload_id}")
+def abort_upload(table: str, upload_id: str, request: Request) -> JSON:
+    return JSON(_uploads(request).abort(table, upload_id))
+
+
+def _uploads(request: Request) -> Uploads:
+    return request.app.state.uploads  # type: ignore[no-any-return]
+
+
+async def _rows(request: Request) -> tuple[pa.Table, dict[str, str]]:
+    """The rows a request carries (an Arrow IPC stream, or multipart files and a metadata part), and the
+    options a multipart form names. A client in this process (``lightbox.connect(root)``) hands its Arrow
+    rows over as they are, in the ASGI scope: nothing to serialize and parse again."""
+    handed = request.scope.get("extensions", {}).get(ARROW_ROWS)
+    if isinstance(handed, pa.RecordBatch | pa.Table):
+        rows = handed if isinstance(handed, pa.Table) else pa.Table.from_batches([handed])
+        check_image_bytes(rows)
+        return rows, {}
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        files, options = await _multipart(request, upload_limit(request))
+        return files_table(files), options
+    if content_type.startswith(ARROW_STREAM):
+        rows = arrow_rows(await read_body(request))
+        check_image_bytes(rows)
+        return rows, {}
+    raise UnsupportedMediaType("send images as multipart/form-data or rows as " + ARROW_STREAM)
 
 
 async def _multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes, dict[str, Any]]], dict[str, str]]:
@@ -82,86 +157,4 @@ async def _multipart(request: Request, limit: int) -> tuple[list[tuple[str, byte
             options[key] = value
     if not uploads:
         raise BadRequest("no files in the upload")
-    return [(name, data, _meta_for(metadata, i, name)) for i, (name, data) in enumerate(uploads)], options
-
-
-def _meta_for(metadata: Any, index: int, name: str) -> dict[str, Any]:
-    """Metadata of one file: a list in file order, or an object keyed by file name."""
-    if metadata is None:
-        return {}
-    if isinstance(metadata, list):
-        if index < len(metadata) and isinstance(metadata[index], dict):
-            return metadata[index]
-        return {}
-    if isinstance(metadata, dict):
-        found = metadata.get(name)
-        return found if isinstance(found, dict) else {}
-    raise BadRequest("metadata must be a JSON list (one object per file) or an object keyed by file name")
-
-
-def _arrow_rows(body: bytes) -> pa.Table:
-    try:
-        return pa.ipc.open_stream(body).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise BadRequest(f"the body is not an Arrow IPC stream: {exc}") from exc
-
-
-def _add_plain_rows(store: Any, table: str, rows: pa.Table, options: dict[str, str],
-                    delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
-    """Rows of any schema, cast to the table's; ids (when the table has them) stay unique."""
-    from app.services.writes import append_rows
-
-    return append_rows(store, table, rows, mode=options.get("mode", "insert"), branch=options.get("branch"),
-                       message=options.get("message"), author=options.get("author"), tag=options.get("tag"),
-                       delete_ids=delete_ids)
-
-
-def _arrow_files(rows: pa.Table) -> list[tuple[str, bytes, dict[str, Any]]]:
-    if "id" not in rows.column_names:
-        raise Unprocessable("an Arrow upload of images needs an 'id' column beside 'image'")
-    check_id_column(rows.column("id"))
-    out = []
-    for row in rows.to_pylist():
-        image = row.pop("image")
-        if isinstance(image, dict):  # {bytes, path} as Hugging Face writes it
-            image = image.get("bytes")
-        out.append((row["id"], image or b"", row))
-    return out
-
-
-def upload_id(name: str, meta: dict[str, Any]) -> Any:
-    """The id a file is stored under: its metadata's ``id`` when given (as is), else its file name."""
-    given = meta.get("id")
-    return name if given is None else given
-
-
-def _ingest(store: Any, registry: Any, table: str, files: list[tuple[str, bytes, dict[str, Any]]],
-            options: dict[str, str], *, strict: bool = False,
-            delete_ids: Callable[[set[str]], list[str]] | None = None) -> dict[str, Any]:
-    """Run the ingest pipeline on in-memory files; ``strict`` and ``delete_ids`` as in ``IngestOptions``."""
-    from app.store.upserts import write_turn
-    from ingest.pipeline import IngestError, IngestOptions, RowsRefused, run_ingest
-    from ingest.sources import MemorySource
-
-    mode = options.get("mode", "insert")
-    dedup = options.get("dedup", "id")
-    if mode not in ("insert", "upsert") or dedup not in ("id", "content", "none"):
-        raise BadRequest("mode is insert|upsert and dedup is id|content|none")
-    check_ids(upload_id(name, meta) for name, _, meta in files)  # one bad id refuses the upload: nothing is written
-    opts = IngestOptions(table=table, sources=[MemorySource(files)], id_mode="path", dedup=dedup,  # type: ignore[arg-type]
-                         mode=mode, message=options.get("message"), author=options.get("author"),  # type: ignore[arg-type]
-                         tag=options.get("tag"), branch=options.get("branch"), progress=False, registry=registry,
-                         workers=1, strict=strict, delete_ids=delete_ids)
-    try:
-        with write_turn(store, table):  # the id check and the commit, with no other keyed write between
-            report = run_ingest(store, opts)
-    except RowsRefused as exc:
-        raise Unprocessable(str(exc), refused=[{"file": s.file.split(":", 1)[-1], "reason": s.reason,
-                                                "message": s.message} for s in exc.refused]) from exc
-    except IngestError as exc:
-        raise Unprocessable(str(exc)) from exc
-    return {"version": report.version or report.previous_version,
-            "inserted": report.added - report.updated - report.unchanged, "updated": report.updated,
-            "unchanged": report.unchanged, **({"deleted": report.deleted} if delete_ids else {}), "tag": report.tag,
-            "skipped": [{"file": s.file.split(":", 1)[-1], "reason": s.reason, "message": s.message}
-                        for s in report.skipped]}
+    return [(name, data, meta_for(metadata, i, name)) for i, (name, data) in enumerate(uploads)], options

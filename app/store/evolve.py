@@ -91,12 +91,12 @@ def commit_rows(store: Store, name: str, target: pa.Schema, fragments: list[Frag
             head = store.fresh(name, branch)
             lance_schema = widened_schema(name, head, target)  # another writer may have changed the columns
             kept = [f.metadata for f in head.get_fragments()]
-            operation = _merge(kept + fragments, lance_schema)
-            committed = _commit(head, operation, _props(props, counts, target, head.schema))
+            operation = merge_operation(kept + fragments, lance_schema)
+            committed = try_commit(head, operation, version_props(props, counts, target, head.schema))
             if committed is not None:
                 store.invalidate(name)
                 return committed
-            _pause(attempt)
+            pause(attempt)
     raise Conflict(f"table {name!r} kept changing; nothing was written", table=name)
 
 
@@ -110,7 +110,7 @@ def keyed_with_columns(store: Store, name: str, data: pa.Table, *, mode: Mode, b
             target = plan_columns(name, ds.schema, data.schema)
             lance_schema = widened_schema(name, ds, target)
             data = conform(name, data, target)
-            where = _addresses(ds)
+            where = row_addresses(ds)
             rows, replaced = _split(data, where, mode)
             doomed = sorted((set(delete_ids or []) - set(data.column("id").to_pylist())) & where.keys())
             counts = {"inserted": rows.num_rows - len(replaced), "updated": len(replaced), "deleted": len(doomed)}
@@ -120,14 +120,14 @@ def keyed_with_columns(store: Store, name: str, data: pa.Table, *, mode: Mode, b
                 fragments = _write(ds, target, rows.to_batches(), store.storage_options)
                 operation: lance.LanceOperation.BaseOperation = lance.LanceOperation.Overwrite(target, fragments)
             else:
-                kept = _delete(name, ds, [where[i] for i in replaced + doomed])
+                kept = delete_at(name, ds, [where[i] for i in replaced + doomed])
                 fragments = _write(ds, target, rows.to_batches(), store.storage_options)
-                operation = _merge(kept + fragments, lance_schema)
-            committed = _commit(ds, operation, _props(props, counts, target, ds.schema))
+                operation = merge_operation(kept + fragments, lance_schema)
+            committed = try_commit(ds, operation, version_props(props, counts, target, ds.schema))
             if committed is not None:
                 store.invalidate(name)
                 return committed, counts
-            _pause(attempt)
+            pause(attempt)
     raise Conflict(f"table {name!r} kept changing; nothing was written", table=name)
 
 
@@ -143,13 +143,13 @@ def _split(data: pa.Table, where: dict[str, int], mode: Mode) -> tuple[pa.Table,
     return data, [i for i, k in zip(given, known, strict=True) if k]
 
 
-def _addresses(ds: lance.LanceDataset) -> dict[str, int]:
+def row_addresses(ds: lance.LanceDataset) -> dict[str, int]:
     """Each live row's id -> its row address (fragment id in the high 32 bits, offset in the low)."""
     table = ds.to_table(columns=["id"], with_row_address=True)
     return dict(zip(table.column("id").to_pylist(), table.column("_rowaddr").to_pylist(), strict=True))
 
 
-def _delete(name: str, ds: lance.LanceDataset, addresses: list[int]) -> list[FragmentMetadata]:
+def delete_at(name: str, ds: lance.LanceDataset, addresses: list[int]) -> list[FragmentMetadata]:
     """Every fragment of ``ds``, the rows at ``addresses`` marked deleted (nothing is committed)."""
     offsets: dict[int, list[int]] = {}
     for address in addresses:
@@ -172,7 +172,7 @@ def _delete(name: str, ds: lance.LanceDataset, addresses: list[int]) -> list[Fra
     return out
 
 
-def _props(props: dict[str, str], counts: dict[str, int], target: pa.Schema, base: pa.Schema) -> dict[str, str]:
+def version_props(props: dict[str, str], counts: dict[str, int], target: pa.Schema, base: pa.Schema) -> dict[str, str]:
     """The version's properties: the caller's, the operation named for the rows it wrote (Lance's own name,
     ``Merge``, would read "add columns"), its counts and the columns it added."""
     done = [k for k in ("inserted", "updated", "deleted") if counts.get(k)]
@@ -182,15 +182,15 @@ def _props(props: dict[str, str], counts: dict[str, int], target: pa.Schema, bas
             "lightbox:added_columns": json.dumps(added_columns(base, target))}
 
 
-def _merge(fragments: list[FragmentMetadata], schema: LanceSchema) -> lance.LanceOperation.Merge:
+def merge_operation(fragments: list[FragmentMetadata], schema: LanceSchema) -> lance.LanceOperation.Merge:
     """Lance's "add columns or rows". Every column it adds is nullable (``plan_columns``), which lets an
     append that read the table before it commit after it (its rows read the new columns as null)
     instead of failing on a conflict."""
     return lance.LanceOperation.Merge(fragments, schema, preserves_nullability=True)
 
 
-def _commit(ds: lance.LanceDataset, operation: lance.LanceOperation.BaseOperation,
-            props: dict[str, str]) -> int | None:
+def try_commit(ds: lance.LanceDataset, operation: lance.LanceOperation.BaseOperation,
+               props: dict[str, str]) -> int | None:
     """Commit one operation made at ``ds``'s version; None when another commit came first (try again)."""
     txn = lance.Transaction(ds.version, operation, str(uuid.uuid4()), transaction_properties=props)
     try:
@@ -201,6 +201,6 @@ def _commit(ds: lance.LanceDataset, operation: lance.LanceOperation.BaseOperatio
         raise
 
 
-def _pause(attempt: int) -> None:
+def pause(attempt: int) -> None:
     time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 

@@ -2,8 +2,9 @@
 
 A worker writes Lance fragments (data files no manifest names yet) and hands back their metadata
 as JSON; the driver gathers every worker's fragments and commits them as **one** version, with
-the run's message and author in the transaction properties, as a local write records them. Until
-that commit nothing is visible: a driver killed before it leaves the table at its previous
+the run's message and author in the transaction properties (``app.store.staging.publish``, the
+commit of upload sessions, which write their batches the same way). Until that commit nothing is
+visible: a driver killed before it leaves the table at its previous
 version, and the fragments already written are unreferenced files that ``optimize`` (Lance's
 cleanup) removes once they are older than the retention period.
 """
@@ -67,51 +68,6 @@ def write_uncommitted(dest: str | lance.LanceDataset, schema: pa.Schema, batches
         reader, dest, schema=schema, mode="overwrite" if new_columns else "append",
         max_rows_per_file=MAX_ROWS_PER_FILE, data_storage_version=data_storage_version, enable_stable_row_ids=True,
         storage_options=storage_options)
-
-
-def commit_fragments(store: Store, name: str, schema: pa.Schema, fragments: list[str], read_version: int | None,
-                     properties: dict[str, str], new_columns: bool = False) -> int:
-    """Publish every fragment as one version of ``name`` carrying ``properties`` (message, author);
-    ``read_version`` None creates the table. A concurrent commit since ``read_version`` is rebased
-    by Lance (appends do not conflict); the caller checks ids against what it added. Fragments that
-    bring ``new_columns`` are published with them, in the same version."""
-    metas = [FragmentMetadata.from_json(f) for f in fragments]
-    if new_columns:
-        from app.store.evolve import commit_rows
-
-        version = commit_rows(store, name, schema, metas, props=properties)
-        assert version is not None
-        return version
-    uri = store.table_uri(name)
-    if read_version is None:
-        operation: lance.LanceOperation.BaseOperation = lance.LanceOperation.Overwrite(schema, metas)
-    else:
-        operation = lance.LanceOperation.Append(metas)
-    txn = lance.Transaction(read_version or 0, operation, str(uuid.uuid4()), transaction_properties=properties)
-    ds = lance.LanceDataset.commit(uri, txn, read_version=read_version, enable_stable_row_ids=True,
-                                   storage_options=store.storage_options)
-    store.invalidate(name)
-    return ds.version
-
-
-def values_at(store: Store, name: str, column: str, version: int | None) -> set[str]:
-    """Every non-null value of one string column at ``version`` (empty for a table not yet created)."""
-    if version is None:
-        return set()
-    ds = store.fresh(name).checkout_version(version)
-    if column not in ds.schema.names:
-        return set()
-    return {v for v in ds.to_table(columns=[column]).column(column).to_pylist() if v is not None}
-
-
-def ids_added_since(store: Store, name: str, version: int) -> set[str]:
-    """Ids of rows in the latest version of ``name`` that ``version`` did not have (another writer's)."""
-    head = store.fresh(name)
-    if head.version == version:
-        return set()
-    old = head.checkout_version(version)
-    before = set(old.to_table(columns=["id"]).column("id").to_pylist())
-    return {i for i in head.to_table(columns=["id"]).column("id").to_pylist() if i not in before}
 
 
 def fragment_ids(store: Store, name: str, version: int) -> list[int]:

@@ -120,6 +120,14 @@ def check_id_column(column: pa.Array | pa.ChunkedArray) -> None:
                     for r, v in zip(rows, values, strict=False)], total=len(rows))
 
 
+def invalid_rows(column: pa.Array | pa.ChunkedArray) -> list[int]:
+    """Rows of a text column whose value breaks the rule (nulls included), found over the whole column
+    at once: an upload session skips those rows, where ``check_id_column`` refuses the request."""
+    bad = pc.or_kleene(pc.is_null(column), pc.or_(pc.greater(pc.binary_length(column), MAX_ID_BYTES),
+                                                    pc.match_substring_regex(column, _BAD_RE2)))
+    return pc.indices_nonzero(pc.fill_null(bad, True)).to_pylist() if pc.any(bad).as_py() else []
+
+
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 

@@ -99,6 +99,19 @@ def blob_values(values: list[bytes | None]) -> pa.Array:
     return blob_array(values)
 
 
+def blob_column(values: pa.Array) -> pa.Array:
+    """An Arrow binary column as a blob-column array without copying the bytes (``blob_values`` takes a list)."""
+    from lance.blob import BlobType
+
+    kind = BlobType()
+    data = values.cast(pa.large_binary())
+    count = len(data)
+    storage = pa.StructArray.from_arrays(
+        [data, pa.nulls(count, pa.string()), pa.nulls(count, pa.uint64()), pa.nulls(count, pa.uint64())],
+        fields=list(kind.storage_type), mask=data.is_null() if data.null_count else None)
+    return pa.ExtensionArray.from_storage(kind, storage)
+
+
 def column_order(name: str, ascending: bool = True) -> Any:
     """A sort key for Lance scans."""
     from lance.dataset import ColumnOrdering

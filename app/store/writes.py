@@ -37,28 +37,6 @@ def default_author() -> str:
         return "unknown"
 
 
-def existing_values(store: Store, name: str, column: str, branch: str | None = None) -> set[str]:
-    """Every non-null value of one string column at a branch's latest version (e.g. all ids)."""
-    if not store.exists(name):
-        return set()
-    ds = store.latest(name, branch)
-    if column not in ds.schema.names:
-        return set()
-    values = ds.to_table(columns=[column]).column(column)
-    return {v for v in values.to_pylist() if v is not None}
-
-
-def stored_digests(store: Store, name: str, branch: str | None = None) -> dict[str, str]:
-    """Each row's id -> sha256 at a branch's latest: what an upsert compares to skip unchanged bytes."""
-    if not store.exists(name):
-        return {}
-    ds = store.latest(name, branch)
-    if "sha256" not in ds.schema.names:
-        return {}
-    table = ds.to_table(columns=["id", "sha256"])
-    return dict(zip(table.column("id").to_pylist(), table.column("sha256").to_pylist(), strict=True))
-
-
 def append_stream(
     store: Store,
     name: str,

@@ -92,10 +92,10 @@ def shown_root(root: str) -> str:
     return os.path.abspath(path) if path is not None else root
 
 
-def open_client(args: argparse.Namespace) -> Client:
+def open_client(args: argparse.Namespace, *, create: bool = False) -> Client:
     """The one client a command runs on: the service at ``--server``, or the data root in this process.
 
-    A data root must exist (only ``ingest`` and ``demo`` create one). The service's log is kept quiet
+    A data root must exist unless ``create`` (only ``ingest`` and ``demo`` create one). The service's log is kept quiet
     in this process: what it would log about a failed request, the command tells in its one line.
     """
     import lightbox
@@ -107,7 +107,8 @@ def open_client(args: argparse.Namespace) -> Client:
             raise UsageError("--storage-option is for a data root (--uri); a service has its own settings")
         args.server = target  # a URL in --uri or $LIGHTBOX_URI is a service like any other
         return lightbox.Client(target, api_key=args.api_key)
-    check_root(target)
+    if not create:
+        check_root(target)
     need("app.main", "server", f"`lightbox {args.command}` on a data root")
     if not os.environ.get("LIGHTBOX_DEBUG"):
         service_log = logging.getLogger("lightbox")

@@ -1,9 +1,9 @@
 """``lightbox ingest | export | import-annotations``: data into and out of a table.
 
-``export`` and ``import-annotations`` are SDK calls like every other command. ``ingest`` on a data
-root runs the ingest pipeline in this process (a staged upload through the SDK will replace it, so
-that ``--uri`` and ``--server`` ingest the same way), and over ``--server`` uploads through the SDK
-(``lightbox.cli.upload``).
+All three are SDK calls like every other command. ``ingest`` is ``Table.ingest``: the sources are read
+here and streamed into one upload session, committed as one version, whether the table is served by a
+service (``--server``) or by the service's own app in this process (``--uri``). ``--engine ray`` runs
+the Ray engine on the data root itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from lightbox.cli.common import (
     add_ref,
     add_target,
     column_list,
+    data_root,
     filter_of,
+    local_path,
     note,
     open_client,
     shown_root,
@@ -73,7 +75,8 @@ def _ingest_parser(sub: Any) -> None:
                           "WebDataset .tar shard")
     ing.add_argument("--table", required=True, help="the table to load into (created if new)")
     add_target(ing)
-    ing.add_argument("--batch-size", type=int, default=256, help="--server: files per upload")
+    ing.add_argument("--batch-size", type=int, default=None,
+                     help="rows per upload batch (default 4096; a batch is also cut at 32 MiB of images)")
     ing.add_argument("--mode", choices=["insert", "upsert"], default="insert",
                      help="'upsert' replaces rows whose id exists (a file edited in place); unchanged files "
                           "are skipped")
@@ -103,47 +106,19 @@ def _ingest_parser(sub: Any) -> None:
 
 # -- ingest ----------------------------------------------------------------------------------------
 def _ingest(args: argparse.Namespace) -> int:
-    if args.server:
-        if args.engine == "ray":
-            raise UsageError("--engine ray runs on a data root (--uri); over --server the service ingests")
-        from lightbox.cli.upload import upload
-
-        return upload(args)
-    from lightbox.cli.local import data_root_errors
-
-    with data_root_errors(args, "`lightbox ingest` on a data root"):
-        return _ingest_here(args)
-
-
-def _ingest_here(args: argparse.Namespace) -> int:
-    """The ingest pipeline on a data root, in this process (or as a Ray job); one version per run."""
-    from ingest.pipeline import IngestOptions, run_ingest
-    from lightbox.cli.local import open_store
+    """One run, one version: through the SDK (over HTTP with ``--server``, in this process with ``--uri``),
+    or the Ray engine on a data root."""
     from lightbox.cli.summaries import ingest_summary
 
-    opts = IngestOptions(
-        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
-        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
-        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
-        progress=False if args.no_progress else None, branch=args.branch, embed=args.embed,
-        embed_text=args.embed_text, mode=args.mode, skip_unchanged=args.mode == "upsert" and not args.metadata,
-    )
-    if args.workers:
-        opts.workers = args.workers
-    if args.max_pixels:
-        opts.max_pixels = args.max_pixels
-    store = open_store(args, create=True)
-    path = store.uri if "://" not in store.uri else None
-    new_root = path is not None and not os.path.isdir(path)
     if args.engine == "ray":
-        from ingest.ray_engine import run_ray_ingest
+        if args.server:
+            raise UsageError("--engine ray runs on a data root (--uri): its workers write the table's files")
+        from lightbox.cli.local import data_root_errors
 
-        report = run_ray_ingest(store, opts, args.address)
+        with data_root_errors(args, "`lightbox ingest --engine ray`"):
+            report = _ray_ingest(args)
     else:
-        report = run_ingest(store, opts)
-    report.root = shown_root(store.uri)
-    if new_root and os.path.isdir(path):  # type: ignore[arg-type]
-        report.warnings.append(f"created the data root {report.root} (it did not exist)")
+        report = _sdk_ingest(args)
     if args.report:
         report.write(args.report)
     if args.json:
@@ -151,6 +126,43 @@ def _ingest_here(args: argparse.Namespace) -> int:
     else:
         print(ingest_summary(report.to_dict(), report_path=args.report))
     return OK
+
+
+def _sdk_ingest(args: argparse.Namespace) -> Any:
+    root = None if args.server else data_root(args)
+    path = local_path(root) if root and not root.startswith(("http://", "https://")) else None
+    new_root = path is not None and not os.path.isdir(path)
+    with open_client(args, create=True) as client:
+        report = client.table(args.table).ingest(
+            args.sources, metadata=args.metadata, key=args.key, labels_from_dirs=args.labels_from_dirs,
+            id_mode=args.id_mode, mode=args.mode, dedup=args.dedup, embed=args.embed, embed_text=args.embed_text,
+            tag=args.tag, message=args.message, author=args.author, branch=args.branch,
+            batch_rows=args.batch_size, workers=args.workers, commit_every=args.commit_every, verify=args.verify,
+            max_pixels=args.max_pixels, progress=False if args.no_progress else None)
+    if root is not None and not args.server:
+        report.root = shown_root(root)
+        if new_root and os.path.isdir(path):  # type: ignore[arg-type]
+            report.warnings.append(f"created the data root {report.root} (it did not exist)")
+    return report
+
+
+def _ray_ingest(args: argparse.Namespace) -> Any:
+    from ingest.ray_engine import run_ray_ingest
+    from ingest.upload import IngestOptions
+    from lightbox.cli.local import open_store
+
+    opts = IngestOptions(
+        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
+        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
+        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
+        max_pixels=args.max_pixels, progress=False if args.no_progress else None, branch=args.branch,
+        embed=args.embed, embed_text=args.embed_text, mode=args.mode)
+    if args.workers:
+        opts.workers = args.workers
+    store = open_store(args, create=True)
+    report = run_ray_ingest(store, opts, args.address)
+    report.root = shown_root(store.uri)
+    return report
 
 
 # -- export and annotations ------------------------------------------------------------------------

@@ -49,6 +49,7 @@ def ingest_summary(report: Mapping[str, Any], limit: int = 10, *, report_path: s
     lines = [
         f"table      {report['table']}",
         *([f"root       {report['root']}"] if report.get("root") else []),
+        *([f"server     {report['server']}"] if report.get("server") and not report.get("root") else []),
         f"added      {report['added']} images, {human_bytes(report['bytes'])} in {report['seconds']:.1f} s"
         f" ({report['images_per_second']:,.0f} images/s)",
     ]

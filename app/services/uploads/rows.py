@@ -1,0 +1,243 @@
+"""One batch of an upload: rows of ``{id, image, source?, metadata...}`` in, the rows to stage out.
+
+Every image is probed and hashed (``ingest.work``, large files on threads); a row is skipped, with
+its reason, when its image cannot be stored, its id breaks the id rule, its id is already stored
+(insert) or already written by this session, or its bytes are already stored (``dedup=content``). An
+upsert leaves a row alone (``unchanged``) when every value it brings equals the stored row's. Vector
+columns are filled last, only for the rows that are written. Per-row work is a few set lookups;
+columns move as Arrow arrays, never as per-row dicts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import lance
+import numpy as np
+import pyarrow as pa
+
+from app.errors import Unprocessable
+from app.services.uploads.options import MAX_FILE_BYTES, UploadOptions
+from app.services.uploads.plan import Plan, VectorSpec
+from app.store.column_fit import fit_array
+from app.store.compare import unchanged_rows
+from app.store.ids import id_problem, invalid_rows, shown
+from app.store.schema import blob_column, is_vector, vector_array
+from embeddings.batch import embed_values
+from ingest.pool import run_chunks
+from ingest.work import Checked, Limits, check_all
+
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+ROUTINE = frozenset({"duplicate_id", "duplicate_content", "unchanged"})  # a write's own rules, not bad input
+
+
+@dataclass
+class Seen:
+    """What a session checks each row against: ids stored when it began, ids and bytes it wrote."""
+
+    known: set[str]
+    digests: set[str] | None  # ``dedup=content``: digests stored and written
+    ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Outcome:
+    """One batch's result: the rows to stage and what happened to every row given."""
+
+    batch: pa.RecordBatch | None
+    inserted: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {row, file, reason, message}
+    bytes: int = 0
+    unchanged_ids: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(s["reason"] == "unchanged" for s in self.skipped)
+
+    def skip(self, row: int, source: str, reason: str, message: str) -> None:
+        self.skipped.append({"row": row, "file": shown_file(source), "reason": reason, "message": message})
+
+
+def shown_file(source: str | None) -> str:
+    """A skipped row's file as reports name it: an upload's file name without the ``upload:`` mark."""
+    return str(source or "").removeprefix("upload:")
+
+
+def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOptions, read: lance.LanceDataset | None,
+            now: datetime) -> Outcome:
+    ids_column = rows.column("id")
+    ids = ids_column.to_pylist()
+    bad = set(invalid_rows(ids_column))
+    images = _image_values(rows)
+    sources = rows.column("source").to_pylist() if "source" in rows.column_names else [f"upload:{i}" for i in ids]
+    out = Outcome(None)
+    limits = Limits(MAX_FILE_BYTES, opts.max_pixels, opts.verify)  # type: ignore[arg-type]
+    checked: dict[int, Checked] = {}
+    for c in check_all(images, limits, WORKERS):
+        if c.reason is not None:
+            out.skip(c.index, sources[c.index], c.reason, c.message or "")
+        elif c.index in bad:
+            out.skip(c.index, sources[c.index], "invalid_id", f"id {shown(ids[c.index])} {id_problem(ids[c.index])}")
+        elif _admit(c, ids[c.index], sources[c.index], seen, opts, out):
+            checked[c.index] = c
+    keep = list(checked)
+    if opts.mode == "upsert" and read is not None:
+        keep = _drop_unchanged(table, rows, plan, keep, checked, ids, sources, seen, read, out)
+    vectors: dict[str, list[Any]] = {}
+    for spec in plan.vectors:
+        keep = _embed(spec, rows, images, ids, keep, sources, seen, checked, out, vectors)
+    for i in keep:
+        (out.replaced if ids[i] in seen.known else out.inserted).append(ids[i])
+        out.bytes += checked[i].size
+    out.skipped.sort(key=lambda s: s["row"])
+    if keep:
+        out.batch = _assemble(table, rows, plan, keep, checked, sources, now, vectors)
+    return out
+
+
+def _admit(c: Checked, row_id: str, source: str, seen: Seen, opts: UploadOptions, out: Outcome) -> bool:
+    """Whether a probed row may be written (ids unique, bytes new under ``dedup=content``); it is then
+    counted as seen, and un-counted if it is dropped later."""
+    stored = row_id in seen.known
+    if row_id in seen.ids or (stored and opts.mode == "insert"):
+        out.skip(c.index, source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
+        return False
+    if seen.digests is not None and not stored:
+        if c.digest in seen.digests:
+            out.skip(c.index, source, "duplicate_content",
+                     f"the same bytes (sha256 {(c.digest or '')[:12]}) are already stored")
+            return False
+        seen.digests.add(c.digest or "")
+    seen.ids.add(row_id)
+    return True
+
+
+def _forget(i: int, ids: list[str], checked: dict[int, Checked], seen: Seen) -> None:
+    seen.ids.discard(ids[i])
+    if seen.digests is not None and ids[i] not in seen.known:
+        seen.digests.discard(checked[i].digest or "")
+
+
+def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
+                    ids: list[str], sources: list[str], seen: Seen, read: lance.LanceDataset,
+                    out: Outcome) -> list[int]:
+    """An upsert's rows whose every value equals the stored row's are left alone, as ``unchanged``."""
+    stored = [i for i in keep if ids[i] in seen.known]
+    if not stored:
+        return keep
+    compared = _scalars(table, rows, plan, stored, checked, sources)
+    same = {i for i, s in zip(stored, unchanged_rows(read, compared), strict=True) if s}
+    for i in sorted(same):
+        out.skip(i, sources[i], "unchanged", f"row {ids[i]!r} already holds these bytes and values")
+        out.unchanged_ids.append(ids[i])
+        _forget(i, ids, checked, seen)
+    return [i for i in keep if i not in same]
+
+
+def _embed(spec: VectorSpec, rows: pa.Table, images: list[bytes | None], ids: list[str], keep: list[int],
+           sources: list[str], seen: Seen, checked: dict[int, Checked], out: Outcome,
+           vectors: dict[str, list[Any]]) -> list[int]:
+    """One vector column for the kept rows; an image the model cannot decode is skipped."""
+    if not spec.from_image:
+        texts = rows.column(spec.source).take(pa.array(keep, pa.int64())).to_pylist() if keep else []
+        vectors[spec.field.name] = embed_values(spec.embedder, texts, False)
+        return keep
+    found: list[Any] = []
+    for part in run_chunks(lambda chunk: embed_values(spec.embedder, [images[i] for i in chunk], True),
+                           iter(keep), WORKERS, lambda _: 0, heavy=True):
+        found.extend(part)
+    failed = {i for i, v in zip(keep, found, strict=True) if v is None}
+    for i in sorted(failed):
+        out.skip(i, sources[i], "undecodable",
+                 f"the image could not be decoded to embed it with {spec.embedder.name}")
+        _forget(i, ids, checked, seen)
+    for name in vectors:  # columns filled before this one lose the same rows
+        vectors[name] = [v for i, v in zip(keep, vectors[name], strict=True) if i not in failed]
+    vectors[spec.field.name] = [v for v in found if v is not None]
+    return [i for i, v in zip(keep, found, strict=True) if v is not None]
+
+
+def _image_values(rows: pa.Table) -> list[bytes | None]:
+    column = rows.column("image")
+    if pa.types.is_struct(column.type):  # {bytes, path} as Hugging Face writes it
+        column = column.combine_chunks().field("bytes")
+    return column.to_pylist()
+
+
+def _image_column(rows: pa.Table, keep: pa.Array) -> pa.Array:
+    column = rows.column("image").combine_chunks()
+    if pa.types.is_struct(column.type):
+        column = column.field("bytes")
+    return blob_column(column if len(keep) == len(column) else column.take(keep))
+
+
+def _facts(keep: list[int], checked: dict[int, Checked]) -> dict[str, pa.Array]:
+    infos = [checked[i].info for i in keep]
+    return {
+        "mime": pa.array([x.mime for x in infos], pa.string()),  # type: ignore[union-attr]
+        "width": pa.array([x.width for x in infos], pa.int32()),  # type: ignore[union-attr]
+        "height": pa.array([x.height for x in infos], pa.int32()),  # type: ignore[union-attr]
+        "mode": pa.array([x.mode for x in infos], pa.string()),  # type: ignore[union-attr]
+        "frames": pa.array([x.frames for x in infos], pa.int32()),  # type: ignore[union-attr]
+        "size_bytes": pa.array([checked[i].size for i in keep], pa.int64()),
+        "sha256": pa.array([checked[i].digest for i in keep], pa.string()),
+    }
+
+
+def _given(table: str, rows: pa.Table, plan: Plan, taken: pa.Array, sources: list[str],
+           keep: list[int]) -> dict[str, pa.Array]:
+    """The columns the rows bring (id, source, metadata), for the kept rows, in the staged types."""
+    whole = len(keep) == rows.num_rows
+    out = {"id": rows.column("id").combine_chunks().cast(pa.string()),
+           "source": rows.column("source").combine_chunks().cast(pa.string()) if "source" in rows.column_names
+           else pa.array(sources, pa.string())}
+    if not whole:
+        out = {k: v.take(taken) for k, v in out.items()}
+    for f in plan.extras:
+        if f.name in rows.column_names:
+            column = rows.column(f.name).combine_chunks()
+            out[f.name] = fit_array(table, f, column if whole else column.take(taken))
+    return out
+
+
+def _scalars(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
+             sources: list[str]) -> pa.Table:
+    """The values an upsert compares with the stored rows: everything but the bytes, the time and vectors."""
+    taken = pa.array(keep, pa.int64())
+    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checked)}
+    return pa.table({k: v for k, v in columns.items() if not is_vector(plan.schema.field(k))})
+
+
+def _assemble(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
+              sources: list[str], now: datetime, vectors: dict[str, list[Any]]) -> pa.RecordBatch:
+    taken = pa.array(keep, pa.int64())
+    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checked),
+               "image": _image_column(rows, taken),
+               "ingested_at": pa.array(np.full(len(keep), np.datetime64(now.replace(tzinfo=None), "us")),
+                                       pa.timestamp("us", tz="UTC"))}
+    for spec in plan.vectors:
+        columns[spec.field.name] = vector_array(vectors[spec.field.name], spec.field)
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(len(keep), f.type) for f in plan.schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=plan.schema)
+
+
+def check_batch(rows: pa.Table) -> None:
+    """A batch must carry ids (text) and image bytes; anything else is the client's mistake (a 422)."""
+    from app.store.schema import check_image_bytes
+
+    missing = [c for c in ("id", "image") if c not in rows.column_names]
+    if missing:
+        raise Unprocessable(f"a batch of images needs the column(s) {missing} (rows of id, image bytes, "
+                            "source and metadata columns)", missing=missing)
+    check_image_bytes(rows)
+    kind = rows.schema.field("id").type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise Unprocessable(f"the 'id' column must be strings, not {kind}; ids are never converted", type=str(kind))
+    try:
+        rows.column("id").validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise Unprocessable(f"the 'id' column is not valid UTF-8: {exc}") from exc

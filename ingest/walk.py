@@ -1,0 +1,273 @@
+"""Sources as batches of upload rows: the client's half of an ingest run.
+
+Walks the sources (folders, manifests, Parquet files of image bytes, WebDataset shards), reads each
+file's bytes once (``ingest.pool``: inline for small files, threads for large ones), derives each
+row's id, joins its metadata and its folder's label, and cuts the rows into Arrow record batches of
+``id``, ``image``, ``source`` and the metadata columns, every batch with the same schema. Probing,
+hashing, deduplication and embedding are the service's half (``app.services.uploads``).
+
+Standard library and pyarrow only: the SDK runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import pyarrow as pa
+
+from ingest.metadata import Metadata
+from ingest.pool import run_chunks
+from ingest.report import Skip
+from ingest.sources import FolderSource, Item, Source, open_source, read_bytes
+from ingest.tables import SideFileError
+
+# Columns the service computes (or that a row is): a side file's column of one of these names is not sent.
+STANDARD_NAMES = frozenset({"id", "image", "mime", "width", "height", "mode", "frames", "size_bytes", "sha256",
+                            "source", "ingested_at"})
+BATCH_SLACK = 1024**2  # room in a request for a batch's ids, sources and metadata besides its image bytes
+TEXT_TYPES = frozenset({"string", "large_string", "utf8", "large_utf8", "string_view"})
+
+
+class IngestError(SideFileError):
+    """The run cannot start (bad options, a side file that cannot be used); nothing was written."""
+
+
+@dataclass(slots=True)
+class Read:
+    item: Item
+    data: bytes | None
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class Batch:
+    """Rows to send, and what the walk itself learned about the files they came from."""
+
+    rows: pa.RecordBatch
+    files: int  # files walked for this batch: its rows and ``skipped``
+    skipped: list[tuple[int, Skip]] = field(default_factory=list)  # (position among the files, why)
+    positions: list[int] = field(default_factory=list)  # each row's position among the batch's files
+    unmatched: list[int] = field(default_factory=list)  # rows with no metadata row (when metadata is joined)
+
+
+def check_sources(sources: Sequence[str | PathLike[str] | Source], metadata: str | PathLike[str] | None,
+                  key: str | None) -> None:
+    """What can be told before a session begins: the sources and the side file exist, a key names it."""
+    if metadata and not key:
+        raise IngestError("--metadata needs --key: the column that names each file")
+    named = [("source", os.fspath(s)) for s in sources if not isinstance(s, Source)]
+    for kind, spec in [*named, *([("metadata file", os.fspath(metadata))] if metadata else [])]:
+        if "://" not in spec and not os.path.exists(spec):  # a URL is for its reader to find
+            raise IngestError(f"{kind} {spec!r} does not exist")
+
+
+class Walker:
+    """The rows of an ingest run. ``columns`` are the table's (``[{"name", "type"}]``, None for a new table):
+    side-file columns it keeps as text are read as text, folder labels too when its ``label`` is text."""
+
+    def __init__(self, sources: Sequence[str | Source], *, metadata: str | None = None, key: str | None = None,
+                 labels_from_dirs: bool = False, id_mode: str = "path",
+                 columns: Sequence[Mapping[str, Any]] | None = None, batch_rows: int = 4096,
+                 batch_bytes: int = 32 * 1024**2, workers: int = 4, max_file_bytes: int = 2 * 1024**3,
+                 max_batch_bytes: int | None = None) -> None:
+        check_sources(sources, metadata, key)
+        text = [str(c["name"]) for c in columns or [] if str(c.get("type")) in TEXT_TYPES
+                and c["name"] not in STANDARD_NAMES]
+        self.sources = [s if isinstance(s, Source) else open_source(os.fspath(s), text) for s in sources]
+        self.metadata = Metadata.load(os.fspath(metadata), key or "id", text) if metadata else None
+        self.labels_from_dirs, self.id_mode = labels_from_dirs, id_mode
+        self.batch_rows, self.batch_bytes = max(1, batch_rows), max(1, batch_bytes)
+        self.workers, self.max_file_bytes = workers, max_file_bytes
+        # a service's limit on a request's body: every batch stays under it, a larger file is skipped
+        self.batch_cap = max(1, max_batch_bytes - BATCH_SLACK) if max_batch_bytes else None
+        self.source_fields = {f.name for s in self.sources for f in s.extra_fields}
+        self.schema = self._schema("label" in text)
+
+    @classmethod
+    def of_items(cls, items: list[Item], like: Walker) -> Walker:
+        """The rows of some of ``like``'s items (one shard of a run), with its schema and metadata."""
+        walker = cls.__new__(cls)
+        walker.__dict__.update(like.__dict__)
+        walker.sources = [_Listed(items)]
+        return walker
+
+    @property
+    def total(self) -> int | None:
+        return sum((s.count() or 0) for s in self.sources) or None
+
+    def _schema(self, text_labels: bool) -> pa.Schema:
+        """id, image, source, then the label, the metadata columns and the sources' own columns."""
+        extra: dict[str, pa.Field] = {}
+        if self.labels_from_dirs:
+            extra["label"] = pa.field("label", pa.string() if text_labels else self._label_type())
+        for f in [*(self.metadata.fields if self.metadata else []), *(f for s in self.sources for f in s.extra_fields)]:
+            extra.setdefault(f.name, f)
+        fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                  for n, f in extra.items() if n not in STANDARD_NAMES]
+        return pa.schema([pa.field("id", pa.string()), pa.field("image", pa.large_binary()),
+                          pa.field("source", pa.string()), *fields])
+
+    def _label_type(self) -> pa.DataType:
+        """Folder names as labels: integers when every one is digits, else text."""
+        labels = set().union(*(s.labels() for s in self.sources if isinstance(s, FolderSource)))
+        return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
+
+    def batches(self) -> Iterator[Batch]:
+        """The run's rows, ``batch_rows`` rows or ``batch_bytes`` image bytes at a time."""
+        items = itertools.chain.from_iterable(s.items() for s in self.sources)
+        cap = self.batch_cap
+        largest = min(self.max_file_bytes, cap) if cap else self.max_file_bytes
+        reads = run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
+                           lambda r: len(r.data or b""))
+        rows = _Rows(self)
+        for chunk in reads:
+            for read in chunk:
+                if cap and rows.count and rows.nbytes + len(read.data or b"") > cap:
+                    yield rows.flush()
+                rows.add(read)
+                if rows.count >= self.batch_rows or rows.nbytes >= self.batch_bytes:
+                    yield rows.flush()
+        if rows.files:
+            yield rows.flush()
+
+
+class _Listed(Source):
+    """Items already listed (a shard of a run)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.listed, self.extra_fields = items, []
+
+    def items(self) -> Iterator[Item]:
+        return iter(self.listed)
+
+    def count(self) -> int:
+        return len(self.listed)
+
+
+def _read_chunk(items: list[Item], max_bytes: int, service_cap: int | None) -> list[Read]:
+    out = []
+    for item in items:
+        try:
+            out.append(Read(item, read_bytes(item, max_bytes)))
+        except ValueError as exc:
+            why = f"{exc}: the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)" \
+                if max_bytes == service_cap else str(exc)
+            out.append(Read(item, None, "too_large", why))
+        except OSError as exc:
+            out.append(Read(item, None, "unreadable", exc.strerror or str(exc)))
+    return out
+
+
+class _Rows:
+    """One batch being gathered: plain lists per column, turned into Arrow once per batch."""
+
+    def __init__(self, walker: Walker) -> None:
+        self.walker = walker
+        self.meta_names = {f.name for f in walker.metadata.fields} if walker.metadata else set()
+        names = walker.schema.names[3:]
+        self.label = "label" if walker.labels_from_dirs and "label" not in self.meta_names else None
+        self.label_numbers = self.label is not None and pa.types.is_integer(walker.schema.field("label").type)
+        self.extra_names = [n for n in names if n not in self.meta_names and n != self.label]
+        self.both = [n for n in names if n in self.meta_names and n in walker.source_fields]  # metadata, else source
+        self._reset()
+
+    def _reset(self) -> None:
+        self.ids: list[str] = []
+        self.datas: list[bytes] = []
+        self.sources: list[str] = []
+        self.labels: list[Any] = []
+        self.places: list[int | None] = []
+        self.extras: dict[str, list[Any]] = {n: [] for n in {*self.extra_names, *self.both}}
+        self.skipped: list[tuple[int, Skip]] = []
+        self.positions: list[int] = []
+        self.nbytes = 0
+        self.files = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def add(self, read: Read) -> None:
+        item, walker = read.item, self.walker
+        position, self.files = self.files, self.files + 1
+        if read.data is None:
+            if walker.metadata is not None:  # a metadata row naming a real file is never "unmatched"
+                walker.metadata.lookup(item.rel)
+            self.skipped.append((position, Skip(item.source, read.reason or "unreadable", read.message or "")))
+            return
+        row_id = _row_id(item, read.data, walker.id_mode)
+        if not _utf8(row_id):  # a file name that is not UTF-8 (Python's surrogate escapes): no id can carry it
+            self.skipped.append((position, Skip(item.source, "invalid_id", f"id {row_id!a} is not valid UTF-8")))
+            return
+        self.positions.append(position)
+        self.ids.append(row_id)
+        self.datas.append(read.data)
+        self.sources.append(item.source if _utf8(item.source) else item.source.encode("utf-8", "backslashreplace")
+                            .decode())
+        self.nbytes += len(read.data)
+        if walker.metadata is not None:
+            self.places.append(walker.metadata.lookup(row_id, item.rel))
+        if self.label is not None:
+            label = item.extra.get(self.label, item.label) if item.extra else item.label
+            self.labels.append(int(label) if self.label_numbers and label is not None and str(label).isdigit()
+                               else label)
+        for name, values in self.extras.items():
+            values.append(item.extra.get(name) if item.extra else None)
+
+    def flush(self) -> Batch:
+        walker = self.walker
+        columns: dict[str, pa.Array] = {"id": pa.array(self.ids, pa.string()),
+                                        "image": pa.array(self.datas, pa.large_binary()),
+                                        "source": pa.array(self.sources, pa.string())}
+        for f in walker.schema:
+            if f.name in columns:
+                continue
+            if f.name in self.meta_names:
+                assert walker.metadata is not None
+                values = walker.metadata.take(f.name, self.places)
+                if f.name in self.both:  # no metadata row: the source's own value
+                    fallback = _column(f, self.extras[f.name])
+                    values = pa.array([v if v is not None else fallback[i].as_py()
+                                       for i, v in enumerate(values.to_pylist())], f.type)
+                columns[f.name] = values
+            elif f.name == self.label:
+                columns[f.name] = _column(f, self.labels)
+            else:
+                columns[f.name] = _column(f, self.extras[f.name])
+        rows = pa.RecordBatch.from_arrays([columns[f.name] for f in walker.schema], schema=walker.schema)
+        unmatched = [i for i, p in enumerate(self.places) if p is None] if walker.metadata is not None else []
+        batch = Batch(rows, self.files, self.skipped, self.positions, unmatched)
+        self._reset()
+        return batch
+
+
+def _column(f: pa.Field, values: list[Any]) -> pa.Array:
+    """Values in the column's type (every batch of a run has the same schema)."""
+    try:
+        return pa.array(values, f.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        raise IngestError(f"column {f.name!r}: a value does not fit {f.type} like the others ({exc}); "
+                            "nothing was written") from exc
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _row_id(item: Item, data: bytes, mode: str) -> str:
+    if mode == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    if mode == "name":
+        return item.rel.rpartition("/")[2]
+    return item.rel
