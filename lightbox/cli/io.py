@@ -113,10 +113,9 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         if args.server:
             raise UsageError("--engine ray runs on a data root (--uri): its workers write the table's files")
-        from lightbox.cli.local import data_root_errors
+        from lightbox.cli.local import ray_ingest
 
-        with data_root_errors(args, "`lightbox ingest --engine ray`"):
-            report = _ray_ingest(args)
+        report = ray_ingest(args)
     else:
         report = _sdk_ingest(args)
     if args.report:
@@ -143,25 +142,6 @@ def _sdk_ingest(args: argparse.Namespace) -> Any:
         report.root = shown_root(root)
         if new_root and os.path.isdir(path):  # type: ignore[arg-type]
             report.warnings.append(f"created the data root {report.root} (it did not exist)")
-    return report
-
-
-def _ray_ingest(args: argparse.Namespace) -> Any:
-    from ingest.ray_engine import run_ray_ingest
-    from ingest.upload import IngestOptions
-    from lightbox.cli.local import open_store
-
-    opts = IngestOptions(
-        table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
-        labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
-        message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
-        max_pixels=args.max_pixels, progress=False if args.no_progress else None, branch=args.branch,
-        embed=args.embed, embed_text=args.embed_text, mode=args.mode)
-    if args.workers:
-        opts.workers = args.workers
-    store = open_store(args, create=True)
-    report = run_ray_ingest(store, opts, args.address)
-    report.root = shown_root(store.uri)
     return report
 
 

@@ -112,6 +112,26 @@ def ray_embed(args: argparse.Namespace) -> dict[str, Any]:
                              column=args.column, address=args.address, **note(args))
 
 
+def ray_ingest(args: argparse.Namespace) -> Any:
+    """``ingest --engine ray``: Ray workers write the table's fragments on the data root; one version."""
+    with data_root_errors(args, "`lightbox ingest --engine ray`"):
+        from ingest.ray_engine import run_ray_ingest
+        from ingest.upload import IngestOptions
+
+        opts = IngestOptions(
+            table=args.table, sources=args.sources, metadata=args.metadata, key=args.key,
+            labels_from_dirs=args.labels_from_dirs, id_mode=args.id_mode, dedup=args.dedup, tag=args.tag,
+            message=args.message, author=args.author, commit_every=args.commit_every, verify=args.verify,
+            max_pixels=args.max_pixels, progress=False if args.no_progress else None, branch=args.branch,
+            embed=args.embed, embed_text=args.embed_text, mode=args.mode)
+        if args.workers:
+            opts.workers = args.workers
+        store = open_store(args, create=True)
+        report = run_ray_ingest(store, opts, args.address)
+        report.root = shown_root(store.uri)
+        return report
+
+
 def _serve(args: argparse.Namespace) -> int:
     _need_service("`lightbox serve`")
     import uvicorn
