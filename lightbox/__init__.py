@@ -56,6 +56,6 @@ __all__ = [
     "Unprocessable",
     "Unreachable",
     "UnsupportedMediaType",
-    "__version__",
     "connect",
+    "__version__",
 ]

@@ -61,10 +61,10 @@ class AsyncClient:
     """A connection to one Lightbox service over ``httpx.AsyncClient``; ``async with`` it, or ``await close()``."""
 
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.25) -> None:
+                 retries: int = 3, backoff: float = 0.25, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.options = Options(url.rstrip("/"), api_key, timeout, retries, backoff)
         self._http = httpx.AsyncClient(base_url=self.options.url, headers=self.options.headers(),
-                                       timeout=self.options.timeouts())
+                                       timeout=self.options.timeouts(), transport=transport)
 
     @property
     def url(self) -> str:
