@@ -82,6 +82,20 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> Path:
+    """A data root holding ``digits``: the 200 digits (ids like ``3/00012.png``, labels from the folders,
+    ``digits.csv`` metadata, builtin vectors) as one version tagged ``v1``. Built once for the session and
+    read-only: a module that writes copies it (``shutil.copytree``) first."""
+    from ingest.pipeline import IngestOptions, run_ingest
+
+    root = tmp_path_factory.mktemp("digits-root") / "data"
+    run_ingest(Store(str(root)), IngestOptions(
+        table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
+        metadata=str(digits_dir / "digits.csv"), key="file", tag="v1", embed="builtin", progress=False, workers=1))
+    return root
+
+
 class InProcess:
     """The service's app over a data root in this process, lifespan run, no socket: ``.http()`` is a
     raw httpx client (headers, status codes, bodies) and ``.sdk()`` the SDK, both as over HTTP.
@@ -102,7 +116,7 @@ class InProcess:
         return _SharedTransport(self.thread)
 
     def http(self, **options: Any) -> httpx.Client:
-        return httpx.Client(transport=self.transport(), base_url=self.url, **{"timeout": 60, **options})
+        return httpx.Client(transport=self.transport(), **{"base_url": self.url, "timeout": 60, **options})
 
     def sdk(self, api_key: str | None = None, **options: Any) -> Client:
         return Client(self.url, api_key, transport=self.transport(), **options)
