@@ -96,6 +96,19 @@ def digits_root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> P
     return root
 
 
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> Path:
+    """A data root holding ``mnist``: the 200 digits with labels from the folders and builtin vectors, as
+    the official LanceDB clients' tests read it. Built once, read-only: copy it (``shutil.copytree``)."""
+    from ingest.pipeline import IngestOptions, run_ingest
+
+    root = tmp_path_factory.mktemp("mnist-root") / "data"
+    run_ingest(Store(str(root), refresh_seconds=0.0), IngestOptions(
+        table="mnist", sources=[str(digits_dir / "images")], labels_from_dirs=True, embed="builtin",
+        progress=False, workers=1))
+    return root
+
+
 class InProcess:
     """The service's app over a data root in this process, lifespan run, no socket: ``.http()`` is a
     raw httpx client (headers, status codes, bodies) and ``.sdk()`` the SDK, both as over HTTP.
