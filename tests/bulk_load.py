@@ -88,7 +88,10 @@ def bulk_load(root: Path, batches: int, rows: int, dim: int, limit: Any, log: Pa
     tuned. ``limit(start_rss, raw)`` is the RSS past which the server is killed."""
     import lancedb
 
-    server = ServeProcess(str(root), log=log).wait_ready()
+    # a measurement, not a test of lines: the server is never traced (coverage would slow its writes and
+    # indexing and add to its memory), whatever the test process measures
+    server = ServeProcess(str(root), log=log, env={"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""})
+    server.wait_ready()
     try:
         start = psutil.Process(server.proc.pid).memory_info().rss
         raw = batches * rows * dim * 4
