@@ -56,6 +56,6 @@ __all__ = [
     "Unprocessable",
     "Unreachable",
     "UnsupportedMediaType",
-    "connect",
     "__version__",
+    "connect",
 ]
