@@ -42,9 +42,13 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
 		echo "could not install chromium (not root?): the gallery's browser tests will be skipped"
 
+# pytest with a coverage report (pyproject.toml's [tool.coverage]), then the total of each package.
 test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term
+	@for pkg in app ingest lightbox embeddings; do \
+		printf '%-10s %s%% of lines\n' "$$pkg" "$$($(PY) -m coverage report --include="$$pkg/*" --format=total)"; \
+	done
 
 # A longer fuzz of every API operation than the one in `make test`; prints status codes per operation.
 FUZZ_MINUTES ?= 10
@@ -63,4 +67,4 @@ bench-quick: $(VENV)/.dev chromium
 	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache $(TS_DIR)/node_modules tests/artifacts
+	rm -rf $(VENV) lightbox-data .pytest_cache .ruff_cache $(TS_DIR)/node_modules tests/artifacts .coverage .coverage.*

@@ -1,7 +1,9 @@
-"""Shared fixtures: a real Lance store on tmp_path, real images, a real server on loopback."""
+"""Shared fixtures: a real Lance store on tmp_path, real images, the service's app in this process, and a
+real server on loopback for the tests whose point is a socket or a process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -10,7 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import tifffile
@@ -21,6 +25,8 @@ from app.main import create_app
 from app.serving import server_config
 from app.settings import Settings
 from app.store import Store
+from lightbox import AsyncClient, Client
+from lightbox._inprocess import AppThread, InProcessTransport
 from lightbox.demo import sample_files
 from tests.serve_procs import REPO_ROOT, free_port
 
@@ -76,8 +82,102 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> Path:
+    """A data root holding ``digits``: the 200 digits (ids like ``3/00012.png``, labels from the folders,
+    ``digits.csv`` metadata, builtin vectors) as one version tagged ``v1``. Built once for the session and
+    read-only: a module that writes copies it (``shutil.copytree``) first."""
+    from ingest.pipeline import IngestOptions, run_ingest
+
+    root = tmp_path_factory.mktemp("digits-root") / "data"
+    run_ingest(Store(str(root)), IngestOptions(
+        table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
+        metadata=str(digits_dir / "digits.csv"), key="file", tag="v1", embed="builtin", progress=False, workers=1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> Path:
+    """A data root holding ``mnist``: the 200 digits with labels from the folders and builtin vectors, as
+    the official LanceDB clients' tests read it. Built once, read-only: copy it (``shutil.copytree``)."""
+    from ingest.pipeline import IngestOptions, run_ingest
+
+    root = tmp_path_factory.mktemp("mnist-root") / "data"
+    run_ingest(Store(str(root), refresh_seconds=0.0), IngestOptions(
+        table="mnist", sources=[str(digits_dir / "images")], labels_from_dirs=True, embed="builtin",
+        progress=False, workers=1))
+    return root
+
+
+class InProcess:
+    """The service's app over a data root in this process, lifespan run, no socket: ``.http()`` is a
+    raw httpx client (headers, status codes, bodies) and ``.sdk()`` the SDK, both as over HTTP.
+
+    Settings are those of ``LiveServer`` (the defaults, latest refreshed on every read) plus the
+    overrides, e.g. ``InProcess(uri, max_upload_bytes=1000)``. Every client shares the one app, which
+    ``close()`` shuts down (the store and the index keeper close).
+    """
+
+    url = "http://lightbox.local"
+
+    def __init__(self, uri: str, **overrides: object) -> None:
+        self.settings = Settings(**{"uri": uri, "latest_refresh_seconds": 0.0, **overrides})  # type: ignore[arg-type]
+        self.app = create_app(self.settings)
+        self.thread = AppThread(self.app)
+
+    def transport(self) -> httpx.BaseTransport:
+        return _SharedTransport(self.thread)
+
+    def http(self, **options: Any) -> httpx.Client:
+        return httpx.Client(transport=self.transport(), **{"base_url": self.url, "timeout": 60, **options})
+
+    def sdk(self, api_key: str | None = None, **options: Any) -> Client:
+        return Client(self.url, api_key, transport=self.transport(), **options)
+
+    def async_sdk(self, api_key: str | None = None, **options: Any) -> AsyncClient:
+        return AsyncClient(self.url, api_key, transport=_AsyncTransport(self.transport()), **options)
+
+    def close(self) -> None:
+        self.thread.close()
+
+
+class _SharedTransport(InProcessTransport):
+    """A client's transport to an ``InProcess`` app: closing the client leaves the app running."""
+
+    def close(self) -> None:
+        pass
+
+
+class _AsyncTransport(httpx.AsyncBaseTransport):
+    """The async SDK's transport to an ``InProcess`` app: the sync one, run in a worker thread."""
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self.transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        response = await asyncio.to_thread(self.transport.handle_request, request)
+        body = await asyncio.to_thread(lambda: b"".join(response.iter_raw()))  # as the app encoded it
+        return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(body),
+                              request=request)
+
+
+@pytest.fixture
+def in_process() -> Iterator[Callable[..., InProcess]]:
+    """Serve data roots in this process: ``in_process(uri, **settings)``; all are shut down after the test."""
+    started: list[InProcess] = []
+
+    def start(uri: str, **overrides: object) -> InProcess:
+        started.append(InProcess(uri, **overrides))
+        return started[-1]
+
+    yield start
+    for app in started:
+        app.close()
+
+
 class LiveServer:
-    """A real uvicorn server on 127.0.0.1 in a background thread."""
+    """A real uvicorn server on 127.0.0.1 in a background thread (for what needs a socket)."""
 
     def __init__(self, uri: str, **overrides: object) -> None:
         self.port = free_port()

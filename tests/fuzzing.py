@@ -1,7 +1,10 @@
-"""The API fuzzer: schemathesis over every operation of a live server's ``/openapi.json``.
+"""The API fuzzer: schemathesis over every operation of the service's ``/openapi.json``.
 
 Shared by the bounded suite in ``make test`` (tests/test_fuzz_api.py) and the longer ``make fuzz``
 pass (``python -m tests.fuzzing --minutes 10``), which prints the status codes seen per operation.
+The app runs in this process (``tests.conftest.InProcess``): every generated request goes through a
+``requests`` session whose adapter hands it to the app as one ASGI call, so a case costs the app's
+work and no socket, and the app's own tracebacks are at hand when a 5xx needs explaining.
 
 Every operation is driven with schema-valid (positive) and schema-violating (negative) requests,
 with path parameters either generated or pinned to names that exist (tables, a tag, a branch, a row,
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import re
 import sys
@@ -31,7 +35,10 @@ import hypothesis
 import hypothesis.errors
 import orjson
 import pyarrow as pa
+import requests
+import requests.adapters
 import schemathesis
+import urllib3
 from hypothesis import strategies as st
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi import checks as openapi_checks
@@ -243,7 +250,41 @@ def ordered(labels: list[str]) -> list[str]:
     return sorted(labels, key=lambda label: bool(DESTRUCTIVE.match(label)))
 
 
-def fuzz_operation(operation: Any, base_url: str, max_examples: int, budget_seconds: float) -> Outcome:
+class _InProcessAdapter(requests.adapters.HTTPAdapter):
+    """A ``requests`` adapter that sends each prepared request through an httpx client (here one whose
+    transport calls the app in this process) and hands back the answer's bytes exactly as sent."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        super().__init__()
+        self.http = http
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,  # type: ignore[override]
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        body = request.body.encode() if isinstance(request.body, str) else request.body or b""
+        sent = self.http.build_request(request.method or "GET", request.url or "/", content=body,
+                                       headers=dict(request.headers))
+        answer = self.http.send(sent, stream=True)
+        try:
+            content = b"".join(answer.iter_raw())  # as the app encoded it: requests decodes it once
+        finally:
+            answer.close()
+        raw = urllib3.HTTPResponse(body=io.BytesIO(content), headers=list(answer.headers.multi_items()),
+                                   status=answer.status_code, reason=answer.reason_phrase, version=11,
+                                   preload_content=False, decode_content=False)
+        return self.build_response(request, raw)
+
+
+def session_over(http: httpx.Client) -> requests.Session:
+    """A ``requests`` session (what schemathesis sends cases with) that goes through ``http``."""
+    session = requests.Session()
+    adapter = _InProcessAdapter(http)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def fuzz_operation(operation: Any, session: requests.Session, base_url: str, max_examples: int,
+                   budget_seconds: float) -> Outcome:
     """Run ``max_examples`` positive and negative cases (or until the budget is spent) on one operation."""
     outcome = Outcome(operation.label)
     schemathesis.serializer.alias(ARROW, "application/octet-stream")  # Arrow IPC bodies go as raw bytes
@@ -267,7 +308,7 @@ def fuzz_operation(operation: Any, base_url: str, max_examples: int, budget_seco
         if outcome.statuses and time.monotonic() - started > budget_seconds:  # at least one case always runs
             return
         try:
-            response = case.call(base_url=base_url, headers=HEADERS, timeout=60)
+            response = case.call(base_url=base_url, session=session, headers=HEADERS, timeout=60)
         except Exception as exc:  # the connection itself failed: as bad as a 500
             outcome.failures.append(f"request failed: {type(exc).__name__}: {exc}")
             return
@@ -312,23 +353,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=300, help="max cases per operation (default 300)")
     parser.add_argument("--only", help="fuzz only operations whose label contains this text")
     args = parser.parse_args(argv)
-    from tests.conftest import LiveServer
+    from tests.conftest import InProcess
 
     with tempfile.TemporaryDirectory(prefix="lightbox-fuzz-") as tmp:
-        server = LiveServer(str(Path(tmp) / "data"), api_keys=API_KEY).start()
+        app = InProcess(str(Path(tmp) / "data"), api_keys=API_KEY)
         try:
-            with httpx.Client(base_url=server.url, headers=HEADERS, timeout=120) as http:
+            with app.http(headers=HEADERS, timeout=120) as http:
                 seed(http)
-                schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers=HEADERS)
+                schema = schemathesis.openapi.from_dict(http.get("/openapi.json").json())
+                session = session_over(http)
                 ops = {op.label: op for op in operations(schema) if not args.only or args.only in op.label}
                 budget = args.minutes * 60 / max(len(ops), 1)
                 outcomes = []
                 for label in ordered(list(ops)):
                     seed(http)
-                    outcomes.append(fuzz_operation(ops[label], server.url, args.examples, budget))
+                    outcomes.append(fuzz_operation(ops[label], session, app.url, args.examples, budget))
                     print(f"{label}: {dict(sorted(outcomes[-1].statuses.items()))}", file=sys.stderr, flush=True)
         finally:
-            server.stop()
+            app.close()
     print(report(outcomes))
     failures = [(o.label, f) for o in outcomes for f in o.failures]
     for label, failure in failures:

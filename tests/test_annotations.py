@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-import lightbox
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
+from tests.helpers import arrow_stream, run_cli
 
 
 @pytest.fixture
@@ -45,9 +45,9 @@ def coco_file(path: Path) -> Path:
     return path
 
 
-def test_coco_by_cli_into_one_version(cli: Callable[..., Any], root: str, tmp_path: Path) -> None:
+def test_coco_by_cli_into_one_version(root: str, tmp_path: Path) -> None:
     before = Store(root).latest("digits").version
-    done = cli("import-annotations", "digits", coco_file(tmp_path / "instances.json"), "--uri", root, "--json")
+    done = run_cli("import-annotations", "digits", coco_file(tmp_path / "instances.json"), "--uri", root, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["rows_updated"] == 2 and report["annotations"] == 2
@@ -66,10 +66,10 @@ def test_coco_by_cli_into_one_version(cli: Callable[..., Any], root: str, tmp_pa
     assert sum(r["boxes"] is not None for r in rows.values()) == 2
 
 
-def test_coco_then_yolo_through_sdk_and_http(root: str, live_server: Callable[[str], LiveServer],
+def test_coco_then_yolo_through_sdk_and_http(root: str, in_process: Callable[..., InProcess],
                                              tmp_path: Path) -> None:
-    server = live_server(root)
-    with lightbox.Client(server.url) as client:
+    server = in_process(root)
+    with server.sdk() as client:
         t = client.table("digits")
         t.import_annotations(coco_file(tmp_path / "instances.json"), message="coco boxes")
         labels = tmp_path / "labels"
@@ -85,33 +85,30 @@ def test_coco_then_yolo_through_sdk_and_http(root: str, live_server: Callable[[s
         assert row["boxes"][1] == pytest.approx([0.8, 0.8, 4.0, 4.0])
         assert row["segmentation"][1] == [pytest.approx([0.8, 0.8, 4.8, 0.8, 4.8, 4.8])]
         assert [v["message"] for v in t.versions()][-2:] == ["coco boxes", "yolo boxes"]  # one version each
-    with httpx.Client(base_url=f"{server.url}/api/v1/tables/digits", timeout=30) as http:
+    with server.http(base_url=f"{server.url}/api/v1/tables/digits") as http:
         for params, body in (({"format": "coco"}, b"[1, 2]"), ({"format": "coco"}, b"{not json"),
                              ({"format": "yolo"}, b'{"labels": {"a": "x y z"}}'), ({"format": "voc"}, b"{}")):
             bad = http.post("/annotations", params=params, content=body, headers={"content-type": "application/json"})
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_annotations", (params, body)
         assert http.post("/annotations", params={"match": "nope"}, json={"images": []}).status_code == 400
         # a table with no image sizes (made through the LanceDB protocol) cannot take YOLO's fractions
-        made = client_create_plain(server.url)
+        made = client_create_plain(server.http())
         assert made.status_code == 200, made.text
-        bad = httpx.post(f"{server.url}/api/v1/tables/plain/annotations", params={"format": "yolo"},
-                         json={"labels": {"r0": "0 0.5 0.5 1 1"}})
+        bad = server.http().post("/api/v1/tables/plain/annotations", params={"format": "yolo"},
+                                 json={"labels": {"r0": "0 0.5 0.5 1 1"}})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_annotations", bad.text
         assert "width" in bad.json()["error"]["message"]
         assert http.post("/api/v1/tables/none/annotations".removeprefix("/api/v1/tables/digits"),
                          json={"images": []}).status_code in (404, 405)
 
 
-def client_create_plain(url: str) -> httpx.Response:
+def client_create_plain(http: httpx.Client) -> httpx.Response:
     """A table of plain rows (``id``, ``label``) made through the LanceDB protocol: no width or height."""
     import pyarrow as pa
 
     rows = pa.table({"id": ["r0", "r1"], "label": [0, 1]})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
-        writer.write_table(rows)
-    return httpx.post(f"{url}/v1/table/plain/create", content=sink.getvalue().to_pybytes(),
-                      headers={"content-type": "application/vnd.apache.arrow.stream"})
+    return http.post("/v1/table/plain/create", content=arrow_stream(rows),
+                     headers={"content-type": "application/vnd.apache.arrow.stream"})
 
 
 def test_annotation_bodies_are_bounded_and_checked(root: str) -> None:

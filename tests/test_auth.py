@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from app.auth import ApiKeys, is_read
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
@@ -25,10 +23,9 @@ def test_reads_that_are_posts_count_as_reads() -> None:
     assert not is_read("DELETE", "/api/v1/tables/t") and not is_read("POST", "/api/v1/tables/t/tags")
 
 
-def test_keys_guard_every_route_but_health(store: Store, samples_dir: Path, tuned_server) -> None:
+def test_keys_guard_every_route_but_health(store: Store, samples_dir: Path, in_process) -> None:
     run_ingest(store, IngestOptions(table="pics", sources=[str(samples_dir)], progress=False))
-    server = tuned_server(store.uri, api_keys="secret,peek:ro")
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with in_process(store.uri, api_keys="secret,peek:ro").http() as client:
         assert client.get("/healthz").status_code == 200
         denied = client.get("/api/v1/tables")
         assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"

@@ -1,4 +1,4 @@
-"""Branches, diff and merge over HTTP, on a real server and a real Lance store.
+"""Branches, diff and merge over HTTP (the service's app in this process) on a real Lance store.
 
 A branch forks a table at latest, a version or a tag; reads and writes take ``?branch=``. A diff
 between two refs lists ids added, removed and changed (with the changed columns). A merge applies
@@ -17,18 +17,10 @@ import pyarrow as pa
 import pytest
 
 from app.store import Store
+from tests.helpers import arrow_stream, assert_error
 
 ARROW = "application/vnd.apache.arrow.stream"
 T = "/api/v1/tables/t"
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"} and error["message"], error
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 class Tab:
@@ -53,11 +45,8 @@ class Tab:
         ids = list(labels)
         rows = pa.table({"id": ids, "image": pa.array([self.pictures[picture]] * len(ids), pa.binary()),
                          "label": pa.array(list(labels.values()), pa.int64())})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            writer.write_table(rows)
         query = {"mode": mode, **params, **({"branch": branch} if branch else {})}
-        response = self.http.post(f"{T}/rows", content=sink.getvalue().to_pybytes(),
+        response = self.http.post(f"{T}/rows", content=arrow_stream(rows),
                                   headers={"content-type": ARROW}, params=query)
         assert response.status_code == 201, response.text
         assert response.json()["skipped"] == [], response.text
@@ -98,11 +87,10 @@ class Tab:
 
 
 @pytest.fixture
-def tab(store: Store, live_server, samples_dir: Path) -> Tab:
+def tab(store: Store, in_process, samples_dir: Path) -> Tab:
     """Table ``t`` with rows r0..r4 (labels 0..4), tagged ``base``."""
-    server = live_server(store.uri)
     pictures = [(samples_dir / n).read_bytes() for n in ("horse.png", "chessboard_GRAY.png", "multipage.tif")]
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with in_process(store.uri).http() as http:
         made = http.post("/api/v1/tables", json={"name": "t", "schema": [{"name": "label", "type": "int64"}]})
         assert made.status_code == 201, made.text
         t = Tab(http, pictures)

@@ -1,8 +1,8 @@
 """A client's mistake is a 4xx in the one error shape, never a 500, and never a write that did
 something else: filters that cannot run on the column types, names with a trailing newline,
 non-ASCII API keys, numbers beyond what Lance takes, details that orjson cannot render, columns that
-cannot hold what is asked of them, and body fields the route does not know. Each case runs through a
-live server over a real table (images, int and string metadata, a vector column)."""
+cannot hold what is asked of them, and body fields the route does not know. Each case runs through the
+service's app (in this process) over a real table (images, int and string metadata, a vector column)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pytest
 
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
+from tests.helpers import assert_error
 
 IMAGES = ["astronaut.png", "camera.png", "horse.png", "rocket.jpg", "china.jpg", "chessboard_GRAY.png"]
 BAD_FILTERS = ["label = 'x'", "split = 3", "id > 5", "label = '3'"]
@@ -44,30 +45,16 @@ def root(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(root: str) -> Iterator[LiveServer]:
-    live = LiveServer(root).start()
-    yield live
-    live.stop()
+def app(root: str) -> Iterator[InProcess]:
+    served = InProcess(root)
+    yield served
+    served.close()
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+def client(app: InProcess) -> Iterator[httpx.Client]:
+    with app.http() as http:
         yield http
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The status, and exactly the one error shape ``{"error": {"code", "message", "detail"}}``."""
-    assert response.status_code == status, (response.request.method, response.request.url, response.text)
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "detail"}, error
-    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["detail"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def state(client: httpx.Client, table: str = "t") -> tuple[int, int, list[str]]:
@@ -135,9 +122,8 @@ def test_names_with_a_trailing_newline_are_refused_everywhere(client: httpx.Clie
 
 
 # -- 3. non-ASCII API keys -------------------------------------------------------------------------
-def test_non_ascii_api_keys_are_401_and_real_keys_still_work(root: str, tuned_server) -> None:
-    server = tuned_server(root, api_keys="s3cret,viewer:ro,clé")
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+def test_non_ascii_api_keys_are_401_and_real_keys_still_work(root: str, in_process) -> None:
+    with in_process(root, api_keys="s3cret,viewer:ro,clé").http() as http:
         for headers in ({"authorization": "Bearer ré".encode()}, {"x-api-key": b"\xff"},
                         {"x-api-key": b"s3cret\xff"}, {"authorization": b"Bearer \xff\xfe"},
                         {"x-api-key": "clé".encode("latin-1")}):

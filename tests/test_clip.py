@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 import lightbox
 from app.store import Store
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
+from tests.helpers import run_cli
 
 WORDS = ["a", "photo", "of", "cat", "dog", "digit", "three"]
 
@@ -82,18 +82,17 @@ def model_ranking(clip_dir: Path, store: Store, table: str, column: str, text: s
     return [row_id for _, row_id in sorted(scores)[:k]]
 
 
-def test_ingest_with_clip_and_search_by_text(cli: Callable[..., Any], live_server: Callable[[str], LiveServer],
-                                             clip_dir: Path, digits_dir: Path, tmp_path: Path) -> None:
+def test_ingest_with_clip_and_search_by_text(in_process: Callable[..., InProcess], clip_dir: Path,
+                                             digits_dir: Path, tmp_path: Path) -> None:
     uri = str(tmp_path / "data")
-    done = cli("ingest", digits_dir / "images", "--table", "digits", "--uri", uri, "--labels-from-dirs",
+    done = run_cli("ingest", digits_dir / "images", "--table", "digits", "--uri", uri, "--labels-from-dirs",
                "--embed", f"clip:{clip_dir}", "--no-progress", "--workers", "1")
     assert done.returncode == 0, done.stderr
     store = Store(uri)
     field = store.latest("digits").schema.field("clip_vector")
     assert field.type.list_size == 16
     assert field.metadata[b"lightbox:model"] == f"clip:{clip_dir}".encode()
-    server = live_server(uri)
-    with lightbox.Client(server.url) as client:
+    with in_process(uri).sdk() as client:
         hits = client.table("digits").search("a photo of a cat", k=5, columns=["id"])
         assert hits.column("id").to_pylist() == model_ranking(clip_dir, store, "digits", "clip_vector",
                                                               "a photo of a cat", 5)
@@ -103,22 +102,23 @@ def test_ingest_with_clip_and_search_by_text(cli: Callable[..., Any], live_serve
         assert by_image.column("id").to_pylist() == ["3/00003.png"]  # the same image, embedded the same way
 
 
-def test_embed_clip_beside_builtin_and_text_picks_it(cli: Callable[..., Any],
-                                                      live_server: Callable[[str], LiveServer], clip_dir: Path,
+def test_embed_clip_beside_builtin_and_text_picks_it(in_process: Callable[..., InProcess], clip_dir: Path,
                                                       digits_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
     uri = str(tmp_path / "data")
-    assert cli("ingest", digits_dir / "images", "--table", "digits", "--uri", uri, "--embed", "builtin",
+    assert run_cli("ingest", digits_dir / "images", "--table", "digits", "--uri", uri, "--embed", "builtin",
                "--no-progress", "--workers", "1").returncode == 0
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))  # no CLIP in the cache either
-    missing = cli("embed", "digits", "--model", "clip", "--uri", uri)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache" / "hub"))  # (read at import)
+    missing = run_cli("embed", "digits", "--model", "clip", "--uri", uri)
     assert missing.returncode == 2 and "LIGHTBOX_CLIP_MODEL" in missing.stderr  # one line, no traceback
-    monkeypatch.setenv("LIGHTBOX_CLIP_MODEL", str(clip_dir))  # the cli fixture passes os.environ on
-    done = cli("embed", "digits", "--model", "clip", "--uri", uri)
+    monkeypatch.setenv("LIGHTBOX_CLIP_MODEL", str(clip_dir))
+    done = run_cli("embed", "digits", "--model", "clip", "--uri", uri)
     assert done.returncode == 0, done.stderr
     assert "clip_vector" in done.stdout
-    server = live_server(uri)
-    with lightbox.Client(server.url) as client:
+    with in_process(uri).sdk() as client:
         t = client.table("digits")
         hits = t.search("a photo of a dog", k=3, columns=["id"]).column("id").to_pylist()
         assert hits == model_ranking(clip_dir, Store(uri), "digits", "clip_vector", "a photo of a dog", 3)

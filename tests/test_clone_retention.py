@@ -18,18 +18,11 @@ import pyarrow as pa
 import pytest
 
 from app.store import Store
+from tests.conftest import InProcess
+from tests.helpers import arrow_stream, assert_error, run_cli
 
 ARROW = "application/vnd.apache.arrow.stream"
 CLONE_TAG = "lightbox-clone-"
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"} and error["message"], error
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def data_files(table_dir: Path) -> list[Path]:
@@ -37,7 +30,8 @@ def data_files(table_dir: Path) -> list[Path]:
 
 
 class Api:
-    def __init__(self, http: httpx.Client, pictures: list[bytes]) -> None:
+    def __init__(self, app: InProcess, http: httpx.Client, pictures: list[bytes]) -> None:
+        self.app = app
         self.http = http
         self.pictures = pictures
 
@@ -45,10 +39,7 @@ class Api:
         rows = pa.table({"id": list(labels), "image": pa.array([self.pictures[picture]] * len(labels), pa.binary()),
                          "label": pa.array(list(labels.values()), pa.int64()),
                          "split": [("test" if v % 2 else "train") for v in labels.values()]})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            writer.write_table(rows)
-        response = self.http.post(f"/api/v1/tables/{table}/rows", content=sink.getvalue().to_pybytes(),
+        response = self.http.post(f"/api/v1/tables/{table}/rows", content=arrow_stream(rows),
                                   headers={"content-type": ARROW}, params=params)
         assert response.status_code == 201 and not response.json()["skipped"], response.text
         return response.json()["version"]
@@ -84,11 +75,11 @@ class Api:
 
 
 @pytest.fixture
-def api(store: Store, live_server, samples_dir: Path) -> Api:
-    server = live_server(store.uri)
+def api(store: Store, in_process, samples_dir: Path) -> Api:
+    app = in_process(store.uri)
     pictures = [(samples_dir / n).read_bytes() for n in ("horse.png", "chessboard_GRAY.png", "multipage.tif")]
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        yield Api(http, pictures)
+    with app.http() as http:
+        yield Api(app, http, pictures)
 
 
 # -- clone -------------------------------------------------------------------------------------
@@ -276,10 +267,9 @@ def test_optimize_and_index_errors(api: Api) -> None:
 
 # -- a clone's guard ---------------------------------------------------------------------------
 def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_reads(
-        api: Api, store: Store, live_server, cli) -> None:
+        api: Api, store: Store, live_server) -> None:
     import lancedb
 
-    from lightbox import Client
     from lightbox.errors import LightboxError
 
     root = Path(store.uri)
@@ -318,8 +308,9 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     # nor is the prefix anyone's to use by hand
     assert_error(api.http.post("/api/v1/tables/src/tags", json={"name": CLONE_TAG + "x", "version": 1}), 400)
     assert_error(api.http.put(f"/api/v1/tables/src/tags/{CLONE_TAG}y", json={"version": 1}), 400)
-    # the LanceDB protocol, with LanceDB's own client and on the wire
-    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=str(api.http.base_url).rstrip("/"))
+    # the LanceDB protocol, with LanceDB's own client (over a socket: its core is Rust) and on the wire
+    server = live_server(store.uri)
+    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=server.url)
     tbl = db.open_table("src")
     for attempt in (lambda: tbl.tags.delete(guard), lambda: tbl.tags.update(guard, 1),
                     lambda: tbl.tags.create(CLONE_TAG + "z", 1)):
@@ -328,13 +319,13 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     refused(api.http.post("/v1/table/src/tags/delete/", json={"tag": guard}))
     refused(api.http.post("/v1/table/src/tags/update/", json={"tag": guard, "version": 1}))
     # the SDK and the CLI (over HTTP and on the data root)
-    with pytest.raises(LightboxError) as sdk_error:
-        Client(str(api.http.base_url)).table("src").untag(guard)
+    with api.app.sdk() as client, pytest.raises(LightboxError) as sdk_error:
+        client.table("src").untag(guard)
     assert sdk_error.value.status == 409 and sdk_error.value.code == "clone_guard"
-    with pytest.raises(LightboxError):
-        Client(str(api.http.base_url)).table("src").tag(guard, 1, move=True)
-    for where in (("--server", str(api.http.base_url)), ("--uri", store.uri)):
-        ran = cli("tags", "src", "delete", guard, *where)
+    with api.app.sdk() as client, pytest.raises(LightboxError):
+        client.table("src").tag(guard, 1, move=True)
+    for where in (("--server", server.url), ("--uri", store.uri)):
+        ran = run_cli("tags", "src", "delete", guard, *where)
         assert ran.returncode != 0 and "clone" in ran.stderr, (ran.stdout, ran.stderr)
     assert api.tags("src")[guard] == guarded_at
 
@@ -375,7 +366,7 @@ def test_a_clone_guard_cannot_be_removed_and_retention_keeps_what_the_clone_read
     assert lance.dataset(str(root / "src.lance")).validate() is None
 
 
-def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, cli) -> None:
+def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, live_server) -> None:
     root = Path(store.uri)
     api.create("src")
     api.add("src", {f"r{i}": i for i in range(4)})
@@ -394,7 +385,7 @@ def test_retention_waits_while_a_clone_has_no_guard(api: Api, store: Store, cli)
     api.optimize("src")
     kept = api.optimize("src", retention_seconds=0)
     assert kept["old_versions_removed"] == 0 and "['c', 'c2']" in kept["retention_skipped"], kept
-    ran = cli("optimize", "src", "--server", str(api.http.base_url))
+    ran = run_cli("optimize", "src", "--server", live_server(store.uri).url)
     assert ran.returncode == 0 and "warning" in ran.stderr and "'c'" in ran.stderr, (ran.stdout, ran.stderr)
     assert api.labels("c") == expected and api.image("c", "r3") == api.pictures[0]
     assert lance.dataset(str(root / "c.lance")).validate() is None

@@ -1,7 +1,7 @@
 """Concurrent keyed writers: no duplicate ids, no lost writes, every write its own version.
 
 Four processes upsert 3 of 30 overlapping ids at a time, through ``keyed_write`` on the data root
-and through ``POST /rows`` (Arrow, ``mode=upsert``) on one live server. Each writer logs what it
+and through ``POST /rows`` (multipart, ``mode=upsert``) on one live server. Each writer logs what it
 wrote and the version the write reported. The history is then replayed: every version after the
 start must be exactly one logged write (its ids set to its value, nothing else touched), so the
 final value of each id is the value of the write with the highest version that touched it.
@@ -31,18 +31,20 @@ from tests.conftest import REPO_ROOT, cli_env
 
 KEYS = [f"k{i:02d}" for i in range(30)]
 WRITERS = 4
+WRITES = 15  # each writer's writes (all of them at once make the race); SECONDS bounds a slow machine
 SECONDS = 7.0
 SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY_META),
                     pa.field("value", pa.int64()), pa.field("writer", pa.int64())])
 
-# One writer: from `start` (a wall-clock time shared by all writers) until `start + seconds`,
-# upsert 3 random keys to a value unique to this write; log every outcome as one JSON line.
+# One writer: ready once imported (it makes `<out>.ready`), it starts when `go` appears, as all the
+# others do, and then makes `writes` writes (or stops after `seconds`): each upserts 3 random keys to
+# a value unique to the write. Every outcome is logged as one JSON line.
 WORKER = r"""
-import json, random, sys, time
+import json, os, random, sys, time
 import pyarrow as pa
 
-how, target, writer, start, seconds, out = sys.argv[1:7]  # argv[7]: an image file (http)
-writer, start, seconds = int(writer), float(start), float(seconds)
+how, target, writer, go, seconds, writes, out = sys.argv[1:8]  # argv[8]: an image file (http)
+writer, seconds, writes = int(writer), float(seconds), int(writes)
 keys = [f"k{i:02d}" for i in range(30)]
 rng = random.Random(writer)
 
@@ -59,7 +61,7 @@ if how == "store":
 else:  # images with their metadata, multipart, mode=upsert
     import httpx
     http = httpx.Client(base_url=target, timeout=60)
-    picture = open(sys.argv[7], "rb").read()
+    picture = open(sys.argv[8], "rb").read()
 
     def write(ids, value):
         parts = [("files", (f"{key}.png", picture, "image/png")) for key in ids]
@@ -73,11 +75,13 @@ else:  # images with their metadata, multipart, mode=upsert
             raise RuntimeError(f"skipped {body['skipped']}")
         return body["version"], {"inserted": body["inserted"], "updated": body["updated"]}
 
-while time.time() < start:
+open(out + ".ready", "w").close()
+while not os.path.exists(go):
     time.sleep(0.001)
+end = time.time() + seconds
 with open(out, "w") as log:
     n = 0
-    while time.time() < start + seconds:
+    while n < writes and time.time() < end:
         n += 1
         ids = rng.sample(keys, 3)
         value = writer * 1_000_000 + n
@@ -92,12 +96,20 @@ with open(out, "w") as log:
 
 
 def run_writers(how: str, target: str, tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
-    """Start the writers together, wait for them, return every logged outcome."""
-    start = time.time() + 4.0  # time for every child to import Lance before the race starts
+    """Start the writers together (once every child has imported Lance), wait for them, return every
+    logged outcome."""
+    go = tmp_path / f"{how}-go"
     logs = [tmp_path / f"{how}-{w}.jsonl" for w in range(WRITERS)]
-    children = [subprocess.Popen([sys.executable, "-c", WORKER, how, target, str(w), str(start), str(SECONDS),
-                                  str(log), *extra], env=cli_env(), cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    children = [subprocess.Popen([sys.executable, "-c", WORKER, how, target, str(w), str(go), str(SECONDS),
+                                  str(WRITES), str(log), *extra], env=cli_env(), cwd=REPO_ROOT, stderr=subprocess.PIPE,
+                                 text=True)
                 for w, log in enumerate(logs)]
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{log}.ready").exists() for log in logs):
+        assert all(child.poll() is None for child in children), "a writer died before the race"
+        assert time.monotonic() < deadline, "the writers did not get ready"
+        time.sleep(0.01)
+    go.touch()
     for child in children:
         _, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
@@ -170,15 +182,15 @@ def test_concurrent_image_upserts_over_http(store: Store, tmp_path: Path, live_s
         hashlib.sha256(picture.read_bytes()).hexdigest()}
 
 
-def test_concurrent_uploads_of_one_new_id_add_it_once(store: Store, live_server, samples_dir: Path) -> None:
+def test_concurrent_uploads_of_one_new_id_add_it_once(store: Store, in_process, samples_dir: Path) -> None:
     """Insert mode (the default): of several uploads racing with the same new id, exactly one adds it."""
-    server = live_server(store.uri)
-    assert httpx.post(f"{server.url}/api/v1/tables", json={"name": "pics"}).status_code == 201
+    server = in_process(store.uri)
+    assert server.http().post("/api/v1/tables", json={"name": "pics"}).status_code == 201
     picture = (samples_dir / "horse.png").read_bytes()
     barrier = threading.Barrier(3)
 
     def upload(key: str) -> dict[str, Any]:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with server.http() as http:
             barrier.wait()
             response = http.post("/api/v1/tables/pics/rows", files=[("files", (key, picture, "image/png"))])
             assert response.status_code in (201, 422), response.text

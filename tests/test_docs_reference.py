@@ -18,7 +18,7 @@ from app.store import Store
 from lightbox.cli import build_parser
 from lightbox.cli import commands as lightbox_commands
 from lightbox.demo import build_demo
-from tests.conftest import REPO_ROOT, LiveServer
+from tests.conftest import REPO_ROOT, InProcess
 
 DOCS = REPO_ROOT / "docs"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -36,15 +36,15 @@ def documented_routes(text: str) -> set[tuple[str, str]]:
     return found
 
 
-def served_routes(url: str) -> set[tuple[str, str]]:
-    spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
+def served_routes(http: httpx.Client) -> set[tuple[str, str]]:
+    spec = http.get("/openapi.json").json()
     return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops
             if method.upper() in METHODS}
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate Operation ID")  # the LanceDB GET/POST twins share a function
-def test_http_reference_matches_openapi(tmp_path: Path, live_server: Callable[[str], LiveServer]) -> None:
-    served = served_routes(live_server(str(tmp_path / "data")).url)
+def test_http_reference_matches_openapi(tmp_path: Path, in_process: Callable[..., InProcess]) -> None:
+    served = served_routes(in_process(str(tmp_path / "data")).http())
     documented = documented_routes((DOCS / "http.md").read_text())
     assert len(served) > 40
     undocumented = sorted(served - documented)

@@ -6,48 +6,46 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import lightbox
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
-from lightbox.async_client import AsyncClient
-from tests.conftest import LiveServer
+from tests.conftest import InProcess, LiveServer
+from tests.helpers import run_cli
 
 META = ["id", "label", "split", "ink"]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("export") / "data")
+def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
+    """A copy of ``digits_root``: 200 real digits (ids like ``3/00012.png``), labels, CSV metadata,
+    builtin vectors, tagged v1 (one more row is added by ``server``, so the tag and the latest differ)."""
+    root = tmp_path_factory.mktemp("export") / "data"
+    shutil.copytree(digits_root, root)
+    return str(root)
 
 
 @pytest.fixture(scope="module")
-def server(root: str, digits_dir: Path) -> Iterator[LiveServer]:
-    """``digits``: 200 real digits (ids like ``3/00012.png``), labels, CSV metadata, builtin vectors;
-    tagged v1, then one more row added so the tag and the latest differ."""
-    store = Store(root, refresh_seconds=0.0)
-    run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
-                                    metadata=str(digits_dir / "digits.csv"), key="file", tag="v1",
-                                    embed="builtin", progress=False, workers=1))
-    live = LiveServer(store.uri).start()
-    with lightbox.Client(live.url) as client:
+def server(root: str, digits_dir: Path) -> Iterator[InProcess]:
+    app = InProcess(root)
+    with app.sdk() as client:
         client.table("digits").add([digits_dir / "images" / "0/00000.png"], ids=["late/extra.png"],
                                    metadata=[{"label": 0, "split": "late", "ink": 1.0}])
-    yield live
-    live.stop()
+    yield app
+    app.close()
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[lightbox.Client]:
-    with lightbox.Client(server.url) as c:
+def client(server: InProcess) -> Iterator[lightbox.Client]:
+    with server.sdk() as c:
         yield c
 
 
@@ -120,10 +118,9 @@ def test_webdataset_shards_read_by_webdataset_and_ingest(client: lightbox.Client
     assert rows_by_id(store, "again") == expected
 
 
-def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], server: LiveServer, root: str,
-                                            tmp_path: Path) -> None:
+def test_imagefolder_tree_by_cli_and_ingest(server: InProcess, root: str, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    done = cli("export", "digits", tree, "--format", "imagefolder", "--at", "v1", "--uri", root)
+    done = run_cli("export", "digits", tree, "--format", "imagefolder", "--at", "v1", "--uri", root)
     assert done.returncode == 0, done.stderr
     assert "exported 200 rows" in done.stdout
     expected = v1_rows(root)
@@ -148,9 +145,10 @@ def test_imagefolder_tree_by_cli_and_ingest(cli: Callable[..., Any], server: Liv
         sorted((r["sha256"], r["label"]) for r in expected.values())
 
 
-def test_cli_through_server_and_latest_differs_from_tag(cli: Callable[..., Any], server: LiveServer, root: str,
-                                                        tmp_path: Path) -> None:
-    done = cli("export", "digits", tmp_path / "latest.parquet", "--server", server.url, "--filter", "label = 0")
+def test_cli_through_server_and_latest_differs_from_tag(server: InProcess, root: str, tmp_path: Path,
+                                                        live_server: Callable[[str], LiveServer]) -> None:
+    live = live_server(root)  # the command line's own HTTP client, over a socket
+    done = run_cli("export", "digits", tmp_path / "latest.parquet", "--server", live.url, "--filter", "label = 0")
     assert done.returncode == 0, done.stderr
     import pyarrow.parquet as pq
 
@@ -161,9 +159,9 @@ def test_cli_through_server_and_latest_differs_from_tag(cli: Callable[..., Any],
     assert pq.read_schema(tmp_path / "latest.parquet").metadata[b"huggingface"]
 
 
-def test_http_stream_zip_and_errors(server: LiveServer, root: str) -> None:
+def test_http_stream_zip_and_errors(server: InProcess, root: str) -> None:
     expected = v1_rows(root)
-    with httpx.Client(base_url=f"{server.url}/api/v1/tables/digits", timeout=60) as http:
+    with server.http(base_url=f"{server.url}/api/v1/tables/digits") as http:
         with http.stream("GET", "/export", params={"format": "imagefolder", "archive": "zip", "tag": "v1"}) as r:
             assert r.status_code == 200
             assert r.headers["content-type"] == "application/zip"
@@ -187,11 +185,11 @@ def test_http_stream_zip_and_errors(server: LiveServer, root: str) -> None:
         assert len(expected) == 200
 
 
-def test_async_export_matches_sync(client: lightbox.Client, server: LiveServer, tmp_path: Path) -> None:
+def test_async_export_matches_sync(client: lightbox.Client, server: InProcess, tmp_path: Path) -> None:
     client.table("digits").at(tag="v1").export(tmp_path / "sync.tar", "imagefolder", archive="tar")
 
     async def run() -> dict[str, Any]:
-        async with AsyncClient(server.url) as aclient:
+        async with server.async_sdk() as aclient:
             return await aclient.table("digits").at(tag="v1").export(tmp_path / "async", "imagefolder")
 
     out = asyncio.run(run())
@@ -212,7 +210,7 @@ def test_arrow_stream_keeps_vector_model_metadata(client: lightbox.Client) -> No
     assert streamed.schema.field("vector").metadata[b"lightbox:model"] == b"builtin"
 
 
-def test_batches_are_cut_by_image_bytes(root: str, server: LiveServer) -> None:
+def test_batches_are_cut_by_image_bytes(root: str, server: InProcess) -> None:
     """One image per batch when the byte budget is tiny: same rows, in the same order, more row groups."""
     import pyarrow.parquet as pq
 

@@ -9,9 +9,7 @@ import io
 import json
 import tarfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -20,6 +18,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
+from tests.helpers import run_cli
 
 LONG = "é" * 200 + ".png"  # 404 bytes: 1,206 percent-encoded
 LONG_TOO = "é" * 200 + "x.png"  # the same first 255 bytes once encoded: only the hash tells them apart
@@ -99,9 +98,9 @@ def test_imagefolder_names_fit_and_a_shortened_file_has_a_sidecar(root: str, tmp
         assert json.loads((tmp_path / "tree" / sidecar).read_text())["label"] == ROWS[row_id][0]
 
 
-def test_cli_imagefolder_tree_of_long_names(cli: Callable[..., Any], root: str, tmp_path: Path) -> None:
+def test_cli_imagefolder_tree_of_long_names(root: str, tmp_path: Path) -> None:
     dest = tmp_path / "tree"
-    done = cli("export", "long", dest, "--format", "imagefolder", "--uri", root)
+    done = run_cli("export", "long", dest, "--format", "imagefolder", "--uri", root)
     assert done.returncode == 0, done.stderr
     images = sorted(p for p in dest.rglob("*.png"))
     assert len(images) == len(ROWS)
@@ -109,11 +108,11 @@ def test_cli_imagefolder_tree_of_long_names(cli: Callable[..., Any], root: str, 
     assert not [p for p in dest.iterdir() if p.name.startswith(".lightbox")]  # no staging or temp archive left
 
 
-def test_a_failed_cli_export_leaves_no_partial_tree(cli: Callable[..., Any], root: str, tmp_path: Path) -> None:
+def test_a_failed_cli_export_leaves_no_partial_tree(root: str, tmp_path: Path) -> None:
     dest = tmp_path / "tree"
     dest.mkdir()
     (dest / "b").write_text("a file where the export puts the folder of label b")
-    done = cli("export", "long", dest, "--format", "imagefolder", "--uri", root)
+    done = run_cli("export", "long", dest, "--format", "imagefolder", "--uri", root)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "is a file where the export has a folder" in done.stderr
     assert sorted(p.name for p in dest.iterdir()) == ["b"]  # nothing else: no label folders, no staging

@@ -1,4 +1,4 @@
-"""Filters: the validator on its own, then through POST /query and GET /count on a live server.
+"""Filters: the validator on its own, then through POST /query and GET /count of the service's app.
 
 Every bad filter must be a 400 ``invalid_filter`` that names the problem (never a 500), and every
 valid filter must return exactly the rows a plain Python/pyarrow computation over the same data
@@ -22,7 +22,7 @@ from app.errors import BadRequest
 from app.filters import MAX_DEPTH, MAX_LENGTH, InvalidFilter, validate_filter
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
 
 SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
@@ -227,9 +227,17 @@ def root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> str:
     return uri
 
 
+@pytest.fixture(scope="module")
+def app(root: str) -> Iterator[InProcess]:
+    """The service over the module's root, in this process."""
+    served = InProcess(root)
+    yield served
+    served.close()
+
+
 @pytest.fixture
-def client(root: str, live_server: Callable[[str], LiveServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server(root).url, timeout=30) as c:
+def client(app: InProcess) -> Iterator[httpx.Client]:
+    with app.http(timeout=30) as c:
         yield c
 
 

@@ -27,16 +27,10 @@ from pydantic import ValidationError
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import LiveServer
+from tests.helpers import arrow_stream, assert_error
 
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
 DIM, ROWS = 8, 300
-
-
-def arrow(rows: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
-        writer.write_table(rows)
-    return sink.getvalue().to_pybytes()
 
 
 def vectors_table(ids: list[str] | None = None) -> pa.Table:
@@ -47,17 +41,10 @@ def vectors_table(ids: list[str] | None = None) -> pa.Table:
                      "vector": pa.FixedSizeListArray.from_arrays(flat, DIM)})
 
 
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text[:400])
-    body = response.json()["error"]
-    assert body["code"] == code, body
-    return body
-
-
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(uri=str(tmp_path / "data"), warm_on_start=False))) as client:
-        made = client.post("/v1/table/t/create/", content=arrow(vectors_table()), headers=ARROW)
+        made = client.post("/v1/table/t/create/", content=arrow_stream(vectors_table()), headers=ARROW)
         assert made.status_code == 200, made.text
         yield client
 
@@ -82,7 +69,7 @@ def test_a_misspelt_lancedb_field_is_422_with_the_close_match(http: TestClient, 
                                                              meant: str) -> None:
     before = http.get("/api/v1/tables/t").json()["version"]
     typo = list(body)[-1]  # each body's last field is the misspelt one
-    refused = error(http.post(f"/v1/table/t/{op}/", json=body), 422, "unknown_field")
+    refused = assert_error(http.post(f"/v1/table/t/{op}/", json=body), 422, "unknown_field")
     assert refused["detail"]["suggestions"] == {typo: meant}, refused
     assert meant in refused["detail"]["accepted"]
     spec = http.post(f"/v1/table/t/{op}", params={"delimiter": "$"}, json=body)  # the namespace form
@@ -104,7 +91,7 @@ def test_the_fields_the_clients_send_are_read_or_accepted(http: TestClient) -> N
     fts_only = {"column": "label", "index_type": "BTREE", "replace": True, "with_position": False}
     assert http.post("/v1/table/t/create_index/", json=fts_only).status_code == 200
     branch = http.post("/v1/table/t/create_index/", json={"column": "label", "index_type": "BTREE", "branch": "b"})
-    assert "main" in error(branch, 400, "bad_request")["message"]  # not built on main in the branch's place
+    assert "main" in assert_error(branch, 400, "bad_request")["message"]  # not built on main in the branch's place
 
 
 # -- 4. numbers out of range, and a client that leaves mid-body ------------------------------------
@@ -114,10 +101,10 @@ def test_the_fields_the_clients_send_are_read_or_accepted(http: TestClient) -> N
 def test_pq_bits_out_of_range_are_400_on_both_apis(http: TestClient, bits: int) -> None:
     native = http.post("/api/v1/tables/t/indexes", json={"column": "vector", "type": "IVF_PQ", "num_bits": bits,
                                                          "num_partitions": 2, "num_sub_vectors": 2})
-    assert "4 or 8" in error(native, 400, "bad_request")["message"]
+    assert "4 or 8" in assert_error(native, 400, "bad_request")["message"]
     lancedb = http.post("/v1/table/t/create_index/", json={"column": "vector", "index_type": "IVF_PQ",
                                                            "num_bits": bits, "num_partitions": 2})
-    assert "4 or 8" in error(lancedb, 400, "bad_request")["message"]
+    assert "4 or 8" in assert_error(lancedb, 400, "bad_request")["message"]
     ok = http.post("/v1/table/t/create_index/", json={"column": "vector", "index_type": "IVF_PQ", "num_bits": 4,
                                                       "num_partitions": 2, "num_sub_vectors": 2})
     assert ok.status_code == 200, ok.text
@@ -126,7 +113,8 @@ def test_pq_bits_out_of_range_are_400_on_both_apis(http: TestClient, bits: int) 
 def test_a_client_that_leaves_mid_body_is_499_never_a_500(tmp_path: Path, live_server: Callable[[str], LiveServer],
                                                          caplog: pytest.LogCaptureFixture) -> None:
     server = live_server(str(tmp_path / "data"))
-    assert httpx.post(f"{server.url}/v1/table/t/create/", content=arrow(vectors_table()), headers=ARROW).is_success
+    made = httpx.post(f"{server.url}/v1/table/t/create/", content=arrow_stream(vectors_table()), headers=ARROW)
+    assert made.is_success, made.text
     routes = [("/v1/table/t/count_rows/", "application/json"), ("/api/v1/tables/t/query", "application/json"),
               ("/v1/table/t/insert/", ARROW["content-type"])]
     with caplog.at_level(logging.INFO):
@@ -205,9 +193,9 @@ def test_a_dropped_tables_metrics_series_go_with_it(tmp_path: Path, samples_dir:
 def test_a_served_lancedb_route_asked_with_another_method_is_405(http: TestClient, method: str, path: str,
                                                                  allowed: str) -> None:
     answer = http.request(method, path)
-    error(answer, 405, "method_not_allowed")
+    assert_error(answer, 405, "method_not_allowed")
     assert answer.headers["allow"] == allowed
-    error(http.request(method, "/v1/table/t/no_such_operation/"), 501, "not_implemented")  # still not served
+    assert_error(http.request(method, "/v1/table/t/no_such_operation/"), 501, "not_implemented")  # still not served
 
 
 def test_images_and_errors_are_served_nosniff(tmp_path: Path, samples_dir: Path) -> None:
@@ -223,7 +211,7 @@ def test_images_and_errors_are_served_nosniff(tmp_path: Path, samples_dir: Path)
 
 def test_a_bad_branch_name_says_branch(http: TestClient) -> None:
     refused = http.post("/api/v1/tables/t/branches", json={"name": "bad name!"})
-    message = error(refused, 400, "invalid_name")["message"]
+    message = assert_error(refused, 400, "invalid_name")["message"]
     assert message.startswith("invalid branch name") and "table" not in message
 
 
@@ -232,7 +220,7 @@ def test_a_lancedb_insert_naming_an_id_twice_is_422_naming_it(http: TestClient) 
     rows = vectors_table(["new1", "new2", "new1", "r5", "r5"])
     for op in ("insert", "merge_insert?on=id&when_matched_update_all=true&when_not_matched_insert_all=true",
                "insert?mode=overwrite", "create?mode=overwrite"):
-        refused = error(http.post(f"/v1/table/t/{op.replace('?', '/?', 1) if '?' in op else op + '/'}",
-                                  content=arrow(rows), headers=ARROW), 422, "duplicate_ids")
+        refused = assert_error(http.post(f"/v1/table/t/{op.replace('?', '/?', 1) if '?' in op else op + '/'}",
+                                  content=arrow_stream(rows), headers=ARROW), 422, "duplicate_ids")
         assert refused["detail"]["ids"] == ["new1", "r5"] and refused["detail"]["count"] == 2
     assert http.post("/v1/table/t/count_rows/", json={}).json() == before  # nothing written, nothing dropped

@@ -1,4 +1,5 @@
-"""Refs (version, tag, branch, as_of), the version log, tags and restore through a live server.
+"""Refs (version, tag, branch, as_of), the version log, tags and restore through the service's app
+(in this process).
 
 The history is made the way users make it: ``run_ingest`` commits on main, and pylance itself
 creates a branch, appends to it and tags it, so the service must read what Lance wrote.
@@ -10,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,8 @@ from PIL import Image
 from app.store import Store
 from app.store.schema import image_schema
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
+from tests.helpers import assert_error
 
 T = "/api/v1/tables/t"
 
@@ -50,15 +53,6 @@ def ingest(store: Store, source: Path, **options: Any) -> int:
     report = run_ingest(store, IngestOptions(table="t", sources=[str(source)], progress=False, **options))
     assert report.version is not None and not report.skipped
     return report.version
-
-
-def error_of(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message", "detail"} <= set(body["error"])
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 @dataclass
@@ -111,9 +105,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     return History(store.uri, FILES, ids, started, dt.datetime.now(dt.UTC))
 
 
+@pytest.fixture(scope="module")
+def app(history: History) -> Iterator[InProcess]:
+    served = InProcess(history.root)
+    yield served
+    served.close()
+
+
 @pytest.fixture
-def client(history: History, live_server: Callable[[str], LiveServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server(history.root).url, timeout=30) as c:
+def client(app: InProcess) -> Iterator[httpx.Client]:
+    with app.http(timeout=30) as c:
         yield c
 
 
@@ -147,9 +148,9 @@ def test_each_ref_kind_reads_its_own_data(client: httpx.Client, history: History
         assert image.headers["x-lightbox-branch"] == "exp"
     assert image.headers["cache-control"] == "public, max-age=31536000, immutable"  # a tag never moves
     assert client.get(f"{T}/rows/e0.png/image?branch=exp").headers["cache-control"] == "no-cache"
-    error_of(client.get(f"{T}/rows/e0.png"), 404, "row_not_found")
-    error_of(client.get(f"{T}/rows/d0.png?branch=exp"), 404, "row_not_found")
-    error_of(client.get(f"{T}/rows/b0.png?tag=v1"), 404, "row_not_found")
+    assert_error(client.get(f"{T}/rows/e0.png"), 404, "row_not_found")
+    assert_error(client.get(f"{T}/rows/d0.png?branch=exp"), 404, "row_not_found")
+    assert_error(client.get(f"{T}/rows/b0.png?tag=v1"), 404, "row_not_found")
     assert client.get(f"{T}/rows/b0.png?version=2").json()["id"] == "b0.png"
     fetched = client.post(f"{T}/fetch?tag=exp-tag", json={"ids": ["e0.png", "d0.png"], "with_images": True}).json()
     assert [r["id"] for r in fetched["rows"]] == ["e0.png"] and fetched["missing"] == ["d0.png"]
@@ -170,7 +171,7 @@ def test_as_of_picks_the_newest_version_at_or_before(client: httpx.Client, histo
     zulu = between.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
     ids, response = ids_at(client, f"?as_of={zulu}")
     assert ids == history.ids["1"] and response.headers["x-lightbox-version"] == "1"
-    error_of(client.get(f"{T}/count", params={"as_of": (t1 - dt.timedelta(seconds=1)).isoformat()}), 404,
+    assert_error(client.get(f"{T}/count", params={"as_of": (t1 - dt.timedelta(seconds=1)).isoformat()}), 404,
              "version_not_found")
 
 
@@ -209,33 +210,32 @@ def test_timestamps_and_as_of_are_utc_whatever_the_local_zone(
 def test_refs_naming_nothing_are_404_and_two_refs_are_400(client: httpx.Client) -> None:
     nothing = ("?version=99", "?tag=nope", "?branch=nope", "?as_of=2000-01-01T00:00:00Z")
     for query in nothing:
-        error_of(client.get(f"{T}/count{query}"), 404, "version_not_found")
-        error_of(client.post(f"{T}/query{query}", json={}), 404, "version_not_found")
-        error_of(client.post(f"{T}/fetch{query}", json={"ids": ["a0.png"]}), 404, "version_not_found")
-        error_of(client.get(f"{T}/rows/a0.png{query}"), 404, "version_not_found")
-        error_of(client.get(f"{T}/rows/a0.png/thumbnail{query}"), 404, "version_not_found")
+        assert_error(client.get(f"{T}/count{query}"), 404, "version_not_found")
+        assert_error(client.post(f"{T}/query{query}", json={}), 404, "version_not_found")
+        assert_error(client.post(f"{T}/fetch{query}", json={"ids": ["a0.png"]}), 404, "version_not_found")
+        assert_error(client.get(f"{T}/rows/a0.png{query}"), 404, "version_not_found")
+        assert_error(client.get(f"{T}/rows/a0.png/thumbnail{query}"), 404, "version_not_found")
     two = ("?version=1&tag=v1", "?tag=v1&branch=exp", "?branch=exp&as_of=2999-01-01T00:00:00Z",
            "?version=1&as_of=2999-01-01T00:00:00Z")
     for query in two:
-        err = error_of(client.get(f"{T}/count{query}"), 400, "invalid_ref")
+        err = assert_error(client.get(f"{T}/count{query}"), 400, "invalid_ref")
         assert "at most one" in err["message"]
-        error_of(client.post(f"{T}/query{query}", json={}), 400, "invalid_ref")
-        error_of(client.post(f"{T}/fetch{query}", json={"ids": []}), 400, "invalid_ref")
-        error_of(client.get(f"{T}/rows/a0.png/image{query}"), 400, "invalid_ref")
+        assert_error(client.post(f"{T}/query{query}", json={}), 400, "invalid_ref")
+        assert_error(client.post(f"{T}/fetch{query}", json={"ids": []}), 400, "invalid_ref")
+        assert_error(client.get(f"{T}/rows/a0.png/image{query}"), 400, "invalid_ref")
     for query in ("?version=x", "?version=-1", "?version=1.5", "?as_of=not-a-time", f"?version={2**64}"):
-        error_of(client.get(f"{T}/count{query}"), 400, "invalid_ref")
+        assert_error(client.get(f"{T}/count{query}"), 400, "invalid_ref")
 
 
 def test_concurrent_requests_at_different_refs_each_get_their_own_data(
-    client: httpx.Client, history: History, live_server: Callable[[str], LiveServer]
+    app: InProcess, history: History
 ) -> None:
-    url = str(client.base_url)
     refs = [("?version=1", "1", "1"), ("?version=2", "2", "2"), ("?tag=exp-tag", "exp", "3"), ("", "3", "3"),
             ("?branch=exp", "exp", "3")]
 
     def hammer(worker: int) -> int:
         checked = 0
-        with httpx.Client(base_url=url, timeout=30) as own:
+        with app.http(timeout=30) as own:
             for i in range(12):
                 query, key, version = refs[(worker + i) % len(refs)]
                 ids, response = ids_at(own, query)
@@ -301,22 +301,32 @@ def test_versions_paging_and_order(client: httpx.Client) -> None:
     rest = client.get(f"{T}/versions", params={"order": "asc", "limit": 5, "cursor": cursor})
     assert [e["version"] for e in rest.json()] == [2, 3] and "x-lightbox-next-cursor" not in rest.headers
     for bad in ({"limit": 0}, {"limit": 5000}, {"order": "sideways"}, {"cursor": "x"}):
-        error_of(client.get(f"{T}/versions", params=bad), 400)
-    error_of(client.get("/api/v1/tables/nope/versions"), 404, "table_not_found")
+        assert_error(client.get(f"{T}/versions", params=bad), 400)
+    assert_error(client.get("/api/v1/tables/nope/versions"), 404, "table_not_found")
 
 
 # -- tags and restore (each test writes, so each has its own table) -------------------------------
 
 
-@pytest.fixture
-def small(tmp_path: Path, live_server: Callable[[str], LiveServer]) -> Iterator[tuple[httpx.Client, Store]]:
-    """Main only: v1 a0-a2 (tag v1), v2 + b0-b1, v3 + d0."""
-    store = Store(str(tmp_path / "data"))
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Main only: v1 a0-a2 (tag v1), v2 + b0-b1, v3 + d0; built once, copied by each test."""
+    base = tmp_path_factory.mktemp("small")
+    store = Store(str(base / "data"))
     pick = lambda *names: {n: FILES[n] for n in names}  # noqa: E731
-    ingest(store, folder(tmp_path, "a", pick("a0.png", "a1.png", "a2.png")), tag="v1")
-    ingest(store, folder(tmp_path, "b", pick("b0.png", "b1.png")))
-    ingest(store, folder(tmp_path, "d", pick("d0.png")))
-    with httpx.Client(base_url=live_server(store.uri).url, timeout=30) as c:
+    ingest(store, folder(base, "a", pick("a0.png", "a1.png", "a2.png")), tag="v1")
+    ingest(store, folder(base, "b", pick("b0.png", "b1.png")))
+    ingest(store, folder(base, "d", pick("d0.png")))
+    return base / "data"
+
+
+@pytest.fixture
+def small(small_root: Path, tmp_path: Path, in_process: Callable[..., InProcess]
+          ) -> Iterator[tuple[httpx.Client, Store]]:
+    """A copy of ``small_root`` of the test's own, served in this process."""
+    shutil.copytree(small_root, tmp_path / "data")
+    store = Store(str(tmp_path / "data"))
+    with in_process(store.uri).http(timeout=30) as c:
         yield c, store
 
 
@@ -339,8 +349,8 @@ def test_tag_create_move_delete(small: tuple[httpx.Client, Store]) -> None:
     again = client.post(f"{T}/tags", json={"name": "release", "version": 2})  # same place: a no-op
     assert again.status_code == 201 and tags_of(client)["release"] == (2, None)
     dup = client.post(f"{T}/tags", json={"name": "release", "version": 1})
-    assert "release" in error_of(dup, 409, "conflict")["message"]
-    error_of(client.post(f"{T}/tags", json={"name": "v1", "version": 3}), 409, "conflict")
+    assert "release" in assert_error(dup, 409, "conflict")["message"]
+    assert_error(client.post(f"{T}/tags", json={"name": "v1", "version": 3}), 409, "conflict")
     # move
     moved = client.put(f"{T}/tags/release", json={"version": 1})
     assert moved.status_code == 200 and moved.json()["version"] == 1
@@ -354,18 +364,18 @@ def test_tag_create_move_delete(small: tuple[httpx.Client, Store]) -> None:
     deleted = client.delete(f"{T}/tags/release")
     assert deleted.status_code == 204 and deleted.content == b""
     assert "release" not in tags_of(client)
-    error_of(client.delete(f"{T}/tags/release"), 404, "tag_not_found")
-    error_of(client.get(f"{T}/count?tag=release"), 404, "version_not_found")
+    assert_error(client.delete(f"{T}/tags/release"), 404, "tag_not_found")
+    assert_error(client.get(f"{T}/count?tag=release"), 404, "version_not_found")
     # errors
-    error_of(client.post(f"{T}/tags", json={"name": "ghost", "version": 99}), 404, "version_not_found")
-    error_of(client.put(f"{T}/tags/v1", json={"version": 99}), 404, "version_not_found")
+    assert_error(client.post(f"{T}/tags", json={"name": "ghost", "version": 99}), 404, "version_not_found")
+    assert_error(client.put(f"{T}/tags/v1", json={"version": 99}), 404, "version_not_found")
     for bad in ("bad name", ".hidden", "a..b", "ends.", "x.lock", "slash/y", "", "x" * 200, "semi;colon"):
-        err = error_of(client.post(f"{T}/tags", json={"name": bad, "version": 1}), 400, "invalid_name")
+        err = assert_error(client.post(f"{T}/tags", json={"name": bad, "version": 1}), 400, "invalid_name")
         assert "tag name" in err["message"]
-    error_of(client.put(f"{T}/tags/bad%20name", json={"version": 1}), 400, "invalid_name")
-    error_of(client.post(f"{T}/tags", json={"version": 1}), 400)  # no name
-    error_of(client.post(f"{T}/tags", json={"name": "x", "version": 1, "tag": "v1"}), 400, "invalid_ref")
-    error_of(client.post("/api/v1/tables/nope/tags", json={"name": "x"}), 404, "table_not_found")
+    assert_error(client.put(f"{T}/tags/bad%20name", json={"version": 1}), 400, "invalid_name")
+    assert_error(client.post(f"{T}/tags", json={"version": 1}), 400)  # no name
+    assert_error(client.post(f"{T}/tags", json={"name": "x", "version": 1, "tag": "v1"}), 400, "invalid_ref")
+    assert_error(client.post("/api/v1/tables/nope/tags", json={"name": "x"}), 404, "table_not_found")
     # a tag on a branch (made by pylance), then moved back onto main
     lance.dataset(store.table_uri("t")).create_branch("exp", 2)
     on_branch = client.post(f"{T}/tags", json={"name": "exp-head", "branch": "exp"})
@@ -373,8 +383,8 @@ def test_tag_create_move_delete(small: tuple[httpx.Client, Store]) -> None:
     assert tags_of(client)["exp-head"] == (2, "exp")
     count = client.get(f"{T}/count?tag=exp-head")
     assert count.json() == {"count": 5} and count.headers["x-lightbox-branch"] == "exp"
-    error_of(client.post(f"{T}/tags", json={"name": "exp-head", "branch": "exp"}), 409, "conflict")
-    error_of(client.post(f"{T}/tags", json={"name": "nob", "branch": "nope"}), 404, "version_not_found")
+    assert_error(client.post(f"{T}/tags", json={"name": "exp-head", "branch": "exp"}), 409, "conflict")
+    assert_error(client.post(f"{T}/tags", json={"name": "nob", "branch": "nope"}), 404, "version_not_found")
     assert client.put(f"{T}/tags/exp-head", json={"version": 3}).json()["branch"] is None
     assert tags_of(client)["exp-head"] == (3, None)
     count = client.get(f"{T}/count?tag=exp-head")
@@ -403,14 +413,14 @@ def test_restore_a_tag_makes_a_new_version_with_its_rows(small: tuple[httpx.Clie
     assert log["version"] == 4 and log["num_rows"] == 3 and log["operation"] == "restore"
     image = client.get(f"{T}/rows/a1.png/image")
     assert image.content == FILES["a1.png"]
-    error_of(client.get(f"{T}/rows/b0.png"), 404, "row_not_found")
+    assert_error(client.get(f"{T}/rows/b0.png"), 404, "row_not_found")
     # restoring what is already the latest is a conflict; a version, via the query string, also works
-    error_of(client.post(f"{T}/restore", json={"version": 4}), 409, "conflict")
-    error_of(client.post(f"{T}/restore?version=4"), 409, "conflict")
+    assert_error(client.post(f"{T}/restore", json={"version": 4}), 409, "conflict")
+    assert_error(client.post(f"{T}/restore?version=4"), 409, "conflict")
     again = client.post(f"{T}/restore?version=2")
     assert again.status_code == 200 and again.json() == {"version": 5, "restored": 2, "num_rows": 5}
     assert [r[0] for r in rows_with_digests(client)] == ["a0.png", "a1.png", "a2.png", "b0.png", "b1.png"]
-    error_of(client.post(f"{T}/restore", json={}), 400)
-    error_of(client.post(f"{T}/restore", json={"version": 99}), 404, "version_not_found")
-    error_of(client.post(f"{T}/restore", json={"tag": "nope"}), 404, "version_not_found")
-    error_of(client.post(f"{T}/restore", json={"version": 1, "tag": "v1"}), 400, "invalid_ref")
+    assert_error(client.post(f"{T}/restore", json={}), 400)
+    assert_error(client.post(f"{T}/restore", json={"version": 99}), 404, "version_not_found")
+    assert_error(client.post(f"{T}/restore", json={"tag": "nope"}), 404, "version_not_found")
+    assert_error(client.post(f"{T}/restore", json={"version": 1, "tag": "v1"}), 400, "invalid_ref")

@@ -1,9 +1,10 @@
-"""Decoded pixels (``/array``) and thumbnails through a live server, checked against Pillow/tifffile."""
+"""Decoded pixels (``/array``) and thumbnails through the service's app (in this process), checked
+against Pillow/tifffile."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from PIL import Image
 
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
 
 ROWS = "/api/v1/tables/{table}/rows/{id}"
 
@@ -62,9 +63,17 @@ def extras_dir(root: str) -> Path:
     return Path(root).parent / "extras"
 
 
+@pytest.fixture(scope="module")
+def app(root: str) -> Iterator[InProcess]:
+    """The service over the module's root, in this process."""
+    served = InProcess(root)
+    yield served
+    served.close()
+
+
 @pytest.fixture
-def client(root: str, live_server: Callable[[str], LiveServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server(root).url, timeout=30) as c:
+def client(app: InProcess) -> Iterator[httpx.Client]:
+    with app.http(timeout=30) as c:
         yield c
 
 

@@ -1,4 +1,5 @@
-"""POST /query, GET /count and POST /fetch through a live server: JSON and Arrow IPC answers.
+"""POST /query, GET /count and POST /fetch through the service's app (in this process): JSON and Arrow
+IPC answers.
 
 Ground truth is always read from Lance directly (or from the image files), never from the service.
 """
@@ -28,17 +29,11 @@ from PIL import Image
 from app.store import Store
 from app.store.schema import image_schema
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
+from tests.helpers import assert_error
 
 ARROW = {"Accept": "application/vnd.apache.arrow.stream"}
 REPO = Path(__file__).resolve().parent.parent
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == code, body
-    return body["error"]
 
 
 def arrow_table(response: httpx.Response) -> pa.Table:
@@ -71,9 +66,16 @@ def root(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path, digits_dir
     return uri
 
 
+@pytest.fixture(scope="module")
+def app(root: str) -> Iterator[InProcess]:
+    served = InProcess(root)
+    yield served
+    served.close()
+
+
 @pytest.fixture
-def client(root: str, live_server: Callable[[str], LiveServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server(root).url, timeout=60) as c:
+def client(app: InProcess) -> Iterator[httpx.Client]:
+    with app.http() as c:
         yield c
 
 
@@ -132,23 +134,23 @@ def test_order_by_ascending_and_descending(client: httpx.Client, root: str) -> N
 
 def test_unknown_columns_and_bad_limits_are_400(client: httpx.Client) -> None:
     url = "/api/v1/tables/digits/query"
-    err = error_of(client.post(url, json={"columns": ["id", "lable"]}), 400, "unknown_column")
+    err = assert_error(client.post(url, json={"columns": ["id", "lable"]}), 400, "unknown_column")
     assert err["detail"]["unknown"] == ["lable"] and "lable" in err["message"]
-    err = error_of(client.post(url, json={"order_by": ["lable desc"]}), 400, "unknown_column")
+    err = assert_error(client.post(url, json={"order_by": ["lable desc"]}), 400, "unknown_column")
     assert "lable" in err["message"]
-    error_of(client.post(url, json={"order_by": [{"column": "nope", "ascending": False}]}), 400, "unknown_column")
-    error_of(client.post(url, json={"columns": ["nope"]}, headers=ARROW), 400, "unknown_column")
-    err = error_of(client.post(url, json={"limit": 10_001}), 400, "bad_request")
+    assert_error(client.post(url, json={"order_by": [{"column": "nope", "ascending": False}]}), 400, "unknown_column")
+    assert_error(client.post(url, json={"columns": ["nope"]}, headers=ARROW), 400, "unknown_column")
+    err = assert_error(client.post(url, json={"limit": 10_001}), 400, "bad_request")
     assert "10000" in err["message"] and "Arrow" in err["message"]
-    error_of(client.post(url, json={"limit": None}), 400, "bad_request")  # all rows: only as Arrow
+    assert_error(client.post(url, json={"limit": None}), 400, "bad_request")  # all rows: only as Arrow
     assert len(client.post(url, json={"limit": 10_000}).json()["rows"]) == 200
-    error_of(client.post(url, json={"limit": -1}), 400, "bad_request")
-    error_of(client.post(url, json={"limit": 10**30}, headers=ARROW), 400, "bad_request")
-    error_of(client.post(url, json={"offset": 10**30}), 400, "bad_request")
+    assert_error(client.post(url, json={"limit": -1}), 400, "bad_request")
+    assert_error(client.post(url, json={"limit": 10**30}, headers=ARROW), 400, "bad_request")
+    assert_error(client.post(url, json={"offset": 10**30}), 400, "bad_request")
     assert client.post(url, json={"offset": -1}).status_code == 400
     assert client.post(url, json={"limit": "many"}).status_code == 400
     assert client.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
-    error_of(client.post("/api/v1/tables/nope/query", json={}), 404, "table_not_found")
+    assert_error(client.post("/api/v1/tables/nope/query", json={}), 404, "table_not_found")
 
 
 # -- cursors --------------------------------------------------------------------------------------
@@ -222,15 +224,14 @@ def wait_for_version_after(uri: str, seen: int, appender: subprocess.Popen[bytes
 
 
 def test_cursor_pages_through_25000_rows_while_another_process_appends(
-    big: tuple[str, str], live_server: Callable[[str], LiveServer], tmp_path: Path
+    big: tuple[str, str], in_process: Callable[..., InProcess], tmp_path: Path
 ) -> None:
     root, uri = big
     env = {**os.environ, "PYTHONPATH": str(REPO), "LANCE_LOG": "error"}
     log = tmp_path / "appender.log"
-    server = live_server(root)
     appender: subprocess.Popen[bytes] | None = None
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with in_process(root).http() as client:
             ids: list[str] = []
             versions: set[str] = set()
             body: dict[str, Any] = {"columns": ["id", "n"], "limit": 1_000}
@@ -287,14 +288,14 @@ def test_cursor_misuse_is_400(client: httpx.Client) -> None:
     assert {r["id"] for r in second.json()["rows"]}.isdisjoint(r["id"] for r in first["rows"])
     for changed in ({"filter": "label < 6"}, {"filter": None}, {"columns": ["id", "label"]}, {"limit": 21},
                     {"order_by": ["id"]}):
-        err = error_of(client.post(url, json={**body, **changed, "cursor": cursor}), 400, "invalid_cursor")
+        err = assert_error(client.post(url, json={**body, **changed, "cursor": cursor}), 400, "invalid_cursor")
         assert "different query" in err["message"]
     forged = base64.urlsafe_b64encode(json.dumps({"v": 1, "b": None, "o": -5, "q": "x"}).encode()).decode()
     for garbage in ("garbage", "!!!", "e30", "bnVsbA", forged, "x" * 5000, "\u00e9"):
-        error_of(client.post(url, json={**body, "cursor": garbage}), 400, "invalid_cursor")
-    error_of(client.post(url, json={**body, "cursor": cursor, "offset": 3}), 400, "bad_request")
+        assert_error(client.post(url, json={**body, "cursor": garbage}), 400, "invalid_cursor")
+    assert_error(client.post(url, json={**body, "cursor": cursor, "offset": 3}), 400, "bad_request")
     # the cursor already pins a version: another ref with it is refused
-    error_of(client.post(f"{url}?tag=nope", json={**body, "cursor": cursor}), 400, "invalid_ref")
+    assert_error(client.post(f"{url}?tag=nope", json={**body, "cursor": cursor}), 400, "invalid_ref")
     same = client.post(f"{url}?version=1", json={**body, "cursor": cursor})
     assert same.status_code == 200 and same.json() == second.json()
 
@@ -354,10 +355,10 @@ def test_fetch_keeps_order_and_duplicates_and_lists_missing(client: httpx.Client
     assert client.post("/api/v1/tables/digits/fetch", json={"ids": []}).json() == {"rows": [], "missing": []}
     none = client.post("/api/v1/tables/digits/fetch", json={"ids": ["x", "y"]}).json()
     assert none == {"rows": [], "missing": ["x", "y"]}
-    error_of(client.post("/api/v1/tables/digits/fetch", json={"ids": ids, "columns": ["nope"]}), 400,
+    assert_error(client.post("/api/v1/tables/digits/fetch", json={"ids": ids, "columns": ["nope"]}), 400,
              "unknown_column")
     many = client.post("/api/v1/tables/digits/fetch", json={"ids": [f"id-{i}" for i in range(10_001)]})
-    assert "10000" in error_of(many, 400, "bad_request")["message"]
+    assert "10000" in assert_error(many, 400, "bad_request")["message"]
     at_limit = client.post("/api/v1/tables/digits/fetch", json={"ids": ["3/00003.png"] * 10_000, "columns": ["id"]})
     assert at_limit.status_code == 200 and len(at_limit.json()["rows"]) == 10_000
 
@@ -386,7 +387,7 @@ def test_fetch_with_images_json_and_arrow(client: httpx.Client, samples_dir: Pat
 
 
 def test_count_with_and_without_filter_at_a_ref(
-    tmp_path: Path, digits_dir: Path, samples_dir: Path, live_server: Callable[[str], LiveServer]
+    tmp_path: Path, digits_dir: Path, samples_dir: Path, in_process: Callable[..., InProcess]
 ) -> None:
     store = Store(str(tmp_path / "data"))
     run_ingest(store, IngestOptions(table="t", sources=[str(digits_dir / "images")], labels_from_dirs=True,
@@ -400,7 +401,7 @@ def test_count_with_and_without_filter_at_a_ref(
     ds = lance.dataset(store.table_uri("t"))
     threes_v1 = ds.checkout_version(1).count_rows("label = 3")
     assert threes_v1 > 0
-    with httpx.Client(base_url=live_server(store.uri).url, timeout=30) as client:
+    with in_process(store.uri).http() as client:
         def count(query: str) -> tuple[int, str]:
             response = client.get(f"/api/v1/tables/t/count{query}")
             assert response.status_code == 200, response.text
@@ -415,9 +416,9 @@ def test_count_with_and_without_filter_at_a_ref(
         assert count("?filter=label%20%3D%203&tag=first") == (threes_v1, "1")
         assert count("?filter=" + "id%20LIKE%20%27%25extra%25%27") == (7, "2")
         assert count("?filter=") == (207, "2")
-        error_of(client.get("/api/v1/tables/t/count?version=3"), 404, "version_not_found")
-        error_of(client.get("/api/v1/tables/t/count?version=1&tag=first"), 400, "invalid_ref")
-        error_of(client.get("/api/v1/tables/t/count?filter=labl%20%3D%203"), 400, "invalid_filter")
+        assert_error(client.get("/api/v1/tables/t/count?version=3"), 404, "version_not_found")
+        assert_error(client.get("/api/v1/tables/t/count?version=1&tag=first"), 400, "invalid_ref")
+        assert_error(client.get("/api/v1/tables/t/count?filter=labl%20%3D%203"), 400, "invalid_filter")
         # query and fetch at a ref agree with count
         rows = client.post("/api/v1/tables/t/query?version=1", json={"columns": ["id"], "limit": 1000})
         assert len(rows.json()["rows"]) == 200 and rows.headers["x-lightbox-version"] == "1"

@@ -1,7 +1,7 @@
 """Writes over HTTP: uploads (multipart and Arrow), PATCH, DELETE, delete by filter.
 
-Everything goes through a real server on loopback over a real Lance store: every write must be
-exactly one new version, and every refusal must carry the ``{"error": {...}}`` body, never a 500.
+Everything goes through the service's app (in this process, no socket) over a real Lance store: every
+write must be exactly one new version, and every refusal must carry the ``{"error": {...}}`` body, never a 500.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 from app.store import Store
+from tests.helpers import arrow_stream, assert_error
 
 ARROW = "application/vnd.apache.arrow.stream"
 T = "/api/v1/tables/pics"
@@ -26,18 +27,6 @@ EXTRA_SCHEMA = [{"name": "label", "type": "int64"}, {"name": "caption", "type": 
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The contract's error body with the expected status (and code); returns the error object."""
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"}, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["detail"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
 def head(client: httpx.Client, table: str = "pics") -> tuple[int, int]:
     """(latest version, number of versions in the log)."""
     info = client.get(f"/api/v1/tables/{table}")
@@ -68,13 +57,6 @@ def no_version(client: httpx.Client, call: Callable[[], httpx.Response], table: 
     return response
 
 
-def arrow_body(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def row(client: httpx.Client, key: str, table: str = "pics", **params: Any) -> dict[str, Any]:
     response = client.get(f"/api/v1/tables/{table}/rows/{key}", params=params)
     assert response.status_code == 200, response.text
@@ -96,9 +78,8 @@ def schema_types(client: httpx.Client, table: str = "pics") -> dict[str, str]:
 
 
 @pytest.fixture
-def client(store: Store, live_server) -> httpx.Client:
-    server = live_server(store.uri)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+def client(store: Store, in_process) -> httpx.Client:
+    with in_process(store.uri).http() as http:
         made = http.post("/api/v1/tables", json={"name": "pics", "schema": EXTRA_SCHEMA})
         assert made.status_code == 201, made.text
         yield http
@@ -267,12 +248,12 @@ def test_upload_errors(client: httpx.Client, small: dict[str, bytes]) -> None:
     assert_error(garbage, 400)
 
 
-def test_uploads_over_the_limit_are_413(store: Store, tuned_server, samples_dir: Path,
+def test_uploads_over_the_limit_are_413(store: Store, in_process, samples_dir: Path,
                                         small: dict[str, bytes]) -> None:
-    server = tuned_server(store.uri, max_upload_bytes=50_000)
+    server = in_process(store.uri, max_upload_bytes=50_000)
     big = (samples_dir / "camera.png").read_bytes()
     assert len(big) > 50_000
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.http() as http:
         assert http.post("/api/v1/tables", json={"name": "pics"}).status_code == 201
         over = no_version(http, lambda: http.post(f"{T}/rows", files=files(("camera.png", big))))
         assert assert_error(over, 413, "payload_too_large")["detail"] == {"limit": 50_000}
@@ -284,7 +265,7 @@ def test_uploads_over_the_limit_are_413(store: Store, tuned_server, samples_dir:
         # a chunked body (no Content-Length) is cut off while it streams
         rows = pa.table({"id": ["camera.png"], "image": pa.array([big], pa.binary())})
         chunked = no_version(http, lambda: http.post(f"{T}/rows", headers={"content-type": ARROW},
-                                                     content=iter([arrow_body(rows)])))
+                                                     content=iter([arrow_stream(rows)])))
         assert_error(chunked, 413, "payload_too_large")
         # under the limit is fine on the same server
         fine = one_version(http, lambda: http.post(f"{T}/rows", files=files(("horse.png", small["horse.png"]))))
@@ -296,7 +277,7 @@ def test_arrow_stream_of_image_rows(client: httpx.Client, small: dict[str, bytes
     rows = pa.table({"id": ["a/horse", "a/board"], "image": pa.array([small["horse.png"],
                                                                       small["chessboard_GRAY.png"]], pa.binary()),
                      "label": pa.array([1, 2], pa.int64()), "caption": ["horse", "board"]})
-    body = one_version(client, lambda: client.post(f"{T}/rows", content=arrow_body(rows),
+    body = one_version(client, lambda: client.post(f"{T}/rows", content=arrow_stream(rows),
                                                    headers={"content-type": ARROW},
                                                    params={"message": "arrow", "tag": "arrow-1"}))
     assert body["inserted"] == 2 and body["skipped"] == []
@@ -309,7 +290,7 @@ def test_arrow_stream_of_image_rows(client: httpx.Client, small: dict[str, bytes
                      "image": pa.array([small["multipage.tif"], small["no_time_for_that_tiny.gif"], b"oops"],
                                        pa.large_binary()),
                      "label": pa.array([10, 11, 12], pa.int64())})
-    body = one_version(client, lambda: client.post(f"{T}/rows", content=arrow_body(more),
+    body = one_version(client, lambda: client.post(f"{T}/rows", content=arrow_stream(more),
                                                    headers={"content-type": ARROW}, params={"mode": "upsert"}))
     assert (body["inserted"], body["updated"]) == (1, 1)
     assert [(s["file"], s["reason"]) for s in body["skipped"]] == [("a/bad", "not_an_image")]
@@ -318,10 +299,10 @@ def test_arrow_stream_of_image_rows(client: httpx.Client, small: dict[str, bytes
     assert row(client, "a/board")["label"] == 2  # untouched
     assert client.get(f"{T}/count").json() == {"count": 3}
 
-    no_id = no_version(client, lambda: client.post(f"{T}/rows", headers={"content-type": ARROW}, content=arrow_body(
+    no_id = no_version(client, lambda: client.post(f"{T}/rows", headers={"content-type": ARROW}, content=arrow_stream(
         pa.table({"image": pa.array([small["horse.png"]], pa.binary())}))))
     assert_error(no_id, 422)
-    plain = no_version(client, lambda: client.post(f"{T}/rows", headers={"content-type": ARROW}, content=arrow_body(
+    plain = no_version(client, lambda: client.post(f"{T}/rows", headers={"content-type": ARROW}, content=arrow_stream(
         pa.table({"id": ["x"], "label": [1]}))))
     assert_error(plain, 422)  # an image table takes images
 
@@ -345,7 +326,7 @@ def test_arrow_stream_of_plain_rows_into_a_table_without_images(client: httpx.Cl
     t = "/api/v1/tables/feats"
 
     def post(rows: pa.Table, **params: str) -> httpx.Response:
-        return client.post(f"{t}/rows", content=arrow_body(rows), headers={"content-type": ARROW}, params=params)
+        return client.post(f"{t}/rows", content=arrow_stream(rows), headers={"content-type": ARROW}, params=params)
 
     base = 1 if how == "lance" else 0
     first = pa.table({"id": ["c1", "c2", "c3"], "area": [1.5, 2.5, 3.5], "cell": ["a", "b", "c"]})

@@ -4,9 +4,11 @@ A row id shaped like a path (``..``, ``a/../b``, a leading ``/``) once let ``del
 whole table: the HTTP client collapsed ``DELETE .../victim/rows/../../bystander`` into
 ``DELETE /api/v1/tables/bystander``. Every traversal shape goes here through each client (sync
 and async SDK, the CLI against a server, raw HTTP with paths already encoded, a raw socket with a
-path no client touched) against a real server over a real Lance store, and after each test every
-table must keep every row and every version. Uploads (multipart, Arrow, the official LanceDB
-client, ingest from a folder or a manifest) refuse bad ids with a clear reason and write nothing.
+path no client touched) against the service over a real Lance store (the app in this process, and a
+real server where a socket is the point: the raw socket, the CLI's and the official LanceDB client's
+connections), and after each test every table must keep every row and every version. Uploads
+(multipart, Arrow, the official LanceDB client, ingest from a folder or a manifest) refuse bad ids
+with a clear reason and write nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from app.store import Store
 from app.store import ids as server_ids
 from ingest.pipeline import IngestOptions, run_ingest
 from lightbox import _ids as sdk_ids
-from tests.conftest import LiveServer
+from tests.conftest import InProcess, LiveServer
+from tests.helpers import arrow_stream, assert_error
 
 ARROW = "application/vnd.apache.arrow.stream"
 API = "/api/v1/tables"
@@ -55,7 +58,7 @@ def png(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Tables ``victim`` and ``bystander`` (ids with '/' and unicode), each with two versions."""
     root = tmp_path_factory.mktemp("ids")
     uri = str(root / "data")
@@ -67,41 +70,45 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(png(i + len(part)))
             run_ingest(store, IngestOptions(table=table, sources=[str(folder)], progress=False, workers=1))
-    live = LiveServer(uri).start()
+    return uri
+
+
+@pytest.fixture(scope="module")
+def app(root: str) -> Iterator[InProcess]:
+    """The service over the module's root, in this process."""
+    served = InProcess(root)
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="module")
+def server(root: str) -> Iterator[LiveServer]:
+    """A real server over the same root, for the clients that need a socket."""
+    live = LiveServer(root).start()
     yield live
     live.stop()
 
 
-def state(server: LiveServer, table: str) -> tuple[int, int, list[str]]:
+def state(http: httpx.Client, table: str) -> tuple[int, int, list[str]]:
     """(latest version, versions in the log, sorted ids): what no refused request may change."""
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        info = http.get(f"{API}/{table}")
-        assert info.status_code == 200, info.text
-        log = http.get(f"{API}/{table}/versions", params={"limit": 1000})
-        rows = http.post(f"{API}/{table}/query", json={"columns": ["id"], "limit": 1000})
-        assert rows.status_code == 200, rows.text
+    info = http.get(f"{API}/{table}")
+    assert info.status_code == 200, info.text
+    log = http.get(f"{API}/{table}/versions", params={"limit": 1000})
+    rows = http.post(f"{API}/{table}/query", json={"columns": ["id"], "limit": 1000})
+    assert rows.status_code == 200, rows.text
     return info.json()["version"], len(log.json()), sorted(r["id"] for r in rows.json()["rows"])
 
 
 @pytest.fixture
-def unchanged(server: LiveServer) -> Iterator[None]:
-    """Every table of the server keeps its rows and versions through the test."""
-    with httpx.Client(base_url=server.url) as http:
+def unchanged(app: InProcess) -> Iterator[None]:
+    """Every table of the root keeps its rows and versions through the test."""
+    with app.http() as http:
         names = [t["name"] for t in http.get(API).json()["tables"]]
-    before = {name: state(server, name) for name in names}
-    yield
-    with httpx.Client(base_url=server.url) as http:
+        before = {name: state(http, name) for name in names}
+        yield
         after_names = [t["name"] for t in http.get(API).json()["tables"]]
-    assert sorted(after_names) == sorted(names), "a table was dropped or created"
-    assert {name: state(server, name) for name in names} == before
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.request.url, response.status_code, response.text)
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["message"] and isinstance(error["detail"], dict)
-    return error
+        assert sorted(after_names) == sorted(names), "a table was dropped or created"
+        assert {name: state(http, name) for name in names} == before
 
 
 # -- one rule, two copies ----------------------------------------------------------------------
@@ -141,8 +148,8 @@ def test_sdk_encodes_every_id_as_one_segment() -> None:
 
 # -- row routes through each client -------------------------------------------------------------
 @pytest.mark.usefixtures("unchanged")
-def test_sync_sdk_refuses_traversals_before_sending(server: LiveServer) -> None:
-    with lightbox.Client(server.url) as client:
+def test_sync_sdk_refuses_traversals_before_sending(app: InProcess) -> None:
+    with app.sdk() as client:
         t = client.table("victim")
         for bad in TRAVERSALS:
             for call, extra in ((t.delete_row, ()), (t.get, ()), (t.update, ({"source": "x"},)),
@@ -160,9 +167,9 @@ def test_sync_sdk_refuses_traversals_before_sending(server: LiveServer) -> None:
 
 
 @pytest.mark.usefixtures("unchanged")
-def test_sync_sdk_percent_ids_are_literal(server: LiveServer) -> None:
+def test_sync_sdk_percent_ids_are_literal(app: InProcess) -> None:
     """``%2e%2e`` is an id of six characters: sent as ``%252e%252e``, it is a missing row, not ``..``."""
-    with lightbox.Client(server.url) as client:
+    with app.sdk() as client:
         t = client.table("victim")
         for literal in ("%2e%2e", "%2e%2e/%2e%2e/bystander", "%2E%2E%2Fbystander", "..%2fbystander"):
             with pytest.raises(lightbox.NotFound) as missing:
@@ -175,9 +182,9 @@ def test_sync_sdk_percent_ids_are_literal(server: LiveServer) -> None:
 
 
 @pytest.mark.usefixtures("unchanged")
-def test_async_sdk_refuses_traversals(server: LiveServer) -> None:
+def test_async_sdk_refuses_traversals(app: InProcess) -> None:
     async def run() -> None:
-        async with lightbox.AsyncClient(server.url) as client:
+        async with app.async_sdk() as client:
             t = client.table("victim")
             for bad in TRAVERSALS:
                 for call in (t.delete_row, t.get, t.image_bytes):
@@ -196,10 +203,10 @@ def test_async_sdk_refuses_traversals(server: LiveServer) -> None:
 
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize("method", ["DELETE", "GET", "PATCH"])
-def test_raw_http_encoded_traversals_are_refused(server: LiveServer, method: str) -> None:
+def test_raw_http_encoded_traversals_are_refused(app: InProcess, method: str) -> None:
     """Paths already encoded (httpx leaves ``%2E``/``%2F`` alone): the server decodes once, sees the
     dot or empty segment inside the id, and answers 422 on every row route."""
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with app.http() as http:
         for encoded in ENCODED:
             for suffix in ([""] if method != "GET" else ["", "/image", "/thumbnail", "/array"]):
                 url = f"{API}/victim/rows/{encoded}{suffix}"
@@ -244,9 +251,9 @@ def test_cli_against_a_server_refuses_traversals(server: LiveServer, cli: Callab
     assert done.returncode == 2 and "no row with id" in done.stderr
 
 
-def test_good_ids_work_end_to_end(server: LiveServer, cli: Callable[..., Any]) -> None:
+def test_good_ids_work_end_to_end(app: InProcess, server: LiveServer, cli: Callable[..., Any]) -> None:
     """Ids with '/', unicode, '%', '?', an id ending in '/image', through the SDK, the CLI and raw HTTP."""
-    with lightbox.Client(server.url) as client:
+    with app.sdk() as client:
         client.create_table("legit")
         t = client.table("legit")
         added = t.add([png(i) for i in range(len(GOOD_IDS))], ids=GOOD_IDS)
@@ -256,7 +263,7 @@ def test_good_ids_work_end_to_end(server: LiveServer, cli: Callable[..., Any]) -
             assert t.image_bytes(row_id) == png(i)
             assert t.update(row_id, {"source": f"s{i}"})["updated"] == 1
         assert t.get("x/image")["source"] == "s2"  # the row "x/image", not the image of a row "x"
-        http = httpx.Client(base_url=server.url)
+        http = app.http()
         assert http.get(f"{API}/legit/rows/3/00001.png").json()["id"] == "3/00001.png"  # unencoded, as curl sends
         assert http.get(f"{API}/legit/rows/3/00001.png/image").content == png(0)
         assert http.get(f"{API}/legit/rows/x%2Fimage").json()["id"] == "x/image"
@@ -275,16 +282,10 @@ def test_good_ids_work_end_to_end(server: LiveServer, cli: Callable[..., Any]) -
 
 
 # -- uploads refuse bad ids and write nothing ---------------------------------------------------
-def arrow_body(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write(table)
-    return sink.getvalue().to_pybytes()
-
 
 @pytest.mark.usefixtures("unchanged")
-def test_multipart_uploads_refuse_bad_ids(server: LiveServer) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+def test_multipart_uploads_refuse_bad_ids(app: InProcess) -> None:
+    with app.http() as http:
         for bad in TRAVERSALS:
             # the id from the metadata, next to a good file: the whole upload is refused
             files = [("files", ("good.png", png(1), "image/png")), ("files", ("other.png", png(2), "image/png"))]
@@ -303,8 +304,8 @@ def test_multipart_uploads_refuse_bad_ids(server: LiveServer) -> None:
 
 
 @pytest.mark.usefixtures("unchanged")
-def test_sdk_add_refuses_bad_ids_before_sending(server: LiveServer) -> None:
-    with lightbox.Client(server.url) as client:
+def test_sdk_add_refuses_bad_ids_before_sending(app: InProcess) -> None:
+    with app.sdk() as client:
         t = client.table("victim")
         for bad in ("..", "a/../b", "/a", "a\nb"):
             with pytest.raises(lightbox.InvalidId):
@@ -340,11 +341,11 @@ BAD_ARROW_IDS: list[tuple[pa.Array, str]] = [
 
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize(("ids", "reason"), BAD_ARROW_IDS, ids=[r for _, r in BAD_ARROW_IDS])
-def test_arrow_uploads_refuse_bad_id_columns(server: LiveServer, ids: pa.Array, reason: str) -> None:
+def test_arrow_uploads_refuse_bad_id_columns(app: InProcess, ids: pa.Array, reason: str) -> None:
     """Images (an ``image`` column) and plain rows: a 422 naming the problem, never ``str()``."""
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with app.http() as http:
         images = pa.table({"id": ids, "image": [png(1), png(2)]})
-        error = assert_error(http.post(f"{API}/victim/rows", content=arrow_body(images),
+        error = assert_error(http.post(f"{API}/victim/rows", content=arrow_stream(images),
                                        headers={"content-type": ARROW}), 422, "invalid_id")
         assert reason in error["message"]
 
@@ -353,14 +354,14 @@ def test_arrow_plain_rows_refuse_bad_ids(server: LiveServer) -> None:
     """A table that is not an image table (made by the LanceDB client) takes rows as Arrow: same rule."""
     db = lancedb.connect("db://lightbox", api_key="KEY", host_override=server.url)
     db.create_table("plain", pa.table({"id": ["a"], "x": [1]}))
-    before = state(server, "plain")
     with httpx.Client(base_url=server.url, timeout=30) as http:
+        before = state(http, "plain")
         for ids, reason in BAD_ARROW_IDS:
             rows = pa.table({"id": ids, "x": [1, 2]})
-            error = assert_error(http.post(f"{API}/plain/rows", content=arrow_body(rows),
+            error = assert_error(http.post(f"{API}/plain/rows", content=arrow_stream(rows),
                                            headers={"content-type": ARROW}), 422, "invalid_id")
             assert reason in error["message"]
-        assert state(server, "plain") == before
+        assert state(http, "plain") == before
         assert http.delete(f"{API}/plain").status_code == 204
 
 
@@ -382,7 +383,7 @@ def test_lancedb_client_writes_refuse_bad_ids(server: LiveServer) -> None:
     # The client casts rows to the table's schema (an int id arrives as a string); raw requests do not.
     with httpx.Client(base_url=server.url, timeout=30) as http:
         for ids, reason in BAD_ARROW_IDS:
-            body = arrow_body(pa.table({"id": ids, "image": [png(7), png(8)]}))
+            body = arrow_stream(pa.table({"id": ids, "image": [png(7), png(8)]}))
             for route in ("insert/", "insert/?mode=overwrite",
                           "merge_insert/?on=id&when_not_matched_by_source_delete=true",
                           "merge_insert/?on=id&when_matched_update_all=true"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,11 @@ CLIENT_VERSION = "0.40.0"
 
 
 @pytest.fixture
-def server(live_server: Callable[[str], LiveServer], digits_dir: Path, tmp_path: Path) -> LiveServer:
-    uri = str(tmp_path / "data")
-    run_ingest(Store(uri, refresh_seconds=0.0), IngestOptions(
-        table="mnist", sources=[str(digits_dir / "images")], labels_from_dirs=True, embed="builtin",
-        progress=False, workers=1))
-    return live_server(uri)
+def server(live_server: Callable[[str], LiveServer], mnist_root: Path, tmp_path: Path) -> LiveServer:
+    """A real server (the client's core is Rust and opens its own socket) over a copy of ``mnist_root``."""
+    uri = tmp_path / "data"
+    shutil.copytree(mnist_root, uri)
+    return live_server(str(uri))
 
 
 def connect(server: LiveServer, api_key: str = "KEY") -> Any:

@@ -19,8 +19,6 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from app.store import Store
-from ingest.pipeline import IngestOptions, run_ingest
 from tests.conftest import LiveServer
 
 TS_DIR = Path(__file__).resolve().parent / "ts"
@@ -34,12 +32,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def server(live_server: Callable[[str], LiveServer], digits_dir: Path, tmp_path: Path) -> LiveServer:
-    uri = str(tmp_path / "data")
-    run_ingest(Store(uri, refresh_seconds=0.0), IngestOptions(
-        table="mnist", sources=[str(digits_dir / "images")], labels_from_dirs=True, embed="builtin",
-        progress=False, workers=1))
-    return live_server(uri)
+def server(live_server: Callable[[str], LiveServer], mnist_root: Path, tmp_path: Path) -> LiveServer:
+    """A real server (the client's core is Rust and opens its own socket) over a copy of ``mnist_root``."""
+    uri = tmp_path / "data"
+    shutil.copytree(mnist_root, uri)
+    return live_server(str(uri))
 
 
 def _first_vector(server: LiveServer) -> list[float]:

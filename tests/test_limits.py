@@ -1,8 +1,9 @@
 """Limits that hold before memory is spent: body sizes, stalled requests, slow clients.
 
-A real server on loopback with small limits: every body is refused (413, the error shape) before it
-is read whole, whether its size is declared or it streams chunked; half-sent requests are closed
-within the configured bound while other clients keep being served.
+A real server on loopback with small limits (the socket is the point here), one for the module: every
+body is refused (413, the error shape) before it is read whole, whether its size is declared or it
+streams chunked; half-sent requests are closed within the configured bound while other clients keep
+being served.
 """
 
 from __future__ import annotations
@@ -16,18 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.store import Store
+from tests.conftest import LiveServer
+from tests.helpers import arrow_stream, assert_error
 
 T = "/api/v1/tables/pics"
 JSON_LIMIT = 64 * 1024
 BIG = 20 * 1024**2  # the 20 MiB JSON body a client may send
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"} and error["code"] == code, error
-    return error
 
 
 def big_json() -> bytes:
@@ -42,14 +37,23 @@ def chunks(body: bytes, size: int = 1024**2) -> Iterator[bytes]:
         yield body[start:start + size]
 
 
-@pytest.fixture
-def limited(store: Store, tuned_server, samples_dir: Path) -> Iterator[httpx.Client]:
-    server = tuned_server(store.uri, max_json_bytes=JSON_LIMIT, max_upload_bytes=4 * 1024**2,
-                          header_timeout_seconds=1.0, body_timeout_seconds=1.0, keep_alive_seconds=1)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> Iterator[LiveServer]:
+    """Table ``pics`` with one row (``horse.png``), served with small limits and short timeouts."""
+    live = LiveServer(str(tmp_path_factory.mktemp("limits") / "data"), max_json_bytes=JSON_LIMIT,
+                      max_upload_bytes=4 * 1024**2, header_timeout_seconds=1.0, body_timeout_seconds=1.0,
+                      keep_alive_seconds=1).start()
+    with httpx.Client(base_url=live.url, timeout=60) as http:
         assert http.post("/api/v1/tables", json={"name": "pics"}).status_code == 201
         horse = (samples_dir / "horse.png").read_bytes()
         assert http.post(f"{T}/rows", files=[("files", ("horse.png", horse, "image/png"))]).status_code == 201
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def limited(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
         yield http
 
 
@@ -120,11 +124,7 @@ def test_a_json_route_holds_the_json_limit_whatever_the_declared_type(limited: h
 def test_arrow_writes_keep_the_upload_limit(limited: httpx.Client) -> None:
     import pyarrow as pa
 
-    rows = pa.table({"id": [f"r{i}" for i in range(200)], "note": ["x" * 1000] * 200})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
-        writer.write_table(rows)
-    body = sink.getvalue().to_pybytes()
+    body = arrow_stream(pa.table({"id": [f"r{i}" for i in range(200)], "note": ["x" * 1000] * 200}))
     assert JSON_LIMIT < len(body) < 4 * 1024**2
     made = limited.post("/v1/table/notes/create/", content=body,
                         headers={"content-type": "application/vnd.apache.arrow.stream"})

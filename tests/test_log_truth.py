@@ -1,10 +1,11 @@
-"""The version log tells the truth, through a live server and `lightbox log`: a merge shows the
+"""The version log tells the truth, through the service and `lightbox log`: a merge shows the
 branch's own versions under it; embed, restore, clone and optimize record their author, message
 and operation; and every version's counts agree with ``diff`` against its parent."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,21 +13,25 @@ import pytest
 
 import lightbox
 from app.store.writes import default_author
+from tests.helpers import run_cli
 
 T = "/api/v1/tables/t"
 
 
 @pytest.fixture
-def served(tmp_path: Path, samples_dir: Path, live_server) -> tuple[lightbox.Client, httpx.Client, str, str]:
+def served(tmp_path: Path, samples_dir: Path, in_process, live_server
+           ) -> Iterator[tuple[lightbox.Client, httpx.Client, str, str]]:
+    """The SDK and raw HTTP on the app in this process, and the URL of a real server over the same root
+    for the command line's ``--server`` (its own HTTP client, over a socket)."""
     uri = str(tmp_path / "data")
-    server = live_server(uri)
-    client = lightbox.Client(server.url)
+    app = in_process(uri)
+    client = app.sdk()
     t = client.create_table("t", [{"name": "label", "type": "int64"}])
     files = sorted(p for p in samples_dir.iterdir() if p.suffix in (".png", ".jpg"))[:6]
     t.add(files, ids=[f"r{i}" for i in range(len(files))], metadata=[{"label": i} for i in range(len(files))],
           message="first load", author="ada")
-    with httpx.Client(base_url=server.url, timeout=120) as http:
-        yield client, http, uri, server.url
+    with app.http(timeout=120) as http:
+        yield client, http, uri, live_server(uri).url
     client.close()
 
 
@@ -54,7 +59,7 @@ def assert_counts_agree_with_diff(http: httpx.Client) -> None:
         assert logged_counts(entry) == diff_counts(http, parent["version"], entry["version"]), entry
 
 
-def test_a_merge_shows_the_branch_versions_under_it(served, cli) -> None:
+def test_a_merge_shows_the_branch_versions_under_it(served) -> None:
     client, http, uri, url = served
     t = client.table("t")
     branched = http.post(f"{T}/branches", json={"name": "feat"})
@@ -85,7 +90,7 @@ def test_a_merge_shows_the_branch_versions_under_it(served, cli) -> None:
     assert [e["message"] for e in versions(http)[1]["merged"]] == ["drop r2", "relabel r1"]
 
     for target in (["--server", url], ["--uri", uri]):
-        out = cli("log", "t", *target)
+        out = run_cli("log", "t", *target)
         assert out.returncode == 0, out.stderr
         text = out.stdout
         assert "merge feat into main" in text and "Author: erin" in text
@@ -95,7 +100,7 @@ def test_a_merge_shows_the_branch_versions_under_it(served, cli) -> None:
         assert text.index("merge feat into main") < text.index("relabel r1") < text.index("first load")
 
 
-def test_embed_restore_clone_optimize_record_author_message_and_operation(served, cli) -> None:
+def test_embed_restore_clone_optimize_record_author_message_and_operation(served) -> None:
     client, http, _, url = served
     t = client.table("t")
     me = default_author()
@@ -147,7 +152,7 @@ def test_embed_restore_clone_optimize_record_author_message_and_operation(served
         assert entry["author"] == me
         assert logged_counts(entry) == {"added": 0, "removed": 0, "changed": 0}
     assert_counts_agree_with_diff(http)
-    out = cli("log", "t", "--server", url)
+    out = run_cli("log", "t", "--server", url)
     assert out.returncode == 0, out.stderr
     assert "Op:     compact" in out.stdout and "Op:     restore" in out.stdout and "Op:     embed" in out.stdout
     assert "(no message)" not in out.stdout and "Author: unknown" not in out.stdout, out.stdout
@@ -169,16 +174,16 @@ def _png_bytes() -> bytes:
     return buf.getvalue()
 
 
-def test_cli_writes_are_logged_with_the_users_name_and_message(served, cli) -> None:
+def test_cli_writes_are_logged_with_the_users_name_and_message(served) -> None:
     client, http, uri, url = served
     client.table("t").update("r0", {"label": 9})
-    restored = cli("restore", "t", "2", "--server", url, "-m", "undo the relabel")
+    restored = run_cli("restore", "t", "2", "--server", url, "-m", "undo the relabel")
     assert restored.returncode == 0, restored.stderr
     entry = versions(http)[0]
     assert (entry["operation"], entry["author"], entry["message"]) == ("restore", default_author(), "undo the relabel")
-    cloned = cli("clone", "t", "t2", "--uri", uri, "--author", "zed")
+    cloned = run_cli("clone", "t", "t2", "--uri", uri, "--author", "zed")
     assert cloned.returncode == 0, cloned.stderr
     entry = versions(http, "t2")[0]
     assert (entry["operation"], entry["author"], entry["message"]) == ("clone", "zed", "clone of t at version 4")
-    out = cli("log", "t2", "--uri", uri)
+    out = run_cli("log", "t2", "--uri", uri)
     assert out.returncode == 0 and "Author: zed" in out.stdout and "Op:     clone" in out.stdout, out.stdout

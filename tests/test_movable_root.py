@@ -1,6 +1,7 @@
 """A data root is a directory you can move: moved, copied, read from another directory, mounted at
 another path, copied to an S3 prefix and back, every table, tag, branch, clone, index and version
-note still reads, through the store, the command line (run from another directory) and the service.
+note still reads, through the store, the command line (run from another directory) and the service
+(the command line and the service run in this process, from the directory and environment given).
 
 Lance records where a branch's parent and a shallow clone's source live (the manifest's base paths)
 as the writer named them; one root, built once per module with all of those, is copied for each
@@ -14,8 +15,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +38,8 @@ from app.store.vectors import IndexKeeper
 from app.store.writes import create_branch, tag_version
 from embeddings.registry import load
 from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import cli_command, cli_env
+from tests.helpers import Ran
+from tests.helpers import run_cli as run_in_process
 
 # every point of the root that must read: (table, ref)
 READS = [("pics", LATEST), ("pics", Ref(tag="v1")), ("pics", Ref(tag="indexed")), ("pics", Ref(branch="exp")),
@@ -161,14 +161,12 @@ def made(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> Made:
     return Made(root, facts, app_facts(str(root)))
 
 
-def run_cli(cwd: Path, *args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m lightbox.cli ARGS` run from ``cwd`` (this checkout importable)."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(cli_command(*map(str, args)), capture_output=True, text=True, cwd=cwd,
-                          env={**cli_env(), **(env or {})}, timeout=180, stdin=subprocess.DEVNULL)
+def run_cli(cwd: Path, *args: str | Path, env: dict[str, str] | None = None) -> Ran:
+    """`lightbox ARGS` run from ``cwd`` (in this process, its working directory and environment set)."""
+    return run_in_process(*args, cwd=cwd, env=env)
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
+def ok(result: Ran) -> str:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout
@@ -242,11 +240,11 @@ def test_a_root_made_by_older_code_reads_from_another_directory(made: Made, tmp_
     which Lance resolves against the reader's current directory: made here as they made them."""
     project = tmp_path / "project"
     made.copy(project / "lightbox-data")
-    script = ("import lance; ds = lance.dataset('./lightbox-data/pics.lance'); "
-              "ds.create_branch('old', ds.tags.get_version('v1')); "
-              "ds.tags.create('lightbox-clone-oldclone', ds.tags.get_version('v1')); "
-              "ds.shallow_clone('./lightbox-data/oldclone.lance', 'v1')")
-    subprocess.run([sys.executable, "-c", script], cwd=project, check=True, timeout=120)
+    with contextlib.chdir(project):
+        ds = lance.dataset("./lightbox-data/pics.lance")
+        ds.create_branch("old", ds.tags.get_version("v1"))
+        ds.tags.create("lightbox-clone-oldclone", ds.tags.get_version("v1"))
+        ds.shallow_clone("./lightbox-data/oldclone.lance", "v1")
     assert {p for p in bases_of(project / "lightbox-data") if p.startswith("./")} == {"./lightbox-data/pics.lance"}
 
     elsewhere = tmp_path / "elsewhere"

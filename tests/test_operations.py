@@ -1,31 +1,29 @@
-"""Operations through a live server: /metrics (Prometheus), API keys on it, JSON access logs,
-resize on fetch, and search hits that link to their images."""
+"""Operations through the service's app (in this process): /metrics (Prometheus), API keys on it, JSON
+access logs, resize on fetch, and search hits that link to their images."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.store import Store
-from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer
+from tests.conftest import InProcess
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> str:
-    uri = str(tmp_path_factory.mktemp("ops") / "data")
-    run_ingest(Store(uri), IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
-                                         tag="v1", embed="builtin", progress=False, workers=1))
-    return uri
+def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
+    """A copy of ``digits_root`` (200 digits with builtin vectors, tagged v1)."""
+    uri = tmp_path_factory.mktemp("ops") / "data"
+    shutil.copytree(digits_root, uri)
+    return str(uri)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -43,10 +41,10 @@ def value(found: dict, name: str, **labels: str) -> float:
 IMAGE_ROUTE = "/api/v1/tables/{table}/rows/{row_id:path}/image"
 
 
-def test_metrics_count_requests_caches_ingest_and_indexes(tuned_server: Callable[..., LiveServer], root: str,
+def test_metrics_count_requests_caches_ingest_and_indexes(in_process: Callable[..., InProcess], root: str,
                                                           digits_dir: Path) -> None:
-    server = tuned_server(root, warm_on_start=False, index_min_rows=50)  # digits' vectors get a Lance index
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    server = in_process(root, warm_on_start=False, index_min_rows=50)  # digits' vectors get a Lance index
+    with server.http() as http:
         for _ in range(3):
             assert http.get("/api/v1/tables/digits/rows/3/00003.png/image").status_code == 200
         assert http.get("/api/v1/tables/digits/rows/nope.png/image").status_code == 404
@@ -83,19 +81,19 @@ def test_metrics_count_requests_caches_ingest_and_indexes(tuned_server: Callable
     assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="written") == 1
     assert value(found, "lightbox_ingest_rows_total", table="digits", outcome="skipped") == 1
 
-    other = tuned_server(root, warm_on_start=False)  # a second app in the same process counts on its own
-    fresh = samples(httpx.get(f"{other.url}/metrics").text)
+    other = in_process(root, warm_on_start=False)  # a second app in the same process counts on its own
+    fresh = samples(other.http().get("/metrics").text)
     assert value(fresh, "lightbox_http_requests_total", method="GET", route=IMAGE_ROUTE, status="200") == 0
 
 
-def test_metrics_and_api_keys(tuned_server: Callable[..., LiveServer], root: str) -> None:
-    keyed = tuned_server(root, api_keys="secret,reader:ro")
-    assert httpx.get(f"{keyed.url}/metrics").status_code == 401
-    assert httpx.get(f"{keyed.url}/metrics", headers={"x-api-key": "reader"}).status_code == 200
-    public = tuned_server(root, api_keys="secret", metrics_public=True)
-    assert httpx.get(f"{public.url}/metrics").status_code == 200
-    assert httpx.get(f"{public.url}/api/v1/tables").status_code == 401  # only /metrics is opened
-    found = samples(httpx.get(f"{public.url}/metrics").text)
+def test_metrics_and_api_keys(in_process: Callable[..., InProcess], root: str) -> None:
+    keyed = in_process(root, api_keys="secret,reader:ro").http()
+    assert keyed.get("/metrics").status_code == 401
+    assert keyed.get("/metrics", headers={"x-api-key": "reader"}).status_code == 200
+    public = in_process(root, api_keys="secret", metrics_public=True).http()
+    assert public.get("/metrics").status_code == 200
+    assert public.get("/api/v1/tables").status_code == 401  # only /metrics is opened
+    found = samples(public.get("/metrics").text)
     assert value(found, "lightbox_http_requests_total", method="GET", route="unmatched", status="401") == 1
 
 
@@ -117,9 +115,9 @@ def access_lines() -> Iterator[Lines]:
     log.removeHandler(handler)
 
 
-def test_json_access_log(tuned_server: Callable[..., LiveServer], root: str, access_lines: Lines) -> None:
-    server = tuned_server(root, access_log="json")
-    r = httpx.get(f"{server.url}/api/v1/tables/digits/rows/3/00003.png", headers={"x-request-id": "trace-1"})
+def test_json_access_log(in_process: Callable[..., InProcess], root: str, access_lines: Lines) -> None:
+    server = in_process(root, access_log="json")
+    r = server.http().get("/api/v1/tables/digits/rows/3/00003.png", headers={"x-request-id": "trace-1"})
     assert r.status_code == 200
     deadline = time.monotonic() + 5  # the line is written once the last byte has gone
     while not any("trace-1" in line for line in access_lines.lines) and time.monotonic() < deadline:
@@ -131,12 +129,12 @@ def test_json_access_log(tuned_server: Callable[..., LiveServer], root: str, acc
     assert entry["bytes"] == len(r.content)
 
 
-def test_resize_on_fetch(tuned_server: Callable[..., LiveServer], root: str, digits_dir: Path) -> None:
-    server = tuned_server(root)
+def test_resize_on_fetch(in_process: Callable[..., InProcess], root: str, digits_dir: Path) -> None:
+    server = in_process(root)
     original = Image.open(digits_dir / "images" / "3/00003.png")
     assert original.size == (8, 8)
     url = f"{server.url}/api/v1/tables/digits/rows/3/00003.png/image"
-    with httpx.Client(timeout=60) as http:
+    with server.http() as http:
         r = http.get(url, params={"width": 4})
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(r.content)).size == (4, 4)
@@ -157,9 +155,9 @@ def test_resize_on_fetch(tuned_server: Callable[..., LiveServer], root: str, dig
     assert value(found, "lightbox_cache_misses_total", cache="thumbnails") == 3
 
 
-def test_search_hits_carry_image_url(tuned_server: Callable[..., LiveServer], root: str, digits_dir: Path) -> None:
-    server = tuned_server(root)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+def test_search_hits_carry_image_url(in_process: Callable[..., InProcess], root: str, digits_dir: Path) -> None:
+    server = in_process(root)
+    with server.http() as http:
         hits = http.post("/api/v1/tables/digits/search", params={"tag": "v1"},
                          json={"image_id": "3/00003.png", "k": 3}).json()["hits"]
         assert len(hits) == 3

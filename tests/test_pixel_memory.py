@@ -20,12 +20,12 @@ import tifffile
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import lightbox
 from app.main import create_app
 from app.services.budget import MemoryBudget, OverBudget, RendersBusy
 from app.settings import Settings
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
+from tests.helpers import assert_error
 from tests.rss import MIB, peak_rss
 
 SIDE = 6000
@@ -86,13 +86,6 @@ def warm(http: httpx.Client | TestClient) -> None:
     assert http.get(ROW.format(id="tiny.png") + "/thumbnail", params={"size": 8}).status_code == 200
 
 
-def error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    body = response.json()["error"]
-    assert body["code"] == code, body
-    return body
-
-
 # -- renders decode no more than they need -------------------------------------------------------
 
 
@@ -126,7 +119,7 @@ def test_a_large_jpeg_is_drafted_at_a_fraction_of_its_size(root: str) -> None:
 
 def test_a_render_larger_than_the_whole_budget_is_422(root: str) -> None:
     with client(root, decode_budget_bytes=32 * MIB) as http:
-        body = error(http.get(ROW.format(id="pages.tif") + "/thumbnail"), 422, "decode_budget_exceeded")
+        body = assert_error(http.get(ROW.format(id="pages.tif") + "/thumbnail"), 422, "decode_budget_exceeded")
         assert body["detail"]["needed_bytes"] > 32 * MIB == body["detail"]["budget_bytes"]
         assert "LIGHTBOX_DECODE_BUDGET_BYTES" in body["message"]
         assert http.get(ROW.format(id="deep.tif") + "/thumbnail").status_code == 200  # strip by strip: fits
@@ -138,7 +131,7 @@ def test_a_render_that_cannot_get_room_soon_is_503_with_retry_after(root: str) -
         held = budget.reserve(budget.total - MIB)  # another render holds nearly all of it
         try:
             busy = http.get(ROW.format(id="pages.tif") + "/image", params={"width": 32})
-            error(busy, 503, "renders_busy")
+            assert_error(busy, 503, "renders_busy")
             assert int(busy.headers["retry-after"]) >= 1
         finally:
             held.release()
@@ -171,15 +164,15 @@ def _try(budget: MemoryBudget) -> object:
     return budget.reserve(10)
 
 
-def test_concurrent_renders_of_whole_pages_share_the_budget(root: str, tuned_server) -> None:
+def test_concurrent_renders_of_whole_pages_share_the_budget(root: str, in_process) -> None:
     budget = 160 * MIB  # one render of a page (held as one 72 MB strip) at a time
-    server = tuned_server(root, decode_budget_bytes=budget, decode_wait_seconds=60)
+    server = in_process(root, decode_budget_bytes=budget, decode_wait_seconds=60)
     statuses: list[int] = []
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+    with server.http(timeout=120) as http:
         warm(http)
 
     def fetch(width: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=120) as http:
+        with server.http(timeout=120) as http:
             statuses.append(http.get(ROW.format(id="pages.tif") + "/image", params={"width": width}).status_code)
 
     with peak_rss() as peak:
@@ -198,7 +191,7 @@ def test_concurrent_renders_of_whole_pages_share_the_budget(root: str, tuned_ser
 def test_array_of_many_frames_is_capped_and_one_frame_can_be_asked_for(root: str, gif_path: Path) -> None:
     whole = GIF_FRAMES * GIF_SIDE * GIF_SIDE * 3
     with client(root, max_array_bytes=16 * MIB) as http:
-        body = error(http.get(ROW.format(id="anim.gif") + "/array"), 422, "array_too_large")
+        body = assert_error(http.get(ROW.format(id="anim.gif") + "/array"), 422, "array_too_large")
         assert body["detail"]["bytes"] == whole and body["detail"]["frames"] == GIF_FRAMES
         assert "?frame=" in body["message"]
         one = http.get(ROW.format(id="anim.gif") + "/array", params={"frame": 7})
@@ -208,17 +201,18 @@ def test_array_of_many_frames_is_capped_and_one_frame_can_be_asked_for(root: str
             img.seek(7)
             assert np.array_equal(got, np.asarray(img.convert("RGB")))
         assert one.headers["x-lightbox-shape"] == f"{GIF_SIDE},{GIF_SIDE},3"
-        error(http.get(ROW.format(id="anim.gif") + "/array", params={"frame": GIF_FRAMES}), 400, "bad_request")
-        page = error(http.get(ROW.format(id="pages.tif") + "/array", params={"frame": 9}), 422, "array_too_large")
+        assert_error(http.get(ROW.format(id="anim.gif") + "/array", params={"frame": GIF_FRAMES}), 400, "bad_request")
+        page = assert_error(http.get(ROW.format(id="pages.tif") + "/array", params={"frame": 9}), 422,
+                            "array_too_large")
         assert page["detail"]["bytes"] == DEEP_BYTES and "?frame=" not in page["message"]  # one page is over it too
 
 
-def test_array_of_all_frames_streams_a_frame_at_a_time(root: str, gif_path: Path, live_server) -> None:
-    server = live_server(root)
+def test_array_of_all_frames_streams_a_frame_at_a_time(root: str, gif_path: Path, in_process) -> None:
+    server = in_process(root)
     whole = GIF_FRAMES * GIF_SIDE * GIF_SIDE * 3
     received = 0
     head = b""
-    with httpx.Client(base_url=server.url, timeout=120) as http, peak_rss() as peak:
+    with server.http(timeout=120) as http, peak_rss() as peak:
         warm(http)
         with http.stream("GET", ROW.format(id="anim.gif") + "/array") as response:
             assert response.status_code == 200
@@ -233,6 +227,6 @@ def test_array_of_all_frames_streams_a_frame_at_a_time(root: str, gif_path: Path
     assert shape == (GIF_FRAMES, GIF_SIDE, GIF_SIDE, 3) and dtype == np.uint8
     assert received == stream.tell() + whole
     assert peak.growth < whole / 4, peak.mib  # 57.6 MB answered; about a frame (0.5 MB) held at a time
-    with lightbox.Client(server.url) as sdk, Image.open(gif_path) as img:  # the SDK asks for one frame too
+    with server.sdk() as sdk, Image.open(gif_path) as img:  # the SDK asks for one frame too
         img.seek(GIF_FRAMES - 1)
         assert np.array_equal(sdk.table("big").array("anim.gif", frame=GIF_FRAMES - 1), np.asarray(img.convert("RGB")))

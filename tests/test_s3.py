@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,6 +23,7 @@ from app.storage import REDACTED, RedactingFilter, parse_pairs, redact, redact_b
 from app.store import Store
 from lightbox.client import Client
 from tests.conftest import LiveServer
+from tests.helpers import Ran, run_cli
 from tests.s3 import S3Root
 
 pytestmark = pytest.mark.s3
@@ -44,23 +43,22 @@ def folders(samples_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     return first, later
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
+def ok(result: Ran) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_the_whole_flow_on_s3(s3_root: S3Root, folders: tuple[Path, Path], cli: Callable[..., object],
-                              live_server: object) -> None:
+def test_the_whole_flow_on_s3(s3_root: S3Root, folders: tuple[Path, Path]) -> None:
     first, later = folders
     flags = ["--uri", s3_root.uri, *s3_root.flags()]
 
     # ingest with a tag and the builtin embedder, then onto a branch: the command line, options as flags
-    report = json.loads(ok(cli("ingest", first, "--table", "pics", "--labels-from-dirs", "--tag", "v1",
+    report = json.loads(ok(run_cli("ingest", first, "--table", "pics", "--labels-from-dirs", "--tag", "v1",
                                "--embed", "builtin", "-m", "first load", "--json", "--no-progress", *flags)))
     assert report["added"] == len(FILES)
-    ok(cli("ingest", later, "--table", "pics", "--labels-from-dirs", "--branch", "feat", "--embed", "builtin",
+    ok(run_cli("ingest", later, "--table", "pics", "--labels-from-dirs", "--branch", "feat", "--embed", "builtin",
            "--no-progress", *flags))
-    assert "pics" in ok(cli("tables", *flags))
+    assert "pics" in ok(run_cli("tables", *flags))
 
     # nothing was written on local disk: the files are in the bucket, where Lance reads them
     ds = lance.dataset(f"{s3_root.uri}/pics.lance", storage_options=s3_root.options)
@@ -138,8 +136,8 @@ def test_drop_and_recreate_on_s3(s3_root: S3Root) -> None:
     assert store.names() == [] and not store.exists("t")
 
 
-def test_credentials_are_never_shown(s3_root: S3Root, cli: Callable[..., object],
-                                     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_are_never_shown(s3_root: S3Root, caplog: pytest.LogCaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     secret = s3_root.options["secret_access_key"]
     monkeypatch.setenv("LIGHTBOX_STORAGE_OPTIONS", json.dumps({"aws_secret_access_key": "from-json-secret",
                                                                "allow_http": True}))
@@ -167,7 +165,7 @@ def test_credentials_are_never_shown(s3_root: S3Root, cli: Callable[..., object]
     # the command line: a wrong secret fails without echoing it
     options = {**s3_root.options, "secret_access_key": "wrong-" + secret}
     flags = [arg for k, v in options.items() for arg in ("--storage-option", f"{k}={v}")]
-    result = cli("tables", "--uri", s3_root.uri, *flags, timeout=120)
-    assert "wrong-" + secret not in result.stdout + result.stderr  # type: ignore[attr-defined]
-    bad = cli("tables", "--uri", s3_root.uri, "--storage-option", "no-equals-" + secret)
-    assert bad.returncode == 2 and secret not in bad.stderr  # type: ignore[attr-defined]
+    result = run_cli("tables", "--uri", s3_root.uri, *flags)
+    assert "wrong-" + secret not in result.stdout + result.stderr
+    bad = run_cli("tables", "--uri", s3_root.uri, "--storage-option", "no-equals-" + secret)
+    assert bad.returncode == 2 and secret not in bad.stderr

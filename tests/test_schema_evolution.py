@@ -33,6 +33,7 @@ from app.store import Ref, Store
 from app.store.column_fit import ColumnTypeConflict
 from ingest.pipeline import IngestOptions, run_ingest
 from tests.conftest import LiveServer
+from tests.helpers import arrow_stream, run_cli
 
 FIRST = ["astronaut.png", "camera.png", "horse.png"]
 MORE = ["rocket.jpg", "china.jpg", "chessboard_GRAY.png"]
@@ -95,13 +96,6 @@ def columns_of(columns: dict[str, dict[str, Any]]) -> list[str]:
     return sorted({c for values in columns.values() for c in values})
 
 
-def arrow_body(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def conflict_of(response: httpx.Response, column: str, *words: str) -> str:
     assert response.status_code == 422, response.text
     error = response.json()["error"]
@@ -146,7 +140,7 @@ def test_labels_from_dirs_onto_a_table_without_labels(tmp_path: Path, samples_di
 
 
 def test_a_value_that_does_not_fit_its_column_names_both_types_and_writes_nothing(
-        tmp_path: Path, samples_dir: Path, store: Store, cli: Callable[..., Any]) -> None:
+        tmp_path: Path, samples_dir: Path, store: Store) -> None:
     digits = folder(tmp_path / "digits", samples_dir, FIRST[:1], "3")
     (tmp_path / "one.csv").write_text(f"file,score\n{FIRST[0]},5\n")
     v1 = ingest(store, digits, labels_from_dirs=True, metadata=str(tmp_path / "one.csv"), key="file")
@@ -164,7 +158,7 @@ def test_a_value_that_does_not_fit_its_column_names_both_types_and_writes_nothin
         ingest(store, cats, labels_from_dirs=True)
     assert store.fresh("g").version == v1 and store.fresh("g").count_rows() == 1
 
-    done = cli("ingest", more, "--table", "g", "--uri", store.uri, "--metadata", tmp_path / "two.csv", "--key",
+    done = run_cli("ingest", more, "--table", "g", "--uri", store.uri, "--metadata", tmp_path / "two.csv", "--key",
                "file", "--no-progress")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -268,7 +262,7 @@ def test_uploads_add_columns_in_the_same_version(client: TestClient, store: Stor
     # Arrow rows of images bring 'weight' (and fill 'caption')
     png = (samples_dir / MORE[2]).read_bytes()
     rows = pa.table({"id": ["extra/board.png"], "image": [png], "caption": ["board"], "weight": [2.5]})
-    body = client.post(f"{t}/rows", content=arrow_body(rows), headers=ARROW)
+    body = client.post(f"{t}/rows", content=arrow_stream(rows), headers=ARROW)
     assert body.status_code == 201, body.text
     assert_added_in_one_version(store, "g", v1 + 1, {"extra/board.png"},
                                 {"extra/board.png": {"caption": "board", "weight": 2.5, "rank": None}})
@@ -278,7 +272,7 @@ def test_uploads_add_columns_in_the_same_version(client: TestClient, store: Stor
     bad = [("files", ("x.png", png, "application/octet-stream"))]
     conflict_of(client.post(f"{t}/rows", files=bad, data={"metadata": json.dumps([{"rank": "first"}])}),
                 "rank", "integer", "text")
-    conflict_of(client.post(f"{t}/rows", content=arrow_body(pa.table({"id": ["y"], "image": [png], "weight": ["x"]})),
+    conflict_of(client.post(f"{t}/rows", content=arrow_stream(pa.table({"id": ["y"], "image": [png], "weight": ["x"]})),
                             headers=ARROW), "weight", "decimal number", "text")
     mixed = [("files", (n, png, "application/octet-stream")) for n in ("m1.png", "m2.png")]
     mixed_meta = json.dumps([{"mood": 1}, {"mood": "sunny"}])
@@ -291,7 +285,7 @@ def test_plain_arrow_rows_add_columns_and_upserts_replace_rows(client: TestClien
     store.create("feats", pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("area", pa.float64())]))
 
     def post(rows: pa.Table, **params: str) -> httpx.Response:
-        return client.post(f"{t}/rows", content=arrow_body(rows), headers=ARROW, params=params)
+        return client.post(f"{t}/rows", content=arrow_stream(rows), headers=ARROW, params=params)
 
     first = pa.table({"id": [f"c{i}" for i in range(6)], "area": [float(i) for i in range(6)]})
     v1 = post(first).json()["version"]
@@ -334,7 +328,7 @@ def test_plain_arrow_rows_add_columns_and_upserts_replace_rows(client: TestClien
 
 # -- the LanceDB protocol: the wire writes, and the official client (a live server) ---------------------
 def lancedb_write(server: LiveServer, path: str, rows: pa.Table, **params: Any) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/table/{path}", content=arrow_body(rows), params=params,
+    return httpx.post(f"{server.url}/v1/table/{path}", content=arrow_stream(rows), params=params,
                       headers={"content-type": ARROW["content-type"]}, timeout=60)
 
 
@@ -400,19 +394,18 @@ def test_official_client_overwrite_brings_columns_in_one_version(live_server: Ca
 
 
 def test_cli_upload_labels_bring_the_column_and_keep_its_type(live_server: Callable[[str], LiveServer], store: Store,
-                                                               samples_dir: Path, tmp_path: Path,
-                                                               cli: Callable[..., Any]) -> None:
+                                                               samples_dir: Path, tmp_path: Path) -> None:
     """``lightbox ingest --server --labels-from-dirs``: the first upload adds a text ``label`` to a table
     without one; a later one of digit-named folders sends its labels as text too (not integers)."""
     v1 = ingest(store, folder(tmp_path / "flat", samples_dir, FIRST))
     assert v1 is not None
     server = live_server(store.uri)
     cats = folder(tmp_path / "cats", samples_dir, MORE[:1], "cat")
-    done = cli("ingest", cats, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
+    done = run_cli("ingest", cats, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert_added_in_one_version(store, "g", v1, {"cat/rocket.jpg"}, {"cat/rocket.jpg": {"label": "cat"}})
     digits = folder(tmp_path / "digits", samples_dir, MORE[1:2], "7")
-    done = cli("ingest", digits, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
+    done = run_cli("ingest", digits, "--table", "g", "--server", server.url, "--labels-from-dirs", "--no-progress")
     assert done.returncode == 0, done.stderr
     got = store.fresh("g").to_table(columns=["id", "label"], filter="id = '7/china.jpg'").to_pylist()
     assert got == [{"id": "7/china.jpg", "label": "7"}] and store.fresh("g").version == v1 + 2

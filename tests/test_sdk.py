@@ -1,4 +1,5 @@
-"""The Python SDK against a real server on loopback: same answers as raw HTTP, errors, retries, pins.
+"""The Python SDK against the service's app (in this process): same answers as raw HTTP, errors,
+retries, pins.
 
 The contract test runs one scenario twice, through ``lightbox.Client`` and through plain httpx,
 and compares. Retries are proven on a real socket server that answers 503 before it answers 200.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +25,7 @@ import pytest
 from PIL import Image
 
 import lightbox
-from app.store import Store
-from ingest.pipeline import IngestOptions, run_ingest
-from tests.conftest import LiveServer, free_port
+from tests.conftest import InProcess, free_port
 
 ARROW = {"accept": "application/vnd.apache.arrow.stream"}
 SCALARS = ["id", "label", "split", "ink", "width", "height", "mode", "sha256", "size_bytes"]
@@ -38,31 +38,29 @@ def without_urls(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("sdk") / "data")
+def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
+    """A copy of ``digits_root`` (200 real digits, labels, CSV metadata, builtin vectors, tagged v1)."""
+    root = tmp_path_factory.mktemp("sdk") / "data"
+    shutil.copytree(digits_root, root)
+    return str(root)
 
 
 @pytest.fixture(scope="module")
-def server(root: str, digits_dir: Path) -> Iterator[LiveServer]:
-    """``digits`` (200 real digits, labels from folders, CSV metadata, builtin vectors), tagged v1."""
-    store = Store(root, refresh_seconds=0.0)
-    run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
-                                    metadata=str(digits_dir / "digits.csv"), key="file", tag="v1",
-                                    embed="builtin", progress=False, workers=1))
-    live = LiveServer(store.uri).start()
-    yield live
-    live.stop()
+def server(root: str) -> Iterator[InProcess]:
+    app = InProcess(root)
+    yield app
+    app.close()
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[lightbox.Client]:
-    with lightbox.Client(server.url) as c:
+def client(server: InProcess) -> Iterator[lightbox.Client]:
+    with server.sdk() as c:
         yield c
 
 
 @pytest.fixture
-def raw(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=60) as c:
+def raw(server: InProcess) -> Iterator[httpx.Client]:
+    with server.http(base_url=f"{server.url}/api/v1") as c:
         yield c
 
 
@@ -152,7 +150,7 @@ def test_history_agrees_with_raw_http(client: lightbox.Client, raw: httpx.Client
         t.count()
 
 
-def test_errors_carry_status_code_and_request_id(client: lightbox.Client, tuned_server: Any, root: str) -> None:
+def test_errors_carry_status_code_and_request_id(client: lightbox.Client, in_process: Any, root: str) -> None:
     t = client.table("digits")
     cases: list[tuple[Any, type[lightbox.LightboxError], int, str]] = [
         (lambda: client.table("nope").count(), lightbox.NotFound, 404, "table_not_found"),
@@ -173,13 +171,13 @@ def test_errors_carry_status_code_and_request_id(client: lightbox.Client, tuned_
         t.query("nosuch = 1")
     assert "nosuch" in bad.value.message
 
-    guarded = tuned_server(root, api_keys="secret,peek:ro")
+    guarded = in_process(root, api_keys="secret,peek:ro")
     with pytest.raises(lightbox.Unauthorized) as unauthorized:
-        lightbox.Client(guarded.url).tables()
+        guarded.sdk().tables()
     assert unauthorized.value.status == 401 and unauthorized.value.code == "unauthorized"
-    assert lightbox.Client(guarded.url, api_key="peek").table("digits").count() == 200
+    assert guarded.sdk(api_key="peek").table("digits").count() == 200
     with pytest.raises(lightbox.Forbidden):
-        lightbox.Client(guarded.url, api_key="peek").table("digits").tag("nope")
+        guarded.sdk(api_key="peek").table("digits").tag("nope")
     with pytest.raises(lightbox.Unreachable) as unreachable:
         lightbox.Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01).tables()
     assert unreachable.value.status == 0 and unreachable.value.request_id
@@ -343,7 +341,7 @@ class StubServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)  # quick shutdown
 
     def __enter__(self) -> StubServer:
         self.thread.start()

@@ -1,6 +1,6 @@
-"""Similarity search through a live server: every query kind, filters against exact ground truth,
-refs, rows added after indexing, and every error case. Real vectors only: the bundled MiniLM model
-and the built-in image embedder."""
+"""Similarity search through the service's app (in this process): every query kind, filters against
+exact ground truth, refs, rows added after indexing, and every error case. Real vectors only: the
+bundled MiniLM model and the built-in image embedder."""
 
 from __future__ import annotations
 
@@ -37,33 +37,48 @@ def registry() -> Registry:
     return Registry()  # models load once for the module
 
 
-@pytest.fixture
-def captioned(store: Store, samples_dir: Path, tmp_path: Path, registry: Registry) -> Store:
-    folder = tmp_path / "captioned"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path, digits_dir: Path, registry: Registry) -> Path:
+    """Tables ``photos`` (captions embedded by MiniLM) and ``digits`` (the built-in image embedder), each
+    tagged ``v1``: built once for the module; each test copies the ones it uses into its own root."""
+    base = tmp_path_factory.mktemp("search")
+    folder = base / "captioned"
     folder.mkdir()
     for name in CAPTIONS:
         shutil.copyfile(samples_dir / name, folder / name)
-    meta = tmp_path / "captions.jsonl"
+    meta = base / "captions.jsonl"
     meta.write_text("".join(json.dumps({"file": k, "caption": v}) + "\n" for k, v in CAPTIONS.items()))
+    store = Store(str(base / "data"))
     run_ingest(store, IngestOptions(table="photos", sources=[str(folder)], metadata=str(meta), key="file",
                                     embed=MINILM, embed_text="caption", tag="v1", progress=False, registry=registry))
+    run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
+                                    embed="builtin", tag="v1", progress=False, registry=registry))
+    return base / "data"
+
+
+def copied(built: Path, store: Store, table: str) -> Store:
+    """``table`` of the built root copied into the test's own root (``cp -r``)."""
+    shutil.copytree(built / f"{table}.lance", Path(store.uri) / f"{table}.lance")
     return store
 
 
 @pytest.fixture
-def digits(store: Store, digits_dir: Path, registry: Registry) -> Store:
-    run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
-                                    embed="builtin", tag="v1", progress=False, registry=registry))
-    return store
+def captioned(built: Path, store: Store) -> Store:
+    return copied(built, store, "photos")
+
+
+@pytest.fixture
+def digits(built: Path, store: Store) -> Store:
+    return copied(built, store, "digits")
 
 
 def search(client: httpx.Client, table: str, body: dict, params: dict | None = None) -> httpx.Response:
     return client.post(f"/api/v1/tables/{table}/search", json=body, params=params or {})
 
 
-def test_text_search_finds_the_captioned_image(captioned: Store, live_server) -> None:
-    server = live_server(captioned.uri)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+def test_text_search_finds_the_captioned_image(captioned: Store, in_process) -> None:
+    server = in_process(captioned.uri)
+    with server.http() as client:
         info = client.get("/api/v1/tables/photos").json()
         assert info["embeddings"] == [{"column": "caption_vector", "model": MINILM, "dim": 384, "source": "caption",
                                        "metric": "cosine"}]
@@ -77,7 +92,7 @@ def test_text_search_finds_the_captioned_image(captioned: Store, live_server) ->
             assert [h["_distance"] for h in hits] == sorted(h["_distance"] for h in hits)
 
 
-def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, live_server, tuned_server) -> None:
+def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, in_process) -> None:
     ds = lance.dataset(digits.table_uri("digits"))
     table = ds.to_table(columns=["id", "label", "vector"])
     ids = np.array(table.column("id").to_pylist())
@@ -85,9 +100,9 @@ def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, live_s
     vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = list(range(0, len(ids), 17))
-    for server in (live_server(digits.uri), tuned_server(digits.uri, index_min_rows=100)):  # flat, then IVF
+    for server in (in_process(digits.uri), in_process(digits.uri, index_min_rows=100)):  # flat, then IVF
         recalls = []
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with server.http() as client:
             for qi in queries:
                 mask = labels == 3
                 order = np.argsort(1 - vectors[mask] @ vectors[qi], kind="stable")[:10]
@@ -96,13 +111,13 @@ def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, live_s
                 hits = search(client, "digits", body).json()["hits"]
                 assert all(h["label"] == 3 for h in hits) and len(hits) == 10
                 recalls.append(len(truth & {h["id"] for h in hits}) / 10)
-        assert np.mean(recalls) >= 0.95, (server.url, np.mean(recalls))
+        assert np.mean(recalls) >= 0.95, (server.settings.index_min_rows, np.mean(recalls))
 
 
-def test_more_like_this_and_upload(digits: Store, digits_dir: Path, live_server) -> None:
-    server = live_server(digits.uri)
+def test_more_like_this_and_upload(digits: Store, digits_dir: Path, in_process) -> None:
+    server = in_process(digits.uri)
     some = "3/00003.png"
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with server.http() as client:
         like = search(client, "digits", {"image_id": some, "k": 5, "columns": ["id", "label"]}).json()["hits"]
         assert len(like) == 5 and some not in {h["id"] for h in like}  # the row itself is left out
         assert sum(h["label"] == 3 for h in like) >= 3  # the built-in features know a 3 from the rest
@@ -126,13 +141,13 @@ def test_more_like_this_and_upload(digits: Store, digits_dir: Path, live_server)
 
 
 def test_search_at_an_old_tag_and_rows_added_later(digits: Store, digits_dir: Path, tmp_path: Path,
-                                                   registry: Registry, live_server) -> None:
-    server = live_server(digits.uri)
+                                                   registry: Registry, in_process) -> None:
+    server = in_process(digits.uri)
     extra = tmp_path / "extra"
     extra.mkdir()
     original = Image.open(digits_dir / "images" / "3" / "00003.png")
     original.rotate(90).save(extra / "rotated.png")
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with server.http() as client:
         search(client, "digits", {"image_id": "3/00003.png", "k": 1})  # index built at version 1
         run_ingest(Store(digits.uri), IngestOptions(table="digits", sources=[str(extra)], progress=False,
                                                     registry=registry))  # vectors filled by the recorded model
@@ -162,10 +177,10 @@ def test_embeddings_at_ingest_equal_embeddings_computed_later(digits: Store, dig
     assert lance.dataset(later.table_uri("digits")).schema.field("vector").metadata[b"lightbox:model"] == b"builtin"
 
 
-def test_search_errors(digits: Store, captioned: Store, live_server) -> None:
-    server = live_server(digits.uri)
+def test_search_errors(digits: Store, captioned: Store, in_process) -> None:
+    server = in_process(digits.uri)
     Store(digits.uri).create("plain", image_schema())
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with server.http() as client:
         cases = [
             ("digits", {"vector": [0.1, 0.2], "k": 3}, 400, "invalid_query"),                # wrong dimension
             ("digits", {"text": "a three", "k": 3}, 400, "invalid_query"),                   # image-only model
@@ -191,14 +206,14 @@ def test_search_errors(digits: Store, captioned: Store, live_server) -> None:
     ds = lance.dataset(digits.table_uri("digits"))
     ds.replace_field_metadata("vector", {"lightbox:model": "sentence-transformers:/no/such/model",
                                          "lightbox:source": "image", "lightbox:metric": "cosine"})
-    server2 = live_server(digits.uri)
-    with httpx.Client(base_url=server2.url, timeout=60) as client:
+    server2 = in_process(digits.uri)
+    with server2.http() as client:
         unknown = search(client, "digits", {"text": "x"})
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalid_query"
 
 
-def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: Registry, live_server,
-                                                       tuned_server) -> None:
+def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: Registry,
+                                                       in_process) -> None:
     """A non-image table of captions embedded with the bundled MiniLM model; filtered text search must
     match exact search over the stored vectors, through both the flat and the IVF index."""
     import itertools
@@ -221,9 +236,9 @@ def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: R
     queries = ["a cat sleeping on the sand", "music instruments", "a robot in space", "flowers in the woods",
                "an old boat", "something cold", "a bright light by the sea", "kitchen things"]
     embedded = registry.get(MINILM).embed_texts(queries)
-    for server in (live_server(store.uri), tuned_server(store.uri, index_min_rows=50)):
+    for server in (in_process(store.uri), in_process(store.uri, index_min_rows=50)):
         recalls = []
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with server.http() as client:
             for text, q in zip(queries, embedded, strict=True):
                 mask = groups == 3
                 truth = set(ids[mask][np.argsort(1 - vectors[mask] @ q, kind="stable")[:10]])
@@ -231,4 +246,4 @@ def test_filtered_text_search_recall_on_minilm_vectors(store: Store, registry: R
                 hits = search(client, "captions", body).json()["hits"]
                 assert all(h["group"] == 3 for h in hits)
                 recalls.append(len(truth & {h["id"] for h in hits}) / 10)
-        assert np.mean(recalls) >= 0.95, (server.url, recalls)
+        assert np.mean(recalls) >= 0.95, (server.settings.index_min_rows, recalls)

@@ -1,4 +1,5 @@
-"""Search on the durable vector index, through live servers over a real Lance root.
+"""Search on the durable vector index, through the service's app (in this process) over a real Lance
+root; the table is made and appended to by the LanceDB protocol's wire calls.
 
 The index threshold is lowered so a 12k x 64 table gets an IVF_FLAT index; the data is a mixture
 whose clusters overlap (one probe does not reach the recall target), with a label independent of
@@ -7,14 +8,20 @@ the vectors and one that follows the clusters. Ground truth is exact numpy searc
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import httpx
-import lancedb
+import lance
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.conftest import InProcess
+from tests.helpers import arrow_stream
+
+ARROW = "application/vnd.apache.arrow.stream"
 N, DIM, CENTERS = 12_000, 64, 150
 SETTINGS = {"index_min_rows": 1000}  # the default recall sample (200 vectors)
 CACHE = 64 * 1024  # the restarted server's index cache: far below the table's 3 MiB of vectors
@@ -41,10 +48,15 @@ def arrow_rows(x: np.ndarray, ids: list[str], cat: np.ndarray, band: np.ndarray)
                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), DIM)})
 
 
-def create(server_url: str, data: dict[str, np.ndarray]) -> lancedb.table.Table:
-    db = lancedb.connect("db://lightbox", api_key="KEY", host_override=server_url)
+def create(client: httpx.Client, data: dict[str, np.ndarray]) -> None:
+    """``mix`` made as LanceDB's ``create_table`` makes it (one Arrow stream to ``create``)."""
     ids = [f"r{i}" for i in range(N)]
-    return db.create_table("mix", arrow_rows(data["x"], ids, data["cat"], data["cluster"] % 5))
+    send(client, "create", arrow_rows(data["x"], ids, data["cat"], data["cluster"] % 5))
+
+
+def send(client: httpx.Client, operation: str, rows: pa.Table) -> None:
+    made = client.post(f"/v1/table/mix/{operation}/", content=arrow_stream(rows), headers={"content-type": ARROW})
+    assert made.status_code == 200, made.text
 
 
 def vector_index(client: httpx.Client, **params: str) -> dict:
@@ -90,10 +102,22 @@ def root(tmp_path) -> str:
     return str(tmp_path / "root")
 
 
-def test_built_in_background_tuned_reported_and_filtered_recall(data, root, tuned_server) -> None:
-    server = tuned_server(root, **SETTINGS)
-    create(server.url, data)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+@pytest.fixture(scope="module")
+def indexed(data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root whose ``mix`` has its index built and tuned in the background (as the first test checks),
+    made once; the tests that start from there copy it."""
+    root = tmp_path_factory.mktemp("indexed") / "root"
+    app = InProcess(str(root), **SETTINGS)
+    with app.http() as client:
+        create(client, data)
+        wait_for(client, lambda i: i.get("tuned"))
+    app.close()
+    return root
+
+
+def test_built_in_background_tuned_reported_and_filtered_recall(data, root, in_process) -> None:
+    with in_process(root, **SETTINGS).http() as client:
+        create(client, data)
         index = wait_for(client, lambda i: i.get("tuned"))
         assert index["type"] == "IVF_FLAT" and index["num_indexed_rows"] == N and index["num_unindexed_rows"] == 0
         assert index["recall"] >= 0.95 and index["recall_target"] == 0.95 and index["sample"] == 200
@@ -111,14 +135,13 @@ def test_built_in_background_tuned_reported_and_filtered_recall(data, root, tune
         assert recall(client, data, "band = 4 AND cat = 1", rare) == 1.0
 
 
-def test_writes_are_found_at_once_folded_later_and_old_tags_see_their_rows(data, root, tuned_server) -> None:
-    server = tuned_server(root, **SETTINGS)
-    tbl = create(server.url, data)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+def test_writes_are_found_at_once_folded_later_and_old_tags_see_their_rows(data, indexed, root, in_process) -> None:
+    shutil.copytree(indexed, root)
+    with in_process(root, **SETTINGS).http() as client:
         wait_for(client, lambda i: i.get("tuned"))
         assert client.post("/api/v1/tables/mix/tags", json={"name": "v1"}).status_code == 201
         new, _, _ = mixture(300, 9, np.random.default_rng(5).normal(size=(3, DIM)) + 4.0)  # a region of its own
-        tbl.add(arrow_rows(new, [f"n{i}" for i in range(300)], np.zeros(300, int), np.zeros(300, int)))
+        send(client, "insert", arrow_rows(new, [f"n{i}" for i in range(300)], np.zeros(300, int), np.zeros(300, int)))
         gone = [f"r{i}" for i in range(0, 60, 3)]
         in_list = ", ".join(repr(g) for g in gone)
         deleted = client.post("/api/v1/tables/mix/delete", json={"filter": f"id IN ({in_list})"})
@@ -151,17 +174,14 @@ def test_writes_are_found_at_once_folded_later_and_old_tags_see_their_rows(data,
         check_latest()
 
 
-def test_a_restarted_server_answers_from_the_index_on_disk_within_a_small_cache(data, root, tuned_server) -> None:
-    first = tuned_server(root, **SETTINGS)
-    create(first.url, data)
-    with httpx.Client(base_url=first.url, timeout=60) as client:
-        wait_for(client, lambda i: i.get("tuned"))
-        version = int(client.get("/api/v1/tables/mix").headers["x-lightbox-version"])
-    first.stop()
+def test_a_restarted_server_answers_from_the_index_on_disk_within_a_small_cache(data, indexed, root,
+                                                                                  in_process) -> None:
+    shutil.copytree(indexed, root)  # made by a service that has since stopped
+    version = lance.dataset(f"{root}/mix.lance").version
     # the new process may keep 64 KiB of index partitions, far less than the table's 3 MiB of vectors
     # (latest is kept for a minute, so every search below goes through one handle and its cache)
-    second = tuned_server(root, index_cache_bytes=CACHE, latest_refresh_seconds=60, **SETTINGS)
-    with httpx.Client(base_url=second.url, timeout=60) as client:
+    second = in_process(root, index_cache_bytes=CACHE, latest_refresh_seconds=60, **SETTINGS)
+    with second.http() as client:
         started = time.perf_counter()
         hits = search(client, data["q"][0])
         first_search = time.perf_counter() - started
@@ -172,7 +192,7 @@ def test_a_restarted_server_answers_from_the_index_on_disk_within_a_small_cache(
         assert index["tuned"] and index["tuned_for_these_files"] and index["recall"] >= 0.95
         assert first_search < 5, first_search  # loose: the bench measures it; a rebuild would not be this
         assert recall(client, data) >= 0.95
-        cached = second.server.config.app.state.store.latest("mix").session().index_cache_size_bytes()
+        cached = second.app.state.store.latest("mix").session().index_cache_size_bytes()
         assert cached <= CACHE, cached  # partitions were read from disk again, not held
         time.sleep(1.5)  # the start-up pass over the table finds nothing to do: no new version
         assert client.post("/api/v1/tables/mix/search", json={"vector": data["q"][0].tolist()}).status_code == 200

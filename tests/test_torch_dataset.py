@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -42,11 +43,12 @@ while not stop.exists() and n < 1000:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path, samples_dir: Path) -> Iterator[LiveServer]:
-    store = Store(str(tmp_path_factory.mktemp("torch") / "data"), refresh_seconds=0.0)
-    run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
-                                    metadata=str(digits_dir / "digits.csv"), key="file", tag="v1", progress=False,
-                                    workers=1))
+def server(tmp_path_factory: pytest.TempPathFactory, digits_root: Path, samples_dir: Path) -> Iterator[LiveServer]:
+    """A real server (the dataset and its forked workers open their own clients by URL) over a copy of
+    ``digits_root`` and the samples."""
+    root = tmp_path_factory.mktemp("torch") / "data"
+    shutil.copytree(digits_root, root)
+    store = Store(str(root), refresh_seconds=0.0)
     run_ingest(store, IngestOptions(table="samples", sources=[str(samples_dir)], progress=False, workers=1))
     live = LiveServer(store.uri).start()
     yield live

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
 from app.routes.ui import UI_DIR
 
 
-def test_pages_and_assets_are_open_and_local_while_data_needs_a_key(data_uri: str, tuned_server) -> None:
-    server = tuned_server(data_uri, api_keys="secret,peek:ro")
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+def test_pages_and_assets_are_open_and_local_while_data_needs_a_key(data_uri: str, in_process) -> None:
+    with in_process(data_uri, api_keys="secret,peek:ro").http() as client:
         assert client.get("/api/v1/tables").status_code == 401
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -1,9 +1,10 @@
 """Every write route answers the counts the table really gained, lost or changed, and a refused write
 changes nothing: same version, same rows.
 
-Each write is made through a live server, with the table's version, row count and rows read before
-and after through the API; the answer's counts must equal the observed delta. The LanceDB routes are
-driven by LanceDB's own client where it can express the call, and on the wire otherwise.
+Each write is made through the service (its app in this process; a real server for LanceDB's own
+client, whose core opens a socket), with the table's version, row count and rows read before and after
+through the API; the answer's counts must equal the observed delta. The LanceDB routes are driven by
+LanceDB's own client where it can express the call, and on the wire otherwise.
 """
 
 from __future__ import annotations
@@ -19,17 +20,11 @@ import pytest
 from lancedb.remote.errors import HttpError
 
 from app.store import Store
-from tests.conftest import LiveServer
+from tests.conftest import InProcess, LiveServer
+from tests.helpers import arrow_stream
 
 ARROW = "application/vnd.apache.arrow.stream"
 NOT_AN_IMAGE = b"this is text, not an image"
-
-
-def arrow(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 class Api:
@@ -69,13 +64,13 @@ def server(store: Store, live_server: Callable[[str], LiveServer]) -> LiveServer
 
 
 @pytest.fixture
-def api(server: LiveServer, samples_dir: Path) -> Iterator[Api]:
+def api(store: Store, in_process: Callable[..., InProcess], samples_dir: Path) -> Iterator[Api]:
     pictures = [(samples_dir / n).read_bytes() for n in ("horse.png", "chessboard_GRAY.png", "camera.webp")]
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+    with in_process(store.uri).http(timeout=120) as http:
         made = http.post("/api/v1/tables", json={"name": "t", "schema": [{"name": "label", "type": "int64"}]})
         assert made.status_code == 201, made.text
         api = Api(http, pictures)
-        added = http.post("/api/v1/tables/t/rows", content=arrow(api.images({f"r{i}": i for i in range(6)})),
+        added = http.post("/api/v1/tables/t/rows", content=arrow_stream(api.images({f"r{i}": i for i in range(6)})),
                           headers={"content-type": ARROW})
         assert added.status_code == 201 and added.json()["inserted"] == 6, added.text
         yield api
@@ -117,7 +112,7 @@ def test_native_uploads_answer_what_they_wrote(api: Api) -> None:
     watch.changed(added=2)
 
     watch = Watch(api)  # Arrow, insert: an id already there is kept as it was
-    up = api.http.post("/api/v1/tables/t/rows", content=arrow(api.images({"r0": 100, "a1": 101}, picture=2)),
+    up = api.http.post("/api/v1/tables/t/rows", content=arrow_stream(api.images({"r0": 100, "a1": 101}, picture=2)),
                        headers={"content-type": ARROW})
     assert up.status_code == 201 and (up.json()["inserted"], up.json()["updated"]) == (1, 0), up.text
     after = watch.changed(added=1)
@@ -125,7 +120,7 @@ def test_native_uploads_answer_what_they_wrote(api: Api) -> None:
 
     watch = Watch(api)  # Arrow, upsert
     up = api.http.post("/api/v1/tables/t/rows", params={"mode": "upsert"},
-                       content=arrow(api.images({"r0": 100, "r1": 101, "a2": 102}, picture=2)),
+                       content=arrow_stream(api.images({"r0": 100, "r1": 101, "a2": 102}, picture=2)),
                        headers={"content-type": ARROW})
     assert up.status_code == 201 and (up.json()["inserted"], up.json()["updated"]) == (1, 2), up.text
     after = watch.changed(added=1)
@@ -135,14 +130,15 @@ def test_native_uploads_answer_what_they_wrote(api: Api) -> None:
 
 def test_native_refused_writes_change_nothing(api: Api) -> None:
     assert api.http.post("/api/v1/tables/t/tags", json={"name": "old"}).status_code == 201
-    api.http.post("/api/v1/tables/t/rows", content=arrow(api.images({"r9": 9})), headers={"content-type": ARROW})
+    api.http.post("/api/v1/tables/t/rows", content=arrow_stream(api.images({"r9": 9})), headers={"content-type": ARROW})
     watch = Watch(api)
     every_file_bad = api.http.post("/api/v1/tables/t/rows", files=[("files", ("x.png", NOT_AN_IMAGE, "image/png"))])
     assert every_file_bad.json().get("inserted", 0) == 0, every_file_bad.text
     watch.unchanged()
     refused = [
         api.http.post("/api/v1/tables/t/rows", headers={"content-type": ARROW},
-                      content=arrow(pa.table({"id": ["z1"], "image": [api.pictures[0]], "label": ["not a number"]}))),
+                      content=arrow_stream(pa.table({"id": ["z1"], "image": [api.pictures[0]],
+                                                     "label": ["not a number"]}))),
         api.http.post("/api/v1/tables/t/rows", headers={"content-type": ARROW}, content=b"not arrow"),
         api.http.patch("/api/v1/tables/t/rows/r1", json={"label": "not a number"}),
         api.http.patch("/api/v1/tables/t/rows/r1", json={"nosuch": 1}),
@@ -160,9 +156,9 @@ def test_native_refused_writes_change_nothing(api: Api) -> None:
         api.http.delete("/api/v1/tables/t/rows/r1", params={"tag": "old"}),
         api.http.post("/api/v1/tables/t/delete", json={"filter": "label = 1", "tag": "old"}),
         api.http.post("/api/v1/tables/t/rows", params={"tag": "old"}, headers={"content-type": ARROW},
-                      content=arrow(api.images({"z2": 1}))),
+                      content=arrow_stream(api.images({"z2": 1}))),
         api.http.post("/api/v1/tables/t/rows", params={"tag": "lightbox-clone-x"}, headers={"content-type": ARROW},
-                      content=arrow(api.images({"z2": 1}))),
+                      content=arrow_stream(api.images({"z2": 1}))),
     ]
     for response in refused:
         assert 400 <= response.status_code < 500, (response.request.method, response.request.url, response.text)
@@ -209,7 +205,7 @@ def test_a_merge_answers_what_it_applied(api: Api) -> None:
     made = api.http.post("/api/v1/tables/t/branches", json={"name": "b"})
     assert made.status_code == 201, made.text
     up = api.http.post("/api/v1/tables/t/rows", params={"branch": "b", "mode": "upsert"},
-                       content=arrow(api.images({"b1": 1, "b2": 2, "r0": 50}, picture=1)),
+                       content=arrow_stream(api.images({"b1": 1, "b2": 2, "r0": 50}, picture=1)),
                        headers={"content-type": ARROW})
     assert up.status_code == 201 and (up.json()["inserted"], up.json()["updated"]) == (2, 1), up.text
     assert api.http.delete("/api/v1/tables/t/rows/r5", params={"branch": "b"}).json()["deleted"] == 1
@@ -245,20 +241,20 @@ def test_lancedb_add_and_overwrite_are_all_or_nothing(api: Api, server: LiveServ
             tbl.add(api.images({"l3": 3, "bad": 4}, bad=("bad",)), mode=mode)
         watch.unchanged()
         wire = api.http.post("/v1/table/t/insert/", params={"mode": mode}, headers={"content-type": ARROW},
-                             content=arrow(api.images({"bad": 4}, bad=("bad",))))
+                             content=arrow_stream(api.images({"bad": 4}, bad=("bad",))))
         assert wire.status_code == 422 and wire.json()["error"]["detail"]["refused"][0]["reason"] == "not_an_image"
         watch.unchanged()
 
     watch = Watch(api)  # append: ids already there are kept, and not counted
     wire = api.http.post("/v1/table/t/insert/", headers={"content-type": ARROW},
-                         content=arrow(api.images({"l1": 100, "l4": 4}, picture=2)))
+                         content=arrow_stream(api.images({"l1": 100, "l4": 4}, picture=2)))
     assert wire.status_code == 200 and wire.json()["num_inserted_rows"] == 1, wire.text
     after = watch.changed(added=1)
     assert after["l1"] == watch.before["l1"]
 
     watch = Watch(api)  # overwrite: one version; the counts are the rows gained, replaced and lost
     wire = api.http.post("/v1/table/t/insert/", params={"mode": "overwrite"}, headers={"content-type": ARROW},
-                         content=arrow(api.images({"r0": 100, "o1": 101}, picture=2)))
+                         content=arrow_stream(api.images({"r0": 100, "o1": 101}, picture=2)))
     assert wire.status_code == 200, wire.text
     body = wire.json()
     lost = len(watch.before) - 1
@@ -338,19 +334,19 @@ def test_lancedb_writes_on_a_plain_table(api: Api, server: LiveServer) -> None:
     watch = Watch(api, "plain")  # LanceDB's client casts to the schema itself: a row that does not fit, on the wire
     for mode in ("append", "overwrite"):
         wire = api.http.post("/v1/table/plain/insert/", params={"mode": mode}, headers={"content-type": ARROW},
-                             content=arrow(pa.table({"id": ["d", "e"], "x": ["4", "not a number"]})))
+                             content=arrow_stream(pa.table({"id": ["d", "e"], "x": ["4", "not a number"]})))
         assert wire.status_code == 422, wire.text
     watch.unchanged()
 
     watch = Watch(api, "plain")
     wire = api.http.post("/v1/table/plain/insert/", headers={"content-type": ARROW},
-                         content=arrow(pa.table({"id": ["a", "d"], "x": pa.array([10, 4], pa.int64())})))
+                         content=arrow_stream(pa.table({"id": ["a", "d"], "x": pa.array([10, 4], pa.int64())})))
     assert wire.status_code == 200 and wire.json()["num_inserted_rows"] == 1, wire.text
     watch.changed(added=1)
 
     watch = Watch(api, "plain")
     wire = api.http.post("/v1/table/plain/insert/", params={"mode": "overwrite"}, headers={"content-type": ARROW},
-                         content=arrow(pa.table({"id": ["a", "z"], "x": pa.array([10, 26], pa.int64())})))
+                         content=arrow_stream(pa.table({"id": ["a", "z"], "x": pa.array([10, 26], pa.int64())})))
     assert wire.status_code == 200, wire.text
     body = wire.json()
     assert (body["num_inserted_rows"], body["num_updated_rows"], body["num_deleted_rows"]) == (1, 1, 3)
@@ -364,7 +360,8 @@ def test_lancedb_writes_on_a_plain_table(api: Api, server: LiveServer) -> None:
 
     watch = Watch(api, "plain")  # an empty overwrite empties the table, and says so
     wire = api.http.post("/v1/table/plain/insert/", params={"mode": "overwrite"}, headers={"content-type": ARROW},
-                         content=arrow(pa.table({"id": pa.array([], pa.string()), "x": pa.array([], pa.int64())})))
+                         content=arrow_stream(pa.table({"id": pa.array([], pa.string()),
+                                                        "x": pa.array([], pa.int64())})))
     assert wire.status_code == 200 and wire.json()["num_deleted_rows"] == 3, wire.text
     watch.changed(removed=3)
 
@@ -376,7 +373,7 @@ def test_native_writes_on_a_plain_table(api: Api, server: LiveServer) -> None:
     api.http.patch("/api/v1/tables/plain/rows/a", json={"x": 10})
 
     def upload(rows: pa.Table, **params: str) -> httpx.Response:
-        return api.http.post("/api/v1/tables/plain/rows", params=params, content=arrow(rows),
+        return api.http.post("/api/v1/tables/plain/rows", params=params, content=arrow_stream(rows),
                              headers={"content-type": ARROW})
 
     watch = Watch(api, "plain")
