@@ -39,6 +39,8 @@ import pyarrow as pa
 
 from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
 from app.storage import redact, root_uri
+from app.store.bases import misplaced, relocate
+from app.store.commits import commit_props
 from app.store.handles import own, share
 from app.store.history import VersionLog
 from app.store.outage import STORE_DEFAULTS
@@ -172,8 +174,6 @@ class Store:
     def _place(self, name: str, ds: lance.LanceDataset) -> lance.LanceDataset:
         """Once per table and process: point the bases its versions recorded in another place (the
         root was moved, copied, mounted elsewhere) at this root, then open it again."""
-        from app.store.bases import misplaced, relocate
-
         with self._placing:
             if name in self._placed:
                 return ds
@@ -371,8 +371,6 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
         """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
-        from app.store.writes import default_author  # (that module builds on this one)
-
         if self.exists(name):
             raise TableExists(f"table {name!r} already exists", table=name)
         check_schema_names(schema)
@@ -384,7 +382,7 @@ class Store:
             enable_stable_row_ids=True,
             storage_options=self.storage_options,
             commit_message="create table",
-            transaction_properties={"author": default_author(), "lightbox:op": "create"},
+            transaction_properties=commit_props(extra={"lightbox:op": "create"}),
         )
         self.forget(name)
         return ds

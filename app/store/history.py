@@ -19,6 +19,7 @@ from typing import Any
 import lance
 
 from app.errors import VersionNotFound
+from app.store.config import CONFIG_PREFIX
 from app.store.handles import own
 from app.store.notes import read_note
 
@@ -167,8 +168,6 @@ def _what_happened(txn: Any, version: int, counts: dict[str, int]) -> str | None
 
 def _is_tuning(operation: Any) -> bool:
     """An ``UpdateConfig`` that writes only the index keeper's tuning keys (no row changes)."""
-    from app.store.vectors import CONFIG_PREFIX  # here: vectors imports the catalog, which imports this module
-
     updates = getattr(getattr(operation, "config_updates", None), "updates", None)
     return isinstance(updates, dict) and bool(updates) and all(k.startswith(CONFIG_PREFIX) for k in updates)
 

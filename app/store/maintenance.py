@@ -13,11 +13,11 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
-from app.store.commits import conflict_of, lost_race, retry_commit
+from app.store.commits import conflict_of, default_author, lost_race, retry_commit
 from app.store.notes import write_note
 from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
-from app.store.writes import CLONE_TAG_PREFIX, default_author
+from app.store.writes import CLONE_TAG_PREFIX
 
 PQ_BITS = (4, 8)
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}

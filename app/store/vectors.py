@@ -49,6 +49,7 @@ import pyarrow as pa
 
 from app.store.catalog import Store
 from app.store.commits import retry_commit
+from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import build_ivf_flat
 from app.store.schema import is_vector, vector_meta
 from app.store.stats import CacheStats
@@ -62,7 +63,6 @@ log = logging.getLogger("lightbox.vectors")
 INDEX_TYPE = "IVF_FLAT"
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
-CONFIG_PREFIX = "lightbox.recall."  # + column: the table config key holding its index's tuning
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
@@ -262,8 +262,7 @@ class IndexKeeper:
         tuning = self.measure(ds, column, found, vector_meta(field).get("metric", "l2"))
         if tuning is not None:
             # one small commit on latest, versioned with the index it names
-            self.store.fresh(name).update_config({CONFIG_PREFIX + column: tuning.dumps()})
-            self.store.invalidate(name)
+            update_config(self.store, name, {CONFIG_PREFIX + column: tuning.dumps()})
             log.info("table %s column %s: nprobes %d for recall %.3f (target %.2f)", name, column,
                      tuning.nprobes, tuning.recall, self.recall_target)
         return tuning

@@ -7,7 +7,6 @@ mid-write leaves the table at its previous version (the half-written data files 
 
 from __future__ import annotations
 
-import getpass
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,24 +16,17 @@ import pyarrow as pa
 
 from app.errors import Conflict, InvalidName, VersionNotFound
 from app.store.catalog import Store, check_name
-from app.store.commits import conflict_of, lost_race
+from app.store.commits import commit_props, conflict_of, count_props, default_author, lost_race, write_turn
+from app.store.evolve import append_with_columns
 from app.store.handles import own
 from app.store.refs import Ref
+from app.store.uncommitted import MAX_ROWS_PER_FILE
 
-# The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
-MAX_ROWS_PER_FILE = 65_536
 TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
 TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 # A clone's guard: the tag on its source version that keeps the files the clone reads from being pruned.
 # Only ``clone`` makes these; a hand-made one could guard the wrong version or be mistaken for a guard.
 CLONE_TAG_PREFIX = "lightbox-clone-"
-
-
-def default_author() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def existing_values(store: Store, name: str, column: str, branch: str | None = None) -> set[str]:
@@ -80,11 +72,8 @@ def append_stream(
         yield from stream
 
     exists = store.exists(name)
-    if exists and adds_columns(store, name, schema.names, branch):
-        from app.store.evolve import append_with_columns  # the rows and their new columns: one Merge
-
-        props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {})}
-        return append_with_columns(store, name, schema, chained(), branch=branch, props=props)
+    if exists and adds_columns(store, name, schema.names, branch):  # the rows and their new columns: one Merge
+        return append_with_columns(store, name, schema, chained(), branch=branch, props=commit_props(message, author))
     reader = pa.RecordBatchReader.from_batches(schema, chained())
     target = store.fresh(name, branch) if branch else store.table_uri(name)
     try:  # Lance rebases an append onto concurrent commits itself; what it cannot is a 409
@@ -168,8 +157,6 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
 
     import pyarrow.compute as pc
 
-    from app.store.upserts import write_turn
-
     valued = table.filter(_any_value(table))
     with write_turn(store, name):
         ds = store.fresh(name, branch)
@@ -187,8 +174,7 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
             if schema is None:
                 return None, {"inserted": 0, "updated": 0, "deleted": 0}
             counts = {"inserted": 0, "updated": updated, "deleted": 0}
-            props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {}),
-                     **(extra or {}), **{f"lightbox:{k}": str(v) for k, v in counts.items()}}
+            props = {**commit_props(message, author, extra), **count_props(counts)}
             txn = lance.Transaction(ds.version, lance.LanceOperation.Merge(fragments, schema), str(uuid.uuid4()),
                                     transaction_properties=props)
             committed = lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
