@@ -149,7 +149,7 @@ def get_row(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: Re
     check_id(row_id)
     snap = store.snapshot(table, ref)
     row = reader.row(snap, row_id)
-    if "image" in snap.ds.schema.names:
+    if "image" in snap.schema.names:
         row["image_url"] = f"/api/v1/tables/{quote(table)}/rows/{quote(row_id)}/image{ref_query(ref)}"
     return JSON(row, headers=version_headers(snap))
 

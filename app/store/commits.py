@@ -13,12 +13,14 @@ and an advisory file lock beside the table's files for other processes on the sa
 Keyed writes need it because the uncommitted ``merge_insert`` route loses the set of keys a merge
 inserted, which is what would let Lance see two concurrent inserts of one new id as a conflict (it
 rebases them onto each other instead, and the id is stored twice). Ref changes (tags, branches), config
-changes, restores and clones take it too, so a check and the change it guards (is the tag free? did
-the table move since the counts were taken?) see no other write in between. Object storage has no file
+changes, restores, clones, merges, computed columns and the pruning of old versions take it too, so a
+check and the change it guards (is the tag free? did the table move since the counts were taken? which
+tags keep which versions?) see no other write in between. Object storage has no file
 lock: there one process writes (the others are replicas that forward their writes to it,
 ``app.replica``), and its in-process turn is the one that counts. Compaction and index builds commit
 through Lance's own conflict resolution (``retry_commit``) without the turn: they change no row, and
-holding every writer for the length of an index build is the stall the keeper's design avoids.
+holding every writer for the length of a compaction or an index build is the stall the index keeper's
+design avoids.
 
 **Commit races.** What Lance calls retryable is tried again (bounded, with backoff); the rest is a 409.
 

@@ -52,6 +52,7 @@ from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import build_ivf_flat
 from app.store.schema import is_vector, vector_meta
+from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
 from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
 
@@ -274,7 +275,7 @@ class IndexKeeper:
         return measure(ds, column, found, metric, _num_partitions(ds, found["name"]), spec)
 
     # -- search --------------------------------------------------------------------------------
-    def nearest(self, ds: Any, column: str, query: np.ndarray, k: int, *, metric: str,
+    def nearest(self, snap: Snapshot, column: str, query: np.ndarray, k: int, *, metric: str,
                 predicate: str | None = None, matching: int | None = None, nprobes: int | None = None,
                 refine_factor: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """The k nearest rows of one pinned version: ``columns`` plus ``_rowid`` and ``_distance``.
@@ -286,6 +287,7 @@ class IndexKeeper:
         partitions far from the query (a label that correlates with the vectors); a broader one probes
         proportionally more partitions, twice over.
         """
+        ds = snap._ds
         found = vector_indexes(ds).get(column)
         spec: dict[str, Any] = {"column": column, "q": np.asarray(query, np.float32), "k": k,
                                 "metric": LANCE_METRICS.get(metric, "L2")}
@@ -320,8 +322,9 @@ class IndexKeeper:
                 self._parts.pop(next(iter(self._parts)))
         return parts
 
-    def describe(self, ds: Any) -> dict[str, dict[str, Any]]:
+    def describe(self, snap: Snapshot) -> dict[str, dict[str, Any]]:
         """Per vector index name: its tuning (recall estimate, probes) and the target."""
+        ds = snap._ds
         out = {}
         for column, found in vector_indexes(ds).items():
             tuning = self.tuning(ds, column, found)
