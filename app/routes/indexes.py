@@ -9,12 +9,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
 from app.deps import RefDep, StoreDep
-from app.errors import BadRequest
 from app.models import RequestBody
 from app.responses import JSON, version_headers
 from app.services import maintenance
-from app.services.embed import embed_table
-from embeddings.registry import UnknownModel
+from app.services.embed import embed_with_model
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["maintenance"])
 
@@ -68,10 +66,6 @@ async def embed(table: str, body: EmbedBody, request: Request,
                 author: Annotated[str | None, Query(description="kept with the version in the log")] = None) -> JSON:
     """Add or refresh a vector column computed by ``model`` from ``source`` (one new version)."""
     state = request.app.state
-    try:
-        embedder = await run_in_threadpool(state.registry.get, body.model)
-    except UnknownModel as exc:
-        raise BadRequest(str(exc), model=body.model) from exc
-    out = await run_in_threadpool(embed_table, state.store, table, embedder, source=body.source, column=body.column,
-                             message=message, author=author)
+    out = await run_in_threadpool(embed_with_model, state.store, state.registry, table, body.model, source=body.source,
+                                  column=body.column, message=message, author=author)
     return JSON(out, status_code=201)

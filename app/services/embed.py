@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.errors import Conflict
+from app.errors import BadRequest, Conflict
 from app.store import Store
 from app.store.columns import add_empty_column, commit_new_column, refresh_column
 from app.store.commits import commit_props
@@ -32,6 +32,7 @@ from app.store.schema import (
 )
 from embeddings.base import Embedder
 from embeddings.batch import embed_values
+from embeddings.registry import Registry, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,12 @@ def embed_table(store: Store, name: str, embedder: Embedder, *, source: str = "i
     job, fragments = plan_embed(store, name, embedder, source=source, column=column, batch_size=batch_size)
     outs = [embed_fragment(job, fid, embedder) for fid in fragments]
     return finish_embed(store, job, outs, embed_props(job, message, author))
+
+
+def embed_with_model(store: Store, registry: Registry, name: str, model: str, **options: Any) -> dict[str, Any]:
+    """``embed_table`` with the model named (a 400 for a model the registry does not know)."""
+    try:
+        embedder = registry.get(model)
+    except UnknownModel as exc:
+        raise BadRequest(str(exc), model=model) from exc
+    return embed_table(store, name, embedder, **options)

@@ -53,7 +53,7 @@ class Branches:
                 if not conflict_of(exc):
                     raise
                 raise Conflict(f"branch {branch!r} already exists", branch=branch) from exc
-        store.invalidate(name)
+            store.invalidate(name)
         return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
                 "version": store.latest(name, branch).version}
 
@@ -67,4 +67,4 @@ class Branches:
                 main.branches.delete(branch)
             except (ValueError, OSError) as exc:
                 raise Conflict(f"branch {branch!r} cannot be deleted: {exc}", branch=branch) from exc
-        self._store.invalidate(self._name)
+            self._store.invalidate(self._name)

@@ -17,10 +17,12 @@ changes, restores, clones, merges, computed columns and the pruning of old versi
 check and the change it guards (is the tag free? did the table move since the counts were taken? which
 tags keep which versions?) see no other write in between. Object storage has no file
 lock: there one process writes (the others are replicas that forward their writes to it,
-``app.replica``), and its in-process turn is the one that counts. Compaction and index builds commit
-through Lance's own conflict resolution (``retry_commit``) without the turn: they change no row, and
-holding every writer for the length of a compaction or an index build is the stall the index keeper's
-design avoids.
+``app.replica``), and its in-process turn is the one that counts. Three kinds of commit go without it,
+each because Lance resolves it against concurrent commits itself and holding every other writer for
+its length would stall them: compaction and index builds (they change no row; ``retry_commit`` plans
+them again when preempted), and a streamed plain append (``writes.append_stream``: Lance rebases an
+append onto whatever committed meanwhile; a writer that checks ids before appending holds the turn
+itself, as uploads do).
 
 **Commit races.** What Lance calls retryable is tried again (bounded, with backoff); the rest is a 409.
 

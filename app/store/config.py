@@ -23,4 +23,4 @@ def update_config(store: Store, name: str, values: dict[str, str]) -> None:
     """Set config keys on the latest version of main (one commit), under the table's write turn."""
     with write_turn(store, name):
         retry_commit(lambda: store.fresh(name).update_config(values), table=name, what="the config change")
-    store.invalidate(name)
+        store.invalidate(name)
