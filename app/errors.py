@@ -69,6 +69,14 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
+class TagNotFound(NotFound):
+    code = "tag_not_found"
+
+
+class BranchNotFound(NotFound):
+    code = "branch_not_found"
+
+
 class NoImage(NotFound):
     code = "no_image"
 

@@ -16,11 +16,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from app.errors import BadRequest
+
+if TYPE_CHECKING:
+    from app.store.snapshot import Snapshot
 
 MAX_LENGTH = 16_384
 MAX_DEPTH = 64
@@ -327,19 +330,18 @@ def validate_filter(text: str | None, schema: pa.Schema) -> str | None:
     return text
 
 
-def check_filter(ds: Any, text: str | None) -> str | None:
+def check_filter(snap: Snapshot, text: str | None) -> str | None:
     """The one check every filter passes before it runs: validated here, then planned by Lance.
 
-    ``ds`` is the Lance dataset (or a snapshot holding one as ``.ds``) the filter will run on. The
-    parser above knows columns and shapes; only Lance's planner knows that ``label = 'x'`` on an int
-    column, or ``split = 3`` on a string column, cannot run (it refuses even ``label = '3'``). Its
-    complaint is bad input, so it is a 400 here, for query, count, search, delete and update alike.
+    ``snap`` is the snapshot the filter will run on. The parser above knows columns and shapes; only
+    Lance's planner knows that ``label = 'x'`` on an int column, or ``split = 3`` on a string column,
+    cannot run (it refuses even ``label = '3'``). Its complaint is bad input, so it is a 400 here, for
+    query, count, search, delete and update alike.
     """
-    ds = getattr(ds, "ds", ds)
-    predicate = validate_filter(text, ds.schema)
+    predicate = validate_filter(text, snap.schema)
     if predicate is not None:
         try:
-            ds.scanner(filter=predicate, columns=[]).explain_plan()
+            snap.explain(predicate)
         except (ValueError, OSError, TypeError) as exc:
             raise InvalidFilter(f"the filter cannot run on this table: {lance_reason(exc)}") from exc
     return predicate

@@ -144,7 +144,7 @@ class _BlobLocations:
     def lookup(self, snap: Any, key: str) -> tuple[int, int, int] | None:
         found = self._maps.get(snap.key)
         if found is None:
-            found = self._build(snap.ds)
+            found = self._build(snap._ds)
             with self._lock:
                 self._maps[snap.key] = found
         where = found.get(key)
@@ -209,7 +209,7 @@ class _Coalescer:
         for snap, waiting in pending.values():
             wanted = list(dict.fromkeys(row_id for row_id, _ in waiting))
             try:
-                found = snap.ds.read_blobs("image", ids=wanted, preserve_order=True)
+                found = snap._ds.read_blobs("image", ids=wanted, preserve_order=True)
                 by_id = {row_id: data or b"" for row_id, (_, data) in zip(wanted, found, strict=True)}
             except Exception as exc:
                 for _, future in waiting:

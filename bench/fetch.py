@@ -185,7 +185,7 @@ def measure(root: Path, env_dir: Path, folder: Path, n: int, args: argparse.Name
     index_ms.append((time.perf_counter() - started) * 1000)
     for _ in range(3):
         started = time.perf_counter()
-        IdIndex(snap.ds)
+        IdIndex(snap._ds)
         index_ms.append((time.perf_counter() - started) * 1000)
     if len(index) != n:
         raise RuntimeError(f"table has {len(index)} rows, expected {n}")
@@ -206,7 +206,7 @@ def measure(root: Path, env_dir: Path, folder: Path, n: int, args: argparse.Name
     def lightbox_batch(keys: list[str]) -> list[tuple[int, bytes | None]]:
         s = store.snapshot(TABLE)
         idx = reader.index(s)
-        return s.ds.read_blobs("image", ids=[idx.row_id(k) for k in keys], preserve_order=True)
+        return s._ds.read_blobs("image", ids=[idx.row_id(k) for k in keys], preserve_order=True)
 
     def lmdb_get(key: str) -> bytes | None:
         with env.begin() as t:

@@ -33,29 +33,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from lance.fragment import FragmentMetadata
 
-from app.errors import Conflict
+from app.services.embed import EmbedJob, embed_fragment, embed_props, finish_embed, plan_embed
 from app.services.uploads.options import UploadOptions
 from app.services.uploads.plan import VectorSpec, check_table, plan_rows, table_vectors
 from app.services.uploads.rows import Seen, process
 from app.services.writes import check_tag_free
 from app.store import Store
-from app.store.compare import unchanged_rows
 from app.store.fragments import (
-    commit_merge,
-    fragment_ids,
-    merge_into_fragment,
-    read_fragment,
+    staged_from_json,
     storage_version,
     write_fragments,
 )
-from app.store.notes import write_note
-from app.store.schema import check_column_name, check_source, default_column, vector_array, vector_field, vector_meta
 from app.store.staging import publish, stored_values
-from app.store.upserts import write_turn
 from app.store.writes import check_tag_name, default_author, tag_version
-from embeddings.batch import embed_values
 from embeddings.registry import Registry
 from ingest.report import IngestReport, Skip
 from ingest.sources import Item
@@ -143,7 +134,7 @@ def run_ray_ingest(store: Store, opts: IngestOptions, address: str | None = None
 def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -> IngestReport:
     began = time.perf_counter()
     report = IngestReport(table=opts.table)
-    read = store.fresh(opts.table) if store.exists(opts.table) else None
+    read = store.head(opts.table, fresh=True) if store.exists(opts.table) else None
     report.previous_version = read.version if read is not None else None
     options = UploadOptions(dedup=opts.dedup, embed=opts.embed, embed_text=opts.embed_text, message=opts.message,
                             author=opts.author, verify=opts.verify, **({"max_pixels": opts.max_pixels}
@@ -183,7 +174,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
         if walker.metadata is not None:
             walker.metadata.used |= r.used_metadata
     _pause_before_commit()
-    fragments = [FragmentMetadata.from_json(f) for r in results for f in r.fragments]
+    fragments = staged_from_json(f for r in results for f in r.fragments)
     props = {"author": opts.author or default_author(), "lightbox:engine": "ray",
              **({"__lance_commit_message": opts.message} if opts.message else {})}
     version, _ = publish(store, opts.table, branch=None, read=read, schema=plan.schema, fragments=fragments,
@@ -310,90 +301,28 @@ def _fresh_metadata(metadata: Any) -> Any:
 def run_ray_embed(store: Store, name: str, model: str, *, source: str = "image", column: str | None = None,
                   message: str | None = None, author: str | None = None, address: str | None = None,
                   batch_size: int = 256) -> dict[str, Any]:
-    """``embed_table`` on a Ray cluster: one task per fragment computes its rows' vectors; a new
-    column is written beside each fragment by its task and committed as one ``Merge``; an existing
-    column (same model) is refreshed by one keyed update of every row. Either way one version,
-    logged as ``embed`` with its author and message."""
+    """``embed_table`` on a Ray cluster: one task per fragment runs the local engine's ``embed_fragment``
+    (a new column is written beside each fragment by its task; an existing one is returned as vectors),
+    and the driver commits them as the local engine does (``finish_embed``): one version, logged as
+    ``embed`` with its author and message."""
     embedder = Registry().get(model)
-    ds = store.fresh(name)
-    check_source(embedder, ds.schema, source)
-    column = check_column_name(column) if column is not None else default_column(source, embedder.name)
-    vfield = vector_field(column, embedder.dim, model=embedder.name, source=source, metric=embedder.metric)
-    exists = column in ds.schema.names
-    if exists:
-        recorded = vector_meta(ds.schema.field(column))
-        if recorded.get("model") != embedder.name or ds.schema.field(column).type != vfield.type:
-            raise Conflict(f"column {column!r} was built with {recorded.get('model') or 'another model'}; "
-                           "give a new column name", column=column)
-    version = ds.version
-    fids = fragment_ids(store, name, version)
-    props = {"lightbox:op": "embed", "author": author or default_author(), "lightbox:engine": "ray",
-             "__lance_commit_message": message or f"embed {source} into {column!r} with {embedder.name}"}
+    job, fids = plan_embed(store, name, embedder, source=source, column=column, batch_size=batch_size)
     started = connect(address)
     import ray
 
     try:
-        task = ray.remote(num_cpus=1, max_retries=2)(embed_fragment)
-        job = {"uri": store.table_uri(name), "storage_options": store.storage_options, "version": version,
-               "model": embedder.name, "source": source, "field": vfield, "merge": not exists,
-               "batch_size": batch_size}
+        task = ray.remote(num_cpus=1, max_retries=2)(embed_fragment_task)
         job_ref = ray.put(job)
         outs = ray.get([task.remote(job_ref, fid) for fid in fids])
     finally:
         if started:
             ray.shutdown()
-    rows, failed = sum(o["rows"] for o in outs), sum(o["failed"] for o in outs)
-    if not outs:
-        return {"version": version, "column": column, "model": embedder.name, "dim": embedder.dim, "rows": 0,
-                "failed": 0}
-    # the log counts the rows whose vector changed, as diff does: a new column changes the rows given one
-    if exists:
-        table = pa.concat_tables([o["table"] for o in outs])
-        with write_turn(store, name):
-            head = store.fresh(name)
-            if head.version != version:
-                raise Conflict(f"table {name!r} changed while the column was computed; run it again", table=name)
-            changed = table.num_rows - int(unchanged_rows(head, table).sum())
-            head.merge_insert("id").when_matched_update_all().execute(table)
-            store.invalidate(name)
-            write_note(store.table_uri(name), head, None, {**props, **_counts(changed)}, store.storage_options)
-            new_version = head.version
-    else:
-        with write_turn(store, name):
-            new_version = commit_merge(store, name, version, [o["fragment"] for o in outs], outs[-1]["schema"],
-                                       {**props, **_counts(rows - failed)})
-    return {"version": new_version, "column": column, "model": embedder.name, "dim": embedder.dim, "rows": rows,
-            "failed": failed}
+    return finish_embed(store, job, outs, embed_props(job, message, author, **{"lightbox:engine": "ray"}))
 
 
-def _counts(updated: int) -> dict[str, str]:
-    return {"lightbox:inserted": "0", "lightbox:updated": str(updated), "lightbox:deleted": "0"}
-
-
-def embed_fragment(job: dict[str, Any], fragment_id: int) -> dict[str, Any]:
-    """One fragment's vectors, in a Ray worker: written beside the fragment (a new column) or
-    returned as an ``id, vector`` table (a refresh)."""
+def embed_fragment_task(job: EmbedJob, fragment_id: int) -> dict[str, Any]:
+    """``embed_fragment`` in a Ray worker, with the model loaded there and its threads capped."""
     cap_threads()
-    embedder = Registry().get(job["model"])
+    embedder = Registry().get(job.model)
     cap_threads()
-    vfield: pa.Field = job["field"]
-    schema = pa.schema([pa.field("id", pa.string(), nullable=False), vfield])
-    ids: list[pa.Array] = []
-    vectors: list[pa.Array] = []
-    stats = {"rows": 0, "failed": 0}
-    for batch in read_fragment(job["uri"], job["version"], fragment_id, ["id", job["source"]],
-                               job["storage_options"], job["batch_size"]):
-        kind = batch.schema.field(job["source"]).type  # blobs arrive as bytes, text as strings
-        values = embed_values(embedder, batch.column(job["source"]).to_pylist(),
-                              pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
-        stats["rows"] += batch.num_rows
-        stats["failed"] += sum(v is None for v in values)
-        ids.append(batch.column("id"))
-        vectors.append(vector_array(values, vfield))
-    table = pa.Table.from_arrays([pa.chunked_array(ids, pa.string()), pa.chunked_array(vectors, vfield.type)],
-                                 schema=schema)
-    if not job["merge"]:
-        return {**stats, "table": table}
-    fragment, lance_schema = merge_into_fragment(job["uri"], job["version"], fragment_id, table,
-                                                 job["storage_options"])
-    return {**stats, "fragment": fragment, "schema": lance_schema}
+    return embed_fragment(job, fragment_id, embedder)

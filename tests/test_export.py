@@ -54,7 +54,7 @@ def rows_by_id(store: Store, table: str, ref: Any = None, columns: tuple[str, ..
     from app.store import Ref
 
     snap = store.snapshot(table, ref or Ref())
-    rows = snap.ds.to_table(columns=list(columns)).to_pylist()
+    rows = snap.read(list(columns)).to_pylist()
     return {r["id"]: r for r in rows}
 
 

@@ -558,8 +558,8 @@ def test_tag_and_message_through_the_cli(digits_dir: Path, tmp_path: Path, cli: 
     assert [(v["version"], v["message"], v["tags"]) for v in history] == [
         (1, "first load", ["v1"]), (2, "twos added", ["v2"])]
     assert history[0]["num_rows"] == first_count
-    assert store.snapshot("t", Ref(tag="v1")).ds.count_rows() == first_count
-    assert store.snapshot("t", Ref(tag="v2")).ds.count_rows() == len(files_under(src))
+    assert store.snapshot("t", Ref(tag="v1")).count() == first_count
+    assert store.snapshot("t", Ref(tag="v2")).count() == len(files_under(src))
     listed = subprocess.run(cli_command("log", "t", "--oneline", "--uri", str(uri)), capture_output=True, text=True,
                             env=cli_env(), cwd=REPO_ROOT, timeout=60)
     assert "first load (v1)" in listed.stdout and "twos added (v2)" in listed.stdout

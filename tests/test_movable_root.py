@@ -80,7 +80,7 @@ def store_facts(uri: str, options: dict[str, str] | None = None, *, every: int =
     out: dict[str, Any] = {}
     for table, ref in READS:
         snap = store.snapshot(table, ref)
-        rows = snap.ds.to_table(columns=["id", "sha256", "label"]).sort_by("id").to_pylist()
+        rows = snap.read(["id", "sha256", "label"]).sort_by("id").to_pylist()
         for row in rows[::every]:
             data = reader.image_bytes(snap, reader.image_ref(snap, row["id"]))
             assert hashlib.sha256(data).hexdigest() == row["sha256"], (table, ref, row["id"])
@@ -325,7 +325,7 @@ def test_branches_and_clones_of_a_relative_root_record_where_it_is(tmp_path: Pat
                                                     f"{tmp_path}/lightbox-data/t.lance/tree/b"}
     monkeypatch.chdir(tmp_path.parent)
     elsewhere = Store(str(tmp_path / "lightbox-data"), relocate=False)  # nothing pointed, nothing needed
-    assert elsewhere.snapshot("c").ds.count_rows() == elsewhere.snapshot("t").ds.count_rows() - 1
+    assert elsewhere.snapshot("c").count() == elsewhere.snapshot("t").count() - 1
     assert lance.dataset(f"{tmp_path}/lightbox-data/c.lance").to_table(columns=["sha256"]).num_rows > 0
 
 
@@ -412,7 +412,7 @@ def check_damaged_copy(made: Made, root: Path, found: dict[str, str], tmp_path: 
     assert all(p.startswith(f"{root}/") for p in bases_of(root) if "lonely.lance" not in p)
     assert "lightbox-clone-expsnap" not in lance.dataset(f"{root}/pics.lance").tags.list()
     assert not list((root / "snap.lance" / "_lightbox" / "notes").rglob(found["note"]))
-    assert Store(str(root)).snapshot("snap").ds.count_rows() == len(made.store["snap latest"])
+    assert Store(str(root)).snapshot("snap").count() == len(made.store["snap latest"])
     # a branch whose versions are gone leaves the rest of its table readable
     shutil.rmtree(root / "pics.lance" / "tree" / "exp" / "_versions")
-    assert Store(str(root)).snapshot("pics").ds.count_rows() == len(made.store["pics latest"])
+    assert Store(str(root)).snapshot("pics").count() == len(made.store["pics latest"])

@@ -56,9 +56,9 @@ def ingest(store: Store, source: Path, **kwargs: Any) -> int | None:
 
 def lineage(store: Store, table: str, version: int, branch: str | None = None) -> dict[str, tuple[int, int, str]]:
     """id -> (stable row id, last-updated version, sha256) at one version."""
-    ds = store.snapshot(table, Ref(version=version, branch=branch)).ds
-    cols = ["id", "_row_last_updated_at_version"] + (["sha256"] if "sha256" in ds.schema.names else [])
-    t = ds.to_table(columns=cols, with_row_id=True)
+    snap = store.snapshot(table, Ref(version=version, branch=branch))
+    cols = ["id", "_row_last_updated_at_version"] + (["sha256"] if "sha256" in snap.schema.names else [])
+    t = snap.read(cols, with_row_id=True)
     shas = t.column("sha256").to_pylist() if "sha256" in cols else [""] * t.num_rows
     return {i: (r, u, s) for i, r, u, s in zip(t.column("id").to_pylist(), t.column("_rowid").to_pylist(),
                                                t.column("_row_last_updated_at_version").to_pylist(), shas, strict=True)}
@@ -74,7 +74,7 @@ def assert_added_in_one_version(store: Store, table: str, before: int, added: se
     assert set(new) == set(old) | added and not set(old) & added
     assert {i: new[i] for i in old} == old  # same row ids, same row versions, same bytes
     values = {r["id"]: r for r in head.to_table(columns=["id", *columns_of(columns)]).to_pylist()}
-    earlier = store.snapshot(table, Ref(version=before, branch=branch)).ds.schema.names
+    earlier = store.snapshot(table, Ref(version=before, branch=branch)).schema.names
     fresh = [c for c in head.schema.names if c not in earlier]
     assert fresh and set(fresh) <= set(columns_of(columns))
     for key in old:  # the columns this version added read null on the rows before it

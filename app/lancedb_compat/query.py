@@ -127,7 +127,7 @@ def _scan(store: Store, name: str, q: CompatQuery) -> tuple[Snapshot, pa.Schema,
     spec = QuerySpec(filter=q.filter, columns=real or None, limit=q.k, offset=q.offset or None, order_by=q.order_by)
     plan = plan_query(store, name, q.ref, spec, max_rows=None)
     if q.columns is None:  # LanceDB answers every column by default: blobs as bytes, vectors too
-        wanted = list(plan.snap.ds.schema.names)
+        wanted = list(plan.snap.schema.names)
         names = list(wanted)
     else:
         wanted, names = list(q.columns), list(q.names or q.columns)
@@ -196,8 +196,8 @@ def _vector_search(store: Store, searcher: Searcher, reader: RowReader, name: st
     if q.k is None:
         raise BadRequest("a vector query needs a limit (k)")
     snap = store.snapshot(name, q.ref)
-    _check_metric(snap.ds.schema, q)
-    shape = _projection(snap.ds.schema, q)
+    _check_metric(snap.schema, q)
+    shape = _projection(snap.schema, q)
     check_filter(snap, q.filter)  # type errors are 400s before the searcher reads anything
     parts = []
     for i, vector in enumerate(q.vectors):

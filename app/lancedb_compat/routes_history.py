@@ -14,7 +14,7 @@ from app.lancedb_compat.request import body_ref, int_field, str_field, table_nam
 from app.lancedb_compat.routing import compat_router, table_route
 from app.responses import JSON
 from app.services import history as svc
-from app.store import Ref, Store
+from app.store import Ref
 
 router = compat_router()
 Delimiter = Annotated[str | None, Query()]
@@ -52,9 +52,8 @@ def _version(entry: dict[str, Any]) -> dict[str, Any]:
 @table_route(router, "tags/list")
 def list_tags(table_id: str, store: StoreDep, body: ListTagsBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
-    sizes = {tag: info.get("manifest_size") or 0 for tag, info in store.latest(name).tags.list().items()}
-    tags = {t["name"]: {"branch": t["branch"], "version": t["version"], "manifestSize": sizes.get(t["name"], 0)}
-            for t in svc.list_tags(store, name)}
+    tags = {t["name"]: {"branch": t["branch"], "version": t["version"], "manifestSize": t["manifest_size"]}
+            for t in svc.list_tags(store, name, sizes=True)}
     if delimiter is not None:  # the namespace spec wraps the map
         return JSON({"tags": tags, "page_token": None})
     return JSON(tags)
@@ -105,12 +104,4 @@ def restore(table_id: str, store: StoreDep, body: RestoreBody, delimiter: Delimi
     ref = body_ref(body)
     if ref == Ref():
         raise BadRequest("give the version to restore in 'version'")
-    return JSON({"version": _restore(store, name, ref)})
-
-
-def _restore(store: Store, name: str, ref: Ref) -> int:
-    """Restoring the latest version is a no-op for LanceDB's clients, not a conflict."""
-    latest = store.latest(name, ref.branch).version
-    if store.snapshot(name, ref).version == latest:
-        return latest
-    return int(svc.restore(store, name, ref)["version"])
+    return JSON({"version": svc.restore(store, name, ref, latest_ok=True)["version"]})

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
-import pyarrow as pa
 from fastapi import Query, Request
 
 from app.deps import StoreDep
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, NotFound
 from app.lancedb_compat.fields import CreateIndexBody, IndexStatsBody, ListIndexesBody
 from app.lancedb_compat.request import body_ref, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.responses import JSON
-from app.store import maintenance
+from app.services import maintenance
 
 router = compat_router()
 Delimiter = Annotated[str | None, Query()]
@@ -34,15 +32,6 @@ def client_type(lance_type: str) -> str:
     return TYPE_NAMES.get(key, lance_type.upper())
 
 
-def vector_defaults(kind: str, column_type: pa.DataType, num_rows: int) -> dict[str, int]:
-    """LanceDB's defaults when the client leaves them out: sqrt(rows) partitions, dim/16 (or /8) sub-vectors."""
-    out = {"num_partitions": max(1, min(num_rows, round(math.sqrt(num_rows))))}
-    if kind == "IVF_PQ" and pa.types.is_fixed_size_list(column_type):
-        dim = column_type.list_size
-        out["num_sub_vectors"] = dim // 16 if dim % 16 == 0 else dim // 8 if dim % 8 == 0 else 1
-    return out
-
-
 @table_route(router, "create_index")
 @table_route(router, "create_scalar_index")
 def create_index(table_id: str, request: Request, store: StoreDep, body: CreateIndexBody,
@@ -57,28 +46,20 @@ def create_index(table_id: str, request: Request, store: StoreDep, body: CreateI
     scalar = request.url.path.rstrip("/").endswith("create_scalar_index")
     kind = (str_field(body, "index_type") or ("BTREE" if scalar else "IVF_PQ")).upper()
     kind = REQUEST_TYPES.get(kind, kind)
-    head = store.latest(name)
-    params = _params(body, kind, head.schema.field(column).type if column in head.schema.names else None,
-                     head.count_rows())
-    index_name = params.get("name") or f"{column}_idx"
-    if body.get("replace") is False and any(i["name"] == index_name for i in maintenance.list_indexes(head)):
-        raise Conflict(f"index {index_name!r} already exists", index=index_name)
-    return JSON(maintenance.create_index(store, name, column, kind, params))
+    return JSON(maintenance.create_index(store, name, column, kind, _params(body),
+                                         replace=body.get("replace") is not False, sized_defaults=True))
 
 
-def _params(body: dict[str, Any], kind: str, column_type: pa.DataType | None, num_rows: int) -> dict[str, Any]:
+def _params(body: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {k: body[k] for k in PARAMS if body.get(k) is not None}
     given = {"name": str_field(body, "name"),
              "metric": str_field(body, "metric_type") or str_field(body, "distance_type")}
     params.update({k: v for k, v in given.items() if v is not None})
-    if kind.startswith("IVF") and column_type is not None:
-        params = {**vector_defaults(kind, column_type, num_rows), **params}
     return params
 
 
 def _indexes(store: StoreDep, name: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    snap = store.snapshot(name, body_ref(body))
-    return maintenance.list_indexes(snap.ds)
+    return maintenance.list_indexes(store, None, name, body_ref(body))[1]
 
 
 @table_route(router, "index/list")

@@ -63,12 +63,11 @@ def describe_namespace(namespace_id: str, delimiter: Delimiter = None) -> JSON:
 @table_route(router, "describe")
 def describe(table_id: str, store: StoreDep, body: DescribeBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
-    snap = store.snapshot(name, body_ref(body, str_field(body, "branch")))
-    ds = snap.ds
+    snap, info = tables_svc.table_stats(store, name, body_ref(body, str_field(body, "branch")))
     return JSON({
-        "table": name, "namespace": [], "version": snap.version, "schema": schema_to_json(ds.schema),
+        "table": name, "namespace": [], "version": snap.version, "schema": schema_to_json(snap.schema),
         "location": store.table_uri(name), "table_uri": store.table_uri(name),
-        "stats": {"num_deleted_rows": 0, "num_fragments": len(ds.get_fragments())},
+        "stats": {"num_deleted_rows": 0, "num_fragments": info["num_fragments"]},
     }, headers={"x-lancedb-version": str(snap.version)})
 
 
@@ -88,28 +87,19 @@ def count_rows(table_id: str, store: StoreDep, body: CountBody, delimiter: Delim
 @table_route(router, "stats")
 def stats(table_id: str, store: StoreDep, body: ReadBody, delimiter: Delimiter = None) -> JSON:
     name = table_name(table_id, delimiter)
-    snap, info = tables_svc.table_info(store, name, body_ref(body))
-    lengths = [f.count_rows() for f in snap.ds.get_fragments()] or [0]
-    ordered = sorted(lengths)
+    _, info = tables_svc.table_stats(store, name, body_ref(body))
+    ordered = info["fragment_rows"] or [0]
 
     def at(q: float) -> int:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     return JSON({
-        "total_bytes": sum(_data_bytes(f) for f in snap.ds.get_fragments()), "num_rows": info["num_rows"],
-        "num_indices": len(info["indexes"]),
-        "fragment_stats": {"num_fragments": len(snap.ds.get_fragments()),
-                           "num_small_fragments": sum(1 for n in lengths if n < 100_000),
-                           "lengths": {"min": ordered[0], "max": ordered[-1], "mean": sum(lengths) // len(lengths),
+        "total_bytes": info["total_bytes"], "num_rows": info["num_rows"], "num_indices": info["num_indices"],
+        "fragment_stats": {"num_fragments": info["num_fragments"],
+                           "num_small_fragments": sum(1 for n in ordered if n < 100_000),
+                           "lengths": {"min": ordered[0], "max": ordered[-1], "mean": sum(ordered) // len(ordered),
                                        "p25": at(0.25), "p50": at(0.5), "p75": at(0.75), "p99": at(0.99)}},
     })
-
-
-def _data_bytes(fragment: object) -> int:
-    total = 0
-    for data_file in fragment.data_files():  # type: ignore[attr-defined]
-        total += int(getattr(data_file, "file_size_bytes", 0) or 0)
-    return total
 
 
 @table_route(router, "create")

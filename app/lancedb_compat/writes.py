@@ -52,7 +52,7 @@ def create_table(store: Store, registry: Registry, name: str, rows: pa.Table, mo
         _refuse_repeated_ids(rows)
     if store.exists(name):
         if mode == "exist_ok":
-            return store.latest(name).version
+            return store.head(name).version
         if mode == "create":
             raise AlreadyExists(f"table {name!r} already exists", table=name)
     _refuse_unstorable(rows)  # before an old table is dropped: a refused overwrite must leave it be
@@ -108,12 +108,12 @@ def add_rows(store: Store, registry: Registry, name: str, rows: pa.Table, *, mod
     _refuse_repeated_ids(rows)
     if not rows.num_rows:
         if delete_ids is None:
-            return {"version": store.latest(name, branch).version, "inserted": 0, "updated": 0, "deleted": 0,
+            return {"version": store.head(name, branch).version, "inserted": 0, "updated": 0, "deleted": 0,
                     "skipped": []}
         with write_turn(store, name):
             out = delete_rows(store, name, ids=delete_ids(set()) or [], branch=branch)
         return {"version": out["version"], "inserted": 0, "updated": 0, "deleted": out["deleted"], "skipped": []}
-    schema = store.latest(name, branch).schema
+    schema = store.head(name, branch).schema
     if is_image_table(schema) and "image" in rows.column_names:
         opts = UploadOptions(mode=mode, branch=branch, strict=True, delete_ids=delete_ids)
         opts.check()
@@ -155,7 +155,7 @@ def overwrite(store: Store, registry: Registry, name: str, rows: pa.Table,
               branch: str | None = None) -> dict[str, Any]:
     """The table's rows become ``rows``, as one version: upsert them and delete every other id (history is
     kept). All or nothing: rows that are refused leave the table as it was."""
-    schema = store.latest(name, branch).schema
+    schema = store.head(name, branch).schema
     if "id" not in schema.names or "id" not in rows.column_names:
         raise BadRequest("overwrite replaces rows by id, and the table or the rows have no id column")
     _check_ids(schema, rows)
@@ -175,7 +175,7 @@ def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, pa
         raise BadRequest("when_matched_update_all with a condition is not supported; update all matches")
     if "id" not in rows.column_names:
         raise BadRequest("merge_insert rows need an 'id' column")
-    _check_ids(store.latest(name, branch).schema, rows)
+    _check_ids(store.head(name, branch).schema, rows)
     update, insert = _flag(params, "when_matched_update_all"), _flag(params, "when_not_matched_insert_all")
     given = {str(i) for i in rows.column("id").to_pylist() if i is not None}
     delete_ids: DeleteIds | None = None
@@ -198,7 +198,7 @@ def merge_insert(store: Store, registry: Registry, name: str, rows: pa.Table, pa
 
 def _current_ids(store: Store, name: str, branch: str | None) -> set[str]:
     """The ids at the branch's latest version, read afresh (not from a handle cached for reads)."""
-    return {i for i in store.fresh(name, branch).to_table(columns=["id"]).column("id").to_pylist() if i is not None}
+    return {i for i in store.head(name, branch, fresh=True).read(["id"]).column("id").to_pylist() if i is not None}
 
 
 def _check_ids(schema: pa.Schema, rows: pa.Table) -> None:
@@ -223,13 +223,13 @@ def _ids_where(store: Store, name: str, predicate: str | None, branch: str | Non
 def update(store: Store, name: str, predicate: str | None, updates: Any,
            branch: str | None = None) -> dict[str, int]:
     """``UPDATE t SET col = literal WHERE predicate`` as one keyed write of the matching ids."""
-    schema = store.latest(name, branch).schema
+    schema = store.head(name, branch).schema
     values = _literal_updates(schema, updates)
     if "id" not in schema.names:
         raise BadRequest("update writes rows by id, and this table has no id column")
     ids = sorted(_ids_where(store, name, predicate or "true", branch))
     if not ids:
-        return {"rows_updated": 0, "version": store.latest(name, branch).version}
+        return {"rows_updated": 0, "version": store.head(name, branch).version}
     arrays = {"id": pa.array(ids, pa.string())}
     for column, value in values.items():
         try:
@@ -237,7 +237,7 @@ def update(store: Store, name: str, predicate: str | None, updates: Any,
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
             raise Unprocessable(f"{value!r} does not fit column {column!r}: {exc}") from exc
     version, counts = keyed_write(store, name, pa.table(arrays), mode="update", branch=branch)
-    return {"rows_updated": counts.get("updated", 0), "version": version or store.latest(name, branch).version}
+    return {"rows_updated": counts.get("updated", 0), "version": version or store.head(name, branch).version}
 
 
 def _literal_updates(schema: pa.Schema, updates: Any) -> dict[str, Any]:

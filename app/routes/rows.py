@@ -91,13 +91,9 @@ def _resized(request: Request, snap: Snapshot, image: ImageRef, resize: tuple[An
     headers = {**version_headers(snap), "ETag": f'"{tag}"', "Cache-Control": IMMUTABLE if pinned else "no-cache"}
     if _etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
-    cache: pixels.ThumbnailCache = request.app.state.thumbnails
-    key = ("resize", image.sha256, width, height, fmt)
-    rendered = cache.get(key)
-    if rendered is None:
-        rendered = pixels.render_resized(request.app.state.reader.image_bytes(snap, image), image.mime, width,
-                                         height, fmt, request.app.state.decode_budget)
-        cache.put(key, rendered)
+    state = request.app.state
+    rendered = state.thumbnails.rendered(("resize", image.sha256, width, height, fmt), lambda: pixels.render_resized(
+        state.reader.image_bytes(snap, image), image.mime, width, height, fmt, state.decode_budget))
     return Response(rendered[0], media_type=rendered[1], headers=headers)
 
 
@@ -135,12 +131,8 @@ def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, re
     headers = {**version_headers(snap), "ETag": etag, "Cache-Control": IMMUTABLE if ref.pinned else "no-cache"}
     if _etag_matches(request.headers.get("if-none-match"), etag.strip('"')):
         return Response(status_code=304, headers=headers)
-    cache: pixels.ThumbnailCache = request.app.state.thumbnails
-    rendered = cache.get(key)
-    if rendered is None:
-        rendered = pixels.render_thumbnail(reader.image_bytes(snap, image), image.mime, size, format,
-                                           request.app.state.decode_budget)
-        cache.put(key, rendered)
+    rendered = request.app.state.thumbnails.rendered(key, lambda: pixels.render_thumbnail(
+        reader.image_bytes(snap, image), image.mime, size, format, request.app.state.decode_budget))
     return Response(rendered[0], media_type=rendered[1], headers=headers)
 
 
@@ -149,7 +141,7 @@ def get_row(table: str, row_id: str, store: StoreDep, reader: ReaderDep, ref: Re
     check_id(row_id)
     snap = store.snapshot(table, ref)
     row = reader.row(snap, row_id)
-    if "image" in snap.ds.schema.names:
+    if "image" in snap.schema.names:
         row["image_url"] = f"/api/v1/tables/{quote(table)}/rows/{quote(row_id)}/image{ref_query(ref)}"
     return JSON(row, headers=version_headers(snap))
 

@@ -49,7 +49,7 @@ async def search(table: str, request: Request, ref: RefDep) -> Response:
     if wants_arrow(request.headers.get("accept")):
         return arrow_response(hits.schema, hits.to_batches(), headers)
     rows = hits.to_pylist()
-    if snap.ds.schema.get_field_index("image") >= 0:
+    if "image" in snap.schema.names:
         where = f"/api/v1/tables/{quote(table)}/rows/"
         for row in rows:
             if row.get("id") is not None:

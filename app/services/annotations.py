@@ -34,6 +34,7 @@ import pyarrow as pa
 from app.errors import BadRequest, Conflict, Unprocessable
 from app.models import check_fields
 from app.store import Store
+from app.store.commits import write_turn
 from app.store.schema import STANDARD_NAMES
 from app.store.upserts import keyed_write
 from app.store.writes import merge_columns
@@ -179,14 +180,20 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
     """Write the annotations into the matched rows as one version; report what matched and what did not."""
     if match not in ("auto", "id", "name", "stem"):
         raise BadRequest(f"match must be auto, id, name or stem, got {match!r}")
-    ds = store.latest(name, branch)
-    schema = ds.schema
+    with write_turn(store, name):  # the rows matched and the columns found are those the write changes
+        return _import(store, name, parsed, match, normalised, branch, message, author)
+
+
+def _import(store: Store, name: str, parsed: Parsed, match: Match, normalised: bool, branch: str | None,
+            message: str | None, author: str | None) -> dict[str, Any]:
+    snap = store.head(name, branch, fresh=True)
+    schema = snap.schema
     needed = ["id", "width", "height"] if normalised else ["id"]  # YOLO's boxes are fractions of the size
     missing = [c for c in needed if c not in schema.names]
     if missing:
         raise InvalidAnnotations(f"table {name!r} has no column(s) {missing}, which these annotations need",
                                  columns=missing)
-    rows = ds.to_table(columns=needed).to_pylist()
+    rows = snap.read(needed).to_pylist()
     finder = _Finder([r["id"] for r in rows], "stem" if normalised and match == "auto" else match)
     sizes = {r["id"]: (r.get("width") or 0, r.get("height") or 0) for r in rows}
     matched: dict[str, list[Annotation]] = {}
@@ -215,7 +222,7 @@ def import_annotations(store: Store, name: str, parsed: Parsed, *, match: Match 
         else:
             version, counts = merge_columns(store, name, table, branch=branch, message=message, author=author,
                                             extra=extra)
-    return {"version": version or store.latest(name, branch).version, "rows_updated": counts.get("updated", 0),
+    return {"version": version or store.head(name, branch).version, "rows_updated": counts.get("updated", 0),
             "rows_unchanged": counts.get("unchanged", 0),
             "annotations": sum(len(v) for v in matched.values()), "columns": list(COLUMNS),
             "unmatched_images": len(unmatched_images), "unmatched_image_names": unmatched_images[:REPORT_LIMIT],

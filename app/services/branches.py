@@ -14,21 +14,17 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 from app.services.diff import Diff, diff
 from app.services.history import MAX_PAGE, list_versions
 from app.store import Ref, RowReader, Snapshot, Store
 from app.store.column_fit import fit_array, plan_columns
-from app.store.schema import is_blob
+from app.store.commits import write_turn
+from app.store.schema import blob_values, is_blob
 from app.store.upserts import keyed_write
-from app.store.writes import create_branch  # noqa: F401  (the routes reach branch creation through this service)
 
 OnConflict = Literal["fail", "theirs", "ours"]
 RECENT_MERGES = 200  # versions of the target searched for an earlier merge of the same branch
-
-
-class BranchNotFound(NotFound):
-    code = "branch_not_found"
 
 
 class MergeConflict(Conflict):
@@ -37,35 +33,38 @@ class MergeConflict(Conflict):
 
 def list_branches(store: Store, name: str) -> list[dict[str, Any]]:
     out = []
-    for branch, info in sorted(store.latest(name).branches.list().items()):
-        head = store.latest(name, branch)
+    for branch, info in sorted(store.branches(name).list().items()):
+        head = store.head(name, branch)
         out.append({"name": branch, "parent_branch": info.get("parent_branch"),
                     "parent_version": info.get("parent_version"), "version": head.version,
-                    "num_rows": head.count_rows()})
+                    "num_rows": head.count()})
     return out
 
 
+def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
+    """A branch of ``name`` forked at ``ref``: it shares the parent's files; its versions are its own."""
+    return store.branches(name).create(branch, ref)
+
+
 def delete_branch(store: Store, name: str, branch: str) -> None:
-    main = store.fresh(name)
-    if branch not in main.branches.list():
-        raise BranchNotFound(f"table {name!r} has no branch {branch!r}", branch=branch)
-    try:
-        main.branches.delete(branch)
-    except (ValueError, OSError) as exc:
-        raise Conflict(f"branch {branch!r} cannot be deleted: {exc}", branch=branch) from exc
-    store.invalidate(name)
+    store.branches(name).delete(branch)
 
 
 def merge(store: Store, name: str, branch: str, *, into: str = "main", on_conflict: OnConflict = "fail",
           message: str | None = None, author: str | None = None) -> dict[str, Any]:
-    """Apply ``branch``'s changes since its fork to ``into`` as one version."""
-    info = store.latest(name).branches.list().get(branch)
-    if info is None:
-        raise BranchNotFound(f"table {name!r} has no branch {branch!r}", branch=branch)
+    """Apply ``branch``'s changes since its fork to ``into`` as one version. The table's write turn is held
+    from reading both heads to the commit, so what is compared is what the merge is applied to."""
+    info = store.branches(name).get(branch)
     target_branch = None if into == "main" else into
     fork = store.snapshot(name, Ref(version=int(info["parent_version"]), branch=info.get("parent_branch")))
-    theirs_snap = store.snapshot(name, Ref(branch=branch))
-    ours_snap = store.snapshot(name, Ref(branch=target_branch))
+    with write_turn(store, name):
+        return _merge(store, name, branch, info, fork, target_branch, into, on_conflict, message, author)
+
+
+def _merge(store: Store, name: str, branch: str, info: dict[str, Any], fork: Snapshot, target_branch: str | None,
+           into: str, on_conflict: OnConflict, message: str | None, author: str | None) -> dict[str, Any]:
+    theirs_snap = store.head(name, branch, fresh=True)
+    ours_snap = store.head(name, target_branch, fresh=True)
     theirs, ours, cross = diff(fork, theirs_snap), diff(fork, ours_snap), diff(ours_snap, theirs_snap)
     differing = set(cross.added) | set(cross.removed) | set(cross.changed)  # where target and branch disagree
     conflicts = sorted(_touched(theirs) & _touched(ours) & differing)
@@ -116,19 +115,17 @@ def _rows(source: Snapshot, target: Snapshot, ids: list[str]) -> pa.Table | None
     source's columns it lacks (the merge adds them, as any write that brings a column does)."""
     if not ids:
         return None
-    schema = plan_columns(target.name, target.ds.schema, source.ds.schema)
+    schema = plan_columns(target.name, target.schema, source.schema)
     positions = dict.fromkeys(ids)
-    index = source.ds.to_table(columns=["id"], with_row_id=True, filter=None)
+    index = source.read(["id"], with_row_id=True)
     row_ids = [rid for key, rid in zip(index.column("id").to_pylist(), index.column("_rowid").to_pylist(),
                                        strict=True) if key in positions]
-    scalars = [f.name for f in schema if not is_blob(f) and f.name in source.ds.schema.names]
-    table = source.ds._take_rows(row_ids, columns=scalars)
+    scalars = [f.name for f in schema if not is_blob(f) and f.name in source.schema.names]
+    table = source.take(row_ids, scalars)
     columns = []
     for f in schema:
         if is_blob(f):
-            from lance.blob import blob_array
-
-            columns.append(blob_array(RowReader.blobs(source, row_ids, f.name)))
+            columns.append(blob_values(RowReader.blobs(source, row_ids, f.name)))
         elif f.name in table.column_names:
             columns.append(fit_array(target.name, f, table.column(f.name)))
         else:

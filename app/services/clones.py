@@ -8,12 +8,14 @@ guard cannot be moved or deleted; dropping the clone releases it.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
-from app.errors import Conflict, InvalidName, TableExists
+from app.errors import Conflict, InvalidName, TableExists, TagNotFound
 from app.store import Ref, Store
-from app.store.notes import write_note
-from app.store.writes import CLONE_TAG_PREFIX, default_author
+from app.store.clones import shallow_clone
+from app.store.commits import commit_props
+from app.store.tags import CLONE_TAG_PREFIX
 
 
 class CloneGuarded(Conflict):
@@ -30,28 +32,18 @@ def clone(store: Store, name: str, new_name: str, ref: Ref, *, message: str | No
     if store.exists(new_name):
         raise TableExists(f"table {new_name!r} already exists", table=new_name)
     snap = store.snapshot(name, ref)
-    source = store.fresh(name)
-    tag = CLONE_TAG_PREFIX + new_name
-    point = (snap.branch, snap.version) if snap.branch else snap.version
-    if tag in source.tags.list():  # left by a clone dropped outside Lightbox: make it guard this one
-        source.tags.update(tag, point)
-    else:
-        source.tags.create(tag, point)
-    source.shallow_clone(store.table_uri(new_name), (snap.branch, snap.version) if snap.branch else snap.version,
-                         **({"storage_options": store.storage_options} if store.storage_options else {}))
-    store.invalidate(name)
-    clone_ds = store.latest(new_name)
+    # a guard left by a clone dropped outside Lightbox is moved to guard this one
+    store.tags(name).put(CLONE_TAG_PREFIX + new_name, snap.version, snap.branch)
     where = f"version {snap.version}" + (f" of branch {snap.branch}" if snap.branch else "")
-    write_note(store.table_uri(new_name), clone_ds, None, storage_options=store.storage_options, props={
-        "lightbox:op": "clone", "author": author or default_author(),
-        "__lance_commit_message": message or f"clone of {name} at {where}"})
-    return {"name": new_name, "source": name, "source_version": snap.version, "version": clone_ds.version,
-            "num_rows": clone_ds.count_rows()}
+    head = shallow_clone(store, snap, new_name, commit_props(message or f"clone of {name} at {where}", author,
+                                                             {"lightbox:op": "clone"}))
+    return {"name": new_name, "source": name, "source_version": snap.version, "version": head.version,
+            "num_rows": head.count()}
 
 
 def clones_of(store: Store, name: str) -> list[str]:
     """Tables cloned from ``name`` that still exist (each left its protecting tag on ``name``)."""
-    names = (tag.removeprefix(CLONE_TAG_PREFIX) for tag in store.latest(name).tags.list()
+    names = (tag.removeprefix(CLONE_TAG_PREFIX) for tag in store.tags(name).list()
              if tag.startswith(CLONE_TAG_PREFIX))
     return sorted(n for n in names if n != name and store.exists(n))
 
@@ -82,6 +74,6 @@ def release_clone(store: Store, dropped: str) -> None:
     for other in store.names():
         if other == dropped:
             continue
-        if tag in store.latest(other).tags.list():
-            store.own(other).tags.delete(tag)
-            store.invalidate(other)
+        if tag in store.tags(other).list():
+            with suppress(TagNotFound):  # deleted meanwhile: what was wanted
+                store.tags(other).delete(tag)

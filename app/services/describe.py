@@ -11,15 +11,9 @@ from typing import Any
 
 from app.services.branches import list_branches
 from app.services.tables import table_info
-from app.store import Ref, Snapshot, Store, maintenance
+from app.store import Ref, Snapshot, Store
 from app.store.usage import disk_usage
 from app.store.vectors import IndexKeeper
-
-
-def index_report(snap: Snapshot, keeper: IndexKeeper) -> list[dict[str, Any]]:
-    """The version's indexes; a vector index also reports the recall it was tuned to and measured."""
-    tunings = keeper.describe(snap.ds)
-    return [{**index, **tunings.get(index["name"], {})} for index in maintenance.list_indexes(snap.ds)]
 
 
 def describe_table(store: Store, keeper: IndexKeeper, name: str, ref: Ref) -> tuple[Snapshot, dict[str, Any]]:
@@ -27,7 +21,8 @@ def describe_table(store: Store, keeper: IndexKeeper, name: str, ref: Ref) -> tu
     heads = {b["name"]: b for b in list_branches(store, name)}
     info["branches"] = {branch: {**fork, "version": heads[branch]["version"], "num_rows": heads[branch]["num_rows"]}
                         for branch, fork in info["branches"].items() if branch in heads}
-    info["indexes"] = index_report(snap, keeper)
-    info["versions"] = len(store.log.numbers(store.latest(name, snap.branch), name, snap.branch))
+    tunings = keeper.describe(snap)
+    info["indexes"] = [{**index, **tunings.get(index["name"], {})} for index in snap.indexes()]
+    info["versions"] = len(store.versions(name, snap.branch))
     info["size"] = disk_usage(store.table_uri(name), store.storage_options)
     return snap, info

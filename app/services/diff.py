@@ -25,8 +25,6 @@ from app.errors import BadRequest
 from app.store import Ref, Snapshot, Store
 from app.store.compare import column_diff, compared_columns, has_value
 
-LINEAGE = ["id", "_row_last_updated_at_version"]
-
 
 @dataclass
 class Diff:
@@ -55,10 +53,9 @@ def parse_ref_text(store: Store, name: str, text: str) -> Ref:
         return Ref.parse(version=text)
     if text in ("main", "latest", "HEAD"):
         return Ref()
-    head = store.latest(name)
-    if text in head.tags.list():
+    if text in store.tags(name).list():
         return Ref.parse(tag=text)
-    if text in head.branches.list():
+    if text in store.branches(name).list():
         return Ref.parse(branch=text)
     if text[:4].isdigit() and "-" in text:
         return Ref.parse(as_of=text)
@@ -67,8 +64,8 @@ def parse_ref_text(store: Store, name: str, text: str) -> Ref:
 
 def diff(a: Snapshot, b: Snapshot) -> Diff:
     """What changed from ``a`` to ``b``."""
-    left = _lineage(a.ds).rename_columns(["id", "upd_a", "rid_a"])
-    right = _lineage(b.ds).rename_columns(["id", "upd_b", "rid_b"])
+    left = _lineage(a).rename_columns(["id", "upd_a", "rid_a"])
+    right = _lineage(b).rename_columns(["id", "upd_b", "rid_b"])
     joined = left.join(right, "id", join_type="full outer")
     ids = joined.column("id").to_pylist()
     rid_a = joined.column("rid_a")
@@ -95,7 +92,7 @@ def _shared_history(a: Snapshot, b: Snapshot) -> int | None:
     """The newest version whose rows both snapshots inherit alike; None when both are on one branch."""
     if a.branch == b.branch:
         return None
-    branches = (a.ds if a.branch is not None else b.ds).branches.list()
+    branches = (a if a.branch is not None else b).branches()
     chain_a, chain_b = _ancestry(branches, a.branch, a.version), _ancestry(branches, b.branch, b.version)
     return max((min(chain_a[c], chain_b[c]) for c in chain_a.keys() & chain_b.keys()), default=0)
 
@@ -113,10 +110,10 @@ def _ancestry(branches: dict[str, Any], branch: str | None, version: int) -> dic
     return chain
 
 
-def _lineage(ds: Any) -> pa.Table:
-    if "id" not in ds.schema.names:
+def _lineage(snap: Snapshot) -> pa.Table:
+    if "id" not in snap.schema.names:
         raise BadRequest("diff needs an 'id' column to match rows")
-    return ds.to_table(columns=LINEAGE, with_row_id=True).combine_chunks()
+    return snap.lineage()
 
 
 def _eq(x: pa.ChunkedArray, y: pa.ChunkedArray) -> np.ndarray:
@@ -129,15 +126,15 @@ def _compare(a: Snapshot, b: Snapshot, ids: list[str], a_rows: list[int], b_rows
 
     A column only one side has reads as null on the other, so it counts where a row holds a value
     in it (a new column changes the rows given one, not every row)."""
-    a_cols, b_cols = compared_columns(a.ds.schema), compared_columns(b.ds.schema)
+    a_cols, b_cols = compared_columns(a.schema), compared_columns(b.schema)
     shared = [c for c in a_cols if c in b_cols]
     only_a = [c for c in a_cols if c not in b_cols]
     only_b = [c for c in b_cols if c not in a_cols]
     changed: dict[str, list[str]] = {}
     for start in range(0, len(ids), chunk):
         part = slice(start, start + chunk)
-        ta = a.ds._take_rows(a_rows[part], columns=shared + only_a)
-        tb = b.ds._take_rows(b_rows[part], columns=shared + only_b)
+        ta = a.take(a_rows[part], shared + only_a)
+        tb = b.take(b_rows[part], shared + only_b)
         diffs = {c: column_diff(ta.column(c), tb.column(c)) for c in shared if c != "id"}
         diffs.update({c: has_value(ta.column(c)) for c in only_a})
         diffs.update({c: has_value(tb.column(c)) for c in only_b})

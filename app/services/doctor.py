@@ -20,12 +20,11 @@ import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.errors import InvalidName, NotFound
 from app.storage import redact
 from app.store import Store
-from app.store.audit import FileUse, Root, files_of, open_version, sampled_images
+from app.store.audit import FileUse, Root, delete_tag_at, files_of, open_version, refs_of, sampled_images
 from app.store.bases import (
     Base,
     ManifestFile,
@@ -38,8 +37,9 @@ from app.store.bases import (
     read_manifest,
     relocate,
 )
-from app.store.catalog import check_name
-from app.store.writes import CLONE_TAG_PREFIX
+from app.store.refs import check_name
+from app.store.snapshot import Snapshot
+from app.store.tags import CLONE_TAG_PREFIX
 
 Point = tuple[str | None, int]  # (branch, version)
 
@@ -155,10 +155,10 @@ class TableCheck:
                          repaired=(old, new) in done)
         self.store.forget(self.name)
 
-    def check_versions(self, entry: int) -> dict[str | None, Any]:
+    def check_versions(self, entry: int) -> dict[str | None, Snapshot]:
         """Open every readable version, check the files it reads; the newest opened of each lineage."""
         users: dict[FileUse, list[Point]] = defaultdict(list)
-        heads: dict[str | None, Any] = {}
+        heads: dict[str | None, Snapshot] = {}
         def placed(path: str) -> str:  # files are checked where the table reads them once its bases are pointed here
             return expected_path(self.store.uri, path) or path
 
@@ -166,14 +166,14 @@ class TableCheck:
             if point in self.gone:
                 continue
             try:
-                ds = open_version(self.store, self.name, entry, *point)
-                for use in files_of(self.root, self.store, self.name, point[0], ds, placed):
+                snap = open_version(self.store, self.name, entry, *point)
+                for use in files_of(self.root, self.store, self.name, point[0], snap, placed):
                     users[use].append(point)
             except (OSError, ValueError, RuntimeError) as exc:
                 self.problem(f"{where(point)} cannot be opened: {first_line(exc)}")
                 continue
             self.out.versions += 1
-            heads[point[0]] = ds
+            heads[point[0]] = snap
             if point in self.unplaced:  # Lance would read its images from the other place
                 heads.pop(point[0])
         self.out.files += len(users)
@@ -188,26 +188,27 @@ class TableCheck:
 
     def check_refs(self, entry: int) -> None:
         main = open_version(self.store, self.name, entry, None, entry)
-        for tag, info in sorted(main.tags.list().items()):
+        tags, branches = refs_of(main)
+        for tag, info in sorted(tags.items()):
             point = (info.get("branch"), int(info["version"]))
             clone = tag.removeprefix(CLONE_TAG_PREFIX) if tag.startswith(CLONE_TAG_PREFIX) else None
             if clone is not None and clone not in self.names:
                 if self.repair:
-                    main.tags.delete(tag)
+                    delete_tag_at(self.store, main, tag)
                 self.problem(f"tag {tag!r} keeps {where(point)} for clone {clone!r}, which no longer exists"
                              + ("; deleted" if self.repair else ""), repaired=self.repair)
             elif point not in self.readable:
                 self.problem(f"tag {tag!r} points at {where(point)}, which has no readable manifest")
-        for branch in sorted(main.branches.list()):
+        for branch in sorted(branches):
             if not any(p[0] == branch for p in self.readable):
                 self.problem(f"branch {branch!r} has no version with a readable manifest")
 
-    def check_images(self, heads: dict[str | None, Any], sample: int) -> None:
+    def check_images(self, heads: dict[str | None, Snapshot], sample: int) -> None:
         seen: set[tuple[str, str]] = set()
-        for branch, ds in heads.items():
-            at = where((branch, ds.version))
+        for branch, snap in heads.items():
+            at = where((branch, snap.version))
             try:
-                for key, digest, data in sampled_images(ds, sample):
+                for key, digest, data in sampled_images(snap, sample):
                     if data is None or (key, digest) in seen:
                         continue
                     seen.add((key, digest))

@@ -98,13 +98,12 @@ class Export:
     def batches(self) -> Iterator[tuple[pa.RecordBatch, list[bytes | None]]]:
         """Scalar columns of a few hundred rows, then those rows' image bytes (blob reads by row id),
         cut so that no batch holds more than ``batch_bytes`` of images (one large image alone at most)."""
-        has_sizes = "size_bytes" in self.snap.ds.schema.names  # not every image table records sizes
+        has_sizes = "size_bytes" in self.snap.schema.names  # not every image table records sizes
         extra = [] if "size_bytes" in self.columns or not has_sizes else ["size_bytes"]
-        scan = self.snap.ds.scanner(columns=[*self.columns, *extra], filter=self.predicate, with_row_id=True,
-                                    batch_size=self.spec.batch_rows, offset=self.spec.offset or None,
-                                    limit=self.spec.limit, scan_in_order=True)
         with filter_errors(self.predicate):
-            for batch in scan.to_batches():
+            scan = self.snap.scan([*self.columns, *extra], filter=self.predicate, with_row_id=True,
+                                  batch_size=self.spec.batch_rows, offset=self.spec.offset, limit=self.spec.limit)
+            for batch in scan:
                 for part in _by_bytes(batch, self.spec.batch_bytes):
                     row_ids = part.column("_rowid").to_pylist()
                     yield part.drop_columns(["_rowid", *extra]), RowReader.blobs(self.snap, row_ids)
@@ -135,7 +134,7 @@ def open_export(store: Store, name: str, ref: Ref, spec: ExportSpec) -> Export:
     if not 0 <= spec.offset <= MAX_POSITION or (spec.limit is not None and not 0 <= spec.limit <= MAX_POSITION):
         raise BadRequest(f"offset and limit must be between 0 and {MAX_POSITION}")
     snap = store.snapshot(name, ref)
-    schema = snap.ds.schema
+    schema = snap.schema
     if not is_image_table(schema):
         raise UnsupportedExport(f"table {name!r} is not an image table (no image/mime/sha256 columns)")
     if spec.columns:

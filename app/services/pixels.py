@@ -13,6 +13,7 @@ import io
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -194,3 +195,11 @@ class ThumbnailCache:
             while self._bytes > self._max and self._items:
                 _, (old, _) = self._items.popitem(last=False)
                 self._bytes -= len(old)
+
+    def rendered(self, key: tuple[Any, ...], render: Callable[[], tuple[bytes, str]]) -> tuple[bytes, str]:
+        """The rendering cached under ``key``, made by ``render`` (and kept) when there is none."""
+        found = self.get(key)
+        if found is None:
+            found = render()
+            self.put(key, found)
+        return found

@@ -59,17 +59,15 @@ class QueryPlan:
         """The projection plus the ordering columns it lacks: Lance cannot sort by a column it does not read."""
         return list(dict.fromkeys([*self.columns, *(o.column_name for o in self.order)]))
 
-    def scanner(self, limit: int | None) -> Any:
-        return self.snap.ds.scanner(
-            columns=self.scan_columns, filter=self.filter, limit=limit, offset=self.offset or None,
-            order_by=self.order or None, blob_handling="all_binary", scan_in_order=True,
-        )
+    def options(self, limit: int | None) -> dict[str, Any]:
+        return {"filter": self.filter, "limit": limit, "offset": self.offset, "order_by": self.order,
+                "blobs_as_bytes": True}
 
     def page(self) -> tuple[pa.Table, str | None]:
         """One page of rows and the cursor of the next page (None at the end)."""
         extra = None if self.limit is None else self.limit + 1
         with filter_errors(self.filter):
-            table = self.scanner(extra).to_table().select(self.columns)
+            table = self.snap.read(self.scan_columns, **self.options(extra)).select(self.columns)
         if self.limit is not None and table.num_rows > self.limit:
             # limit 0 gets no next page: its cursor would point at this same place forever
             next_cursor = encode_cursor(self.snap, self.offset + self.limit, self.fingerprint) if self.limit else None
@@ -77,7 +75,7 @@ class QueryPlan:
         return table, None
 
     def stream(self) -> pa.RecordBatchReader:
-        reader = self.scanner(self.limit).to_reader()
+        reader = self.snap.scan(self.scan_columns, **self.options(self.limit))
         if len(self.scan_columns) == len(self.columns):
             return reader
         schema = pa.schema([reader.schema.field(c) for c in self.columns])
@@ -102,7 +100,7 @@ def plan_query(store: Store, name: str, ref: Ref, spec: QuerySpec, *, max_rows: 
             raise InvalidRef("the cursor already pins a version; do not give a ref with it")
         ref = Ref(version=version, branch=branch)
     snap = store.snapshot(name, ref)
-    schema = snap.ds.schema
+    schema = snap.schema
     return QueryPlan(
         snap=snap,
         columns=check_columns(schema, spec.columns),
@@ -118,7 +116,7 @@ def count(store: Store, name: str, ref: Ref, filter_text: str | None) -> tuple[S
     snap = store.snapshot(name, ref)
     predicate = check_filter(snap, filter_text)
     with filter_errors(predicate):
-        return snap, snap.ds.count_rows(predicate)
+        return snap, snap.count(predicate)
 
 
 def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], columns: list[str] | None,
@@ -127,7 +125,7 @@ def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], 
     if len(ids) > MAX_FETCH_IDS:
         raise BadRequest(f"at most {MAX_FETCH_IDS} ids per fetch, got {len(ids)}")
     snap = store.snapshot(name, ref)
-    schema = snap.ds.schema
+    schema = snap.schema
     wanted = [c for c in check_columns(schema, columns) if not is_blob(schema.field(c))]
     if not wanted and "id" in schema.names:  # only blob columns asked: their bytes come with with_images
         wanted = ["id"]
@@ -135,7 +133,7 @@ def fetch(store: Store, reader: RowReader, name: str, ref: Ref, ids: list[str], 
     found = [(key, index.row_id(key)) for key in ids]
     missing = [key for key, rid in found if rid is None]
     row_ids = [rid for _, rid in found if rid is not None]
-    table = snap.ds._take_rows(row_ids, columns=wanted) if row_ids else _empty(schema, wanted)
+    table = snap.take(row_ids, wanted)
     if with_images and "image" in schema.names:
         blobs = RowReader.blobs(snap, row_ids)
         table = table.append_column("image", pa.array(blobs, pa.large_binary()))
@@ -191,6 +189,3 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[int, str | None, int]:
         raise InvalidCursor("cursor belongs to a different query (filter, columns, order or limit changed)")
     return version, branch, offset
 
-
-def _empty(schema: pa.Schema, columns: list[str]) -> pa.Table:
-    return pa.schema([schema.field(c) for c in columns]).empty_table()

@@ -68,7 +68,7 @@ class Searcher:
         if not 1 <= spec.k <= MAX_K:
             raise InvalidQuery(f"k must be between 1 and {MAX_K}")
         snap = self.store.snapshot(name, ref)
-        schema = snap.ds.schema
+        schema = snap.schema
         kind = "text" if spec.text is not None else "image" if spec.image else None
         field = vector_column(schema, spec.column, kind, self._can_embed)
         columns = search_columns(schema, spec.columns)
@@ -80,7 +80,7 @@ class Searcher:
         want = spec.k + (1 if exclude is not None else 0)
         predicate, matching = filtered if filtered is not None else (None, None)
         with filter_errors(predicate):
-            found = self.indexes.nearest(snap.ds, field.name, query, want, metric=metric, predicate=predicate,
+            found = self.indexes.nearest(snap, field.name, query, want, metric=metric, predicate=predicate,
                                          matching=matching, nprobes=spec.nprobes,
                                          refine_factor=spec.refine_factor, columns=columns)
         if exclude is not None:  # "more like this": the row itself is not a hit
@@ -112,7 +112,7 @@ class Searcher:
             if predicate is None:
                 return None
             with filter_errors(predicate):
-                found = (predicate, snap.ds.count_rows(filter=predicate))
+                found = (predicate, snap.count(predicate))
             with self._lock:
                 self._filters[key] = found
                 while len(self._filters) > 256:
@@ -134,7 +134,7 @@ class Searcher:
             row_id = self.reader.index(snap).row_id(spec.image_id)
             if row_id is None:
                 raise NotFound(f"no row with id {spec.image_id!r}", id=spec.image_id)
-            cell = snap.ds._take_rows([row_id], columns=[field.name]).column(0)[0].as_py()
+            cell = snap.take([row_id], [field.name]).column(0)[0].as_py()
             if cell is None:
                 raise InvalidQuery(f"row {spec.image_id!r} has no vector in column {field.name!r}")
             return np.asarray(cell, np.float32), row_id

@@ -15,31 +15,36 @@ def list_tables(store: Store) -> list[dict[str, Any]]:
     out = []
     for name in store.names():
         snap = store.snapshot(name)
-        out.append({"name": name, "version": snap.version, "num_rows": snap.ds.count_rows()})
+        out.append({"name": name, "version": snap.version, "num_rows": snap.count()})
     return out
 
 
 def table_info(store: Store, name: str, ref: Ref) -> tuple[Snapshot, dict[str, Any]]:
     snap = store.snapshot(name, ref)
-    ds = snap.ds
-    main = store.latest(name)
     info = {
         "name": name,
         "version": snap.version,
         "branch": snap.branch,
-        "num_rows": ds.count_rows(),
-        "schema": describe_schema(ds.schema),
-        "tags": {k: {"version": v["version"], "branch": v.get("branch")} for k, v in main.tags.list().items()},
+        "num_rows": snap.count(),
+        "schema": describe_schema(snap.schema),
+        "tags": {k: {"version": v["version"], "branch": v.get("branch")} for k, v in store.tags(name).list().items()},
         "branches": {
             k: {"parent_branch": v.get("parent_branch"), "parent_version": v.get("parent_version")}
-            for k, v in main.branches.list().items()
+            for k, v in store.branches(name).list().items()
         },
-        "indexes": [
-            {"name": i["name"], "type": i["type"], "columns": i["fields"]} for i in ds.list_indices()
-        ],
-        "embeddings": embeddings_of(ds.schema),
+        "indexes": snap.indexes(coverage=False),
+        "embeddings": embeddings_of(snap.schema),
     }
     return snap, info
+
+
+def table_stats(store: Store, name: str, ref: Ref) -> tuple[Snapshot, dict[str, Any]]:
+    """How a version is stored: rows, indexes, data fragments (their live rows, sorted) and bytes on disk."""
+    snap = store.snapshot(name, ref)
+    fragments = snap.fragments()
+    return snap, {"num_rows": snap.count(), "num_indices": len(snap.indexes(coverage=False)),
+                  "num_fragments": len(fragments), "total_bytes": sum(size for _, size in fragments),
+                  "fragment_rows": sorted(rows for rows, _ in fragments)}
 
 
 def embeddings_of(schema: pa.Schema) -> list[dict[str, Any]]:
@@ -54,8 +59,8 @@ def embeddings_of(schema: pa.Schema) -> list[dict[str, Any]]:
 
 
 def create_table(store: Store, name: str, schema: pa.Schema | None) -> dict[str, Any]:
-    ds = store.create(name, schema or image_schema())
-    return {"name": name, "version": ds.version, "num_rows": 0}
+    version = store.create(name, schema or image_schema())
+    return {"name": name, "version": version, "num_rows": 0}
 
 
 def drop_table(store: Store, name: str) -> None:

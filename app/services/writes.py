@@ -37,8 +37,8 @@ def check_tag_free(store: Store, name: str, tag: str | None, branch: str | None)
     if not tag:
         return
     check_tag_name(tag)
-    info = store.latest(name).tags.list().get(tag)
-    head = store.latest(name, branch).version
+    info = store.tags(name).get(tag)
+    head = store.head(name, branch).version
     if info is not None and (info.get("branch") != branch or int(info["version"]) != head):
         raise Conflict(f"tag {tag!r} already points at version {info['version']}; nothing was written",
                        tag=tag, version=info["version"])
@@ -46,7 +46,7 @@ def check_tag_free(store: Store, name: str, tag: str | None, branch: str | None)
 
 def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, branch: str | None = None,
               message: str | None = None, author: str | None = None, tag: str | None = None) -> dict[str, Any]:
-    schema = store.latest(name, branch).schema
+    schema = store.head(name, branch).schema
     unknown = sorted(set(values) - set(schema.names))
     if unknown:
         hints = {c: m[0] for c in unknown if (m := difflib.get_close_matches(c, schema.names, n=1))}
@@ -70,7 +70,7 @@ def patch_row(store: Store, name: str, row_id: str, values: dict[str, Any], *, b
     if not counts.get("updated") and not counts.get("unchanged"):
         raise RowNotFound(f"no row with id {row_id!r} in table {name!r}", id=row_id)
     commit_meta(store, name, version, tag, branch)  # values equal to the stored ones write no version
-    return {"version": version or store.latest(name, branch).version, "updated": counts.get("updated", 0),
+    return {"version": version or store.head(name, branch).version, "updated": counts.get("updated", 0),
             "unchanged": counts.get("unchanged", 0)}
 
 
@@ -78,7 +78,7 @@ def delete_rows(store: Store, name: str, *, ids: list[str] | None = None, filter
                 branch: str | None = None, message: str | None = None, author: str | None = None,
                 tag: str | None = None) -> dict[str, Any]:
     """Delete rows by id (404 when a single id is missing) or by a validated filter."""
-    head = store.latest(name, branch)
+    head = store.head(name, branch)
     predicate = check_filter(head, filter_text) if filter_text is not None else None
     if filter_text is not None and predicate is None:
         raise Unprocessable("give a filter; to delete every row use filter 'true'")
@@ -104,7 +104,7 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
     written, so rows that do not fit change nothing. ``delete_ids`` (given the ids written, the ids
     to remove) deletes rows in the same version.
     """
-    current = store.latest(name, branch).schema
+    current = store.head(name, branch).schema
     if any(is_blob(f) for f in current):
         raise Unprocessable("this is an image table: upload images (multipart, or Arrow rows with an 'image' column)")
     if "id" in rows.column_names and "id" in current.names and pa.types.is_string(current.field("id").type):
@@ -127,7 +127,7 @@ def append_rows(store: Store, name: str, rows: pa.Table, *, mode: str = "insert"
                                 branch=branch)
         counts = {"inserted": table.num_rows if version else 0, "updated": 0}
     commit_meta(store, name, version, tag, branch)
-    return {"version": version or store.latest(name, branch).version, "inserted": counts.get("inserted", 0),
+    return {"version": version or store.head(name, branch).version, "inserted": counts.get("inserted", 0),
             "updated": counts.get("updated", 0), "unchanged": counts.get("unchanged", 0),
             **({"deleted": counts.get("deleted", 0)} if delete_ids else {}), "skipped": []}
 

@@ -16,8 +16,11 @@ from typing import Any
 import lance
 
 from app.store.catalog import Store
+from app.store.commits import write_turn
 from app.store.files import filesystem
+from app.store.handles import own, share
 from app.store.notes import NOTES_DIR
+from app.store.snapshot import Snapshot, stamp_of
 
 
 @dataclass(frozen=True)
@@ -97,26 +100,38 @@ def _readable_note(fs: Any, path: str) -> bool:
     return isinstance(body, dict) and isinstance(body.get("stamp"), str) and isinstance(body.get("properties"), dict)
 
 
-def open_version(store: Store, name: str, entry: int, branch: str | None, version: int) -> lance.LanceDataset:
+def open_version(store: Store, name: str, entry: int, branch: str | None, version: int) -> Snapshot:
     """One version of main or of a branch, reached through the readable main version ``entry``."""
     ds = lance.dataset(store.table_uri(name), version=entry, storage_options=store.storage_options)
-    if branch is None and version == entry:
-        return ds
-    return ds.checkout_version((branch, version) if branch else version)
+    if branch is not None or version != entry:
+        ds = ds.checkout_version((branch, version) if branch else version)
+    return Snapshot(name, share(ds), ds.version, branch, stamp_of(ds))
 
 
-def files_of(root: Root, store: Store, name: str, branch: str | None, ds: lance.LanceDataset,
+def refs_of(snap: Snapshot) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The table's tags and branches, listed through ``snap`` (a readable version: the newest may not be)."""
+    return snap._ds.tags.list(), snap._ds.branches.list()
+
+
+def delete_tag_at(store: Store, snap: Snapshot, tag: str) -> None:
+    """Delete a tag through ``snap`` (a readable version), under the table's write turn."""
+    with write_turn(store, snap.name):
+        own(snap._ds).tags.delete(tag)
+
+
+def files_of(root: Root, store: Store, name: str, branch: str | None, snap: Snapshot,
              placed: Callable[[str], str]) -> list[FileUse]:
     """Every file one version reads that lies in this root, each base's files taken where ``placed``
     puts that base (where they will be read once recorded bases are pointed at the root)."""
-    own = store.table_uri(name) + (f"/tree/{branch}" if branch else "")
+    ds = snap._ds
+    home = store.table_uri(name) + (f"/tree/{branch}" if branch else "")
     bases = ds.base_paths()
 
     def place(base_id: int | None, folder: str, file: str) -> str | None:
         base = bases.get(base_id) if base_id is not None else None
         if base_id is not None and base is None:
             return None
-        at = own if base is None else placed(base.path).rstrip("/")
+        at = home if base is None else placed(base.path).rstrip("/")
         path = root.path_of(at)
         if path is None:
             return None
@@ -141,9 +156,10 @@ def files_of(root: Root, store: Store, name: str, branch: str | None, ds: lance.
     return uses
 
 
-def sampled_images(ds: lance.LanceDataset, count: int) -> Iterator[tuple[str, str, bytes | None]]:
+def sampled_images(snap: Snapshot, count: int) -> Iterator[tuple[str, str, bytes | None]]:
     """``(id, sha256, bytes)`` of up to ``count`` rows spread evenly over the version (all when 0);
     a table without ``image`` and ``sha256`` columns yields nothing."""
+    ds = snap._ds
     if not {"id", "image", "sha256"} <= set(ds.schema.names):
         return
     table = ds.to_table(columns=["id", "sha256"], with_row_id=True)

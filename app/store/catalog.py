@@ -24,52 +24,32 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import lance
 import pyarrow as pa
 
-from app.errors import InvalidName, TableExists, TableNotFound, VersionNotFound
+from app.errors import TableExists, TableNotFound, VersionNotFound
 from app.storage import redact, root_uri
+from app.store.bases import misplaced, relocate
+from app.store.branches import Branches
+from app.store.commits import commit_props
 from app.store.handles import own, owned, share
 from app.store.history import VersionLog
 from app.store.outage import STORE_DEFAULTS
-from app.store.refs import LATEST, Ref
+from app.store.refs import LATEST, Ref, check_name
 from app.store.schema import check_schema_names
+from app.store.snapshot import Snapshot, stamp_of
 from app.store.stats import CacheStats
+from app.store.tags import Tags
 
 log = logging.getLogger("lightbox")
-SnapshotKey = tuple[str, str | None, int, datetime]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One resolved point of a table: an immutable dataset handle and where it sits."""
-
-    name: str
-    ds: lance.LanceDataset
-    version: int
-    branch: str | None
-    stamp: datetime  # the manifest's commit time: version 1 of a re-created table is another version 1
-
-    @property
-    def key(self) -> SnapshotKey:
-        """What caches of per-version facts (id maps, ANN indexes, filter results) are keyed by."""
-        return (self.name, self.branch, self.version, self.stamp)
-
-
-def stamp_of(ds: lance.LanceDataset) -> datetime:
-    """When the handle's version was committed, from its loaded manifest (no I/O)."""
-    return ds.get_version()["timestamp"]
 
 
 class Store:
@@ -172,8 +152,6 @@ class Store:
     def _place(self, name: str, ds: lance.LanceDataset) -> lance.LanceDataset:
         """Once per table and process: point the bases its versions recorded in another place (the
         root was moved, copied, mounted elsewhere) at this root, then open it again."""
-        from app.store.bases import misplaced, relocate
-
         with self._placing:
             if name in self._placed:
                 return ds
@@ -310,6 +288,30 @@ class Store:
                 del self._pinned[key]
             self._sessions.pop(name, None)  # nor answer from the manifests its session cached
 
+    def head(self, name: str, branch: str | None = None, *, fresh: bool = False) -> Snapshot:
+        """The latest version of a branch (main when None): the cached one, or with ``fresh`` the one storage
+        has now (what a write about to commit on it must read, since the cached one may be a second old)."""
+        if not fresh:
+            return self.snapshot(name, Ref(branch=branch))
+        ds = share(self.fresh(name, branch))
+        return Snapshot(name, ds, ds.version, branch, stamp_of(ds))
+
+    def versions(self, name: str, branch: str | None = None) -> list[int]:
+        """Every live version number of a branch (main when None), oldest first (``VersionLog``)."""
+        return self.log.numbers(self.latest(name, branch), name, branch)
+
+    def version_entry(self, name: str, version: int, branch: str | None = None) -> dict[str, Any]:
+        """One version's log entry: time, message, author, operation, rows, counts (``VersionLog``)."""
+        return self.log.entry(self.latest(name, branch), name, version, branch)
+
+    def tags(self, name: str) -> Tags:
+        """The table's tags: list, create, move, delete (``app.store.tags``)."""
+        return Tags(self, name)
+
+    def branches(self, name: str) -> Branches:
+        """The table's branches: list, create, delete (``app.store.branches``)."""
+        return Branches(self, name)
+
     def snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot:
         """Resolve a ref to an immutable handle; 404 when it names nothing."""
         main = self.latest(name)
@@ -369,10 +371,8 @@ class Store:
         return int(best)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
-        """An empty table (version 1) with stable row ids, which diffs and blob reads rely on."""
-        from app.store.writes import default_author  # (that module builds on this one)
-
+    def create(self, name: str, schema: pa.Schema) -> int:
+        """An empty table (version 1) with stable row ids, which diffs and blob reads rely on; its version."""
         if self.exists(name):
             raise TableExists(f"table {name!r} already exists", table=name)
         check_schema_names(schema)
@@ -384,10 +384,10 @@ class Store:
             enable_stable_row_ids=True,
             storage_options=self.storage_options,
             commit_message="create table",
-            transaction_properties={"author": default_author(), "lightbox:op": "create"},
+            transaction_properties=commit_props(extra={"lightbox:op": "create"}),
         )
         self.forget(name)
-        return ds
+        return ds.version
 
     def drop(self, name: str) -> None:
         if not self.exists(name):
@@ -417,12 +417,3 @@ class Store:
     def write_options(self) -> dict[str, Any]:
         """Keyword arguments every ``lance.write_dataset`` call of this store takes."""
         return {"storage_options": self.storage_options}
-
-
-def check_name(name: str, kind: str = "table") -> None:
-    """A table's (or a branch's: ``kind``) name follows the one name rule; the error names which it is."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: `$` passes a final newline
-        raise InvalidName(
-            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
-            name=name,
-        )

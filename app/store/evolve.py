@@ -36,8 +36,8 @@ from lance.schema import LanceSchema
 from app.errors import Conflict, Unprocessable
 from app.store.catalog import Store
 from app.store.column_fit import added_columns, conform, plan_columns
-from app.store.fragments import write_uncommitted
-from app.store.upserts import RETRIES, write_turn
+from app.store.commits import RETRIES, write_turn
+from app.store.uncommitted import write_uncommitted
 
 Mode = str  # "upsert" | "insert" | "update"
 

@@ -22,7 +22,7 @@ from lance.fragment import FragmentMetadata
 
 from app.errors import Conflict
 from app.store.catalog import Store
-from app.store.writes import MAX_ROWS_PER_FILE
+from app.store.uncommitted import write_uncommitted
 
 # The file format a new table gets (pylance's default; blob v2 columns need at least 2.2).
 NEW_TABLE_STORAGE_VERSION = "2.2"
@@ -35,6 +35,11 @@ def storage_version(store: Store, name: str) -> str:
     return str(store.fresh(name).data_storage_version)
 
 
+def staged_from_json(fragments: Iterable[str]) -> list[FragmentMetadata]:
+    """Fragments written by workers (``write_fragments``' JSON), ready for ``staging.publish``."""
+    return [FragmentMetadata.from_json(f) for f in fragments]
+
+
 def write_fragments(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
                     storage_options: dict[str, str] | None, data_storage_version: str,
                     new_columns: bool = False) -> list[str]:
@@ -43,31 +48,6 @@ def write_fragments(uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatc
     metas = write_uncommitted(uri, schema, batches, storage_options=storage_options,
                               data_storage_version=data_storage_version, new_columns=new_columns)
     return [json.dumps(f.to_json()) for f in metas]
-
-
-def write_uncommitted(dest: str | lance.LanceDataset, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *,
-                      storage_options: dict[str, str] | None, data_storage_version: str,
-                      new_columns: bool = False) -> list[FragmentMetadata]:
-    """Fragments of ``batches`` beside the data of ``dest`` (a table's URI, or a handle: a branch's is
-    written beside the branch's data), not yet part of any version.
-
-    ``new_columns``: ``schema`` is the table's columns and then new ones, published by
-    ``evolve.commit_rows``; the fields are numbered afresh, as ``evolve.widened_schema`` numbers them
-    ("append" would check the rows against the table's current, narrower, schema)."""
-    stream = (b for b in batches if b.num_rows)
-    first = next(stream, None)
-    if first is None:
-        return []
-
-    def chained() -> Iterable[pa.RecordBatch]:
-        yield first
-        yield from stream
-
-    reader = pa.RecordBatchReader.from_batches(schema, chained())
-    return lance.fragment.write_fragments(
-        reader, dest, schema=schema, mode="overwrite" if new_columns else "append",
-        max_rows_per_file=MAX_ROWS_PER_FILE, data_storage_version=data_storage_version, enable_stable_row_ids=True,
-        storage_options=storage_options)
 
 
 def fragment_ids(store: Store, name: str, version: int) -> list[int]:

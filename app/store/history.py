@@ -14,13 +14,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lance
+from lance.dataset import Transaction
 
-from app.errors import VersionNotFound
+from app.errors import Conflict, VersionNotFound
+from app.store.commits import write_turn
+from app.store.config import CONFIG_PREFIX
 from app.store.handles import own
 from app.store.notes import read_note
+
+if TYPE_CHECKING:
+    from app.store.catalog import Store
 
 
 class VersionLog:
@@ -94,14 +100,22 @@ class VersionLog:
             self._entry_bytes -= self._entries.pop(key)[1]
 
 
-def commit_restore(ds: lance.LanceDataset, version: int, props: dict[str, str]) -> lance.LanceDataset:
-    """Commit ``version``'s content as a new version on top of ``ds`` (main's latest), carrying
-    ``props`` (author, message, counts) as Lance's ``restore()`` cannot. Nothing is copied."""
-    from lance.dataset import Transaction
-
-    txn = Transaction(read_version=ds.version, operation=lance.LanceOperation.Restore(version),
-                      transaction_properties=props)
-    return lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
+def restore_version(store: Store, name: str, read_version: int, version: int, props: dict[str, str]) -> tuple[int, int]:
+    """Commit ``version``'s content as a new version of main on top of ``read_version`` (its latest),
+    carrying ``props`` (author, message, counts) as Lance's ``restore()`` cannot; nothing is copied.
+    Returns the new version and its row count. A write since ``read_version`` is a 409."""
+    with write_turn(store, name):
+        head = store.fresh(name)
+        txn = Transaction(read_version=read_version, operation=lance.LanceOperation.Restore(version),
+                          transaction_properties=props)
+        try:
+            restored = lance.LanceDataset.commit(head, txn, read_version=read_version, max_retries=0)
+        except (ValueError, OSError) as exc:
+            if "conflict" in str(exc).lower():
+                raise Conflict(f"table {name!r} changed during the restore; try again") from exc
+            raise VersionNotFound(f"cannot restore version {version}: {exc}") from exc
+        store.invalidate(name)
+    return restored.version, restored.count_rows()
 
 
 def _read_entry(head: lance.LanceDataset, name: str, version: int, branch: str | None,
@@ -167,8 +181,6 @@ def _what_happened(txn: Any, version: int, counts: dict[str, int]) -> str | None
 
 def _is_tuning(operation: Any) -> bool:
     """An ``UpdateConfig`` that writes only the index keeper's tuning keys (no row changes)."""
-    from app.store.vectors import CONFIG_PREFIX  # here: vectors imports the catalog, which imports this module
-
     updates = getattr(getattr(operation, "config_updates", None), "updates", None)
     return isinstance(updates, dict) and bool(updates) and all(k.startswith(CONFIG_PREFIX) for k in updates)
 

@@ -13,30 +13,14 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, InvalidName
 from app.store.catalog import Store, check_name
-from app.store.commits import conflict_of, lost_race, retry_commit
+from app.store.commits import conflict_of, default_author, lost_race, retry_commit, write_turn
 from app.store.notes import write_note
 from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
-from app.store.writes import CLONE_TAG_PREFIX, default_author
+from app.store.writes import CLONE_TAG_PREFIX
 
 PQ_BITS = (4, 8)
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
-
-
-def list_indexes(ds: Any) -> list[dict[str, Any]]:
-    out = []
-    stats = {d.name: d for d in ds.describe_indices()}
-    total = ds.count_rows()
-    for index in ds.list_indices():
-        described = stats.get(index["name"])
-        out.append({
-            "name": index["name"],
-            "type": index["type"],
-            "columns": list(index["fields"]),
-            "num_indexed_rows": getattr(described, "num_rows_indexed", None),
-            "num_unindexed_rows": max(0, total - (getattr(described, "num_rows_indexed", 0) or 0)),
-        })
-    return out
 
 
 def create_index(store: Store, name: str, column: str, index_type: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -119,11 +103,13 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
         retry_commit(lambda: store.fresh(name).optimize.optimize_indices(index_names=names), table=name,
                      what="optimize")
         _note_range(store, name, before, props, message, {}, ("index", "fold new rows into indexes"))
-    ds = store.fresh(name)
-    unguarded = unguarded_clones(store, name, ds)
+    unguarded = unguarded_clones(store, name)
     stats = None
     if not unguarded:
-        stats = ds.cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
+        # under the write turn: the cleanup reads every tag to keep what they name, and a tag deleted while
+        # it reads them fails it; tag changes take the turn
+        with write_turn(store, name):
+            stats = store.fresh(name).cleanup_old_versions(older_than=retention, error_if_tagged_old_versions=False)
     store.invalidate(name)
     store.log.forget(name)
     store.forget_pinned(name)
@@ -140,7 +126,7 @@ def optimize(store: Store, name: str, retention: timedelta, *, message: str | No
     return out
 
 
-def unguarded_clones(store: Store, name: str, ds: Any) -> list[str]:
+def unguarded_clones(store: Store, name: str) -> list[str]:
     """Tables that read ``name``'s files (zero-copy clones) but have no guard tag on it.
 
     Lance's cleanup keeps tagged versions and the versions branches fork from, but knows nothing of
@@ -148,7 +134,8 @@ def unguarded_clones(store: Store, name: str, ds: Any) -> list[str]:
     removed outside Lightbox) means pruning could delete files it reads, so retention waits.
     """
     source = _location(store.table_uri(name))
-    guarded = {tag.removeprefix(CLONE_TAG_PREFIX) for tag in ds.tags.list() if tag.startswith(CLONE_TAG_PREFIX)}
+    guarded = {tag.removeprefix(CLONE_TAG_PREFIX) for tag in store.tags(name).list()
+               if tag.startswith(CLONE_TAG_PREFIX)}
     through = {_location(store.table_uri(g)) for g in guarded if _valid(g)}
     out = []
     for other in store.names():

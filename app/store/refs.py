@@ -1,11 +1,24 @@
-"""Refs: a point in a table's history named by version, tag, branch or timestamp."""
+"""Names and refs: the one rule for table and branch names, and a point in a table's history named by
+version, tag, branch or timestamp."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.errors import InvalidRef
+from app.errors import InvalidName, InvalidRef
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, kind: str = "table") -> None:
+    """A table's (or a branch's: ``kind``) name follows the one name rule; the error names which it is."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: `$` passes a final newline
+        raise InvalidName(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit",
+            name=name,
+        )
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.errors import BadRequest, NoImage, RowNotFound
-from app.store.catalog import Snapshot, SnapshotKey
 from app.store.schema import is_image_table, scalar_columns
+from app.store.snapshot import Snapshot, SnapshotKey
 from app.store.stats import CacheStats
 
 
@@ -201,7 +201,7 @@ class RowReader:
             with self._lock:
                 found = self._indexes.get(snap.key)
             if found is None:
-                found = IdIndex(snap.ds, snap.branch)
+                found = IdIndex(snap._ds, snap.branch)
                 with self._lock:
                     self._indexes[snap.key] = found
                     while len(self._indexes) > 1 and self._over_budget():
@@ -223,7 +223,7 @@ class RowReader:
         row_id = self.index(snap).row_id(key)
         if row_id is None:
             raise RowNotFound(f"no row with id {key!r} in table {snap.name!r}", table=snap.name, id=key)
-        table = snap.ds._take_rows([row_id], columns=scalar_columns(snap.ds.schema))
+        table = snap.take([row_id], scalar_columns(snap.schema))
         return table.to_pylist()[0]
 
     def image_ref(self, snap: Snapshot, key: str) -> ImageRef:
@@ -250,7 +250,7 @@ class RowReader:
         data = self.inline_bytes(snap, ref)
         if data is not None:
             return data
-        (_, data), = snap.ds.read_blobs("image", ids=[ref.row_id])
+        (_, data), = snap._ds.read_blobs("image", ids=[ref.row_id])
         return data or b""
 
     @staticmethod
@@ -262,12 +262,12 @@ class RowReader:
         """
         if not row_ids:
             return []
-        return [data for _, data in snap.ds.read_blobs(column, ids=row_ids, preserve_order=True)]
+        return [data for _, data in snap._ds.read_blobs(column, ids=row_ids, preserve_order=True)]
 
     @staticmethod
     def image_range(snap: Snapshot, ref: ImageRef, start: int, length: int) -> bytes:
         """Bytes ``[start, start+length)`` of one image, without reading the rest."""
-        blob = snap.ds.take_blobs("image", ids=[ref.row_id])[0]
+        blob = snap._ds.take_blobs("image", ids=[ref.row_id])[0]
         if blob is None:
             return b""
         with blob:

@@ -33,22 +33,26 @@ from app.errors import Conflict
 from app.store.catalog import Store
 from app.store.evolve import delete_at, merge_operation, pause, try_commit, version_props, widened_schema
 from app.store.files import filesystem
-from app.store.fragments import NEW_TABLE_STORAGE_VERSION, write_uncommitted
+from app.store.fragments import NEW_TABLE_STORAGE_VERSION
+from app.store.snapshot import Snapshot
+from app.store.uncommitted import write_uncommitted
 from app.store.upserts import RETRIES, write_turn
 
 UPLOADS_DIR = "_lightbox/uploads"
 DeleteIds = Callable[[set[str]], list[str]]
+# A staged batch: data files beside the table that no version names until ``publish``
+Staged = FragmentMetadata
 
 
-def stage(store: Store, name: str, dest: lance.LanceDataset | None, schema: pa.Schema,
+def stage(store: Store, name: str, dest: Snapshot | None, schema: pa.Schema,
           batches: Iterable[pa.RecordBatch], *, new_columns: bool) -> list[FragmentMetadata]:
     """Write ``batches`` as fragments of ``name`` that no version names yet: beside the data of ``dest``
     (the handle of the branch written to), or of the table about to be created when ``dest`` is None."""
     if dest is None:
         return write_uncommitted(store.table_uri(name), schema, batches, storage_options=store.storage_options,
                                  data_storage_version=NEW_TABLE_STORAGE_VERSION)
-    return write_uncommitted(dest, schema, batches, storage_options=store.storage_options,
-                             data_storage_version=dest.data_storage_version, new_columns=new_columns)
+    return write_uncommitted(dest._ds, schema, batches, storage_options=store.storage_options,
+                             data_storage_version=dest._ds.data_storage_version, new_columns=new_columns)
 
 
 def staged_files(store: Store, name: str, branch: str | None, fragments: Iterable[FragmentMetadata]) -> list[str]:
@@ -65,11 +69,11 @@ def remove_files(store: Store, paths: Iterable[str]) -> None:
             fs.delete_file(inner)
 
 
-def stored_values(ds: lance.LanceDataset | None, column: str) -> set[str]:
+def stored_values(snap: Snapshot | None, column: str) -> set[str]:
     """Every non-null value of one text column of a snapshot (the ids, or the digests, it stores)."""
-    if ds is None or column not in ds.schema.names:
+    if snap is None or column not in snap.schema.names:
         return set()
-    return {v for v in ds.to_table(columns=[column]).column(column).to_pylist() if v is not None}
+    return {v for v in snap._ds.to_table(columns=[column]).column(column).to_pylist() if v is not None}
 
 
 def remove_unborn(store: Store, name: str) -> None:
@@ -139,7 +143,7 @@ def record_tables(store: Store) -> list[str]:
 
 
 # -- the one commit --------------------------------------------------------------------------
-def publish(store: Store, name: str, *, branch: str | None, read: lance.LanceDataset | None, schema: pa.Schema,
+def publish(store: Store, name: str, *, branch: str | None, read: Snapshot | None, schema: pa.Schema,
             fragments: list[FragmentMetadata], new_columns: bool, inserted: set[str], replaced: set[str],
             delete_ids: DeleteIds | None, props: dict[str, str],
             kept: set[str] | None = None) -> tuple[int | None, dict[str, int]]:
@@ -230,7 +234,7 @@ def _addresses(lineage: pa.Table, ids: set[str]) -> list[int]:
     return lineage.column("_rowaddr").filter(hit).to_pylist()
 
 
-def _refuse_clashes(name: str, read: lance.LanceDataset, head: pa.Table, inserted: set[str],
+def _refuse_clashes(name: str, read: Snapshot, head: pa.Table, inserted: set[str],
                     replaced: set[str]) -> None:
     """409 when another writer, since the session began, added an id it inserts or changed (replaced,
     deleted, updated) a row it replaces: committing would store an id twice or lose that write."""
@@ -239,7 +243,7 @@ def _refuse_clashes(name: str, read: lance.LanceDataset, head: pa.Table, inserte
         hit = pc.is_in(head.column("id"), value_set=pa.array(list(inserted), pa.string()))
         clash.extend(head.column("id").filter(hit).to_pylist())
     if replaced:
-        before = _lineage(read)
+        before = _lineage(read._ds)
         wanted = pa.array(list(replaced), pa.string())
 
         def rows(table: pa.Table) -> set[tuple[Any, ...]]:

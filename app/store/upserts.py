@@ -11,22 +11,16 @@ Upserts and updates first drop the rows whose stored values already equal the on
 The uncommitted route loses one thing on its way through Python: the set of keys a merge
 inserted, which is what lets Lance see two concurrent inserts of the same new id as a conflict
 (it rebases them onto each other instead, and the id is stored twice). So keyed writes to one
-table take turns: a lock per table in this process, and an advisory file lock beside the table's
-files for other processes on the same local data root. An HTTP upload holds the same turn from its
-id check to its commit (``write_turn``), so two uploads of one new id cannot both add it. Object
-storage has no file lock: there one process writes (the others are replicas that forward their writes
-to it, ``app.replica``), and its in-process turn is the one that counts.
+table take its write turn (``app.store.commits.write_turn``). An HTTP upload holds the same turn
+from its id check to its commit, so two uploads of one new id cannot both add it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lance
@@ -35,22 +29,14 @@ import pyarrow as pa
 from app.errors import Conflict
 from app.filters import InvalidFilter, is_filter_error, lance_reason
 from app.store.catalog import Store
-from app.store.commits import conflict_of, lost_race
+from app.store.commits import RETRIES, commit_props, conflict_of, count_props, lost_race, write_turn
 from app.store.compare import unchanged_rows
-from app.store.writes import adds_columns, default_author
+from app.store.evolve import keyed_with_columns
+from app.store.writes import adds_columns
+
+__all__ = ["Mode", "delete_where", "id_literal", "ids_predicate", "keyed_write", "write_turn"]
 
 Mode = Literal["upsert", "insert", "update", "delete"]
-RETRIES = 12
-LOCK_FILE = "_lightbox_write.lock"
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: writers in other processes are not serialised
-    fcntl = None  # type: ignore[assignment]
-
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-_held = threading.local()  # the tables whose turn this thread holds (a turn may be taken again inside)
 
 
 def id_literal(value: str) -> str:
@@ -65,19 +51,12 @@ def ids_predicate(ids: list[str]) -> str:
 def delete_where(store: Store, name: str, predicate: str, *, branch: str | None = None,
                  message: str | None = None, author: str | None = None) -> tuple[int | None, dict[str, int]]:
     """Delete the rows a (validated) filter matches, as one version carrying its message."""
-    props = _props(message, author)
+    props = commit_props(message, author)
 
     def build(ds: lance.LanceDataset) -> Any:
         return ds.merge_insert("id").use_index(False).when_not_matched_by_source_delete(predicate)
 
     return _commit_with_retry(store, name, branch, build, pa.table({"id": pa.array([], pa.string())}), props)
-
-
-def _props(message: str | None, author: str | None) -> dict[str, str]:
-    props = {"author": author or default_author()}
-    if message:
-        props["__lance_commit_message"] = message
-    return props
 
 
 def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, branch: str | None = None,
@@ -88,10 +67,8 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
     Rows whose stored values already equal the ones written are left alone (counted as
     ``unchanged``, not as updated), so the version's counts are the rows ``diff`` sees change.
     ``extra`` transaction properties are kept with the version (a merge names what it merged)."""
-    props = {**_props(message, author), **(extra or {})}
-    if data is not None and adds_columns(store, name, data.column_names, branch):
-        from app.store.evolve import keyed_with_columns  # rows that bring new columns: a Merge, not a merge_insert
-
+    props = commit_props(message, author, extra)
+    if data is not None and adds_columns(store, name, data.column_names, branch):  # a Merge, not a merge_insert
         return keyed_with_columns(store, name, data, mode=mode, branch=branch, delete_ids=delete_ids, props=props)
     source = data if data is not None else pa.table({"id": pa.array([], pa.string())})
 
@@ -106,40 +83,6 @@ def keyed_write(store: Store, name: str, data: pa.Table | None, *, mode: Mode, b
         return merge
 
     return _commit_with_retry(store, name, branch, build, source, props, skip_unchanged=mode in ("upsert", "update"))
-
-
-@contextmanager
-def write_turn(store: Store, name: str) -> Iterator[None]:
-    """Hold the table's keyed-write turn: across threads here, and across processes on a local root.
-
-    Re-entrant within a thread, so a caller holding the turn can make keyed writes itself.
-    """
-    uri = store.table_uri(name)
-    held: set[str] = _held.__dict__.setdefault("uris", set())
-    if uri in held:
-        yield
-        return
-    with _locks_guard:
-        lock = _locks.setdefault(uri, threading.Lock())
-    with lock:
-        held.add(uri)
-        try:
-            yield from _file_turn(store, uri)
-        finally:
-            held.discard(uri)
-
-
-def _file_turn(store: Store, uri: str) -> Iterator[None]:
-    folder = uri.removeprefix("file://")
-    if fcntl is None or not store.is_local or not os.path.isdir(folder):
-        yield
-        return
-    with open(os.path.join(folder, LOCK_FILE), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _commit_with_retry(store: Store, name: str, branch: str | None, build: Callable[[Any], Any],
@@ -164,7 +107,7 @@ def _commit_turn(store: Store, name: str, branch: str | None, build: Callable[[A
         counts = {k.removeprefix("num_").removesuffix("_rows"): int(v) for k, v in stats.items()}
         if not any(counts.values()):
             return None, {**counts, "unchanged": unchanged}
-        recorded = {**props, **{f"lightbox:{k}": str(v) for k, v in counts.items()}}  # shown in the log
+        recorded = {**props, **count_props(counts)}  # shown in the log
         try:
             committed = lance.LanceDataset.commit(ds, dataclasses.replace(txn, transaction_properties=recorded),
                                                   read_version=ds.version, max_retries=0)

@@ -49,8 +49,10 @@ import pyarrow as pa
 
 from app.store.catalog import Store
 from app.store.commits import retry_commit
+from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import build_ivf_flat
 from app.store.schema import is_vector, vector_meta
+from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
 from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
 
@@ -62,7 +64,6 @@ log = logging.getLogger("lightbox.vectors")
 INDEX_TYPE = "IVF_FLAT"
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
-CONFIG_PREFIX = "lightbox.recall."  # + column: the table config key holding its index's tuning
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
@@ -262,8 +263,7 @@ class IndexKeeper:
         tuning = self.measure(ds, column, found, vector_meta(field).get("metric", "l2"))
         if tuning is not None:
             # one small commit on latest, versioned with the index it names
-            self.store.fresh(name).update_config({CONFIG_PREFIX + column: tuning.dumps()})
-            self.store.invalidate(name)
+            update_config(self.store, name, {CONFIG_PREFIX + column: tuning.dumps()})
             log.info("table %s column %s: nprobes %d for recall %.3f (target %.2f)", name, column,
                      tuning.nprobes, tuning.recall, self.recall_target)
         return tuning
@@ -275,7 +275,7 @@ class IndexKeeper:
         return measure(ds, column, found, metric, _num_partitions(ds, found["name"]), spec)
 
     # -- search --------------------------------------------------------------------------------
-    def nearest(self, ds: Any, column: str, query: np.ndarray, k: int, *, metric: str,
+    def nearest(self, snap: Snapshot, column: str, query: np.ndarray, k: int, *, metric: str,
                 predicate: str | None = None, matching: int | None = None, nprobes: int | None = None,
                 refine_factor: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """The k nearest rows of one pinned version: ``columns`` plus ``_rowid`` and ``_distance``.
@@ -287,6 +287,7 @@ class IndexKeeper:
         partitions far from the query (a label that correlates with the vectors); a broader one probes
         proportionally more partitions, twice over.
         """
+        ds = snap._ds
         found = vector_indexes(ds).get(column)
         spec: dict[str, Any] = {"column": column, "q": np.asarray(query, np.float32), "k": k,
                                 "metric": LANCE_METRICS.get(metric, "L2")}
@@ -321,8 +322,9 @@ class IndexKeeper:
                 self._parts.pop(next(iter(self._parts)))
         return parts
 
-    def describe(self, ds: Any) -> dict[str, dict[str, Any]]:
+    def describe(self, snap: Snapshot) -> dict[str, dict[str, Any]]:
         """Per vector index name: its tuning (recall estimate, probes) and the target."""
+        ds = snap._ds
         out = {}
         for column, found in vector_indexes(ds).items():
             tuning = self.tuning(ds, column, found)

@@ -7,34 +7,25 @@ mid-write leaves the table at its previous version (the half-written data files 
 
 from __future__ import annotations
 
-import getpass
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import lance
 import pyarrow as pa
 
-from app.errors import Conflict, InvalidName, VersionNotFound
-from app.store.catalog import Store, check_name
-from app.store.commits import conflict_of, lost_race
-from app.store.handles import own
+from app.errors import Conflict
+from app.store.catalog import Store
+from app.store.commits import commit_props, conflict_of, count_props, default_author, lost_race, write_turn
+from app.store.evolve import append_with_columns
 from app.store.refs import Ref
+from app.store.tags import CLONE_TAG_PREFIX, check_tag_name
+from app.store.uncommitted import MAX_ROWS_PER_FILE
 
-# The writer keeps per-file state that grows with rows; bounding rows per file keeps ingest RSS flat.
-MAX_ROWS_PER_FILE = 65_536
-TAG_RE_HINT = "use up to 128 letters, digits, '.', '_' or '-', not starting or ending with '.'"
-TAG_RE = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
-# A clone's guard: the tag on its source version that keeps the files the clone reads from being pruned.
-# Only ``clone`` makes these; a hand-made one could guard the wrong version or be mistaken for a guard.
-CLONE_TAG_PREFIX = "lightbox-clone-"
+# default_author, CLONE_TAG_PREFIX and check_tag_name live lower in the store; named here too for the writers
+# that import them with the rest of this module's functions
+__all__ = ["CLONE_TAG_PREFIX", "MAX_ROWS_PER_FILE", "adds_columns", "append_stream", "check_tag_name", "create_branch",
+           "default_author", "merge_columns", "tag_version"]
 
-
-def default_author() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def append_stream(
@@ -58,11 +49,8 @@ def append_stream(
         yield from stream
 
     exists = store.exists(name)
-    if exists and adds_columns(store, name, schema.names, branch):
-        from app.store.evolve import append_with_columns  # the rows and their new columns: one Merge
-
-        props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {})}
-        return append_with_columns(store, name, schema, chained(), branch=branch, props=props)
+    if exists and adds_columns(store, name, schema.names, branch):  # the rows and their new columns: one Merge
+        return append_with_columns(store, name, schema, chained(), branch=branch, props=commit_props(message, author))
     reader = pa.RecordBatchReader.from_batches(schema, chained())
     target = store.fresh(name, branch) if branch else store.table_uri(name)
     try:  # Lance rebases an append onto concurrent commits itself; what it cannot is a 409
@@ -95,37 +83,11 @@ def adds_columns(store: Store, name: str, names: Iterable[str], branch: str | No
     return any(n not in have for n in names)
 
 
-def check_tag_name(tag: str) -> str:
-    """The tag, if Lance takes it as a ref name; else a 400 (Lance itself reports it as an I/O error)."""
-    # fullmatch, not match: the pattern's `$` also matches before a final newline ("v1\n")
-    if not isinstance(tag, str) or not TAG_RE.fullmatch(tag) or ".." in tag or tag.endswith(".lock"):
-        raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag)
-    if tag.startswith(CLONE_TAG_PREFIX):
-        raise InvalidName(f"tag names starting with {CLONE_TAG_PREFIX!r} are reserved for clone guards", tag=tag)
-    return tag
-
-
 def tag_version(store: Store, name: str, tag: str, version: int | None = None, branch: str | None = None) -> int:
     """Point ``tag`` at a version of a branch (latest when None). Re-tagging the same version is a no-op."""
     check_tag_name(tag)
-    ds = store.latest(name)
-    target = store.latest(name, branch).version if version is None else version
-    current = ds.tags.list().get(tag)
-    if current is not None:
-        if int(current["version"]) == target and current.get("branch") == branch:
-            return target
-        raise Conflict(
-            f"tag {tag!r} already points at version {current['version']}", tag=tag, version=current["version"]
-        )
-    try:
-        own(ds).tags.create(tag, (branch, target) if branch else target)
-    except ValueError as exc:
-        text = str(exc)
-        if "conflict" in text.lower():  # created meanwhile by another request
-            raise Conflict(f"tag {tag!r} was created meanwhile; look again", tag=tag) from exc
-        if "not found" in text.lower():
-            raise VersionNotFound(f"table {name!r} has no version {target}", version=target) from exc
-        raise InvalidName(f"invalid tag name {tag!r}: {TAG_RE_HINT}", tag=tag) from exc
+    target = store.head(name, branch).version if version is None else version
+    store.tags(name).create(tag, target, branch)
     return target
 
 
@@ -146,8 +108,6 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
 
     import pyarrow.compute as pc
 
-    from app.store.upserts import write_turn
-
     valued = table.filter(_any_value(table))
     with write_turn(store, name):
         ds = store.fresh(name, branch)
@@ -165,8 +125,7 @@ def merge_columns(store: Store, name: str, table: pa.Table, *, branch: str | Non
             if schema is None:
                 return None, {"inserted": 0, "updated": 0, "deleted": 0}
             counts = {"inserted": 0, "updated": updated, "deleted": 0}
-            props = {"author": author or default_author(), **({"__lance_commit_message": message} if message else {}),
-                     **(extra or {}), **{f"lightbox:{k}": str(v) for k, v in counts.items()}}
+            props = {**commit_props(message, author, extra), **count_props(counts)}
             txn = lance.Transaction(ds.version, lance.LanceOperation.Merge(fragments, schema), str(uuid.uuid4()),
                                     transaction_properties=props)
             committed = lance.LanceDataset.commit(ds, txn, read_version=ds.version, max_retries=0)
@@ -190,20 +149,5 @@ def _any_value(table: pa.Table) -> pa.Array:
 
 
 def create_branch(store: Store, name: str, branch: str, ref: Ref) -> dict[str, Any]:
-    """A Lance branch of ``name`` forked at ``ref`` (it shares the parent's files; its versions are its own)."""
-    check_name(branch, "branch")
-    if branch == "main":
-        raise InvalidName("'main' is the trunk's name; pick another branch name")
-    snap = store.snapshot(name, ref)
-    main = store.fresh(name)
-    if branch in main.branches.list():
-        raise Conflict(f"branch {branch!r} already exists", branch=branch)
-    try:
-        main.create_branch(branch, (snap.branch, snap.version))
-    except (ValueError, OSError) as exc:
-        if not conflict_of(exc):
-            raise
-        raise Conflict(f"branch {branch!r} already exists", branch=branch) from exc
-    store.invalidate(name)
-    return {"name": branch, "parent_branch": snap.branch, "parent_version": snap.version,
-            "version": store.latest(name, branch).version}
+    """A Lance branch of ``name`` forked at ``ref`` (``Store.branches``)."""
+    return store.branches(name).create(branch, ref)

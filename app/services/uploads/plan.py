@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import lance
 import pyarrow as pa
 
 from app.errors import Unprocessable
 from app.services.uploads.options import UploadOptions
+from app.store import Snapshot
 from app.store.column_fit import new_column_type, plan_columns
 from app.store.schema import (
     STANDARD_NAMES,
@@ -61,14 +61,14 @@ def embedder(registry: Registry, model: str) -> Embedder:
         raise Unprocessable(str(exc), model=model) from exc
 
 
-def check_table(table: str, read: lance.LanceDataset | None) -> None:
+def check_table(table: str, read: Snapshot | None) -> None:
     """Images go to image tables; rows of any other schema are added as an Arrow stream of rows."""
     if read is not None and not is_image_table(read.schema):
         raise Unprocessable(f"table {table!r} is not an image table (it has no image/mime/sha256 columns); "
                             "add rows to it as an Arrow stream of rows (POST .../rows)", table=table)
 
 
-def table_vectors(table: str, read: lance.LanceDataset | None, opts: UploadOptions,
+def table_vectors(table: str, read: Snapshot | None, opts: UploadOptions,
                   registry: Registry) -> list[VectorSpec]:
     """The vector columns of an existing table (each filled with the model it records); the ``embed`` model
     must be one of them. For a new table, None: its vector column waits for the first batch's columns."""
@@ -91,7 +91,7 @@ def table_vectors(table: str, read: lance.LanceDataset | None, opts: UploadOptio
     return specs
 
 
-def plan_rows(table: str, read: lance.LanceDataset | None, given: pa.Schema, vectors: list[VectorSpec],
+def plan_rows(table: str, read: Snapshot | None, given: pa.Schema, vectors: list[VectorSpec],
               opts: UploadOptions, registry: Registry) -> Plan:
     """The session's columns, from its first batch's schema."""
     computed = {v.field.name for v in vectors}

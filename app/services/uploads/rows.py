@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import lance
 import numpy as np
 import pyarrow as pa
 
 from app.errors import Unprocessable
 from app.services.uploads.options import MAX_FILE_BYTES, UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec
+from app.store import Snapshot
 from app.store.column_fit import fit_array
 from app.store.compare import unchanged_rows
 from app.store.ids import id_problem, invalid_rows, shown
@@ -67,7 +67,7 @@ def shown_file(source: str | None) -> str:
     return str(source or "").removeprefix("upload:")
 
 
-def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOptions, read: lance.LanceDataset | None,
+def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOptions, read: Snapshot | None,
             now: datetime) -> Outcome:
     ids_column = rows.column("id")
     ids = ids_column.to_pylist()
@@ -123,7 +123,7 @@ def _forget(i: int, ids: list[str], checked: dict[int, Checked], seen: Seen) -> 
 
 
 def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
-                    ids: list[str], sources: list[str], seen: Seen, read: lance.LanceDataset,
+                    ids: list[str], sources: list[str], seen: Seen, read: Snapshot,
                     out: Outcome) -> list[int]:
     """An upsert's rows whose every value equals the stored row's are left alone, as ``unchanged``."""
     stored = [i for i in keep if ids[i] in seen.known]

@@ -20,18 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import lance
 import pyarrow as pa
-from lance.fragment import FragmentMetadata
 
 from app.errors import Conflict, LightboxError, NotFound, Unprocessable
 from app.services.uploads.options import UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec, check_table, given_columns, plan_rows, table_vectors
 from app.services.uploads.rows import ROUTINE, Outcome, Seen, check_batch, process
 from app.services.writes import check_tag_free
-from app.store import Store
+from app.store import Snapshot, Store
 from app.store.catalog import check_name
 from app.store.staging import (
+    Staged,
     drop_record,
     publish,
     remove_files,
@@ -67,7 +66,7 @@ class Session:
     id: str
     table: str
     opts: UploadOptions
-    read: lance.LanceDataset | None  # the branch's latest when the session began; None: a new table
+    read: Snapshot | None  # the branch's latest when the session began; None: a new table
     vectors: list[VectorSpec]
     seen: Seen
     ttl: float
@@ -76,7 +75,7 @@ class Session:
     warnings: list[str] = field(default_factory=list)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     plan: Plan | None = None
-    fragments: list[FragmentMetadata] = field(default_factory=list)
+    fragments: list[Staged] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     pending: list[pa.RecordBatch] = field(default_factory=list)
     pending_bytes: int = 0
@@ -133,12 +132,12 @@ def begin(store: Store, registry: Registry, table: str, opts: UploadOptions, *, 
         if not exists:
             raise Unprocessable(f"table {table!r} does not exist yet, so it has no branches: upload to main first",
                                 table=table)
-        if opts.branch not in store.latest(table).branches.list():
+        if opts.branch not in store.branches(table).list():
             from app.store import Ref
 
             created = create_branch(store, table, opts.branch, Ref())
             warnings.append(f"created branch {opts.branch!r} from version {created['parent_version']} of main")
-    read = store.fresh(table, opts.branch) if exists else None
+    read = store.head(table, opts.branch, fresh=True) if exists else None
     check_table(table, read)
     if opts.tag and exists:
         check_tag_free(store, table, opts.tag, opts.branch)
