@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from app.store import Store
+from app.store import Ref, Store
 from lightbox.cli import main
 from tests.conftest import LiveServer
 
@@ -125,7 +125,7 @@ def test_the_same_script_gives_the_same_tables_versions_and_output(sides: tuple[
         ["lightbox-clone-d-more", "more-1", "v1"]
     exported = [pq.read_table(side.folder / "out" / "v1-threes.parquet").to_pylist() for side in sides]
     assert exported[0] == exported[1] and len(exported[0]) == Store(uri.root).snapshot(
-        "d", __import__("app.store", fromlist=["Ref"]).Ref(tag="v1")).ds.count_rows(filter="label = 3")
+        "d", Ref(tag="v1")).count("label = 3")
 
 
 def log_of(store: Store, name: str, branch: str | None) -> list[tuple[object, ...]]:
