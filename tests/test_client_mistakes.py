@@ -286,3 +286,16 @@ def test_a_patch_of_a_misspelt_column_names_the_close_match(client: httpx.Client
     error = assert_error(client.patch("/api/v1/tables/t/rows/camera.png", json={"lable": 3}), 422, "unknown_column")
     assert error["detail"]["suggestions"] == {"lable": "label"} and "did you mean 'label'" in error["message"]
     assert state(client) == before
+
+
+def test_a_lancedb_create_whose_image_column_is_not_bytes_makes_a_plain_table(client: httpx.Client) -> None:
+    """``id`` with an ``image`` column of numbers is a plain table, not an image table whose bytes are probed
+    (the check once compared two reads of ``Table.schema`` by identity, and probed the numbers: a 500)."""
+    from tests.helpers import arrow_stream
+
+    body = arrow_stream(pa.table({"id": ["a", "b"], "image": [5, 7]}))
+    made = client.post("/v1/table/numbers/create/", content=body,
+                       headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+    assert made.status_code == 200, made.text
+    described = client.post("/v1/table/numbers/describe/").json()
+    assert [f["name"] for f in described["schema"]["fields"]] == ["id", "image"]

@@ -71,7 +71,7 @@ def _refuse_unstorable(rows: pa.Table) -> None:
     one, a missing id), found without writing anything."""
     from ingest.probe import ProbeError, probe
 
-    if _new_schema(rows.schema) is rows.schema or "image" not in rows.column_names:
+    if not _makes_image_table(rows.schema):
         return
     refused = []
     for key, image in zip(rows.column("id").to_pylist(), rows.column("image").to_pylist(), strict=True):
@@ -88,10 +88,15 @@ def _refuse_unstorable(rows: pa.Table) -> None:
                             f"{first['reason']} ({first['message']})", refused=refused)
 
 
+def _makes_image_table(schema: pa.Schema) -> bool:
+    """Rows that make an image table: an ``id`` and ``image`` bytes."""
+    image = schema.field("image") if schema.names.count("image") == 1 else None
+    return "id" in schema.names and image is not None and (pa.types.is_binary(image.type)
+                                                           or pa.types.is_large_binary(image.type))
+
+
 def _new_schema(schema: pa.Schema) -> pa.Schema:
-    image = schema.field("image") if "image" in schema.names else None
-    if "id" in schema.names and image is not None and (pa.types.is_binary(image.type)
-                                                       or pa.types.is_large_binary(image.type)):
+    if _makes_image_table(schema):
         return image_schema([f for f in schema if f.name not in STANDARD_NAMES])
     return schema
 
