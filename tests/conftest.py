@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -233,12 +232,14 @@ def cli_command(*args: str) -> list[str]:
 
 
 @pytest.fixture
-def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run `lightbox ARGS...` to completion with stdout and stderr captured (pipes, not a terminal)."""
+def cli() -> Callable[..., Any]:
+    """Run `lightbox ARGS...` to completion with stdout and stderr captured: ``lightbox.cli.main`` in this
+    process (``tests.helpers.run_cli``). Tests of what only a process shows (a terminal, a closed pipe,
+    signals, the imports a use pulls in) run ``cli_command`` in a child instead."""
+    from tests.helpers import run_cli
 
-    def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cli_command(*map(str, args)), capture_output=True, text=True,
-                              env=cli_env(), cwd=REPO_ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+    def run(*args: str | Path, timeout: float = 120) -> Any:
+        return run_cli(*args)
 
     return run
 
