@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.store import Store
 from ingest.pipeline import IngestOptions, run_ingest
+from tests.helpers import Ran, run_cli
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lightbox.cli", *args], capture_output=True, text=True, timeout=120)
+def cli(*args: str) -> Ran:
+    return run_cli(*args)
 
 
 @pytest.fixture
