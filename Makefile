@@ -42,10 +42,13 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
 		echo "could not install chromium (not root?): the gallery's browser tests will be skipped"
 
-# pytest with a coverage report (pyproject.toml's [tool.coverage]), then the total of each package.
+# pytest in TEST_WORKERS processes (pytest-xdist: many tests wait on servers, children and the object
+# store, so two workers keep two cores busy) with a coverage report (pyproject.toml's [tool.coverage]),
+# then the total of each package.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q --cov --cov-report=term
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --cov --cov-report=term
 	@for pkg in app ingest lightbox embeddings; do \
 		printf '%-10s %s%% of lines\n' "$$pkg" "$$($(PY) -m coverage report --include="$$pkg/*" --format=total)"; \
 	done

@@ -21,6 +21,7 @@ from PIL import Image
 from app.store import Store
 from lightbox import __version__
 from tests.conftest import REPO_ROOT, LiveServer, cli_command, cli_env
+from tests.helpers import on_terminal
 
 
 @pytest.fixture
@@ -298,37 +299,8 @@ def test_progress_in_a_pipe_is_plain_lines_per_phase(digits_dir: Path, tmp_path:
 
 def test_progress_on_a_terminal_is_two_bars(digits_dir: Path, tmp_path: Path) -> None:
     """On a terminal the probe and embed phases each get a bar."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-    import time
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    try:
-        proc = subprocess.Popen(cli_command("ingest", str(digits_dir / "images"), "--table", "d", "--uri",
-                                            str(tmp_path / "data"), "--embed", "builtin"),
-                                stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL, env=cli_env(),
-                                cwd=REPO_ROOT)
-        os.close(follower)
-        terminal = b""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if select.select([leader], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                terminal += chunk
-            elif proc.poll() is not None:
-                break
-        proc.communicate(timeout=60)
-    finally:
-        os.close(leader)
-    assert proc.returncode == 0
+    code, terminal, _ = on_terminal(cli_command("ingest", str(digits_dir / "images"), "--table", "d", "--uri",
+                                                str(tmp_path / "data"), "--embed", "builtin"),
+                                    env=cli_env(), cwd=REPO_ROOT)
+    assert code == 0
     assert b"probe: 100%" in terminal and b"embed: 100%" in terminal and b"200/200" in terminal

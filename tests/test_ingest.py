@@ -6,18 +6,12 @@ child process where its exit code, summary, report file or terminal behaviour is
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import os
-import pty
-import select
 import shutil
-import struct
 import subprocess
-import termios
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +29,7 @@ from ingest.pipeline import IngestError, IngestOptions, run_ingest
 from ingest.report import IngestReport
 from lightbox.cli.summaries import ingest_summary
 from tests.conftest import REPO_ROOT, cli_command, cli_env
+from tests.helpers import on_terminal
 from tests.test_probe import bomb_png
 
 MIME_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".tif": "image/tiff",
@@ -624,31 +619,10 @@ def test_cli_summary_and_no_progress_bar_in_a_pipe(digits_dir: Path, tmp_path: P
 
 def test_cli_shows_a_progress_bar_on_a_terminal(digits_dir: Path, tmp_path: Path) -> None:
     """The counterpart of the pipe test: the same run on a terminal does draw the bar."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
-    try:
-        proc = subprocess.Popen(
-            cli_command("ingest", str(digits_dir / "images"), "--table", "d", "--uri", str(tmp_path / "data")),
-            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL, env=cli_env(), cwd=REPO_ROOT)
-        os.close(follower)
-        terminal = b""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # the child closed its end
-                    break
-                if not chunk:
-                    break
-                terminal += chunk
-            elif proc.poll() is not None:
-                break
-        stdout = proc.communicate(timeout=60)[0].decode()
-    finally:
-        os.close(leader)
-    assert proc.returncode == 0
+    code, terminal, stdout = on_terminal(
+        cli_command("ingest", str(digits_dir / "images"), "--table", "d", "--uri", str(tmp_path / "data")),
+        env=cli_env(), cwd=REPO_ROOT)
+    assert code == 0
     assert b"200/200" in terminal and b"img" in terminal
     assert "added      200 images" in stdout
 
