@@ -161,6 +161,14 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
                               request=request)
 
 
+@pytest.fixture(scope="module")
+def app(root: str) -> Iterator[InProcess]:
+    """The service over the module's own ``root`` fixture, in this process, shared by the module's tests."""
+    served = InProcess(root)
+    yield served
+    served.close()
+
+
 @pytest.fixture
 def in_process() -> Iterator[Callable[..., InProcess]]:
     """Serve data roots in this process: ``in_process(uri, **settings)``; all are shut down after the test."""

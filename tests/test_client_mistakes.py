@@ -44,13 +44,6 @@ def root(tmp_path_factory: pytest.TempPathFactory, samples_dir: Path) -> str:
     return store.uri
 
 
-@pytest.fixture(scope="module")
-def app(root: str) -> Iterator[InProcess]:
-    served = InProcess(root)
-    yield served
-    served.close()
-
-
 @pytest.fixture
 def client(app: InProcess) -> Iterator[httpx.Client]:
     with app.http() as http:

@@ -227,14 +227,6 @@ def root(tmp_path_factory: pytest.TempPathFactory, digits_dir: Path) -> str:
     return uri
 
 
-@pytest.fixture(scope="module")
-def app(root: str) -> Iterator[InProcess]:
-    """The service over the module's root, in this process."""
-    served = InProcess(root)
-    yield served
-    served.close()
-
-
 @pytest.fixture
 def client(app: InProcess) -> Iterator[httpx.Client]:
     with app.http(timeout=30) as c:

@@ -63,14 +63,6 @@ def extras_dir(root: str) -> Path:
     return Path(root).parent / "extras"
 
 
-@pytest.fixture(scope="module")
-def app(root: str) -> Iterator[InProcess]:
-    """The service over the module's root, in this process."""
-    served = InProcess(root)
-    yield served
-    served.close()
-
-
 @pytest.fixture
 def client(app: InProcess) -> Iterator[httpx.Client]:
     with app.http(timeout=30) as c:

@@ -74,14 +74,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(root: str) -> Iterator[InProcess]:
-    """The service over the module's root, in this process."""
-    served = InProcess(root)
-    yield served
-    served.close()
-
-
-@pytest.fixture(scope="module")
 def server(root: str) -> Iterator[LiveServer]:
     """A real server over the same root, for the clients that need a socket."""
     live = LiveServer(root).start()
