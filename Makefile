@@ -48,7 +48,7 @@ chromium:
 TEST_WORKERS ?= 2
 test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --cov --cov-report=term
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term
 	@for pkg in app ingest lightbox embeddings; do \
 		printf '%-10s %s%% of lines\n' "$$pkg" "$$($(PY) -m coverage report --include="$$pkg/*" --format=total)"; \
 	done
