@@ -7,11 +7,12 @@ route uses, and sends the bytes with the route's headers (``app.routes.rows.imag
 middlewares outside it (metrics, request ids, body limits, API keys) see the request as they see any
 other; it marks the request as routed to the image route so the metrics and access log name the route.
 
-It answers only when the answer is certain and cheap: a 200 (or a 304 for a matching
-``If-None-Match``) of an image whose id index is built and whose bytes one local ``pread`` reads.
-Everything else (a ``Range``, a resize, a ref it cannot parse, an unknown table or row, an index still
-to build, a blob on object storage, any error at all) goes on to FastAPI unchanged, so errors keep the
-one JSON shape and every other answer is the route's own.
+It answers only from memory and one local ``pread``: a 200 (or a 304 for a matching ``If-None-Match``)
+of an image whose snapshot is cached (``Store.cached_snapshot``), whose id index is built and whose
+bytes sit inline in a local data file. Everything else (a ``Range``, a resize, a tag or a time, a ref
+it cannot parse, an unknown table or row, a latest due for its refresh, an index still to build, a
+blob on object storage, any error at all) goes on to FastAPI unchanged: the route does any reading of
+the store, errors keep the one JSON shape, and every other answer is the route's own.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class FastImage:
             return None
         state = scope["app"].state
         try:
-            snap = state.store.snapshot(table, ref)
+            snap = state.store.cached_snapshot(table, ref)
             reader = state.reader
-            index = reader.cached_index(snap)
-            image = None if index is None else index.image(row_id)
+            if snap is None or reader.cached_index(snap) is None:
+                return None  # the route reads what memory does not hold (off the event loop when it can)
+            image = reader.index(snap).image(row_id)  # built: a lookup, counted as the id map's hit
             if image is None:
                 return None
             given = next((v for k, v in headers if k == b"if-none-match"), None)

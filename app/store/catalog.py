@@ -330,16 +330,37 @@ class Store:
         ds, stamp = self._pinned_handle(name, branch, version, head)
         return Snapshot(name, ds, version, branch, stamp)
 
-    def _pinned_handle(
-        self, name: str, branch: str | None, version: int, head: lance.LanceDataset
-    ) -> tuple[lance.LanceDataset, datetime]:
-        key = (name, branch, version)
+    def cached_snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot | None:
+        """``snapshot(name, ref)`` when memory alone answers it (the latest checked less than
+        ``refresh_seconds`` ago, a pinned version's handle already open), else None: resolving it would
+        read the store, and the caller asks ``snapshot`` (which may, and raises what it finds)."""
+        if ref.tag is not None or ref.as_of is not None:
+            return None
+        now = time.monotonic()
+        fresh = [self._latest.get((name, None)), self._latest.get((name, ref.branch))]
+        if any(cached is None or now - cached[0] >= self.refresh_seconds for cached in fresh):
+            return None
+        _, head, stamp = fresh[1]  # type: ignore[misc]
+        if ref.version is None or ref.version == head.version:
+            return Snapshot(name, head, head.version, ref.branch, stamp)
+        found = self._cached_pinned((name, ref.branch, ref.version))
+        return None if found is None else Snapshot(name, found[0], ref.version, ref.branch, found[1])
+
+    def _cached_pinned(self, key: tuple[str, str | None, int]) -> tuple[lance.LanceDataset, datetime] | None:
         with self._lock:
             found = self._pinned.get(key)
             if found is not None:
                 self._pinned.move_to_end(key)
                 self.stats.hit()
-                return found
+            return found
+
+    def _pinned_handle(
+        self, name: str, branch: str | None, version: int, head: lance.LanceDataset
+    ) -> tuple[lance.LanceDataset, datetime]:
+        key = (name, branch, version)
+        found = self._cached_pinned(key)
+        if found is not None:
+            return found
         self.stats.miss()
         try:
             ds = head.checkout_version((branch, version) if branch else version)
