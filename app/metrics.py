@@ -195,6 +195,13 @@ async def send_metrics(metrics: Metrics, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class MessageOnly(logging.Formatter):
+    """The record's message as it is: an access-log line is already the JSON object it writes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
 def access_logger() -> logging.Logger:
     """``lightbox.access``: one JSON object a line on stderr."""
     log = logging.getLogger("lightbox.access")
@@ -202,7 +209,7 @@ def access_logger() -> logging.Logger:
     log.propagate = False
     if not any(getattr(h, "lightbox_access", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(MessageOnly())
         handler.lightbox_access = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     return log
