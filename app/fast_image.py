@@ -65,15 +65,15 @@ class FastImage:
         headers = scope["headers"]
         if any(k == b"range" for k, _ in headers):
             return None
-        state = scope["app"].state
         try:
+            state = scope["app"].state
             snap = state.store.cached_snapshot(table, ref)
             reader = state.reader
             if snap is None or reader.cached_index(snap) is None:
                 return None  # the route reads what memory does not hold (off the event loop when it can)
             image = reader.index(snap).image(row_id)  # built: a lookup, counted as the id map's hit
-            if image is None:
-                return None
+            if image is None or image.mime.startswith("text/"):
+                return None  # no such row or image; a text type, to which the route's Response adds a charset
             given = next((v for k, v in headers if k == b"if-none-match"), None)
             fresh = given is not None and etag_matches(given.decode("latin-1"), image.sha256)
             body = b"" if fresh else reader.inline_bytes(snap, image)
