@@ -1,8 +1,8 @@
 """Target 2 over HTTP: ``GET /api/v1/tables/{t}/rows/{id}/image`` against a minimal LMDB endpoint.
 
-Both servers run at once as subprocesses with the same ``uvicorn.run`` settings (one worker,
-``log_level="info"``, so both write an access log line per request): ``lightbox serve`` on a
-table of small PNGs, and bench/_lmdb_server.py serving the same bytes by the same keys. ``wrk``
+Both servers run at once as subprocesses, one uvicorn worker each, both writing an access log line per
+request: ``lightbox serve`` (its own uvicorn config, ``app.serving``) on a table of small PNGs, and
+bench/_lmdb_server.py (``uvicorn.run``, ``log_level="info"``) serving the same bytes by the same keys. ``wrk``
 (one thread, keep-alive, random ids from a fixed seed, so both servers get the same sequence)
 loads each in turn with 1 connection (latency) and 16 connections (throughput); the order
 alternates between repetitions and the medians are reported. The server's CPU time per request
@@ -18,7 +18,8 @@ combined benchmark.
 Optional parts: ``--variants`` serves experimental versions of the image route from
 bench/_lightbox_variant.py (app/ is never edited) in the same rotation; ``--ladder`` drives each
 app in-process through ASGI, one request at a time without a network or a client, to attribute
-the per-request cost; ``--profile`` samples the stock server with py-spy under 16 connections.
+the per-request cost (LMDB; Lightbox as served; with production's settings; with the FastAPI route
+instead of the fast path); ``--profile`` samples the Lightbox server with py-spy under 16 connections.
 
     python -m bench.http [--quick] [--rows N] [--production] [--variants inline,lean-pread] [--ladder] [--profile]
 """
@@ -390,8 +391,8 @@ def report(args: argparse.Namespace, info: dict[str, str], table: Any, avg_bytes
             previous = name
         lines += [f"In-process ladder: each app driven through ASGI, one request at a time, no network or client "
                   f"({args.ladder_n} requests after 300 warm-up, median of {args.ladder_rounds} rounds, each in a "
-                  "fresh interpreter). Each row adds one thing to the row above; the last is stock Lightbox. "
-                  "CPU is the whole process (all threads).", "",
+                  "fresh interpreter). Each row adds one thing to the row above; the last answers through the "
+                  "FastAPI route. CPU is the whole process (all threads).", "",
                   md_table(["app", "adds", "wall ms/req", "CPU ms/req", "CPU vs LMDB", "CPU step"], lrows), ""]
     if prof:
         prow = [[k, f"{v:.2f}"] for k, v in prof["thread_ms_per_request"].items() if v >= 0.005]
