@@ -395,7 +395,7 @@ def report(args: argparse.Namespace, info: dict[str, str], table: Any, avg_bytes
                   "FastAPI route. CPU is the whole process (all threads).", "",
                   md_table(["app", "adds", "wall ms/req", "CPU ms/req", "CPU vs LMDB", "CPU step"], lrows), ""]
     if prof:
-        prow = [[k, f"{v:.2f}"] for k, v in prof["thread_ms_per_request"].items() if v >= 0.005]
+        prow = [[k, f"{v:.3f}"] for k, v in prof["thread_ms_per_request"].items() if v >= 0.0005]
         lines += [f"py-spy (`record --nonblocking -r {prof['rate']}`) on the Lightbox server under 16 connections "
                   f"({prof['rps']:,.0f} req/s while sampled, {prof['requests']:,} requests): on-CPU thread-time per "
                   "request by where the innermost frame was (C code and the standard library charged to the nearest "
