@@ -28,7 +28,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = given[:128] if given else os.urandom(16).hex().encode()  # 128 random bits, as a uuid4's hex
+        request_id = given[:128] if given else os.urandom(16).hex().encode()  # 32 hex digits, like a uuid4
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
 
         async def send_with_id(message: Message) -> None:
