@@ -68,15 +68,15 @@ class FastImage:
         try:
             state = scope["app"].state
             snap = state.store.cached_snapshot(table, ref)
-            reader = state.reader
-            if snap is None or reader.cached_index(snap) is None:
+            index = None if snap is None else state.reader.built(snap)  # a hit of the id maps, or None
+            if index is None:
                 return None  # the route reads what memory does not hold (off the event loop when it can)
-            image = reader.index(snap).image(row_id)  # built: a lookup, counted as the id map's hit
+            image = index.image(row_id)
             if image is None or image.mime.startswith("text/"):
                 return None  # no such row or image; a text type, to which the route's Response adds a charset
             given = next((v for k, v in headers if k == b"if-none-match"), None)
             fresh = given is not None and etag_matches(given.decode("latin-1"), image.sha256)
-            body = b"" if fresh else reader.inline_bytes(snap, image)
+            body = b"" if fresh else index.inline_bytes(image)
         except Exception:  # the route answers again, and says what went wrong in the one error shape
             return None
         if body is None:

@@ -336,11 +336,12 @@ class Store:
         read the store, and the caller asks ``snapshot`` (which may, and raises what it finds)."""
         if ref.tag is not None or ref.as_of is not None:
             return None
-        now = time.monotonic()
-        fresh = [self._latest.get((name, None)), self._latest.get((name, ref.branch))]
-        if any(cached is None or now - cached[0] >= self.refresh_seconds for cached in fresh):
+        oldest = time.monotonic() - self.refresh_seconds
+        main = self._latest.get((name, None))
+        cached = main if ref.branch is None else self._latest.get((name, ref.branch))
+        if main is None or cached is None or main[0] <= oldest or cached[0] <= oldest:
             return None
-        _, head, stamp = fresh[1]  # type: ignore[misc]
+        _, head, stamp = cached
         if ref.version is None or ref.version == head.version:
             return Snapshot(name, head, head.version, ref.branch, stamp)
         found = self._cached_pinned((name, ref.branch, ref.version))
