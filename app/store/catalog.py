@@ -344,22 +344,14 @@ class Store:
         _, head, stamp = cached
         if ref.version is None or ref.version == head.version:
             return Snapshot(name, head, head.version, ref.branch, stamp)
-        found = self._cached_pinned((name, ref.branch, ref.version))
+        found = self.stats.lookup(self._pinned, (name, ref.branch, ref.version), self._lock)
         return None if found is None else Snapshot(name, found[0], ref.version, ref.branch, found[1])
-
-    def _cached_pinned(self, key: tuple[str, str | None, int]) -> tuple[lance.LanceDataset, datetime] | None:
-        with self._lock:
-            found = self._pinned.get(key)
-            if found is not None:
-                self._pinned.move_to_end(key)
-                self.stats.hit()
-            return found
 
     def _pinned_handle(
         self, name: str, branch: str | None, version: int, head: lance.LanceDataset
     ) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch, version)
-        found = self._cached_pinned(key)
+        found = self.stats.lookup(self._pinned, key, self._lock)
         if found is not None:
             return found
         self.stats.miss()

@@ -245,13 +245,7 @@ class RowReader:
 
     def built(self, snap: Snapshot) -> IdIndex | None:
         """``index(snap)`` when it is already built (counted as a hit), else None: nothing is read."""
-        key = snap.key
-        with self._lock:
-            found = self._indexes.get(key)
-            if found is not None:
-                self._indexes.move_to_end(key)
-                self.stats.hit()
-        return found
+        return self.stats.lookup(self._indexes, snap.key, self._lock)
 
     def inline_bytes(self, snap: Snapshot, ref: ImageRef) -> bytes | None:
         """A small image's bytes by one local ``pread``, or None when that path does not apply."""
