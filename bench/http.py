@@ -237,16 +237,23 @@ def ladder_child(variant: str, root: str, lmdb_path: str, ids_file: str, n: int)
 
 
 def ladder(root: Path, lmdb_path: Path, ids_file: Path, n: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Each variant in a fresh interpreter (the variants patch app.deps before the routes import it)."""
+    """Each variant in a fresh interpreter (the variants patch app.deps before the routes import it).
+
+    A child's stderr (where access logs go) is a file, as a server's log is: a pipe to this process
+    would charge the child for the reader's pace.
+    """
     results: dict[str, list[dict[str, float]]] = {v: [] for v in LADDER}
+    log = ids_file.parent / "ladder-child.log"
     for r in range(rounds):
         for variant in (LADDER if r % 2 == 0 else LADDER[::-1]):
-            proc = subprocess.run([sys.executable, "-m", "bench.http", "--ladder-child", variant, "--root", str(root),
-                                   "--lmdb", str(lmdb_path), "--ids-file", str(ids_file), "--ladder-n", str(n)],
-                                  cwd=PROJECT_DIR, capture_output=True, text=True, check=False)
+            with open(log, "w") as stderr:
+                proc = subprocess.run([sys.executable, "-m", "bench.http", "--ladder-child", variant, "--root",
+                                       str(root), "--lmdb", str(lmdb_path), "--ids-file", str(ids_file),
+                                       "--ladder-n", str(n)],
+                                      cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=stderr, text=True, check=False)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("LADDER ")), None)
             if line is None:
-                raise RuntimeError(f"ladder child {variant} failed:\n{proc.stderr[-3000:]}")
+                raise RuntimeError(f"ladder child {variant} failed:\n{log.read_text()[-3000:]}")
             results[variant].append(json.loads(line[7:]))
             print(f"  ladder {variant:12s} {results[variant][-1]}", file=sys.stderr)
     return {v: {k: med([x[k] for x in xs]) for k in xs[0]} for v, xs in results.items()}
