@@ -69,8 +69,9 @@ class Idempotency:
         self._bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
-        if key is None or scope["method"] not in WRITE_METHODS or is_read(scope["method"], scope["path"]):
+        writes = scope["type"] == "http" and scope["method"] in WRITE_METHODS
+        key = _header(scope, b"idempotency-key") if writes else None  # a read never looks at its headers
+        if key is None or is_read(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY_LENGTH:

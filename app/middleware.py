@@ -4,7 +4,7 @@ every request body is read under."""
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from typing import Any, NoReturn
 
 import orjson
@@ -28,7 +28,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = given[:128] if given else uuid.uuid4().hex.encode()
+        request_id = given[:128] if given else os.urandom(16).hex().encode()  # 32 hex digits, like a uuid4
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
 
         async def send_with_id(message: Message) -> None:
@@ -42,6 +42,7 @@ class RequestId:
         await self.app(scope, receive, send_with_id)
 
 
+BODILESS = frozenset({"GET", "HEAD"})  # methods whose requests rarely carry a body: checked for one cheaply
 UPLOAD_TYPES = (b"multipart/", b"application/vnd.apache.arrow", b"application/octet-stream", b"image/")
 
 
@@ -82,6 +83,9 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if scope["method"] in BODILESS and b"content-length" not in headers and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body to bound (HTTP/1.1 frames a body by one of the two)
+            return
         content_type = headers.get(b"content-type", b"")
         limit = self.limit_for(scope, content_type)
         declared = headers.get(b"content-length", b"").strip()

@@ -6,7 +6,12 @@ for some variants, an image route placed before the stock one. Served with exact
 
 Variants:
 
-- ``stock``: create_app unchanged (a control: must match ``lightbox serve``).
+- ``stock``: create_app unchanged (a control: must match ``lightbox serve``): the image fast path
+  (app.fast_image) answers before FastAPI routes.
+- ``production``: ``stock`` with what production turns on: API keys (requests send ``BENCH_KEY``)
+  and the JSON access log (metrics, request ids and body limits are always on).
+- ``routed``: ``production`` without the fast path: the FastAPI route answers every image (so do all
+  the variants below, which change that route).
 - ``async-deps``: the three shared dependencies of app/deps.py (store, reader, ref) as
   ``async def``, for every route. FastAPI runs a plain ``def`` dependency in the threadpool, so
   the stock image route makes four threadpool hops per request (three dependencies and the
@@ -34,7 +39,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-VARIANTS = ("stock", "async-deps", "one-hop", "inline", "lean", "lean-pread", "lean-batch")
+VARIANTS = ("stock", "production", "routed", "async-deps", "one-hop", "inline", "lean", "lean-pread", "lean-batch")
+BENCH_KEY = "bench-key"
+PRODUCTION = {"LIGHTBOX_API_KEYS": BENCH_KEY, "LIGHTBOX_ACCESS_LOG": "json"}  # what production turns on
 
 
 def _patch_deps() -> None:
@@ -83,14 +90,19 @@ def build(uri: str, variant: str) -> Any:
     from fastapi.responses import Response
 
     from app.deps import ReaderDep, RefDep, StoreDep
+    from app.fast_image import FastImage
     from app.main import create_app
     from app.responses import version_headers
     from app.routes import rows
     from app.settings import Settings
     from app.store import Ref, RowReader, Store
 
-    app = create_app(Settings(uri=uri))
-    if variant in ("stock", "async-deps"):
+    production = {k.removeprefix("LIGHTBOX_").lower(): v for k, v in PRODUCTION.items()}
+    app = create_app(Settings(uri=uri, **(production if variant in ("production", "routed") else {})))
+    if variant in ("stock", "production"):
+        return app
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastImage]  # the route answers
+    if variant in ("routed", "async-deps"):
         return app
     if variant in ("lean", "lean-pread", "lean-batch"):
         return _add_lean_route(app, pread=variant == "lean-pread", batch=variant == "lean-batch")
@@ -101,7 +113,7 @@ def build(uri: str, variant: str) -> Any:
         image = reader.image_ref(snap, row_id)
         headers = {**version_headers(snap), "ETag": f'"{image.sha256}"',
                    "Cache-Control": rows.IMMUTABLE if ref.pinned else "no-cache", "Accept-Ranges": "bytes"}
-        if rows._etag_matches(request.headers.get("if-none-match"), image.sha256):
+        if rows.etag_matches(request.headers.get("if-none-match"), image.sha256):
             return Response(status_code=304, headers=headers)
         wanted = rows._parse_range(request.headers.get("range"), image.size)
         if wanted is None:
@@ -246,7 +258,7 @@ def _add_lean_route(app: Any, *, pread: bool, batch: bool = False) -> Any:
         image = state.reader.image_ref(snap, row_id)
         headers = {**version_headers(snap), "ETag": f'"{image.sha256}"',
                    "Cache-Control": rows.IMMUTABLE if ref.pinned else "no-cache", "Accept-Ranges": "bytes"}
-        if rows._etag_matches(request.headers.get("if-none-match"), image.sha256):
+        if rows.etag_matches(request.headers.get("if-none-match"), image.sha256):
             return Response(status_code=304, headers=headers)
         wanted = rows._parse_range(request.headers.get("range"), image.size)
         if wanted is None:

@@ -149,11 +149,11 @@ class Server:
             self.proc.wait(timeout=15)
 
 
-def lightbox_server(root: Path, log_dir: Path, port: int | None = None) -> Server:
-    """``lightbox serve`` exactly as a user runs it."""
+def lightbox_server(root: Path, log_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> Server:
+    """``lightbox serve`` exactly as a user runs it (``env``: ``LIGHTBOX_*`` settings, e.g. production's)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "lightbox.cli", "serve", "--uri", str(root), "--port", str(port)]
-    return Server("lightbox", argv, port, log_dir / f"lightbox-{port}.log")
+    return Server("lightbox", argv, port, log_dir / f"lightbox-{port}.log", env=dict(env or {}))
 
 
 def variant_server(root: Path, variant: str, log_dir: Path, port: int | None = None) -> Server:
@@ -176,6 +176,7 @@ WRK_LUA = r"""
 -- every server sees the same sequence); one JSON line of results at the end.
 local prefix = %(prefix)s
 local suffix = %(suffix)s
+local headers = %(headers)s
 local ids = {}
 for line in io.lines(%(ids)s) do ids[#ids + 1] = line end
 local n = #ids
@@ -185,7 +186,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", prefix .. ids[math.random(n)] .. suffix)
+  return wrk.format("GET", prefix .. ids[math.random(n)] .. suffix, headers)
 end
 
 function done(summary, latency, requests)
@@ -205,9 +206,11 @@ def _lua_string(text: str) -> str:
 
 
 def write_wrk_script(path: Path, ids: Sequence[str], ids_path: Path, prefix: str, suffix: str = "",
-                     seed: int = 42) -> Path:
+                     seed: int = 42, headers: dict[str, str] | None = None) -> Path:
+    """A wrk script requesting ``prefix + id + suffix`` with ``headers`` (e.g. an API key) on each request."""
     ids_path.write_text("\n".join(ids) + "\n")
-    path.write_text(WRK_LUA % {"prefix": _lua_string(prefix), "suffix": _lua_string(suffix),
+    table = "{" + ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or {}).items()) + "}"
+    path.write_text(WRK_LUA % {"prefix": _lua_string(prefix), "suffix": _lua_string(suffix), "headers": table,
                                "ids": _lua_string(str(ids_path)), "seed": seed})
     return path
 

@@ -4,6 +4,7 @@ real server on loopback for the tests whose point is a socket or a process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sys
@@ -266,6 +267,28 @@ def tuned_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+# -- the JSON access log, as the service writes it ---------------------------------------------------
+class Lines(logging.Handler):
+    """The messages of the records a logger handled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def access_lines() -> Iterator[Lines]:
+    """The lines of ``lightbox.access`` (the JSON access log) written during the test."""
+    handler = Lines()
+    log = logging.getLogger("lightbox.access")
+    log.addHandler(handler)
+    yield handler
+    log.removeHandler(handler)
 
 
 # -- an S3-compatible server on loopback (moto), for the object-storage tests ---------------------

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import InProcess
+from tests.conftest import InProcess, Lines
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +94,6 @@ def test_metrics_and_api_keys(in_process: Callable[..., InProcess], root: str) -
     assert public.get("/api/v1/tables").status_code == 401  # only /metrics is opened
     found = samples(public.get("/metrics").text)
     assert value(found, "lightbox_http_requests_total", method="GET", route="unmatched", status="401") == 1
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def access_lines() -> Iterator[Lines]:
-    handler = Lines()
-    log = logging.getLogger("lightbox.access")
-    log.addHandler(handler)
-    yield handler
-    log.removeHandler(handler)
 
 
 def test_json_access_log(in_process: Callable[..., InProcess], root: str, access_lines: Lines) -> None:

@@ -69,3 +69,24 @@ def test_a_table_dropped_and_created_again_is_not_answered_from_old_caches(store
     assert again.version == first.version and again.key != first.key
     ref = reader.image_ref(again, "3/00003.png")
     assert reader.image_bytes(again, ref) == (digits_dir / "images" / "3" / "00003.png").read_bytes()
+
+
+def test_cached_snapshots_come_from_memory_only(data_uri: str, digits_dir: Path, samples_dir: Path) -> None:
+    store = Store(data_uri, refresh_seconds=60.0)
+    for source in (digits_dir / "images", samples_dir):  # versions 1 and 2
+        run_ingest(store, IngestOptions(table="t", sources=[str(source)], progress=False))
+    fresh = Store(data_uri, refresh_seconds=60.0)  # another process: nothing cached yet
+    assert fresh.cached_snapshot("t") is None and fresh.cached_snapshot("nope") is None
+    latest = fresh.snapshot("t")
+    assert fresh.cached_snapshot("t") == latest and latest.version == 2
+    assert fresh.cached_snapshot("t", Ref(version=2)) == latest
+    assert fresh.cached_snapshot("t", Ref(version=1)) is None  # not opened yet
+    hits = fresh.stats.hits
+    pinned = fresh.snapshot("t", Ref(version=1))
+    assert fresh.cached_snapshot("t", Ref(version=1)) == pinned and fresh.stats.hits == hits + 1
+    fresh.tags("t").create("v1", 1)
+    assert fresh.cached_snapshot("t", Ref(tag="v1")) is None  # a tag is read from the store
+    assert fresh.cached_snapshot("t", Ref(branch="b")) is None
+    stale = Store(data_uri, refresh_seconds=0.0)  # the latest is always due for its refresh
+    stale.snapshot("t")
+    assert stale.cached_snapshot("t") is None

@@ -63,14 +63,8 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
     if "width" in query or "height" in query or "format" in query:
         resize = pixels.resize_request(query.get("width"), query.get("height"), query.get("format"))
         return await run_in_threadpool(_resized, request, snap, image, resize, ref.pinned)
-    etag = f'"{image.sha256}"'
-    headers = {
-        **version_headers(snap),
-        "ETag": etag,
-        "Cache-Control": IMMUTABLE if ref.pinned else "no-cache",
-        "Accept-Ranges": "bytes",
-    }
-    if _etag_matches(request.headers.get("if-none-match"), image.sha256):
+    headers = image_headers(snap, image, ref.pinned)
+    if etag_matches(request.headers.get("if-none-match"), image.sha256):
         return Response(status_code=304, headers=headers)
     wanted = _parse_range(request.headers.get("range"), image.size)
     if wanted is None:
@@ -84,12 +78,22 @@ async def get_image(table: str, row_id: str, request: Request) -> Response:
     return Response(body, status_code=206, media_type=image.mime, headers=headers)
 
 
+def image_headers(snap: Snapshot, image: ImageRef, pinned: bool) -> dict[str, str]:
+    """What every answer of the image route carries (``app.fast_image`` sends the same)."""
+    return {
+        **version_headers(snap),
+        "ETag": f'"{image.sha256}"',
+        "Cache-Control": IMMUTABLE if pinned else "no-cache",
+        "Accept-Ranges": "bytes",
+    }
+
+
 def _resized(request: Request, snap: Snapshot, image: ImageRef, resize: tuple[Any, ...], pinned: bool) -> Response:
     """``?width=&height=&format=``: rendered once per content and size, like thumbnails."""
     width, height, fmt = resize
     tag = f"{image.sha256}-{width or ''}x{height or ''}-{fmt or 'auto'}"
     headers = {**version_headers(snap), "ETag": f'"{tag}"', "Cache-Control": IMMUTABLE if pinned else "no-cache"}
-    if _etag_matches(request.headers.get("if-none-match"), tag):
+    if etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     state = request.app.state
     rendered = state.thumbnails.rendered(("resize", image.sha256, width, height, fmt), lambda: pixels.render_resized(
@@ -129,7 +133,7 @@ def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, re
     key = (image.sha256, pixels.check_size(size), format)
     etag = f'"{image.sha256}-{size}-{format or "auto"}"'
     headers = {**version_headers(snap), "ETag": etag, "Cache-Control": IMMUTABLE if ref.pinned else "no-cache"}
-    if _etag_matches(request.headers.get("if-none-match"), etag.strip('"')):
+    if etag_matches(request.headers.get("if-none-match"), etag.strip('"')):
         return Response(status_code=304, headers=headers)
     rendered = request.app.state.thumbnails.rendered(key, lambda: pixels.render_thumbnail(
         reader.image_bytes(snap, image), image.mime, size, format, request.app.state.decode_budget))
@@ -152,7 +156,7 @@ def _literal_suffix(request: Request, suffix: str) -> bool:
     return raw is None or raw.partition(b"?")[0].endswith(b"/" + suffix.encode())
 
 
-def _etag_matches(header: str | None, digest: str) -> bool:
+def etag_matches(header: str | None, digest: str) -> bool:
     if not header:
         return False
     tags = [t.strip().removeprefix("W/").strip('"') for t in header.split(",")]

@@ -330,16 +330,30 @@ class Store:
         ds, stamp = self._pinned_handle(name, branch, version, head)
         return Snapshot(name, ds, version, branch, stamp)
 
+    def cached_snapshot(self, name: str, ref: Ref = LATEST) -> Snapshot | None:
+        """``snapshot(name, ref)`` when memory alone answers it (the latest checked less than
+        ``refresh_seconds`` ago, a pinned version's handle already open), else None: resolving it would
+        read the store, and the caller asks ``snapshot`` (which may, and raises what it finds)."""
+        if ref.tag is not None or ref.as_of is not None:
+            return None
+        oldest = time.monotonic() - self.refresh_seconds
+        main = self._latest.get((name, None))
+        cached = main if ref.branch is None else self._latest.get((name, ref.branch))
+        if main is None or cached is None or main[0] <= oldest or cached[0] <= oldest:
+            return None
+        _, head, stamp = cached
+        if ref.version is None or ref.version == head.version:
+            return Snapshot(name, head, head.version, ref.branch, stamp)
+        found = self.stats.lookup(self._pinned, (name, ref.branch, ref.version), self._lock)
+        return None if found is None else Snapshot(name, found[0], ref.version, ref.branch, found[1])
+
     def _pinned_handle(
         self, name: str, branch: str | None, version: int, head: lance.LanceDataset
     ) -> tuple[lance.LanceDataset, datetime]:
         key = (name, branch, version)
-        with self._lock:
-            found = self._pinned.get(key)
-            if found is not None:
-                self._pinned.move_to_end(key)
-                self.stats.hit()
-                return found
+        found = self.stats.lookup(self._pinned, key, self._lock)
+        if found is not None:
+            return found
         self.stats.miss()
         try:
             ds = head.checkout_version((branch, version) if branch else version)

@@ -89,6 +89,10 @@ class IdIndex:
         pos = self.positions.get(key)
         return None if pos is None else int(self.row_ids[pos])
 
+    def inline_bytes(self, ref: ImageRef) -> bytes | None:
+        """A small image's bytes by one local ``pread``, or None when that path does not apply."""
+        return None if self.inline is None else self.inline.read(ref.position, ref.sha256)
+
     def image(self, key: str) -> ImageRef | None:
         pos = self.positions.get(key)
         if pos is None or not self.has_images or not self.has_digest[pos]:
@@ -239,12 +243,14 @@ class RowReader:
         """The id index of a snapshot if it is already built (no I/O)."""
         return self._indexes.get(snap.key)
 
+    def built(self, snap: Snapshot) -> IdIndex | None:
+        """``index(snap)`` when it is already built (counted as a hit), else None: nothing is read."""
+        return self.stats.lookup(self._indexes, snap.key, self._lock)
+
     def inline_bytes(self, snap: Snapshot, ref: ImageRef) -> bytes | None:
         """A small image's bytes by one local ``pread``, or None when that path does not apply."""
         index = self._indexes.get(snap.key)
-        if index is None or index.inline is None:
-            return None
-        return index.inline.read(ref.position, ref.sha256)
+        return None if index is None else index.inline_bytes(ref)
 
     def image_bytes(self, snap: Snapshot, ref: ImageRef) -> bytes:
         data = self.inline_bytes(snap, ref)
