@@ -6,7 +6,7 @@ export LANCE_LOG ?= error
 
 TS_DIR := tests/ts
 
-.PHONY: demo test fuzz lint bench bench-quick clean chromium
+.PHONY: demo test fuzz lint bench bench-quick clean chromium wrk
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,10 +63,15 @@ lint: $(VENV)/.dev
 
 BENCHES := ingest fetch http timetravel service_memory soak search bulk_load near_duplicates gallery
 
-bench: $(VENV)/.dev chromium
+# The HTTP benches load the servers with wrk (a closed loop of keep-alive connections).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk) || \
+		echo "could not install wrk (not root?): bench.http will say so"
+
+bench: $(VENV)/.dev chromium wrk
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
-bench-quick: $(VENV)/.dev chromium
+bench-quick: $(VENV)/.dev chromium wrk
 	for b in $(BENCHES); do $(PY) -m bench.$$b --quick || exit 1; done
 
 clean:
