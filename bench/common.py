@@ -190,13 +190,15 @@ def make_pngs(n: int) -> DataSet:
     return DataSet(folder, n, total, csv)
 
 
-def make_tiffs(n: int, width: int = 1344, height: int = 1024) -> DataSet:
-    """``n`` uncompressed 8-bit grayscale TIFFs of ``width`` x ``height`` (1.3 MB each), cached."""
+def make_tiffs(n: int, width: int = 1024, height: int = 672) -> DataSet:
+    """``n`` uncompressed 16-bit grayscale TIFFs of ``width`` x ``height`` (1.38 MB each, microscopy-like:
+    a gradient, noise, a per-image offset) plus ``tiff-N.csv`` of metadata (file,plate,well,channel,
+    exposure_ms), cached."""
     import numpy as np
     import tifffile
 
     folder = DATA_DIR / f"tiff-{n}"
-    stamp = f"tiff-{DATA_FORMAT}-{n}-{width}x{height}"
+    stamp = f"tiff-{DATA_FORMAT}-{n}-{width}x{height}-u16"
     found = _complete(folder, stamp)
     if found is not None:
         return found
@@ -206,17 +208,22 @@ def make_tiffs(n: int, width: int = 1344, height: int = 1024) -> DataSet:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1344)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = ((xx + yy) % 256).astype(np.uint8)
+    base = ((xx + yy) * 37 % 60_000).astype(np.uint16)
     total = 0
+    lines = ["file,plate,well,channel,exposure_ms"]
     for i in range(n):
-        noise = rng.integers(0, 24, size=(height, width), dtype=np.uint8)
-        path = folder / f"img_{i:04d}.tif"
-        tifffile.imwrite(path, base + noise + np.uint8(i % 200), photometric="minisblack")
+        noise = rng.integers(0, 2_000, size=(height, width), dtype=np.uint16)
+        name = f"img_{i:04d}.tif"
+        path = folder / name
+        tifffile.imwrite(path, base + noise + np.uint16(i % 2_000), photometric="minisblack")
         total += path.stat().st_size
+        lines.append(f"{name},P{i // 384:03d},{'ABCDEFGHIJKLMNOP'[i % 384 // 24]}{i % 24 + 1:02d},{i % 4},"
+                     f"{10 + i % 5 * 2.5}")
+    (folder.parent / f"{folder.name}.csv").write_text("\n".join(lines) + "\n")
     _mark(folder, stamp, n, total)
     print(f"  generated {n} TIFFs ({total / n / 1e6:.2f} MB each) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
-    return DataSet(folder, n, total, None)
+    return DataSet(folder, n, total, folder.parent / f"{folder.name}.csv")
 
 
 def walk(root: Path | str) -> list[str]:

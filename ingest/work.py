@@ -1,7 +1,9 @@
 """The per-file work of an upload on the service's side: probe and hash each image's bytes.
 
-Inline while the files are small; large files in chunks on a thread pool (hashing and TIFF parsing
-release the GIL), as ``ingest.pool`` sizes them.
+A batch arrives as an Arrow column of bytes (``check_images``): plain PNGs are probed all at once from
+it and hashed in place (``ingest.png_headers``); every other row goes through ``probe``, inline while
+the files are small, in chunks on a thread pool once they are large (hashing and TIFF parsing release
+the GIL), as ``ingest.pool`` sizes them.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
+
+from ingest.png_headers import png_headers
 from ingest.pool import CHUNK_BYTES, THREADS_FROM_BYTES
 from ingest.probe import ImageInfo, ProbeError, Verify, probe
 
@@ -56,22 +62,81 @@ def check_chunk(chunk: list[tuple[int, bytes | None]], limits: Limits) -> list[C
     return out
 
 
-def check_all(images: list[bytes | None], limits: Limits, workers: int) -> Iterator[Checked]:
-    """Every image checked, in order: inline while they are small, else in chunks of about ``CHUNK_BYTES`` on
-    ``workers`` threads (the bytes are all here, so the chunks are cut by their sizes up front)."""
-    sizes = [len(x) if x else 0 for x in images]
+def _check_rows(rows: list[tuple[int, bytes | None]], sizes: list[int], limits: Limits,
+                workers: int) -> Iterator[Checked]:
     total = sum(sizes)
-    if workers < 2 or total < 2 * CHUNK_BYTES or total < THREADS_FROM_BYTES * len(images):
-        yield from check_chunk(list(enumerate(images)), limits)
+    if workers < 2 or total < 2 * CHUNK_BYTES or total < THREADS_FROM_BYTES * max(1, len(rows)):
+        yield from check_chunk(rows, limits)
         return
     chunks: list[list[tuple[int, bytes | None]]] = [[]]
     held = 0
-    for i, (data, size) in enumerate(zip(images, sizes, strict=True)):
+    for row, size in zip(rows, sizes, strict=True):
         if held >= CHUNK_BYTES:
             chunks.append([])
             held = 0
-        chunks[-1].append((i, data))
+        chunks[-1].append(row)
         held += size
     with ThreadPoolExecutor(workers, thread_name_prefix="lightbox-check") as pool:
         for part in pool.map(lambda chunk: check_chunk(chunk, limits), chunks):
             yield from part
+
+
+@dataclass
+class Checks:
+    """What the probe found for every row of a batch, by column: ``skips`` holds each refused row's
+    (reason, message); the other lists hold a value for every row (None for a refused one)."""
+
+    size: list[int]
+    digest: list[str | None]
+    mime: list[str | None]
+    width: list[int | None]
+    height: list[int | None]
+    mode: list[str | None]
+    frames: list[int | None]
+    skips: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def set(self, c: Checked) -> None:
+        if c.reason is not None or c.info is None:
+            self.skips[c.index] = (c.reason or "corrupt", c.message or "")
+            return
+        i, info = c.index, c.info
+        self.digest[i], self.mime[i], self.width[i], self.height[i] = c.digest, info.mime, info.width, info.height
+        self.mode[i], self.frames[i] = info.mode, info.frames
+
+
+def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, workers: int) -> Checks:
+    """Every row of a binary column probed and hashed, without a Python ``bytes`` per small image: plain PNGs'
+    headers are read for the whole batch at once (``ingest.png_headers``) and their bytes hashed where they
+    lie; every other row goes through ``probe`` (large ones on ``workers`` threads)."""
+    column = _large_binary(images)
+    n = len(column)
+    offsets = np.frombuffer(column.buffers()[1], np.int64, n + 1, column.offset * 8) if n else np.zeros(1, np.int64)
+    starts = offsets[:-1]
+    sizes = np.diff(offsets)
+    if column.null_count:
+        sizes[np.asarray(column.is_null())] = 0
+    held = column.buffers()[2]
+    data = np.frombuffer(held, np.uint8) if held is not None else np.zeros(0, np.uint8)
+    size_list = sizes.tolist()
+    out = Checks(size_list, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n)
+    fast = np.zeros(0, np.int64)
+    if limits.verify == "header" and len(data):
+        found = png_headers(data, starts, sizes, max_pixels=limits.max_pixels, max_bytes=limits.max_file_bytes)
+        fast = found.rows
+        view, first, sized = memoryview(held), starts.tolist(), size_list  # type: ignore[arg-type]
+        for i, w, h, mode in zip(fast.tolist(), found.width.tolist(), found.height.tolist(), found.mode, strict=True):
+            at = first[i]
+            out.digest[i] = hashlib.sha256(view[at:at + sized[i]]).hexdigest()
+            out.mime[i], out.width[i], out.height[i], out.mode[i], out.frames[i] = "image/png", w, h, mode, 1
+    rest = np.setdiff1d(np.arange(n), fast, assume_unique=True).tolist() if len(fast) else list(range(n))
+    for c in _check_rows([(i, column[i].as_py()) for i in rest], [size_list[i] for i in rest], limits, workers):
+        out.set(c)
+    return out
+
+
+def _large_binary(images: pa.Array | pa.ChunkedArray) -> pa.LargeBinaryArray:
+    """One large-binary array of the rows' bytes ({bytes, path} structs as Hugging Face writes them: their bytes)."""
+    column = images.combine_chunks() if isinstance(images, pa.ChunkedArray) else images
+    if pa.types.is_struct(column.type):
+        column = column.field("bytes")
+    return column if pa.types.is_large_binary(column.type) else column.cast(pa.large_binary())
