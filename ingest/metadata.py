@@ -22,16 +22,20 @@ class Metadata:
         if key not in table.column_names:
             raise SideFileError(f"key column {key!r} is not in the metadata file (columns: {table.column_names})")
         self.key = key
-        keys = [None if k is None else str(k) for k in table.column(key).to_pylist()]
-        self.positions: dict[str, int] = {}
+        column = table.column(key)
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        keys = column.to_pylist() if text else [None if k is None else str(k) for k in column.to_pylist()]
+        self.positions: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True)) if not column.null_count else {}
         self.duplicates: list[str] = []
-        for i, k in enumerate(keys):
-            if k is None:
-                continue
-            if k in self.positions:
-                self.duplicates.append(k)
-            else:
-                self.positions[k] = i
+        if len(self.positions) != len(keys):  # nulls or repeated keys: the first row of each key wins
+            self.positions = {}
+            for i, k in enumerate(keys):
+                if k is None:
+                    continue
+                if k in self.positions:
+                    self.duplicates.append(k)
+                else:
+                    self.positions[k] = i
         value_columns = [c for c in table.column_names if c != key]
         self.fields = [table.schema.field(c) for c in value_columns]
         self.values = table.select(value_columns).combine_chunks()  # taken by row positions, never per row

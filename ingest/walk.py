@@ -11,6 +11,7 @@ Standard library and pyarrow only: the SDK runs it.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import itertools
 import os
@@ -224,7 +225,7 @@ class _Rows:
     def flush(self) -> Batch:
         walker = self.walker
         columns: dict[str, pa.Array] = {"id": pa.array(self.ids, pa.string()),
-                                        "image": pa.array(self.datas, pa.large_binary()),
+                                        "image": binary_array(self.datas),
                                         "source": pa.array(self.sources, pa.string())}
         for f in walker.schema:
             if f.name in columns:
@@ -246,6 +247,14 @@ class _Rows:
         batch = Batch(rows, self.files, self.skipped, self.positions, unmatched)
         self._reset()
         return batch
+
+
+def binary_array(values: list[bytes]) -> pa.Array:
+    """Bytes as one large-binary array, copied once (``pa.array`` converts them one Python object at a time,
+    which costs a small-file ingest several times more)."""
+    offsets = array.array("q", itertools.accumulate(map(len, values), initial=0))
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [None, pa.py_buffer(offsets),
+                                                                 pa.py_buffer(b"".join(values))])
 
 
 def _column(f: pa.Field, values: list[Any]) -> pa.Array:
