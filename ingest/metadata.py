@@ -69,4 +69,6 @@ class Metadata:
 
     def unmatched(self) -> list[str]:
         """Keys that matched no file in this run."""
+        if len(self.used) == len(self.positions):  # every key was used (each use is one of them)
+            return []
         return [k for k in self.positions if k not in self.used]

@@ -36,12 +36,14 @@ _MODE_BYTES = np.array([frame_bytes(1, 1, m) for m in _MODE_NAMES], np.int64)
 
 @dataclass
 class PngHeaders:
-    """The rows read here (``rows``, ascending) and their facts, in the same order."""
+    """The rows read here (``rows``, ascending) and their facts, in the same order (``mode``: codes into
+    ``modes``)."""
 
     rows: np.ndarray
     width: np.ndarray
     height: np.ndarray
-    mode: list[str]
+    mode: np.ndarray
+    modes: list[str]
 
 
 def png_headers(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, *, max_pixels: int,
@@ -50,7 +52,7 @@ def png_headers(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, *, max_
     whose facts can be read here, and those facts; see the module's docstring for which rows qualify."""
     rows = np.flatnonzero((sizes >= _SMALLEST) & (sizes <= max_bytes))
     if not len(rows):
-        return PngHeaders(rows, rows, rows, [])
+        return PngHeaders(rows, rows, rows, rows, list(_MODE_NAMES))
     first, size = starts[rows], sizes[rows]
     head = data[first[:, None] + np.arange(_SPAN)]
     tail = data[(first + size - len(PNG_END))[:, None] + np.arange(len(PNG_END))]
@@ -65,5 +67,4 @@ def png_headers(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, *, max_
     pixels = width * height
     ok &= pixels <= max_pixels
     ok &= pixels * _MODE_BYTES[np.maximum(code, 0)] <= max_pixels * BYTES_PER_PIXEL_LIMIT
-    names = np.array(_MODE_NAMES, dtype=object)[code[ok]]
-    return PngHeaders(rows[ok], width[ok], height[ok], names.tolist())
+    return PngHeaders(rows[ok], width[ok], height[ok], code[ok].astype(np.int32), list(_MODE_NAMES))

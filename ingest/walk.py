@@ -12,6 +12,7 @@ Standard library and pyarrow only: the SDK runs it.
 from __future__ import annotations
 
 import array
+import contextlib
 import hashlib
 import itertools
 import os
@@ -177,6 +178,7 @@ class _Rows:
         self.label_numbers = self.label is not None and pa.types.is_integer(walker.schema.field("label").type)
         self.extra_names = [n for n in names if n not in self.meta_names and n != self.label]
         self.both = [n for n in names if n in self.meta_names and n in walker.source_fields]  # metadata, else source
+        self.label_values: dict[Any, Any] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -203,24 +205,35 @@ class _Rows:
                 walker.metadata.lookup(item.rel)
             self.skipped.append((position, Skip(item.source, read.reason or "unreadable", read.message or "")))
             return
-        row_id = _row_id(item, read.data, walker.id_mode)
-        if not _utf8(row_id):  # a file name that is not UTF-8 (Python's surrogate escapes): no id can carry it
+        row_id = item.rel if walker.id_mode == "path" else _row_id(item, read.data, walker.id_mode)
+        if not row_id.isascii() and not _utf8(row_id):  # a file name that is not UTF-8 (surrogate escapes)
             self.skipped.append((position, Skip(item.source, "invalid_id", f"id {row_id!a} is not valid UTF-8")))
             return
         self.positions.append(position)
         self.ids.append(row_id)
         self.datas.append(read.data)
-        self.sources.append(item.source if _utf8(item.source) else item.source.encode("utf-8", "backslashreplace")
-                            .decode())
+        source = item.source
+        self.sources.append(source if source.isascii() or _utf8(source)
+                            else source.encode("utf-8", "backslashreplace").decode())
         self.nbytes += len(read.data)
         if walker.metadata is not None:
             self.places.append(walker.metadata.lookup(row_id, item.rel))
         if self.label is not None:
             label = item.extra.get(self.label, item.label) if item.extra else item.label
-            self.labels.append(int(label) if self.label_numbers and label is not None and str(label).isdigit()
-                               else label)
-        for name, values in self.extras.items():
-            values.append(item.extra.get(name) if item.extra else None)
+            self.labels.append(self._label(label) if self.label_numbers else label)
+        if self.extras:
+            for name, values in self.extras.items():
+                values.append(item.extra.get(name) if item.extra else None)
+
+    def _label(self, label: Any) -> Any:
+        """A folder name as an integer label (digits), else as it is; once per distinct name."""
+        try:
+            return self.label_values[label]
+        except (KeyError, TypeError):
+            value = int(label) if label is not None and str(label).isdigit() else label
+            with contextlib.suppress(TypeError):
+                self.label_values[label] = value
+            return value
 
     def flush(self) -> Batch:
         walker = self.walker

@@ -84,24 +84,49 @@ def _check_rows(rows: list[tuple[int, bytes | None]], sizes: list[int], limits: 
 @dataclass
 class Checks:
     """What the probe found for every row of a batch, by column: ``skips`` holds each refused row's
-    (reason, message); the other lists hold a value for every row (None for a refused one)."""
+    (reason, message); the arrays hold a value for every row (meaningless for a refused one), the mime
+    types and modes as codes into ``mimes`` and ``modes``."""
 
-    size: list[int]
+    size: np.ndarray
     digest: list[str | None]
-    mime: list[str | None]
-    width: list[int | None]
-    height: list[int | None]
-    mode: list[str | None]
-    frames: list[int | None]
+    width: np.ndarray
+    height: np.ndarray
+    frames: np.ndarray
+    mime: np.ndarray
+    mode: np.ndarray
+    mimes: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
     skips: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, sizes: np.ndarray) -> Checks:
+        n = len(sizes)
+        return cls(sizes, [None] * n, *(np.zeros(n, np.int64) for _ in range(3)),
+                   *(np.full(n, -1, np.int32) for _ in range(2)))
 
     def set(self, c: Checked) -> None:
         if c.reason is not None or c.info is None:
             self.skips[c.index] = (c.reason or "corrupt", c.message or "")
             return
         i, info = c.index, c.info
-        self.digest[i], self.mime[i], self.width[i], self.height[i] = c.digest, info.mime, info.width, info.height
-        self.mode[i], self.frames[i] = info.mode, info.frames
+        self.digest[i], self.width[i], self.height[i], self.frames[i] = c.digest, info.width, info.height, info.frames
+        self.mime[i], self.mode[i] = _code(self.mimes, info.mime), _code(self.modes, info.mode)
+
+    def facts(self, keep: list[int]) -> dict[str, pa.Array]:
+        """The computed columns of the rows at ``keep``."""
+        at = np.asarray(keep, np.int64)
+        digests = self.digest if len(keep) == len(self.digest) else [self.digest[i] for i in keep]
+        return {"mime": pa.array(self.mimes, pa.string()).take(pa.array(self.mime[at])),
+                "width": pa.array(self.width[at], pa.int32()), "height": pa.array(self.height[at], pa.int32()),
+                "mode": pa.array(self.modes, pa.string()).take(pa.array(self.mode[at])),
+                "frames": pa.array(self.frames[at], pa.int32()), "size_bytes": pa.array(self.size[at], pa.int64()),
+                "sha256": pa.array(digests, pa.string())}
+
+
+def _code(names: list[str], name: str) -> int:
+    if name not in names:
+        names.append(name)
+    return names.index(name)
 
 
 def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, workers: int) -> Checks:
@@ -117,18 +142,26 @@ def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, workers: in
         sizes[np.asarray(column.is_null())] = 0
     held = column.buffers()[2]
     data = np.frombuffer(held, np.uint8) if held is not None else np.zeros(0, np.uint8)
-    size_list = sizes.tolist()
-    out = Checks(size_list, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n)
+    out = Checks.empty(sizes)
     fast = np.zeros(0, np.int64)
     if limits.verify == "header" and len(data):
         found = png_headers(data, starts, sizes, max_pixels=limits.max_pixels, max_bytes=limits.max_file_bytes)
         fast = found.rows
-        view, first, sized = memoryview(held), starts.tolist(), size_list  # type: ignore[arg-type]
-        for i, w, h, mode in zip(fast.tolist(), found.width.tolist(), found.height.tolist(), found.mode, strict=True):
-            at = first[i]
-            out.digest[i] = hashlib.sha256(view[at:at + sized[i]]).hexdigest()
-            out.mime[i], out.width[i], out.height[i], out.mode[i], out.frames[i] = "image/png", w, h, mode, 1
+        view, sha256 = memoryview(held), hashlib.sha256  # type: ignore[arg-type]
+        digests = [sha256(view[a:b]).hexdigest() for a, b in zip(starts[fast].tolist(),
+                                                                 (starts[fast] + sizes[fast]).tolist(), strict=True)]
+        if len(fast) == n:
+            out.digest = digests  # type: ignore[assignment]
+        else:
+            for i, digest in zip(fast.tolist(), digests, strict=True):
+                out.digest[i] = digest
+        out.width[fast], out.height[fast], out.frames[fast] = found.width, found.height, 1
+        out.mimes.append("image/png")
+        out.mime[fast] = 0
+        out.modes.extend(found.modes)
+        out.mode[fast] = found.mode
     rest = np.setdiff1d(np.arange(n), fast, assume_unique=True).tolist() if len(fast) else list(range(n))
+    size_list = sizes.tolist()
     for c in _check_rows([(i, column[i].as_py()) for i in rest], [size_list[i] for i in rest], limits, workers):
         out.set(c)
     return out

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ingest.png_headers import png_headers
 from ingest.probe import DEFAULT_MAX_PIXELS, ProbeError, probe
-from ingest.work import Limits, check_images
+from ingest.work import Checks, Limits, check_images
 from tests.test_probe import craft_png, png_chunk
 
 LIMITS = Limits(max_file_bytes=10_000_000, max_pixels=DEFAULT_MAX_PIXELS, verify="header")
@@ -78,11 +78,13 @@ def expected(data: bytes | None) -> tuple[str, ...]:
             hashlib.sha256(data or b"").hexdigest())
 
 
-def got(checks: object, i: int) -> tuple[str, ...]:
-    if i in checks.skips:  # type: ignore[attr-defined]
-        return ("skip", *checks.skips[i])  # type: ignore[attr-defined]
-    return (checks.mime[i], str(checks.width[i]), str(checks.height[i]), checks.mode[i],  # type: ignore[attr-defined]
-            str(checks.frames[i]), checks.digest[i])  # type: ignore[attr-defined]
+def got(checks: Checks, i: int) -> tuple[str, ...]:
+    if i in checks.skips:
+        return ("skip", *checks.skips[i])
+    facts = {k: v[0].as_py() for k, v in checks.facts([i]).items()}
+    assert facts["sha256"] == checks.digest[i] and facts["size_bytes"] == checks.size[i]
+    return (facts["mime"], str(facts["width"]), str(facts["height"]), facts["mode"], str(facts["frames"]),
+            facts["sha256"])
 
 
 @pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
@@ -103,7 +105,7 @@ def test_plain_pngs_are_read_at_once_and_nothing_else_is() -> None:
     data = np.frombuffer(column.buffers()[2], np.uint8)
     found = png_headers(data, offsets[:-1], np.diff(offsets), max_pixels=DEFAULT_MAX_PIXELS, max_bytes=10_000_000)
     assert found.rows.tolist() == list(range(len(PLAIN)))
-    assert found.mode == [probe(v).mode for v in PLAIN.values()]  # type: ignore[arg-type]
+    assert [found.modes[c] for c in found.mode] == [probe(v).mode for v in PLAIN.values()]  # type: ignore[arg-type]
 
 
 def test_the_file_size_limit_and_decode_verification_are_probes_to_apply() -> None:

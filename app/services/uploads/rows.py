@@ -93,10 +93,9 @@ def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOpti
         images = _image_values(rows)
         for spec in plan.vectors:
             keep = _embed(spec, rows, images, ids, keep, sources, seen, checks, out, vectors)
-    sizes = checks.size
     for i in keep:
         (out.replaced if ids[i] in seen.known else out.inserted).append(ids[i])
-        out.bytes += sizes[i]
+    out.bytes = int(checks.size[keep].sum()) if keep else 0
     out.skipped.sort(key=lambda s: s["row"])
     if keep:
         out.batch = _assemble(table, rows, plan, keep, checks, sources, now, vectors)
@@ -199,20 +198,6 @@ def _image_column(rows: pa.Table, keep: pa.Array) -> pa.Array:
     return blob_column(column if len(keep) == len(column) else column.take(keep))
 
 
-def _facts(keep: list[int], checks: Checks) -> dict[str, pa.Array]:
-    taken = pa.array(keep, pa.int64())
-    whole = len(keep) == len(checks.size)
-
-    def column(values: list[Any], kind: pa.DataType) -> pa.Array:
-        array = pa.array(values, kind)
-        return array if whole else array.take(taken)
-
-    return {"mime": column(checks.mime, pa.string()), "width": column(checks.width, pa.int32()),
-            "height": column(checks.height, pa.int32()), "mode": column(checks.mode, pa.string()),
-            "frames": column(checks.frames, pa.int32()), "size_bytes": column(checks.size, pa.int64()),
-            "sha256": column(checks.digest, pa.string())}
-
-
 def _given(table: str, rows: pa.Table, plan: Plan, taken: pa.Array, sources: _Sources,
            keep: list[int]) -> dict[str, pa.Array]:
     """The columns the rows bring (id, source, metadata), for the kept rows, in the staged types."""
@@ -233,14 +218,14 @@ def _scalars(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Ch
              sources: _Sources) -> pa.Table:
     """The values an upsert compares with the stored rows: everything but the bytes, the time and vectors."""
     taken = pa.array(keep, pa.int64())
-    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checks)}
+    columns = {**_given(table, rows, plan, taken, sources, keep), **checks.facts(keep)}
     return pa.table({k: v for k, v in columns.items() if not is_vector(plan.schema.field(k))})
 
 
 def _assemble(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Checks,
               sources: _Sources, now: datetime, vectors: dict[str, list[Any]]) -> pa.RecordBatch:
     taken = pa.array(keep, pa.int64())
-    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checks),
+    columns = {**_given(table, rows, plan, taken, sources, keep), **checks.facts(keep),
                "image": _image_column(rows, taken),
                "ingested_at": pa.array(np.full(len(keep), np.datetime64(now.replace(tzinfo=None), "us")),
                                        pa.timestamp("us", tz="UTC"))}
