@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,23 +62,27 @@ def check_chunk(chunk: list[tuple[int, bytes | None]], limits: Limits) -> list[C
     return out
 
 
-def _check_rows(rows: list[tuple[int, bytes | None]], sizes: list[int], limits: Limits,
-                workers: int) -> Iterator[Checked]:
-    total = sum(sizes)
-    if workers < 2 or total < 2 * CHUNK_BYTES or total < THREADS_FROM_BYTES * max(1, len(rows)):
-        yield from check_chunk(rows, limits)
+def _check_rows(column: pa.LargeBinaryArray, rows: list[int], sizes: list[int], limits: Limits,
+                pool: Executor | None) -> Iterator[Checked]:
+    """``rows`` of ``column`` through ``probe``: inline while they are small, else in chunks of about
+    ``CHUNK_BYTES`` on ``pool``, each chunk's bytes taken out of the column by the thread that checks them."""
+    def check(chunk: list[int]) -> list[Checked]:
+        return check_chunk([(i, column[i].as_py()) for i in chunk], limits)
+
+    total = sum(sizes[i] for i in rows)
+    if pool is None or total < 2 * CHUNK_BYTES or total < THREADS_FROM_BYTES * max(1, len(rows)):
+        yield from check(rows)
         return
-    chunks: list[list[tuple[int, bytes | None]]] = [[]]
+    chunks: list[list[int]] = [[]]
     held = 0
-    for row, size in zip(rows, sizes, strict=True):
+    for i in rows:
         if held >= CHUNK_BYTES:
             chunks.append([])
             held = 0
-        chunks[-1].append(row)
-        held += size
-    with ThreadPoolExecutor(workers, thread_name_prefix="lightbox-check") as pool:
-        for part in pool.map(lambda chunk: check_chunk(chunk, limits), chunks):
-            yield from part
+        chunks[-1].append(i)
+        held += sizes[i]
+    for part in pool.map(check, chunks):
+        yield from part
 
 
 @dataclass
@@ -129,10 +133,11 @@ def _code(names: list[str], name: str) -> int:
     return names.index(name)
 
 
-def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, workers: int) -> Checks:
+def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, pool: Executor | None = None) -> Checks:
     """Every row of a binary column probed and hashed, without a Python ``bytes`` per small image: plain PNGs'
     headers are read for the whole batch at once (``ingest.png_headers``) and their bytes hashed where they
-    lie; every other row goes through ``probe`` (large ones on ``workers`` threads)."""
+    lie; every other row goes through ``probe`` (large ones on the threads of ``pool``: the same few threads
+    for a whole upload, so the allocator's per-thread arenas stay few)."""
     column = _large_binary(images)
     n = len(column)
     offsets = np.frombuffer(column.buffers()[1], np.int64, n + 1, column.offset * 8) if n else np.zeros(1, np.int64)
@@ -161,8 +166,7 @@ def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, workers: in
         out.modes.extend(found.modes)
         out.mode[fast] = found.mode
     rest = np.setdiff1d(np.arange(n), fast, assume_unique=True).tolist() if len(fast) else list(range(n))
-    size_list = sizes.tolist()
-    for c in _check_rows([(i, column[i].as_py()) for i in rest], [size_list[i] for i in rest], limits, workers):
+    for c in _check_rows(column, rest, sizes.tolist(), limits, pool):
         out.set(c)
     return out
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import tifffile
 from PIL import Image
 
 from ingest.png_headers import png_headers
@@ -92,7 +94,7 @@ def test_every_row_gets_what_probe_gives_it(kind: pa.DataType) -> None:
     names = [*PLAIN, *OTHERS] * 2
     values = [{**PLAIN, **OTHERS}[n] for n in names]
     column = pa.array([None, *values], kind).slice(1)  # an offset into its buffers, as a sliced batch has
-    checks = check_images(column, LIMITS, workers=1)
+    checks = check_images(column, LIMITS)
     for i, (name, data) in enumerate(zip(names, values, strict=True)):
         assert got(checks, i) == expected(data), name
         assert checks.size[i] == len(data or b""), name
@@ -110,9 +112,24 @@ def test_plain_pngs_are_read_at_once_and_nothing_else_is() -> None:
 
 def test_the_file_size_limit_and_decode_verification_are_probes_to_apply() -> None:
     data = PLAIN["grey"]
-    small = check_images(pa.array([data]), Limits(len(data) - 1, DEFAULT_MAX_PIXELS, "header"), 1)
+    small = check_images(pa.array([data]), Limits(len(data) - 1, DEFAULT_MAX_PIXELS, "header"))
     assert small.skips[0][0] == "too_large"
     broken = data[:41] + b"\x00" * (len(data) - 41 - 16) + data[-16:]  # IDAT bytes zeroed: headers fine
-    decoded = check_images(pa.array([broken]), Limits(10_000_000, DEFAULT_MAX_PIXELS, "decode"), 1)
+    decoded = check_images(pa.array([broken]), Limits(10_000_000, DEFAULT_MAX_PIXELS, "decode"))
     assert decoded.skips[0][0] == "corrupt"
-    assert 0 not in check_images(pa.array([broken]), LIMITS, 1).skips
+    assert 0 not in check_images(pa.array([broken]), LIMITS).skips
+
+
+def test_large_images_are_checked_on_the_pool_in_order() -> None:
+    """Rows large enough for threads (TIFF stacks) go through ``probe`` on the pool, their results in row order."""
+    rng = np.random.default_rng(3)
+    tiffs = []
+    for i in range(12):
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, rng.integers(0, 65535, (700, 1000), np.uint16) + i, photometric="minisblack")
+        tiffs.append(buf.getvalue())
+    values = [*tiffs[:6], tiffs[6][:-1000], *tiffs[7:]]  # one cut short: skipped, in its place
+    with ThreadPoolExecutor(2) as pool:
+        checks = check_images(pa.array(values, pa.large_binary()), LIMITS, pool)
+    assert [got(checks, i) for i in range(len(values))] == [expected(v) for v in values]
+    assert list(checks.skips) == [6]

@@ -11,6 +11,7 @@ columns move as Arrow arrays, never as per-row dicts.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,14 +69,15 @@ def shown_file(source: str | None) -> str:
 
 
 def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOptions, read: Snapshot | None,
-            now: datetime) -> Outcome:
+            now: datetime, pool: Executor | None = None) -> Outcome:
+    """Check one batch (large images on ``pool``'s threads) and assemble the rows it stages."""
     ids_column = rows.column("id")
     ids = ids_column.to_pylist()
     bad = set(invalid_rows(ids_column))
     sources = _Sources(rows, ids)
     out = Outcome(None)
     limits = Limits(MAX_FILE_BYTES, opts.max_pixels, opts.verify)  # type: ignore[arg-type]
-    checks = check_images(rows.column("image"), limits, WORKERS)
+    checks = check_images(rows.column("image"), limits, pool)
     skips, digests = checks.skips, checks.digest
     keep: list[int] = []
     for i, row_id in enumerate(ids):

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,7 @@ import pyarrow as pa
 from app.errors import Conflict, LightboxError, NotFound, Unprocessable
 from app.services.uploads.options import UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec, check_table, given_columns, plan_rows, table_vectors
-from app.services.uploads.rows import ROUTINE, Outcome, Seen, check_batch, process
+from app.services.uploads.rows import ROUTINE, WORKERS, Outcome, Seen, check_batch, process
 from app.services.uploads.streamed import StreamedWrite
 from app.services.writes import check_tag_free
 from app.store import Snapshot, Store
@@ -79,6 +80,7 @@ class Session:
     plan: Plan | None = None
     fragments: list[Staged] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    pool: ThreadPoolExecutor | None = None  # threads that check large images, for the session's life
     writing: StreamedWrite | None = None  # the span of rows being written now
     pending_rows: int = 0  # rows and image bytes handed to it
     pending_bytes: int = 0
@@ -100,6 +102,14 @@ class Session:
         self.read, self.plan, self.vectors = None, None, []
         self.seen = Seen(known=set(), digests=None)
         self.writing, self.fragments, self.replaced, self.unchanged = None, [], set(), set()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+            self.pool = None
+
+    def threads(self) -> ThreadPoolExecutor:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="lightbox-check")
+        return self.pool
 
     def touch(self) -> None:
         self.expires_at = time.time() + self.ttl
@@ -164,7 +174,8 @@ def add(store: Store, registry: Registry, session: Session, rows: pa.Table) -> d
                                      registry)
         else:
             _check_columns(session, rows.schema)
-        out = process(session.table, rows, session.plan, session.seen, session.opts, session.read, session.now)
+        out = process(session.table, rows, session.plan, session.seen, session.opts, session.read, session.now,
+                      session.threads() if WORKERS > 1 else None)
         if session.opts.strict:
             _refuse(out)
         _count(session, rows.num_rows, out)
