@@ -293,7 +293,7 @@ def _read_local(path: str, max_bytes: int) -> bytes:
 
     One ``read`` of up to 64 KiB returns a small file whole: a short read of a regular file is its
     end, so open, read, close is all it costs. Larger files are checked with ``fstat`` (a regular
-    file, within the size limit) and read in one more call. ``O_NONBLOCK``: opening a FIFO must
+    file, within the size limit) and read whole in one more call. ``O_NONBLOCK``: opening a FIFO must
     not block the run.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -306,7 +306,8 @@ def _read_local(path: str, max_bytes: int) -> bytes:
             raise OSError(errno.EINVAL, "not a regular file")
         if info.st_size > max_bytes:
             raise ValueError(f"{info.st_size} bytes exceeds the limit of {max_bytes}")
-        rest = os.read(fd, max(0, info.st_size - len(head)))
-        return head + rest if rest else head
+        if info.st_size <= len(head):
+            return head
+        return os.pread(fd, info.st_size, 0)  # the whole file in one object: no copy to join its head to the rest
     finally:
         os.close(fd)

@@ -173,7 +173,14 @@ def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, pool: Execu
 
 def _large_binary(images: pa.Array | pa.ChunkedArray) -> pa.LargeBinaryArray:
     """One large-binary array of the rows' bytes ({bytes, path} structs as Hugging Face writes them: their bytes)."""
-    column = images.combine_chunks() if isinstance(images, pa.ChunkedArray) else images
+    column = single(images)
     if pa.types.is_struct(column.type):
         column = column.field("bytes")
     return column if pa.types.is_large_binary(column.type) else column.cast(pa.large_binary())
+
+
+def single(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array, without a copy when it is one chunk (``combine_chunks`` copies even then)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()

@@ -29,7 +29,7 @@ from app.store.ids import id_problem, invalid_rows, shown
 from app.store.schema import blob_column, is_vector, vector_array
 from embeddings.batch import embed_values
 from ingest.pool import run_chunks
-from ingest.work import Checks, Limits, check_images
+from ingest.work import Checks, Limits, check_images, single
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 ROUTINE = frozenset({"duplicate_id", "duplicate_content", "unchanged"})  # a write's own rules, not bad input
@@ -189,12 +189,12 @@ def _embed(spec: VectorSpec, rows: pa.Table, images: list[bytes | None], ids: li
 def _image_values(rows: pa.Table) -> list[bytes | None]:
     column = rows.column("image")
     if pa.types.is_struct(column.type):  # {bytes, path} as Hugging Face writes it
-        column = column.combine_chunks().field("bytes")
+        column = single(column).field("bytes")
     return column.to_pylist()
 
 
 def _image_column(rows: pa.Table, keep: pa.Array) -> pa.Array:
-    column = rows.column("image").combine_chunks()
+    column = single(rows.column("image"))
     if pa.types.is_struct(column.type):
         column = column.field("bytes")
     return blob_column(column if len(keep) == len(column) else column.take(keep))
@@ -204,14 +204,14 @@ def _given(table: str, rows: pa.Table, plan: Plan, taken: pa.Array, sources: _So
            keep: list[int]) -> dict[str, pa.Array]:
     """The columns the rows bring (id, source, metadata), for the kept rows, in the staged types."""
     whole = len(keep) == rows.num_rows
-    out = {"id": rows.column("id").combine_chunks().cast(pa.string()),
-           "source": rows.column("source").combine_chunks().cast(pa.string()) if "source" in rows.column_names
+    out = {"id": single(rows.column("id")).cast(pa.string()),
+           "source": single(rows.column("source")).cast(pa.string()) if "source" in rows.column_names
            else pa.array(sources.all(), pa.string())}
     if not whole:
         out = {k: v.take(taken) for k, v in out.items()}
     for f in plan.extras:
         if f.name in rows.column_names:
-            column = rows.column(f.name).combine_chunks()
+            column = single(rows.column(f.name))
             out[f.name] = fit_array(table, f, column if whole else column.take(taken))
     return out
 
