@@ -350,17 +350,38 @@ def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
         import cProfile
 
         profiler = cProfile.Profile()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         report = profiler.runcall(work)
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
         profiler.dump_stats(job["profile"])
     else:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         report = work()
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
     if report.skipped or report.missing_metadata:
         raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
-    return {"seconds": seconds, "count": report.added, "bytes": report.bytes, "version": report.version}
+    out = {"seconds": seconds, "cpu_seconds": cpu, "count": report.added, "bytes": report.bytes,
+           "version": report.version, "rss_peak_mb": _peak_rss_mb()}
+    if job.get("verify"):  # after the timed span: every stored image's bytes against its file
+        out["identical"] = same_bytes(Path(job["out"]) / f"{job.get('table', 'bench')}.lance", Path(job["folder"]))
+    return out
+
+
+def same_bytes(table_dir: Path, folder: Path) -> int:
+    """How many stored images are byte-identical to their files (ids are paths under ``folder``);
+    raises at the first that is not."""
+    import lance
+
+    ds = lance.dataset(str(table_dir))
+    same = 0
+    for batch in ds.to_batches(columns=["id", "image"], blob_handling="all_binary", batch_size=64):
+        for row_id, data in zip(batch.column("id").to_pylist(), batch.column("image").to_pylist(), strict=True):
+            if (folder / row_id).read_bytes() != data:
+                raise RuntimeError(f"stored bytes of {row_id!r} differ from its file")
+            same += 1
+    return same
 
 
 JOBS = {"floor": _job_floor, "lmdb": _job_lmdb, "lightbox": _job_lightbox}
@@ -379,8 +400,9 @@ def _child(argv: Sequence[str]) -> None:
     rss_ready = _rss_now_mb()
     cpu_before = _cpu_seconds()
     result = JOBS[job["job"]](job)
-    result.update(rss_start_mb=rss_start, rss_ready_mb=rss_ready, rss_peak_mb=_peak_rss_mb(),
-                  cpu_seconds=_cpu_seconds() - cpu_before)
+    result.setdefault("cpu_seconds", _cpu_seconds() - cpu_before)  # a job may measure its own span
+    result.setdefault("rss_peak_mb", _peak_rss_mb())
+    result.update(rss_start_mb=rss_start, rss_ready_mb=rss_ready)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
