@@ -39,7 +39,7 @@ class Metadata:
         value_columns = [c for c in table.column_names if c != key]
         self.fields = [table.schema.field(c) for c in value_columns]
         self.values = table.select(value_columns).combine_chunks()  # taken by row positions, never per row
-        self.used: set[str] = set()
+        self.used_rows: set[int | None] = set()  # the rows (first of their key) some file matched
 
     @classmethod
     def load(cls, path: str | Path, key: str, text_columns: Sequence[str] = ()) -> Metadata:
@@ -52,16 +52,25 @@ class Metadata:
         for row_id in names:  # the exact key first: no path parsing in the common case
             pos = self.positions.get(row_id)
             if pos is not None:
-                self.used.add(row_id)
+                self.used_rows.add(pos)
                 return pos
         for row_id in names:
             name = row_id.rpartition("/")[2]
             for candidate in (name, name.rpartition(".")[0] or name):
                 pos = self.positions.get(candidate)
                 if pos is not None:
-                    self.used.add(candidate)
+                    self.used_rows.add(pos)
                     return pos
         return None
+
+    def match(self, ids: list[str], paths: list[str]) -> list[int | None]:
+        """``lookup`` for many files at once (their ids and paths): the exact keys in one pass, the rest one by one."""
+        get = self.positions.get
+        places = [get(k) for k in ids]
+        for i in [i for i, p in enumerate(places) if p is None]:
+            places[i] = self.lookup(ids[i], paths[i])
+        self.used_rows.update(places)
+        return places
 
     def take(self, column: str, positions: list[int | None]) -> pa.Array:
         """One column's values for rows at ``positions`` (null where a position is None)."""
@@ -69,6 +78,7 @@ class Metadata:
 
     def unmatched(self) -> list[str]:
         """Keys that matched no file in this run."""
-        if len(self.used) == len(self.positions):  # every key was used (each use is one of them)
+        self.used_rows.discard(None)
+        if len(self.used_rows) == len(self.positions):  # every key was used
             return []
-        return [k for k in self.positions if k not in self.used]
+        return [k for k, p in self.positions.items() if p not in self.used_rows]

@@ -186,7 +186,7 @@ class _Rows:
         self.datas: list[bytes] = []
         self.sources: list[str] = []
         self.labels: list[Any] = []
-        self.places: list[int | None] = []
+        self.rels: list[str] = []  # each row's path, for its metadata row (matched a batch at a time)
         self.extras: dict[str, list[Any]] = {n: [] for n in {*self.extra_names, *self.both}}
         self.skipped: list[tuple[int, Skip]] = []
         self.positions: list[int] = []
@@ -217,7 +217,7 @@ class _Rows:
                             else source.encode("utf-8", "backslashreplace").decode())
         self.nbytes += len(read.data)
         if walker.metadata is not None:
-            self.places.append(walker.metadata.lookup(row_id, item.rel))
+            self.rels.append(item.rel)
         if self.label is not None:
             label = item.extra.get(self.label, item.label) if item.extra else item.label
             self.labels.append(self._label(label) if self.label_numbers else label)
@@ -237,6 +237,7 @@ class _Rows:
 
     def flush(self) -> Batch:
         walker = self.walker
+        places = walker.metadata.match(self.ids, self.rels) if walker.metadata is not None else []
         columns: dict[str, pa.Array] = {"id": pa.array(self.ids, pa.string()),
                                         "image": binary_array(self.datas),
                                         "source": pa.array(self.sources, pa.string())}
@@ -245,7 +246,7 @@ class _Rows:
                 continue
             if f.name in self.meta_names:
                 assert walker.metadata is not None
-                values = walker.metadata.take(f.name, self.places)
+                values = walker.metadata.take(f.name, places)
                 if f.name in self.both:  # no metadata row: the source's own value
                     fallback = _column(f, self.extras[f.name])
                     values = pa.array([v if v is not None else fallback[i].as_py()
@@ -256,7 +257,7 @@ class _Rows:
             else:
                 columns[f.name] = _column(f, self.extras[f.name])
         rows = pa.RecordBatch.from_arrays([columns[f.name] for f in walker.schema], schema=walker.schema)
-        unmatched = [i for i, p in enumerate(self.places) if p is None] if walker.metadata is not None else []
+        unmatched = [i for i, p in enumerate(places) if p is None] if walker.metadata is not None else []
         batch = Batch(rows, self.files, self.skipped, self.positions, unmatched)
         self._reset()
         return batch
