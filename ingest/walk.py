@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -24,7 +25,8 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.metadata import Metadata
-from ingest.pool import run_chunks
+from ingest.pool import THREADS_FROM_BYTES, run_chunks
+from ingest.reader_process import NOT_REGULAR, TOO_LARGE, FileReader
 from ingest.report import Skip
 from ingest.sources import FolderSource, Item, Source, open_source, read_bytes
 from ingest.tables import SideFileError
@@ -33,6 +35,8 @@ from ingest.tables import SideFileError
 STANDARD_NAMES = frozenset({"id", "image", "mime", "width", "height", "mode", "frames", "size_bytes", "sha256",
                             "source", "ingested_at"})
 BATCH_SLACK = 1024**2  # room in a request for a batch's ids, sources and metadata besides its image bytes
+FIRST_CHUNK = 128  # files read here first, to learn whether they are small
+CHILD_CHUNK = 512  # files a chunk of the helper process's reading
 TEXT_TYPES = frozenset({"string", "large_string", "utf8", "large_utf8", "string_view"})
 
 
@@ -126,9 +130,8 @@ class Walker:
         items = itertools.chain.from_iterable(s.items() for s in self.sources)
         cap = self.batch_cap
         largest = min(self.max_file_bytes, cap) if cap else self.max_file_bytes
-        reads = run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
-                           lambda r: len(r.data or b""))
         rows = _Rows(self)
+        reads = self._reads(items, largest, cap)
         for chunk in reads:
             for read in chunk:
                 if cap and rows.count and rows.nbytes + len(read.data or b"") > cap:
@@ -138,6 +141,26 @@ class Walker:
                     yield rows.flush()
         if rows.files:
             yield rows.flush()
+
+
+    def _reads(self, items: Iterator[Item], largest: int, cap: int | None) -> Iterator[list[Read]]:
+        """Every item read, in order, a chunk at a time: the first chunk here; the rest by a helper process when
+        the files are small and local (``ingest.reader_process``: the reading takes the other core), else
+        here (large files on threads)."""
+        first = list(itertools.islice(items, FIRST_CHUNK))
+        head = _read_chunk(first, largest, cap)
+        yield head
+        sizes = [len(r.data) for r in head if r.data]
+        small = bool(sizes) and sum(sizes) < THREADS_FROM_BYTES * len(sizes)
+        reader = _file_reader() if small and self.workers > 1 and len(first) == FIRST_CHUNK else None
+        if reader is None:
+            yield from run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
+                                  lambda r: len(r.data or b""))
+            return
+        chunks = ((chunk, [_local_path(i) or "" for i in chunk if _local_path(i)])
+                  for chunk in iter(lambda: list(itertools.islice(items, CHILD_CHUNK)), []))
+        for chunk, sizes, data in reader.chunks(chunks, largest):
+            yield _reads_of(chunk, sizes, data, largest, cap)
 
 
 class _Listed(Source):
@@ -154,16 +177,58 @@ class _Listed(Source):
 
 
 def _read_chunk(items: list[Item], max_bytes: int, service_cap: int | None) -> list[Read]:
-    out = []
+    return [_read_one(item, max_bytes, service_cap) for item in items]
+
+
+def _read_one(item: Item, max_bytes: int, service_cap: int | None) -> Read:
+    try:
+        return Read(item, read_bytes(item, max_bytes))
+    except ValueError as exc:
+        return _too_large(item, str(exc), max_bytes, service_cap)
+    except OSError as exc:
+        return Read(item, None, "unreadable", exc.strerror or str(exc))
+
+
+def _too_large(item: Item, why: str, max_bytes: int, service_cap: int | None) -> Read:
+    if max_bytes == service_cap:
+        why += ": the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)"
+    return Read(item, None, "too_large", why)
+
+
+def _local_path(item: Item) -> str | None:
+    """The local file an item is read from (None: its bytes are given, or it is a URL)."""
+    if item.data is not None or item.path is None or ("://" in item.path and not item.path.startswith("file://")):
+        return None
+    return item.path.removeprefix("file://")
+
+
+def _file_reader() -> FileReader | None:
+    if os.name != "posix" or not os.path.basename(sys.executable).startswith("python"):
+        return None  # no interpreter of our own to start (an embedded Python): the run reads in-process
+    try:
+        return FileReader()
+    except OSError:  # no interpreter to start (an embedded Python): the run reads in-process
+        return None
+
+
+def _reads_of(items: list[Item], sizes: list[int], data: bytes, max_bytes: int, service_cap: int | None) -> list[Read]:
+    """A chunk's items with what the helper process read for the local ones (the others are read here)."""
+    out, at, pos = [], 0, 0
+    view = memoryview(data)
     for item in items:
-        try:
-            out.append(Read(item, read_bytes(item, max_bytes)))
-        except ValueError as exc:
-            why = f"{exc}: the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)" \
-                if max_bytes == service_cap else str(exc)
-            out.append(Read(item, None, "too_large", why))
-        except OSError as exc:
-            out.append(Read(item, None, "unreadable", exc.strerror or str(exc)))
+        if _local_path(item) is None:
+            out.append(_read_one(item, max_bytes, service_cap))
+            continue
+        size, at = sizes[at], at + 1
+        if size >= 0:
+            out.append(Read(item, bytes(view[pos:pos + size])))
+            pos += size
+        elif size <= TOO_LARGE:
+            out.append(_too_large(item, f"{TOO_LARGE - size} bytes exceeds the limit of {max_bytes}", max_bytes,
+                                  service_cap))
+        else:
+            why = "not a regular file" if size == NOT_REGULAR else os.strerror(-size)
+            out.append(Read(item, None, "unreadable", why))
     return out
 
 
