@@ -31,14 +31,14 @@ LABELS = {"png": "ingest 100k small PNGs + CSV (throughput)", "png_rss_mb": "sam
           "throughput_16": "HTTP image GET, 16 connections (req/s)", "p50_1": "same, p50 at 1 connection"}
 
 
-def http_ratios(quick: bool, reps: int) -> dict[str, float] | None:
+def http_ratios(quick: bool, reps: int, record: bool) -> dict[str, float] | None:
     """``bench.http``'s two ratios, or None when this checkout's bench.http cannot give them."""
     from bench import http
 
     measure = getattr(http, "image_get_ratios", None)
     if measure is None:
         return None
-    kwargs: dict[str, Any] = {"reps": reps, "record": True}
+    kwargs: dict[str, Any] = {"reps": reps, "record": record}
     if quick:
         kwargs.update(rows=10_000, seconds=2.0)
     return dict(measure(**kwargs))
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.ingest import ingest_ratios
 
     found: dict[str, float] = dict(ingest_ratios(args.quick, args.reps, record=not args.no_record))
-    http = http_ratios(args.quick, args.reps)
+    http = http_ratios(args.quick, args.reps, record=not args.no_record)
     if http is None:
         print("HTTP: run python -m bench.http", file=sys.stderr)
     else:
