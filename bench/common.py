@@ -190,13 +190,15 @@ def make_pngs(n: int) -> DataSet:
     return DataSet(folder, n, total, csv)
 
 
-def make_tiffs(n: int, width: int = 1344, height: int = 1024) -> DataSet:
-    """``n`` uncompressed 8-bit grayscale TIFFs of ``width`` x ``height`` (1.3 MB each), cached."""
+def make_tiffs(n: int, width: int = 1024, height: int = 672) -> DataSet:
+    """``n`` uncompressed 16-bit grayscale TIFFs of ``width`` x ``height`` (1.38 MB each, microscopy-like:
+    a gradient, noise, a per-image offset) plus ``tiff-N.csv`` of metadata (file,plate,well,channel,
+    exposure_ms), cached."""
     import numpy as np
     import tifffile
 
     folder = DATA_DIR / f"tiff-{n}"
-    stamp = f"tiff-{DATA_FORMAT}-{n}-{width}x{height}"
+    stamp = f"tiff-{DATA_FORMAT}-{n}-{width}x{height}-u16"
     found = _complete(folder, stamp)
     if found is not None:
         return found
@@ -206,17 +208,22 @@ def make_tiffs(n: int, width: int = 1344, height: int = 1024) -> DataSet:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1344)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = ((xx + yy) % 256).astype(np.uint8)
+    base = ((xx + yy) * 37 % 60_000).astype(np.uint16)
     total = 0
+    lines = ["file,plate,well,channel,exposure_ms"]
     for i in range(n):
-        noise = rng.integers(0, 24, size=(height, width), dtype=np.uint8)
-        path = folder / f"img_{i:04d}.tif"
-        tifffile.imwrite(path, base + noise + np.uint8(i % 200), photometric="minisblack")
+        noise = rng.integers(0, 2_000, size=(height, width), dtype=np.uint16)
+        name = f"img_{i:04d}.tif"
+        path = folder / name
+        tifffile.imwrite(path, base + noise + np.uint16(i % 2_000), photometric="minisblack")
         total += path.stat().st_size
+        lines.append(f"{name},P{i // 384:03d},{'ABCDEFGHIJKLMNOP'[i % 384 // 24]}{i % 24 + 1:02d},{i % 4},"
+                     f"{10 + i % 5 * 2.5}")
+    (folder.parent / f"{folder.name}.csv").write_text("\n".join(lines) + "\n")
     _mark(folder, stamp, n, total)
     print(f"  generated {n} TIFFs ({total / n / 1e6:.2f} MB each) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
-    return DataSet(folder, n, total, None)
+    return DataSet(folder, n, total, folder.parent / f"{folder.name}.csv")
 
 
 def walk(root: Path | str) -> list[str]:
@@ -280,9 +287,10 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU time of this process, every thread included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU time of this process, every thread included, and of its children that have ended
+    (a helper process that read files)."""
+    mine, theirs = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + theirs.ru_utime + theirs.ru_stime
 
 
 def _job_floor(job: dict[str, Any]) -> dict[str, Any]:
@@ -343,17 +351,38 @@ def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
         import cProfile
 
         profiler = cProfile.Profile()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         report = profiler.runcall(work)
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
         profiler.dump_stats(job["profile"])
     else:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         report = work()
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_started
     if report.skipped or report.missing_metadata:
         raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
-    return {"seconds": seconds, "count": report.added, "bytes": report.bytes, "version": report.version}
+    out = {"seconds": seconds, "cpu_seconds": cpu, "count": report.added, "bytes": report.bytes,
+           "version": report.version, "rss_peak_mb": _peak_rss_mb()}
+    if job.get("verify"):  # after the timed span: every stored image's bytes against its file
+        out["identical"] = same_bytes(Path(job["out"]) / f"{job.get('table', 'bench')}.lance", Path(job["folder"]))
+    return out
+
+
+def same_bytes(table_dir: Path, folder: Path) -> int:
+    """How many stored images are byte-identical to their files (ids are paths under ``folder``);
+    raises at the first that is not."""
+    import lance
+
+    ds = lance.dataset(str(table_dir))
+    same = 0
+    for batch in ds.to_batches(columns=["id", "image"], blob_handling="all_binary", batch_size=64):
+        for row_id, data in zip(batch.column("id").to_pylist(), batch.column("image").to_pylist(), strict=True):
+            if (folder / row_id).read_bytes() != data:
+                raise RuntimeError(f"stored bytes of {row_id!r} differ from its file")
+            same += 1
+    return same
 
 
 JOBS = {"floor": _job_floor, "lmdb": _job_lmdb, "lightbox": _job_lightbox}
@@ -372,8 +401,9 @@ def _child(argv: Sequence[str]) -> None:
     rss_ready = _rss_now_mb()
     cpu_before = _cpu_seconds()
     result = JOBS[job["job"]](job)
-    result.update(rss_start_mb=rss_start, rss_ready_mb=rss_ready, rss_peak_mb=_peak_rss_mb(),
-                  cpu_seconds=_cpu_seconds() - cpu_before)
+    result.setdefault("cpu_seconds", _cpu_seconds() - cpu_before)  # a job may measure its own span
+    result.setdefault("rss_peak_mb", _peak_rss_mb())
+    result.update(rss_start_mb=rss_start, rss_ready_mb=rss_ready)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

@@ -13,10 +13,11 @@ them. Standard library only (the SDK runs it).
 
 from __future__ import annotations
 
+import queue
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 THREADS_FROM_BYTES = 256 * 1024  # files this large on average are handled on threads
 CHUNK_BYTES = 8 * 1024**2
@@ -76,3 +77,15 @@ class _ChunkSizer:
         if sizes:
             self.average = max(1, sum(sizes) // len(sizes))
             self.size = max(CHUNK_ITEMS[0], min(CHUNK_ITEMS[1], CHUNK_BYTES // self.average))
+
+
+def received(slot: queue.Queue[tuple[str, Any]]) -> Iterator[Any]:
+    """What a producer thread hands over as ``(kind, value)``: each value, until ``("end", _)``; an
+    ``("error", exception)`` is raised here, in the consumer."""
+    while True:
+        kind, value = slot.get()
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value

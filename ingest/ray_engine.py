@@ -85,7 +85,7 @@ class ShardResult:
     digests: set[str] = field(default_factory=set)
     skipped: list[Skip] = field(default_factory=list)
     missing_metadata: list[str] = field(default_factory=list)
-    used_metadata: set[str] = field(default_factory=set)
+    used_metadata: set[int | None] = field(default_factory=set)  # metadata rows matched
     added: int = 0
     bytes: int = 0
 
@@ -172,7 +172,7 @@ def _run(ray: Any, store: Store, opts: IngestOptions, shard_files: int | None) -
         report.added += r.added
         report.bytes += r.bytes
         if walker.metadata is not None:
-            walker.metadata.used |= r.used_metadata
+            walker.metadata.used_rows |= r.used_metadata
     _pause_before_commit()
     fragments = staged_from_json(f for r in results for f in r.fragments)
     props = {"author": opts.author or default_author(), "lightbox:engine": "ray",
@@ -282,7 +282,7 @@ def _ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: 
                                        data_storage_version=spec.data_storage_version, new_columns=spec.new_columns)
     result.ids = seen.ids
     result.digests = set(written_digests)
-    result.used_metadata = walker.metadata.used if walker.metadata is not None else set()
+    result.used_metadata = walker.metadata.used_rows if walker.metadata is not None else set()
     return result
 
 
@@ -291,7 +291,7 @@ def _fresh_metadata(metadata: Any) -> Any:
     import copy
 
     fresh = copy.copy(metadata)
-    fresh.used = set()
+    fresh.used_rows = set()
     return fresh
 
 

@@ -57,6 +57,7 @@ class FolderSource(Source):
         self.root = root
         self.extra_fields = []
         self._files: list[str] | None = None
+        self._dirs: list[tuple[int, str | None]] = []  # (index of its first file, label): per folder, not per file
 
     def _walk(self) -> list[str]:
         if self._files is None:
@@ -64,8 +65,14 @@ class FolderSource(Source):
             for dirpath, dirnames, filenames in os.walk(self.root):
                 dirnames.sort()
                 rel_dir = os.path.relpath(dirpath, self.root)
-                for name in sorted(filenames):
-                    found.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
+                if not filenames:
+                    continue
+                self._dirs.append((len(found), parent_name(f"{rel_dir}/x") if rel_dir != "." else None))
+                if rel_dir == ".":
+                    found.extend(sorted(filenames))
+                else:
+                    prefix = f"{rel_dir}/".replace(os.sep, "/")
+                    found.extend([prefix + name for name in sorted(filenames)])
             self._files = found
         return self._files
 
@@ -74,13 +81,17 @@ class FolderSource(Source):
 
     def labels(self) -> set[str]:
         """Names of the folders that directly hold files (``--labels-from-dirs``)."""
-        return {parent_name(rel) for rel in self._walk()} - {""}
+        self._walk()
+        return {label for _, label in self._dirs if label}
 
     def items(self) -> Iterator[Item]:
-        base = self.root.rstrip("/")
-        for rel in self._walk():
-            path = f"{base}/{rel}"
-            yield Item(rel=rel, source=path, path=path, label=parent_name(rel) or None)
+        base = self.root.rstrip("/") + "/"
+        files = self._walk()
+        ends = [start for start, _ in self._dirs[1:]] + [len(files)]
+        for (start, label), end in zip(self._dirs, ends, strict=True):
+            for rel in files[start:end]:
+                path = base + rel
+                yield Item(rel, path, path, None, label, {})
 
 
 class ManifestSource(Source):
@@ -282,7 +293,7 @@ def _read_local(path: str, max_bytes: int) -> bytes:
 
     One ``read`` of up to 64 KiB returns a small file whole: a short read of a regular file is its
     end, so open, read, close is all it costs. Larger files are checked with ``fstat`` (a regular
-    file, within the size limit) and read in one more call. ``O_NONBLOCK``: opening a FIFO must
+    file, within the size limit) and read whole in one more call. ``O_NONBLOCK``: opening a FIFO must
     not block the run.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -295,7 +306,8 @@ def _read_local(path: str, max_bytes: int) -> bytes:
             raise OSError(errno.EINVAL, "not a regular file")
         if info.st_size > max_bytes:
             raise ValueError(f"{info.st_size} bytes exceeds the limit of {max_bytes}")
-        rest = os.read(fd, max(0, info.st_size - len(head)))
-        return head + rest if rest else head
+        if info.st_size <= len(head):
+            return head
+        return os.pread(fd, info.st_size, 0)  # the whole file in one object: no copy to join its head to the rest
     finally:
         os.close(fd)

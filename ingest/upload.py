@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+from ingest.pool import received
 from ingest.progress import Progress
 from ingest.report import IngestReport, Skip
 from ingest.sources import Source
@@ -226,13 +227,7 @@ def _ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
     reader = threading.Thread(target=read, daemon=True, name="lightbox-ingest-read")
     reader.start()
     try:
-        while True:
-            kind, value = slot.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
+        yield from received(slot)
     finally:
         stop.set()
         with contextlib.suppress(queue.Empty):

@@ -11,9 +11,12 @@ Standard library and pyarrow only: the SDK runs it.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import hashlib
 import itertools
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -22,7 +25,8 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.metadata import Metadata
-from ingest.pool import run_chunks
+from ingest.pool import THREADS_FROM_BYTES, run_chunks
+from ingest.reader_process import NOT_REGULAR, TOO_LARGE, FileReader
 from ingest.report import Skip
 from ingest.sources import FolderSource, Item, Source, open_source, read_bytes
 from ingest.tables import SideFileError
@@ -31,6 +35,8 @@ from ingest.tables import SideFileError
 STANDARD_NAMES = frozenset({"id", "image", "mime", "width", "height", "mode", "frames", "size_bytes", "sha256",
                             "source", "ingested_at"})
 BATCH_SLACK = 1024**2  # room in a request for a batch's ids, sources and metadata besides its image bytes
+FIRST_CHUNK = 128  # files read here first, to learn whether they are small
+CHILD_CHUNK = 512  # files a chunk of the helper process's reading
 TEXT_TYPES = frozenset({"string", "large_string", "utf8", "large_utf8", "string_view"})
 
 
@@ -124,9 +130,8 @@ class Walker:
         items = itertools.chain.from_iterable(s.items() for s in self.sources)
         cap = self.batch_cap
         largest = min(self.max_file_bytes, cap) if cap else self.max_file_bytes
-        reads = run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
-                           lambda r: len(r.data or b""))
         rows = _Rows(self)
+        reads = self._reads(items, largest, cap)
         for chunk in reads:
             for read in chunk:
                 if cap and rows.count and rows.nbytes + len(read.data or b"") > cap:
@@ -136,6 +141,26 @@ class Walker:
                     yield rows.flush()
         if rows.files:
             yield rows.flush()
+
+
+    def _reads(self, items: Iterator[Item], largest: int, cap: int | None) -> Iterator[list[Read]]:
+        """Every item read, in order, a chunk at a time: the first chunk here; the rest by a helper process when
+        the files are small and local (``ingest.reader_process``: the reading takes the other core), else
+        here (large files on threads)."""
+        first = list(itertools.islice(items, FIRST_CHUNK))
+        head = _read_chunk(first, largest, cap)
+        yield head
+        sizes = [len(r.data) for r in head if r.data]
+        small = bool(sizes) and sum(sizes) < THREADS_FROM_BYTES * len(sizes)
+        reader = _file_reader() if small and self.workers > 1 and len(first) == FIRST_CHUNK else None
+        if reader is None:
+            yield from run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
+                                  lambda r: len(r.data or b""))
+            return
+        chunks = ((chunk, [_local_path(i) or "" for i in chunk if _local_path(i)])
+                  for chunk in iter(lambda: list(itertools.islice(items, CHILD_CHUNK)), []))
+        for chunk, sizes, data in reader.chunks(chunks, largest):
+            yield _reads_of(chunk, sizes, data, largest, cap)
 
 
 class _Listed(Source):
@@ -152,16 +177,58 @@ class _Listed(Source):
 
 
 def _read_chunk(items: list[Item], max_bytes: int, service_cap: int | None) -> list[Read]:
-    out = []
+    return [_read_one(item, max_bytes, service_cap) for item in items]
+
+
+def _read_one(item: Item, max_bytes: int, service_cap: int | None) -> Read:
+    try:
+        return Read(item, read_bytes(item, max_bytes))
+    except ValueError as exc:
+        return _too_large(item, str(exc), max_bytes, service_cap)
+    except OSError as exc:
+        return Read(item, None, "unreadable", exc.strerror or str(exc))
+
+
+def _too_large(item: Item, why: str, max_bytes: int, service_cap: int | None) -> Read:
+    if max_bytes == service_cap:
+        why += ": the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)"
+    return Read(item, None, "too_large", why)
+
+
+def _local_path(item: Item) -> str | None:
+    """The local file an item is read from (None: its bytes are given, or it is a URL)."""
+    if item.data is not None or item.path is None or ("://" in item.path and not item.path.startswith("file://")):
+        return None
+    return item.path.removeprefix("file://")
+
+
+def _file_reader() -> FileReader | None:
+    if os.name != "posix" or not os.path.basename(sys.executable).startswith("python"):
+        return None  # no interpreter of our own to start (an embedded Python): the run reads in-process
+    try:
+        return FileReader()
+    except OSError:  # no interpreter to start (an embedded Python): the run reads in-process
+        return None
+
+
+def _reads_of(items: list[Item], sizes: list[int], data: bytes, max_bytes: int, service_cap: int | None) -> list[Read]:
+    """A chunk's items with what the helper process read for the local ones (the others are read here)."""
+    out, at, pos = [], 0, 0
+    view = memoryview(data)
     for item in items:
-        try:
-            out.append(Read(item, read_bytes(item, max_bytes)))
-        except ValueError as exc:
-            why = f"{exc}: the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)" \
-                if max_bytes == service_cap else str(exc)
-            out.append(Read(item, None, "too_large", why))
-        except OSError as exc:
-            out.append(Read(item, None, "unreadable", exc.strerror or str(exc)))
+        if _local_path(item) is None:
+            out.append(_read_one(item, max_bytes, service_cap))
+            continue
+        size, at = sizes[at], at + 1
+        if size >= 0:
+            out.append(Read(item, bytes(view[pos:pos + size])))
+            pos += size
+        elif size <= TOO_LARGE:
+            out.append(_too_large(item, f"{TOO_LARGE - size} bytes exceeds the limit of {max_bytes}", max_bytes,
+                                  service_cap))
+        else:
+            why = "not a regular file" if size == NOT_REGULAR else os.strerror(-size)
+            out.append(Read(item, None, "unreadable", why))
     return out
 
 
@@ -176,6 +243,7 @@ class _Rows:
         self.label_numbers = self.label is not None and pa.types.is_integer(walker.schema.field("label").type)
         self.extra_names = [n for n in names if n not in self.meta_names and n != self.label]
         self.both = [n for n in names if n in self.meta_names and n in walker.source_fields]  # metadata, else source
+        self.label_values: dict[Any, Any] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -183,7 +251,7 @@ class _Rows:
         self.datas: list[bytes] = []
         self.sources: list[str] = []
         self.labels: list[Any] = []
-        self.places: list[int | None] = []
+        self.rels: list[str] = []  # each row's path, for its metadata row (matched a batch at a time)
         self.extras: dict[str, list[Any]] = {n: [] for n in {*self.extra_names, *self.both}}
         self.skipped: list[tuple[int, Skip]] = []
         self.positions: list[int] = []
@@ -202,36 +270,48 @@ class _Rows:
                 walker.metadata.lookup(item.rel)
             self.skipped.append((position, Skip(item.source, read.reason or "unreadable", read.message or "")))
             return
-        row_id = _row_id(item, read.data, walker.id_mode)
-        if not _utf8(row_id):  # a file name that is not UTF-8 (Python's surrogate escapes): no id can carry it
+        row_id = item.rel if walker.id_mode == "path" else _row_id(item, read.data, walker.id_mode)
+        if not row_id.isascii() and not _utf8(row_id):  # a file name that is not UTF-8 (surrogate escapes)
             self.skipped.append((position, Skip(item.source, "invalid_id", f"id {row_id!a} is not valid UTF-8")))
             return
         self.positions.append(position)
         self.ids.append(row_id)
         self.datas.append(read.data)
-        self.sources.append(item.source if _utf8(item.source) else item.source.encode("utf-8", "backslashreplace")
-                            .decode())
+        source = item.source
+        self.sources.append(source if source.isascii() or _utf8(source)
+                            else source.encode("utf-8", "backslashreplace").decode())
         self.nbytes += len(read.data)
         if walker.metadata is not None:
-            self.places.append(walker.metadata.lookup(row_id, item.rel))
+            self.rels.append(item.rel)
         if self.label is not None:
             label = item.extra.get(self.label, item.label) if item.extra else item.label
-            self.labels.append(int(label) if self.label_numbers and label is not None and str(label).isdigit()
-                               else label)
-        for name, values in self.extras.items():
-            values.append(item.extra.get(name) if item.extra else None)
+            self.labels.append(self._label(label) if self.label_numbers else label)
+        if self.extras:
+            for name, values in self.extras.items():
+                values.append(item.extra.get(name) if item.extra else None)
+
+    def _label(self, label: Any) -> Any:
+        """A folder name as an integer label (digits), else as it is; once per distinct name."""
+        try:
+            return self.label_values[label]
+        except (KeyError, TypeError):
+            value = int(label) if label is not None and str(label).isdigit() else label
+            with contextlib.suppress(TypeError):
+                self.label_values[label] = value
+            return value
 
     def flush(self) -> Batch:
         walker = self.walker
+        places = walker.metadata.match(self.ids, self.rels) if walker.metadata is not None else []
         columns: dict[str, pa.Array] = {"id": pa.array(self.ids, pa.string()),
-                                        "image": pa.array(self.datas, pa.large_binary()),
+                                        "image": binary_array(self.datas),
                                         "source": pa.array(self.sources, pa.string())}
         for f in walker.schema:
             if f.name in columns:
                 continue
             if f.name in self.meta_names:
                 assert walker.metadata is not None
-                values = walker.metadata.take(f.name, self.places)
+                values = walker.metadata.take(f.name, places)
                 if f.name in self.both:  # no metadata row: the source's own value
                     fallback = _column(f, self.extras[f.name])
                     values = pa.array([v if v is not None else fallback[i].as_py()
@@ -242,10 +322,18 @@ class _Rows:
             else:
                 columns[f.name] = _column(f, self.extras[f.name])
         rows = pa.RecordBatch.from_arrays([columns[f.name] for f in walker.schema], schema=walker.schema)
-        unmatched = [i for i, p in enumerate(self.places) if p is None] if walker.metadata is not None else []
+        unmatched = [i for i, p in enumerate(places) if p is None] if walker.metadata is not None else []
         batch = Batch(rows, self.files, self.skipped, self.positions, unmatched)
         self._reset()
         return batch
+
+
+def binary_array(values: list[bytes]) -> pa.Array:
+    """Bytes as one large-binary array, copied once (``pa.array`` converts them one Python object at a time,
+    which costs a small-file ingest several times more)."""
+    offsets = array.array("q", itertools.accumulate(map(len, values), initial=0))
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [None, pa.py_buffer(offsets),
+                                                                 pa.py_buffer(b"".join(values))])
 
 
 def _column(f: pa.Field, values: list[Any]) -> pa.Array:

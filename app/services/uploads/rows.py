@@ -11,6 +11,7 @@ columns move as Arrow arrays, never as per-row dicts.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from app.store.ids import id_problem, invalid_rows, shown
 from app.store.schema import blob_column, is_vector, vector_array
 from embeddings.batch import embed_values
 from ingest.pool import run_chunks
-from ingest.work import Checked, Limits, check_all
+from ingest.work import Checks, Limits, check_images, single
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 ROUTINE = frozenset({"duplicate_id", "duplicate_content", "unchanged"})  # a write's own rules, not bad input
@@ -68,78 +69,102 @@ def shown_file(source: str | None) -> str:
 
 
 def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOptions, read: Snapshot | None,
-            now: datetime) -> Outcome:
+            now: datetime, pool: Executor | None = None) -> Outcome:
+    """Check one batch (large images on ``pool``'s threads) and assemble the rows it stages."""
     ids_column = rows.column("id")
     ids = ids_column.to_pylist()
     bad = set(invalid_rows(ids_column))
-    images = _image_values(rows)
-    sources = rows.column("source").to_pylist() if "source" in rows.column_names else [f"upload:{i}" for i in ids]
+    sources = _Sources(rows, ids)
     out = Outcome(None)
     limits = Limits(MAX_FILE_BYTES, opts.max_pixels, opts.verify)  # type: ignore[arg-type]
-    checked: dict[int, Checked] = {}
-    for c in check_all(images, limits, WORKERS):
-        if c.reason is not None:
-            out.skip(c.index, sources[c.index], c.reason, c.message or "")
-        elif c.index in bad:
-            out.skip(c.index, sources[c.index], "invalid_id", f"id {shown(ids[c.index])} {id_problem(ids[c.index])}")
-        elif _admit(c, ids[c.index], sources[c.index], seen, opts, out):
-            checked[c.index] = c
-    keep = list(checked)
+    checks = check_images(rows.column("image"), limits, pool)
+    skips, digests = checks.skips, checks.digest
+    keep: list[int] = []
+    for i, row_id in enumerate(ids):
+        if i in skips:
+            reason, message = skips[i]
+            out.skip(i, sources[i], reason, message)
+        elif i in bad:
+            out.skip(i, sources[i], "invalid_id", f"id {shown(row_id)} {id_problem(row_id)}")
+        elif _admit(i, digests[i], row_id, sources, seen, opts, out):
+            keep.append(i)
     if opts.mode == "upsert" and read is not None:
-        keep = _drop_unchanged(table, rows, plan, keep, checked, ids, sources, seen, read, out)
+        keep = _drop_unchanged(table, rows, plan, keep, checks, ids, sources, seen, read, out)
     vectors: dict[str, list[Any]] = {}
-    for spec in plan.vectors:
-        keep = _embed(spec, rows, images, ids, keep, sources, seen, checked, out, vectors)
+    if plan.vectors:
+        images = _image_values(rows)
+        for spec in plan.vectors:
+            keep = _embed(spec, rows, images, ids, keep, sources, seen, checks, out, vectors)
     for i in keep:
         (out.replaced if ids[i] in seen.known else out.inserted).append(ids[i])
-        out.bytes += checked[i].size
+    out.bytes = int(checks.size[keep].sum()) if keep else 0
     out.skipped.sort(key=lambda s: s["row"])
     if keep:
-        out.batch = _assemble(table, rows, plan, keep, checked, sources, now, vectors)
+        out.batch = _assemble(table, rows, plan, keep, checks, sources, now, vectors)
     return out
 
 
-def _admit(c: Checked, row_id: str, source: str, seen: Seen, opts: UploadOptions, out: Outcome) -> bool:
+class _Sources:
+    """Each row's source, looked up only for the rows a report names (most batches name none)."""
+
+    def __init__(self, rows: pa.Table, ids: list[str]) -> None:
+        self.column = rows.column("source") if "source" in rows.column_names else None
+        self.ids = ids
+        self._values: list[str] | None = None
+
+    def __getitem__(self, i: int) -> str:
+        if self.column is None:
+            return f"upload:{self.ids[i]}"
+        if self._values is None:
+            self._values = self.column.to_pylist()
+        return self._values[i]  # type: ignore[return-value]
+
+    def all(self) -> list[str]:
+        return [self[i] for i in range(len(self.ids))]
+
+
+def _admit(i: int, digest: str | None, row_id: str, sources: _Sources, seen: Seen, opts: UploadOptions,
+           out: Outcome) -> bool:
     """Whether a probed row may be written (ids unique, bytes new under ``dedup=content``); it is then
     counted as seen, and un-counted if it is dropped later."""
     stored = row_id in seen.known
     if row_id in seen.ids or (stored and opts.mode == "insert"):
-        out.skip(c.index, source, "duplicate_id", f"id {row_id!r} is already in the table or this run")
+        out.skip(i, sources[i], "duplicate_id", f"id {row_id!r} is already in the table or this run")
         return False
     if seen.digests is not None and not stored:
-        if c.digest in seen.digests:
-            out.skip(c.index, source, "duplicate_content",
-                     f"the same bytes (sha256 {(c.digest or '')[:12]}) are already stored")
+        if digest in seen.digests:
+            out.skip(i, sources[i], "duplicate_content",
+                     f"the same bytes (sha256 {(digest or '')[:12]}) are already stored")
             return False
-        seen.digests.add(c.digest or "")
+        seen.digests.add(digest or "")
     seen.ids.add(row_id)
     return True
 
 
-def _forget(i: int, ids: list[str], checked: dict[int, Checked], seen: Seen) -> None:
+def _forget(i: int, ids: list[str], checks: Checks, seen: Seen) -> None:
     seen.ids.discard(ids[i])
     if seen.digests is not None and ids[i] not in seen.known:
-        seen.digests.discard(checked[i].digest or "")
+        seen.digests.discard(checks.digest[i] or "")
 
 
-def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
-                    ids: list[str], sources: list[str], seen: Seen, read: Snapshot,
+def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Checks,
+                    ids: list[str], sources: _Sources, seen: Seen, read: Snapshot,
                     out: Outcome) -> list[int]:
     """An upsert's rows whose every value equals the stored row's are left alone, as ``unchanged``."""
     stored = [i for i in keep if ids[i] in seen.known]
     if not stored:
         return keep
-    compared = _scalars(table, rows, plan, stored, checked, sources)
+    compared = _scalars(table, rows, plan, stored, checks, sources)
     same = {i for i, s in zip(stored, unchanged_rows(read, compared), strict=True) if s}
     for i in sorted(same):
         out.skip(i, sources[i], "unchanged", f"row {ids[i]!r} already holds these bytes and values")
         out.unchanged_ids.append(ids[i])
-        _forget(i, ids, checked, seen)
+        _forget(i, ids, checks, seen)
     return [i for i in keep if i not in same]
 
 
 def _embed(spec: VectorSpec, rows: pa.Table, images: list[bytes | None], ids: list[str], keep: list[int],
-           sources: list[str], seen: Seen, checked: dict[int, Checked], out: Outcome,
+           sources: _Sources, seen: Seen, checks: Checks, out: Outcome,
            vectors: dict[str, list[Any]]) -> list[int]:
     """One vector column for the kept rows; an image the model cannot decode is skipped."""
     if not spec.from_image:
@@ -154,7 +179,7 @@ def _embed(spec: VectorSpec, rows: pa.Table, images: list[bytes | None], ids: li
     for i in sorted(failed):
         out.skip(i, sources[i], "undecodable",
                  f"the image could not be decoded to embed it with {spec.embedder.name}")
-        _forget(i, ids, checked, seen)
+        _forget(i, ids, checks, seen)
     for name in vectors:  # columns filled before this one lose the same rows
         vectors[name] = [v for i, v in zip(keep, vectors[name], strict=True) if i not in failed]
     vectors[spec.field.name] = [v for v in found if v is not None]
@@ -164,58 +189,45 @@ def _embed(spec: VectorSpec, rows: pa.Table, images: list[bytes | None], ids: li
 def _image_values(rows: pa.Table) -> list[bytes | None]:
     column = rows.column("image")
     if pa.types.is_struct(column.type):  # {bytes, path} as Hugging Face writes it
-        column = column.combine_chunks().field("bytes")
+        column = single(column).field("bytes")
     return column.to_pylist()
 
 
 def _image_column(rows: pa.Table, keep: pa.Array) -> pa.Array:
-    column = rows.column("image").combine_chunks()
+    column = single(rows.column("image"))
     if pa.types.is_struct(column.type):
         column = column.field("bytes")
     return blob_column(column if len(keep) == len(column) else column.take(keep))
 
 
-def _facts(keep: list[int], checked: dict[int, Checked]) -> dict[str, pa.Array]:
-    infos = [checked[i].info for i in keep]
-    return {
-        "mime": pa.array([x.mime for x in infos], pa.string()),  # type: ignore[union-attr]
-        "width": pa.array([x.width for x in infos], pa.int32()),  # type: ignore[union-attr]
-        "height": pa.array([x.height for x in infos], pa.int32()),  # type: ignore[union-attr]
-        "mode": pa.array([x.mode for x in infos], pa.string()),  # type: ignore[union-attr]
-        "frames": pa.array([x.frames for x in infos], pa.int32()),  # type: ignore[union-attr]
-        "size_bytes": pa.array([checked[i].size for i in keep], pa.int64()),
-        "sha256": pa.array([checked[i].digest for i in keep], pa.string()),
-    }
-
-
-def _given(table: str, rows: pa.Table, plan: Plan, taken: pa.Array, sources: list[str],
+def _given(table: str, rows: pa.Table, plan: Plan, taken: pa.Array, sources: _Sources,
            keep: list[int]) -> dict[str, pa.Array]:
     """The columns the rows bring (id, source, metadata), for the kept rows, in the staged types."""
     whole = len(keep) == rows.num_rows
-    out = {"id": rows.column("id").combine_chunks().cast(pa.string()),
-           "source": rows.column("source").combine_chunks().cast(pa.string()) if "source" in rows.column_names
-           else pa.array(sources, pa.string())}
+    out = {"id": single(rows.column("id")).cast(pa.string()),
+           "source": single(rows.column("source")).cast(pa.string()) if "source" in rows.column_names
+           else pa.array(sources.all(), pa.string())}
     if not whole:
         out = {k: v.take(taken) for k, v in out.items()}
     for f in plan.extras:
         if f.name in rows.column_names:
-            column = rows.column(f.name).combine_chunks()
+            column = single(rows.column(f.name))
             out[f.name] = fit_array(table, f, column if whole else column.take(taken))
     return out
 
 
-def _scalars(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
-             sources: list[str]) -> pa.Table:
+def _scalars(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Checks,
+             sources: _Sources) -> pa.Table:
     """The values an upsert compares with the stored rows: everything but the bytes, the time and vectors."""
     taken = pa.array(keep, pa.int64())
-    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checked)}
+    columns = {**_given(table, rows, plan, taken, sources, keep), **checks.facts(keep)}
     return pa.table({k: v for k, v in columns.items() if not is_vector(plan.schema.field(k))})
 
 
-def _assemble(table: str, rows: pa.Table, plan: Plan, keep: list[int], checked: dict[int, Checked],
-              sources: list[str], now: datetime, vectors: dict[str, list[Any]]) -> pa.RecordBatch:
+def _assemble(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Checks,
+              sources: _Sources, now: datetime, vectors: dict[str, list[Any]]) -> pa.RecordBatch:
     taken = pa.array(keep, pa.int64())
-    columns = {**_given(table, rows, plan, taken, sources, keep), **_facts(keep, checked),
+    columns = {**_given(table, rows, plan, taken, sources, keep), **checks.facts(keep),
                "image": _image_column(rows, taken),
                "ingested_at": pa.array(np.full(len(keep), np.datetime64(now.replace(tzinfo=None), "us")),
                                        pa.timestamp("us", tz="UTC"))}

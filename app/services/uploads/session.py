@@ -2,9 +2,10 @@
 
 A session reads the table once when it begins (the ids stored, and their bytes' digests under
 ``dedup=content``) and checks every batch's rows against that and against what it wrote itself.
-Accepted rows are kept until about one data file's worth has gathered (``STAGE_ROWS`` rows or
-``stage_bytes`` image bytes), then written as uncommitted fragments, so memory stays bounded whatever
-the run's size and the table gets files of the size a single write would give it. The commit
+Accepted rows go to the engine's writer as they come (``streamed``: it writes while the next batch is
+checked), one write per span of about one data file's worth (``STAGE_ROWS`` rows or ``stage_bytes``
+image bytes) that ends as uncommitted fragments, so memory stays bounded whatever the run's size
+and the table gets files of the size a single write would give it. The commit
 publishes every fragment in one Lance commit carrying the message, author and counts
 (``app.store.staging.publish``: a conflict with another writer is a 409 and nothing is committed),
 then tags it.
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +27,8 @@ import pyarrow as pa
 from app.errors import Conflict, LightboxError, NotFound, Unprocessable
 from app.services.uploads.options import UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec, check_table, given_columns, plan_rows, table_vectors
-from app.services.uploads.rows import ROUTINE, Outcome, Seen, check_batch, process
+from app.services.uploads.rows import ROUTINE, WORKERS, Outcome, Seen, check_batch, process
+from app.services.uploads.streamed import StreamedWrite
 from app.services.writes import check_tag_free
 from app.store import Snapshot, Store
 from app.store.catalog import check_name
@@ -77,7 +80,9 @@ class Session:
     plan: Plan | None = None
     fragments: list[Staged] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pool: ThreadPoolExecutor | None = None  # threads that check large images, for the session's life
+    writing: StreamedWrite | None = None  # the span of rows being written now
+    pending_rows: int = 0  # rows and image bytes handed to it
     pending_bytes: int = 0
     replaced: set[str] = field(default_factory=set)
     unchanged: set[str] = field(default_factory=set)  # ids an upsert found as stored (kept, not rewritten)
@@ -96,7 +101,15 @@ class Session:
         """A finished session is remembered (its state and result) without what it held to check rows."""
         self.read, self.plan, self.vectors = None, None, []
         self.seen = Seen(known=set(), digests=None)
-        self.pending, self.fragments, self.replaced, self.unchanged = [], [], set(), set()
+        self.writing, self.fragments, self.replaced, self.unchanged = None, [], set(), set()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+            self.pool = None
+
+    def threads(self) -> ThreadPoolExecutor:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="lightbox-check")
+        return self.pool
 
     def touch(self) -> None:
         self.expires_at = time.time() + self.ttl
@@ -161,14 +174,14 @@ def add(store: Store, registry: Registry, session: Session, rows: pa.Table) -> d
                                      registry)
         else:
             _check_columns(session, rows.schema)
-        out = process(session.table, rows, session.plan, session.seen, session.opts, session.read, session.now)
+        out = process(session.table, rows, session.plan, session.seen, session.opts, session.read, session.now,
+                      session.threads() if WORKERS > 1 else None)
         if session.opts.strict:
             _refuse(out)
         _count(session, rows.num_rows, out)
         if out.batch is not None:
-            session.pending.append(out.batch)
-            session.pending_bytes += out.bytes
-        if sum(b.num_rows for b in session.pending) >= STAGE_ROWS or session.pending_bytes >= session.stage_bytes:
+            _write(store, session, out.batch, out.bytes)
+        if session.pending_rows >= STAGE_ROWS or session.pending_bytes >= session.stage_bytes:
             _flush(store, session)
         session.touch()
         _save(store, session)
@@ -216,7 +229,9 @@ def abort(store: Store, session: Session, state: str = "aborted") -> dict[str, A
 
 def _close(store: Store, session: Session, state: str, error: BaseException | None = None) -> None:
     session.state = state
-    session.pending.clear()
+    if session.writing is not None:
+        writing, session.writing = session.writing, None
+        session.files.extend(staged_files(store, session.table, session.opts.branch, writing.cancel()))
     remove_files(store, session.files)
     if session.persist and session.files:
         drop_record(store, session.table, session.id)
@@ -228,13 +243,24 @@ def _close(store: Store, session: Session, state: str, error: BaseException | No
     session.release()
 
 
+def _write(store: Store, session: Session, batch: pa.RecordBatch, nbytes: int) -> None:
+    """Hand accepted rows to the span being written (begun with the span's first batch)."""
+    if session.writing is None:
+        plan, read, table = session.plan, session.read, session.table
+        assert plan is not None
+        session.writing = StreamedWrite(lambda batches: stage(store, table, read, plan.schema, batches,
+                                                              new_columns=plan.new_columns))
+    session.writing.put(batch)
+    session.pending_rows += batch.num_rows
+    session.pending_bytes += nbytes
+
+
 def _flush(store: Store, session: Session) -> None:
-    """Write the gathered rows as fragments (their files recorded first-thing, so they can be removed)."""
-    if not session.pending or session.plan is None:
+    """End the span being written: its fragments' files are recorded first-thing, so they can be removed."""
+    if session.writing is None:
         return
-    batches, session.pending, session.pending_bytes = session.pending, [], 0
-    fragments = stage(store, session.table, session.read, session.plan.schema, batches,
-                      new_columns=session.plan.new_columns)
+    writing, session.writing, session.pending_rows, session.pending_bytes = session.writing, None, 0, 0
+    fragments = writing.finish()
     session.fragments.extend(fragments)
     session.files.extend(staged_files(store, session.table, session.opts.branch, fragments))
     _save(store, session)

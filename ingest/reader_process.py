@@ -1,0 +1,184 @@
+"""Small local files read by a helper process, so reading them takes the machine's other core.
+
+A small-file ingest is bound by per-file work in Python: opening and reading each file, then
+probing, hashing and staging it. Threads cannot share that work (the interpreter runs one at a
+time, and a small file's read is too short to release it for long), so the reading goes to a
+second, minimal interpreter (``python -S``, standard library only) that reads each chunk of paths
+and answers with their sizes and bytes back to back: one pipe write per chunk, no object per file
+to pickle. The run reads the next chunks there while it works on this one; the answers come back in
+order. A file is read as ``ingest.sources`` reads one (one 64 KiB read for a small file; ``fstat``,
+the size limit and one ``pread`` for a larger one); a file that cannot be read comes back as an
+error number, or as "too large" with its size.
+
+If the helper cannot be started (no usable interpreter), the caller reads in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ingest.pool import received
+
+__all__ = ["NOT_REGULAR", "TOO_LARGE", "FileReader"]
+
+TOO_LARGE = -(1 << 48)  # a size below this is "too large": TOO_LARGE - size
+NOT_REGULAR = -(1 << 40)  # not a regular file (a FIFO, a device)
+AHEAD = 16  # chunks read before the caller takes them
+_END = object()
+
+CHILD = r"""
+import errno, os, stat, struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+flags, small, too_large, not_regular = os.O_RDONLY | os.O_NONBLOCK, 65536, -(1 << 48), -(1 << 40)
+
+def read(path, limit):
+    fd = os.open(path, flags)
+    try:
+        head = os.read(fd, small)
+        if 0 < len(head) < small:
+            return head
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return not_regular
+        if info.st_size > limit:
+            return too_large - info.st_size
+        return head if info.st_size <= len(head) else os.pread(fd, info.st_size, 0)
+    finally:
+        os.close(fd)
+
+while True:
+    head = inp.read(16)
+    if len(head) < 16:
+        break
+    size, limit = struct.unpack("<QQ", head)
+    sizes, datas = [], []
+    for path in inp.read(size).split(b"\0") if size else []:
+        try:
+            data = read(path, limit)
+        except OSError as exc:
+            data = -(exc.errno or errno.EIO)
+        if isinstance(data, int):
+            sizes.append(data)
+        else:
+            sizes.append(len(data))
+            datas.append(data)
+    blob = b"".join(datas)
+    out.write(struct.pack("<QQ", len(sizes), len(blob)) + struct.pack(f"<{len(sizes)}q", *sizes))
+    out.write(blob)
+    out.flush()
+"""
+
+
+class FileReader:
+    """One helper process for one run; ``chunks`` gives each chunk's paths' sizes and bytes in order."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+
+    def chunks(self, chunks: Iterator[tuple[Any, list[str]]], max_bytes: int,
+               ahead: int = AHEAD) -> Iterator[tuple[Any, list[int], bytes]]:
+        """For each ``(tag, paths)``: ``(tag, sizes, bytes)``, where a size is the file's length in ``bytes``
+        (the files back to back), ``-errno`` when it could not be read, ``NOT_REGULAR``, or below ``TOO_LARGE``. Up to
+        ``ahead`` chunks are read before the caller takes them."""
+        asked: queue.Queue[Any] = queue.Queue()  # tags of the chunks asked for, in order
+        answers: queue.Queue[Any] = queue.Queue(ahead)
+        stop = threading.Event()
+        threads = [threading.Thread(target=self._ask, args=(chunks, max_bytes, asked, answers, stop), daemon=True,
+                                    name="lightbox-ingest-ask"),
+                   threading.Thread(target=self._take, args=(asked, answers, stop), daemon=True,
+                                    name="lightbox-ingest-take")]
+        for thread in threads:
+            thread.start()
+        done = False
+        try:
+            yield from received(answers)
+            done = True
+        finally:
+            stop.set()
+            self.close(kill=not done)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    answers.get_nowait()
+            for thread in threads:
+                thread.join(timeout=10)
+
+    def _ask(self, chunks: Iterator[tuple[Any, list[str]]], max_bytes: int, asked: queue.Queue[Any],
+             answers: queue.Queue[Any], stop: threading.Event) -> None:
+        """Send every chunk's paths (the pipe and the helper's answers bound how far ahead this gets)."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            for tag, paths in chunks:
+                if stop.is_set():
+                    return
+                asked.put(tag)
+                payload = b"\0".join(map(os.fsencode, paths))
+                stdin.write(struct.pack("<QQ", len(payload), max_bytes) + payload)
+                stdin.flush()
+            asked.put(_END)
+        except BaseException as exc:  # handed to the reader of the answers, who raises it
+            if not stop.is_set():
+                _put(answers, ("error", exc), stop)
+
+    def _take(self, asked: queue.Queue[Any], answers: queue.Queue[Any], stop: threading.Event) -> None:
+        """Read the answers as they come, in order, into ``answers``."""
+        try:
+            while not stop.is_set():
+                try:
+                    tag = asked.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if tag is _END:
+                    _put(answers, ("end", None), stop)
+                    return
+                _put(answers, ("chunk", (tag, *self._answer())), stop)
+        except BaseException as exc:
+            if not stop.is_set():
+                _put(answers, ("error", exc), stop)
+
+    def _answer(self) -> tuple[list[int], bytes]:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        head = stdout.read(16)
+        if len(head) < 16:
+            raise OSError(f"the file reader process stopped (exit {self.proc.poll()})")
+        count, size = struct.unpack("<QQ", head)
+        sizes = list(struct.unpack(f"<{count}q", stdout.read(8 * count)))
+        data = stdout.read(size)
+        if len(data) < size:
+            raise OSError(f"the file reader process stopped (exit {self.proc.poll()})")
+        return sizes, data
+
+    def close(self, kill: bool = False) -> None:
+        """Ask the helper to end (its input closes), and make sure it has; ``kill``: at once (a run that stops
+        early: the helper may be blocked writing answers no one will read, and the asking thread with it)."""
+        if kill:
+            self.proc.kill()
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _put(answers: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            answers.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
