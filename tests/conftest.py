@@ -162,6 +162,11 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
                               request=request)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` run first: a worker that starts a 40 s soak last would run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="module")
 def app(root: str) -> Iterator[InProcess]:
     """The service over the module's own ``root`` fixture, in this process, shared by the module's tests."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.bulk_load import bulk_load
 
 BATCHES, ROWS, DIM = 10, 20_000, 384
@@ -23,6 +25,7 @@ def bound(start_rss: int, raw: int) -> int:
     return start_rss + 3 * raw + CONSTANT
 
 
+@pytest.mark.long
 def test_a_bulk_load_is_indexed_within_a_memory_bound(tmp_path: Path) -> None:
     out = bulk_load(tmp_path / "root", BATCHES, ROWS, DIM, bound, log=tmp_path / "serve.log")
     assert not out.killed, f"RSS passed {out.limit / 2**20:.0f} MiB; the server was stopped"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from app.store import Store
@@ -73,6 +74,7 @@ class Load:
         assert not any(t.is_alive() for t in self._threads), "a request hung"
 
 
+@pytest.mark.long
 def test_readers_and_writers_at_once_get_no_5xx(store: Store, digits_dir: Path, live_server) -> None:
     run_ingest(store, IngestOptions(table="digits", sources=[str(digits_dir / "images")], labels_from_dirs=True,
                                     tag="v1", progress=False))

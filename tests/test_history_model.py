@@ -318,6 +318,7 @@ EXPLORE = int(os.environ.get("LIGHTBOX_MODEL_EXAMPLES", "0"))
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @settings(max_examples=EXPLORE or 25, deadline=None, derandomize=not EXPLORE, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.long
 @given(data=st.data())
 def test_every_write_is_logged_as_diff_sees_it_and_leaves_the_model(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp, in_process(str(Path(tmp) / "data")) as http:

@@ -29,6 +29,7 @@ SECONDS = 36.0
 SLOPE_BOUND_MB_PER_MIN = 60.0
 
 
+@pytest.mark.long
 def test_rss_stays_flat_while_versions_pile_up(tmp_path: Path) -> None:
     psutil = pytest.importorskip("psutil")
     ids = build_root(tmp_path / "root", 300)

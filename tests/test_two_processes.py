@@ -59,6 +59,7 @@ def view(http: httpx.Client, table: lightbox.Table, ids: list[str]) -> dict:
     }
 
 
+@pytest.mark.long
 def test_a_dropped_and_recreated_table_is_seen_by_the_other_process(two_servers, samples_dir: Path) -> None:
     a, b = two_servers
     old_files = {"a": samples_dir / "astronaut.png", "b": samples_dir / "camera.png", "c": samples_dir / "horse.png"}
