@@ -43,9 +43,9 @@ chromium:
 		echo "could not install chromium (not root?): the gallery's browser tests will be skipped"
 
 # pytest in TEST_WORKERS processes (pytest-xdist: many tests wait on servers, children and the object
-# store, so two workers keep two cores busy) with a coverage report (pyproject.toml's [tool.coverage]),
+# store, so three workers keep two cores busy) with a coverage report (pyproject.toml's [tool.coverage]),
 # then the total of each package.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term
