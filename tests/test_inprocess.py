@@ -69,3 +69,30 @@ def test_a_response_streams_in_chunks_and_close_runs_the_shutdown(tmp_path: Path
             sizes = [len(chunk) for chunk in response.iter_raw()]
         assert sum(sizes) == len(body) and len(sizes) > 1
     assert seen == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_rows_handed_to_the_app_are_let_go_when_it_has_answered() -> None:
+    """A response and its stream refer to each other, so the request lives until the cyclic collector
+    runs; the rows it handed over must not live with it (an ingest kept every batch: 2.8 GB for 1.2 GB)."""
+    import httpx
+
+    from lightbox._inprocess import ARROW_ROWS
+
+    seen: list[object] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":  # started and shut down with nothing to do
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        seen.append(scope["extensions"][ARROW_ROWS])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    transport = InProcessTransport(AppThread(app))
+    with httpx.Client(transport=transport, base_url="http://lightbox.local") as client:
+        response = client.post("/rows", extensions={ARROW_ROWS: "the rows"})
+        assert response.status_code == 200 and seen == ["the rows"]  # the app got them
+        assert ARROW_ROWS not in response.request.extensions  # and the request no longer holds them
+    transport.close()
