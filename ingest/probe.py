@@ -209,7 +209,9 @@ def _probe_tiff(data: bytes) -> ImageInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            # the stream is closed with the file: tifffile's objects refer to one another, so an open stream
+            # (holding every byte) would wait for the cyclic collector, which an ingest runs rarely
+            with io.BytesIO(data) as stream, tifffile.TiffFile(stream) as tif:
                 pages = tif.pages
                 frames = len(pages)
                 first = pages.first
@@ -307,7 +309,8 @@ def _decode_check(data: bytes, info: ImageInfo) -> None:
         if info.mime == "image/tiff":
             import tifffile
 
-            tifffile.imread(io.BytesIO(data), key=range(info.frames))
+            with io.BytesIO(data) as stream:  # closed at once, as in _probe_tiff
+                tifffile.imread(stream, key=range(info.frames))
             return
         with Image.open(io.BytesIO(data)) as img:
             for frame in range(info.frames):

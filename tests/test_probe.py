@@ -311,3 +311,24 @@ def test_decode_verification_catches_damaged_pixels(samples_dir: Path) -> None:
         probe(damaged, verify="decode")
     assert caught.value.reason == "corrupt"
     assert probe(bytes((samples_dir / "camera.png").read_bytes()), verify="decode").mode == "L"
+
+
+@pytest.mark.parametrize("verify", ["header", "full"])
+def test_a_tiff_probe_leaves_no_open_stream_holding_its_bytes(verify: str) -> None:
+    """tifffile's objects refer to one another, so a stream left open lives (with every byte of the file)
+    until the cyclic collector runs, which an ingest runs rarely: 900 TIFFs held 1.2 GB."""
+    import gc
+
+    out = io.BytesIO()
+    tifffile.imwrite(out, np.zeros((2, 64, 64), np.uint16))
+    data = out.getvalue()
+    out.close()
+    gc.collect()
+    gc.disable()
+    try:
+        assert probe(data, verify=verify).frames == 2  # type: ignore[arg-type]
+        left = [o for o in gc.get_objects() if isinstance(o, io.BytesIO) and not o.closed
+                and o.getbuffer().nbytes == len(data)]
+    finally:
+        gc.enable()
+    assert not left

@@ -97,7 +97,7 @@ def _chosen(count: int, frame: int | None) -> tuple[list[int], bool]:
 def _tiff_plan(data: bytes, frame: int | None) -> ArrayPlan:
     import tifffile
 
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+    with io.BytesIO(data) as stream, tifffile.TiffFile(stream) as tif:  # the stream too: see ingest.probe
         frames, stacked = _chosen(len(tif.pages), frame)
         pages = [tif.pages[i] for i in frames]
         shapes = {(tuple(p.shape), str(p.dtype)) for p in pages}
@@ -166,7 +166,7 @@ def _decoded(plan: ArrayPlan, limit: int) -> Iterator[np.ndarray]:
     if plan.mime == "image/tiff":
         import tifffile
 
-        with tifffile.TiffFile(io.BytesIO(plan.data)) as tif:
+        with io.BytesIO(plan.data) as stream, tifffile.TiffFile(stream) as tif:
             for i in plan.frames:
                 yield np.asarray(tif.pages[i].asarray(maxworkers=1))
         return
