@@ -327,7 +327,7 @@ def test_a_tiff_probe_leaves_no_open_stream_holding_its_bytes(verify: str) -> No
     gc.disable()
     try:
         assert probe(data, verify=verify).frames == 2  # type: ignore[arg-type]
-        left = [o for o in gc.get_objects() if isinstance(o, io.BytesIO) and not o.closed
+        left = [o for o in gc.get_objects() if type(o) is io.BytesIO and not o.closed
                 and o.getbuffer().nbytes == len(data)]
     finally:
         gc.enable()
