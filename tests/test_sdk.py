@@ -46,10 +46,9 @@ def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(root: str) -> Iterator[InProcess]:
-    app = InProcess(root)
-    yield app
-    app.close()
+def server(app: InProcess) -> InProcess:
+    """The module's in-process service (conftest's ``app`` over this module's ``root``)."""
+    return app
 
 
 @pytest.fixture
