@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.services.branches import list_branches
+from app.services.maintenance import indexes_of
 from app.services.tables import table_info
 from app.store import Ref, Snapshot, Store
 from app.store.usage import disk_usage
@@ -21,8 +22,7 @@ def describe_table(store: Store, keeper: IndexKeeper, name: str, ref: Ref) -> tu
     heads = {b["name"]: b for b in list_branches(store, name)}
     info["branches"] = {branch: {**fork, "version": heads[branch]["version"], "num_rows": heads[branch]["num_rows"]}
                         for branch, fork in info["branches"].items() if branch in heads}
-    tunings = keeper.describe(snap)
-    info["indexes"] = [{**index, **tunings.get(index["name"], {})} for index in snap.indexes()]
+    info["indexes"] = indexes_of(snap, keeper)
     info["versions"] = len(store.versions(name, snap.branch))
     info["size"] = disk_usage(store.table_uri(name), store.storage_options)
     return snap, info

@@ -25,8 +25,13 @@ def list_indexes(store: Store, keeper: IndexKeeper | None, name: str,
                  ref: Ref) -> tuple[Snapshot, list[dict[str, Any]]]:
     """The version's indexes; a vector index the keeper tuned also reports the recall it was tuned to."""
     snap = store.snapshot(name, ref)
+    return snap, indexes_of(snap, keeper)
+
+
+def indexes_of(snap: Snapshot, keeper: IndexKeeper | None) -> list[dict[str, Any]]:
+    """A snapshot's indexes, each vector index with the tuning the keeper recorded for it."""
     tunings = keeper.describe(snap) if keeper is not None else {}
-    return snap, [{**index, **tunings.get(index["name"], {})} for index in snap.indexes()]
+    return [{**index, **tunings.get(index["name"], {})} for index in snap.indexes()]
 
 
 def create_index(store: Store, name: str, column: str, kind: str, params: dict[str, Any], *,
