@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.store.schema import is_blob, is_vector
-from app.store.snapshot import Snapshot
 
 NOT_COMPARED = frozenset({"ingested_at"})
 LOOKUP_LIMIT = 10_000  # rows of a write whose stored copies are found by a filtered scan
@@ -48,9 +47,8 @@ def has_value(x: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def unchanged_rows(ds: Any, source: pa.Table) -> np.ndarray:
-    """For each row of ``source`` (keyed by ``id``), True when ``ds`` (a dataset, or a ``Snapshot``)
-    stores that id with equal values in every column ``source`` carries: writing it would change nothing."""
-    ds = ds._ds if isinstance(ds, Snapshot) else ds
+    """For each row of ``source`` (keyed by ``id``), True when ``ds`` stores that id with equal values
+    in every column ``source`` carries: writing it would change nothing."""
     same = np.zeros(source.num_rows, dtype=bool)
     columns = [c for c in source.column_names if c != "id" and c not in NOT_COMPARED]
     if not source.num_rows or any(c not in ds.schema.names for c in ["id", *columns]):

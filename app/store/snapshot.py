@@ -14,7 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import lance
+import numpy as np
 import pyarrow as pa
+
+from app.store.compare import unchanged_rows
 
 __all__ = ["LINEAGE", "Snapshot", "SnapshotKey", "stamp_of"]
 
@@ -46,6 +49,11 @@ class Snapshot:
     def count(self, filter: str | None = None) -> int:
         """Rows (that ``filter``, a checked predicate, keeps); without a filter, from the manifest."""
         return self._ds.count_rows(filter)
+
+    def unchanged_rows(self, source: pa.Table) -> np.ndarray:
+        """For each row of ``source``, True when this snapshot stores its id with equal values
+        (``compare.unchanged_rows``): writing it would change nothing."""
+        return unchanged_rows(self._ds, source)
 
     def explain(self, filter: str) -> None:
         """Plan a scan under ``filter`` without running it: Lance's planner refuses what cannot run

@@ -24,7 +24,6 @@ from app.services.uploads.options import MAX_FILE_BYTES, UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec
 from app.store import Snapshot
 from app.store.column_fit import fit_array
-from app.store.compare import unchanged_rows
 from app.store.ids import id_problem, invalid_rows, shown
 from app.store.schema import blob_column, is_vector, vector_array
 from embeddings.batch import embed_values
@@ -155,7 +154,7 @@ def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], che
     if not stored:
         return keep
     compared = _scalars(table, rows, plan, stored, checks, sources)
-    same = {i for i, s in zip(stored, unchanged_rows(read, compared), strict=True) if s}
+    same = {i for i, s in zip(stored, read.unchanged_rows(compared), strict=True) if s}
     for i in sorted(same):
         out.skip(i, sources[i], "unchanged", f"row {ids[i]!r} already holds these bytes and values")
         out.unchanged_ids.append(ids[i])
