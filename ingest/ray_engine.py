@@ -258,7 +258,7 @@ def _ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: 
     cap_threads()  # again: loading a model may have imported torch
     walker = Walker.of_items(items, spec.walker)
     if walker.metadata is not None:
-        walker.metadata = _fresh_metadata(walker.metadata)
+        walker.metadata = walker.metadata.fresh()
     plan = Plan(spec.schema, spec.extras, vectors, spec.new_columns)
     seen = Seen(known=set(known), digests=set(digests) if spec.options.dedup == "content" else None)
     result = ShardResult()
@@ -286,13 +286,6 @@ def _ingest_shard(spec: ShardSpec, items: list[Item], known: set[str], digests: 
     return result
 
 
-def _fresh_metadata(metadata: Any) -> Any:
-    """The run's side file with nothing used yet (each shard reports what it matched)."""
-    import copy
-
-    fresh = copy.copy(metadata)
-    fresh.used_rows = set()
-    return fresh
 
 
 # -- embedding ------------------------------------------------------------------------------------

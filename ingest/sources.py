@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -58,8 +58,15 @@ class FolderSource(Source):
         self.extra_fields = []
         self._files: list[str] | None = None
         self._dirs: list[tuple[int, str | None]] = []  # (index of its first file, label): per folder, not per file
+        # where the listing comes from when another process makes it (``ingest.columnar.Prefetch``): the
+        # files, and each folder holding files as (index of its first file, its path under the root)
+        self.listed: Callable[[], tuple[list[str], list[tuple[int, str]]] | None] | None = None
 
-    def _walk(self) -> list[str]:
+    def files(self) -> list[str]:
+        """Every file's path under the folder, with '/', sorted folder by folder (listed once)."""
+        if self._files is None and self.listed is not None and (given := self.listed()) is not None:
+            self._files = given[0]
+            self._dirs = [(start, parent_name(f"{rel}/x") if rel != "." else None) for start, rel in given[1]]
         if self._files is None:
             found: list[str] = []
             for dirpath, dirnames, filenames in os.walk(self.root):
@@ -77,19 +84,27 @@ class FolderSource(Source):
         return self._files
 
     def count(self) -> int:
-        return len(self._walk())
+        return len(self.files())
+
+    def dirs(self) -> list[tuple[int, str | None]]:
+        """Each folder that directly holds files: the index of its first file in ``files()``, and its label."""
+        self.files()
+        return self._dirs
 
     def labels(self) -> set[str]:
         """Names of the folders that directly hold files (``--labels-from-dirs``)."""
-        self._walk()
-        return {label for _, label in self._dirs if label}
+        return {label for _, label in self.dirs() if label}
 
     def items(self) -> Iterator[Item]:
+        return self.items_between(0, len(self.files()))
+
+    def items_between(self, first: int, end: int) -> Iterator[Item]:
+        """The items of ``files()[first:end]``."""
         base = self.root.rstrip("/") + "/"
-        files = self._walk()
-        ends = [start for start, _ in self._dirs[1:]] + [len(files)]
-        for (start, label), end in zip(self._dirs, ends, strict=True):
-            for rel in files[start:end]:
+        files = self.files()
+        ends = [start for start, _ in self.dirs()[1:]] + [len(files)]
+        for (start, label), stop in zip(self.dirs(), ends, strict=True):
+            for rel in files[max(start, first):min(stop, end)]:
                 path = base + rel
                 yield Item(rel, path, path, None, label, {})
 

@@ -24,11 +24,12 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+from ingest import columnar
 from ingest.pool import received
 from ingest.progress import Progress
 from ingest.report import IngestReport, Skip
 from ingest.sources import Source
-from ingest.walk import Batch, Walker, check_sources
+from ingest.walk import Batch, Walker, check_sources, file_reader
 
 IdMode = Literal["path", "name", "sha256"]
 Dedup = Literal["id", "content", "none"]
@@ -110,13 +111,22 @@ class _Run:
     def go(self) -> IngestReport:
         started = time.perf_counter()
         check_sources(self.opts.sources, self.opts.metadata, self.opts.key)  # before the session begins
+        prefetch = columnar.prefetch(self.opts.sources, self.opts.workers, file_reader)  # folders listed meanwhile
+        try:
+            return self._go(started, prefetch)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+
+    def _go(self, started: float, prefetch: columnar.Prefetch | None) -> IngestReport:
         begun = self._begin(first=True)
         try:
             walker = Walker(self.opts.sources, metadata=self.opts.metadata, key=self.opts.key,
                             labels_from_dirs=self.opts.labels_from_dirs, id_mode=self.opts.id_mode,
                             columns=begun.get("columns"), batch_rows=self.opts.batch_rows,
                             batch_bytes=self.opts.batch_bytes, workers=self.opts.workers,
-                            max_file_bytes=self.opts.max_file_bytes, max_batch_bytes=begun.get("max_batch_bytes"))
+                            max_file_bytes=self.opts.max_file_bytes, max_batch_bytes=begun.get("max_batch_bytes"),
+                            prefetch=prefetch)
             embedding = bool(self.opts.embed) or bool(begun.get("embeds"))
             with Progress(walker.total, embedding, self.opts.progress) as progress:
                 for batch in _ahead(walker.batches()):

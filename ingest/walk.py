@@ -17,13 +17,15 @@ import hashlib
 import itertools
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from ingest import columnar
 from ingest.metadata import Metadata
 from ingest.pool import THREADS_FROM_BYTES, run_chunks
 from ingest.reader_process import NOT_REGULAR, TOO_LARGE, FileReader
@@ -82,11 +84,14 @@ class Walker:
                  labels_from_dirs: bool = False, id_mode: str = "path",
                  columns: Sequence[Mapping[str, Any]] | None = None, batch_rows: int = 4096,
                  batch_bytes: int = 32 * 1024**2, workers: int = 4, max_file_bytes: int = 2 * 1024**3,
-                 max_batch_bytes: int | None = None) -> None:
+                 max_batch_bytes: int | None = None, prefetch: columnar.Prefetch | None = None) -> None:
         check_sources(sources, metadata, key)
         text = [str(c["name"]) for c in columns or [] if str(c.get("type")) in TEXT_TYPES
                 and c["name"] not in STANDARD_NAMES]
         self.sources = [s if isinstance(s, Source) else open_source(os.fspath(s), text) for s in sources]
+        self.prefetch = prefetch  # the run's helper process, already listing its folders
+        if prefetch is not None:
+            prefetch.attach(self.sources)
         self.metadata = Metadata.load(os.fspath(metadata), key or "id", text) if metadata else None
         self.labels_from_dirs, self.id_mode = labels_from_dirs, id_mode
         self.batch_rows, self.batch_bytes = max(1, batch_rows), max(1, batch_bytes)
@@ -126,12 +131,24 @@ class Walker:
         return pa.int64() if labels and all(lbl.isdigit() for lbl in labels) else pa.string()
 
     def batches(self) -> Iterator[Batch]:
-        """The run's rows, ``batch_rows`` rows or ``batch_bytes`` image bytes at a time."""
-        items = itertools.chain.from_iterable(s.items() for s in self.sources)
+        """The run's rows, ``batch_rows`` rows or ``batch_bytes`` image bytes at a time: folders of small local
+        files column by column (``ingest.columnar``), anything else file by file."""
         cap = self.batch_cap
         largest = min(self.max_file_bytes, cap) if cap else self.max_file_bytes
+        prefetch = self.prefetch
+        by_columns = columnar.plan(self, largest, prefetch.reader if prefetch is not None else file_reader)
+        if by_columns is None and prefetch is not None:
+            prefetch.close()
+        if by_columns is not None:
+            yield from by_columns.batches(lambda items, sizes, data: self._gather(
+                [_reads_of(items, sizes, data, largest, cap)], cap))
+            return
+        items = itertools.chain.from_iterable(s.items() for s in self.sources)
+        yield from self._gather(self._reads(items, largest, cap), cap)
+
+    def _gather(self, reads: Iterable[list[Read]], cap: int | None) -> Iterator[Batch]:
+        """Read files as batches, cut at ``batch_rows``, ``batch_bytes`` and the service's ``cap``."""
         rows = _Rows(self)
-        reads = self._reads(items, largest, cap)
         for chunk in reads:
             for read in chunk:
                 if cap and rows.count and rows.nbytes + len(read.data or b"") > cap:
@@ -152,7 +169,7 @@ class Walker:
         yield head
         sizes = [len(r.data) for r in head if r.data]
         small = bool(sizes) and sum(sizes) < THREADS_FROM_BYTES * len(sizes)
-        reader = _file_reader() if small and self.workers > 1 and len(first) == FIRST_CHUNK else None
+        reader = file_reader() if small and self.workers > 1 and len(first) == FIRST_CHUNK else None
         if reader is None:
             yield from run_chunks(lambda chunk: _read_chunk(chunk, largest, cap), items, self.workers,
                                   lambda r: len(r.data or b""))
@@ -202,7 +219,7 @@ def _local_path(item: Item) -> str | None:
     return item.path.removeprefix("file://")
 
 
-def _file_reader() -> FileReader | None:
+def file_reader() -> FileReader | None:
     if os.name != "posix" or not os.path.basename(sys.executable).startswith("python"):
         return None  # no interpreter of our own to start (an embedded Python): the run reads in-process
     try:
@@ -302,7 +319,7 @@ class _Rows:
 
     def flush(self) -> Batch:
         walker = self.walker
-        places = walker.metadata.match(self.ids, self.rels) if walker.metadata is not None else []
+        places = walker.metadata.match(self.ids, self.rels) if walker.metadata is not None else None
         columns: dict[str, pa.Array] = {"id": pa.array(self.ids, pa.string()),
                                         "image": binary_array(self.datas),
                                         "source": pa.array(self.sources, pa.string())}
@@ -310,7 +327,7 @@ class _Rows:
             if f.name in columns:
                 continue
             if f.name in self.meta_names:
-                assert walker.metadata is not None
+                assert walker.metadata is not None and places is not None
                 values = walker.metadata.take(f.name, places)
                 if f.name in self.both:  # no metadata row: the source's own value
                     fallback = _column(f, self.extras[f.name])
@@ -322,7 +339,7 @@ class _Rows:
             else:
                 columns[f.name] = _column(f, self.extras[f.name])
         rows = pa.RecordBatch.from_arrays([columns[f.name] for f in walker.schema], schema=walker.schema)
-        unmatched = [i for i, p in enumerate(places) if p is None] if walker.metadata is not None else []
+        unmatched = np.flatnonzero(np.asarray(places.is_null())).tolist() if places is not None else []
         batch = Batch(rows, self.files, self.skipped, self.positions, unmatched)
         self._reset()
         return batch

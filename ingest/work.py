@@ -101,6 +101,8 @@ class Checks:
     mimes: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
     skips: dict[int, tuple[str, str]] = field(default_factory=dict)
+    hex: pa.Array | None = None  # every row's sha256 as text, when the whole batch was hashed at once (``digest``
+    # then holds None for every row until ``digests`` fills it)
 
     @classmethod
     def empty(cls, sizes: np.ndarray) -> Checks:
@@ -116,10 +118,20 @@ class Checks:
         self.digest[i], self.width[i], self.height[i], self.frames[i] = c.digest, info.width, info.height, info.frames
         self.mime[i], self.mode[i] = _code(self.mimes, info.mime), _code(self.modes, info.mode)
 
+    def digests(self) -> list[str | None]:
+        """Every row's sha256 as text (None for a refused row)."""
+        if self.hex is not None:
+            self.digest, self.hex = self.hex.to_pylist(), None
+        return self.digest
+
     def facts(self, keep: list[int]) -> dict[str, pa.Array]:
         """The computed columns of the rows at ``keep``."""
         at = np.asarray(keep, np.int64)
-        digests = self.digest if len(keep) == len(self.digest) else [self.digest[i] for i in keep]
+        whole = len(keep) == len(self.size)
+        if self.hex is not None:
+            digests: pa.Array | list[str | None] = self.hex if whole else self.hex.take(pa.array(at))
+        else:
+            digests = self.digest if whole else [self.digest[i] for i in keep]
         return {"mime": pa.array(self.mimes, pa.string()).take(pa.array(self.mime[at])),
                 "width": pa.array(self.width[at], pa.int32()), "height": pa.array(self.height[at], pa.int32()),
                 "mode": pa.array(self.modes, pa.string()).take(pa.array(self.mode[at])),
@@ -153,13 +165,12 @@ def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, pool: Execu
         found = png_headers(data, starts, sizes, max_pixels=limits.max_pixels, max_bytes=limits.max_file_bytes)
         fast = found.rows
         view, sha256 = memoryview(held), hashlib.sha256  # type: ignore[arg-type]
-        digests = [sha256(view[a:b]).hexdigest() for a, b in zip(starts[fast].tolist(),
-                                                                 (starts[fast] + sizes[fast]).tolist(), strict=True)]
-        if len(fast) == n:
-            out.digest = digests  # type: ignore[assignment]
+        spans = zip(starts[fast].tolist(), (starts[fast] + sizes[fast]).tolist(), strict=True)
+        if len(fast) == n:  # as one column: the raw digests back to back, turned to text at once
+            out.hex = hex_strings(b"".join([sha256(view[a:b]).digest() for a, b in spans]))
         else:
-            for i, digest in zip(fast.tolist(), digests, strict=True):
-                out.digest[i] = digest
+            for i, (a, b) in zip(fast.tolist(), spans, strict=True):
+                out.digest[i] = sha256(view[a:b]).hexdigest()
         out.width[fast], out.height[fast], out.frames[fast] = found.width, found.height, 1
         out.mimes.append("image/png")
         out.mime[fast] = 0
@@ -169,6 +180,16 @@ def check_images(images: pa.Array | pa.ChunkedArray, limits: Limits, pool: Execu
     for c in _check_rows(column, rest, sizes.tolist(), limits, pool):
         out.set(c)
     return out
+
+
+def hex_strings(digests: bytes, size: int = 32) -> pa.Array:
+    """Digests of ``size`` bytes each, back to back, as a column of lowercase hex text (what ``hexdigest`` gives
+    each), without a Python string per row."""
+    width = 2 * size
+    count = len(digests) // size
+    offsets = np.arange(0, width * (count + 1), width, dtype=np.int32)
+    text = pa.py_buffer(digests.hex().encode())
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), text])
 
 
 def _large_binary(images: pa.Array | pa.ChunkedArray) -> pa.LargeBinaryArray:

@@ -77,16 +77,18 @@ def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOpti
     out = Outcome(None)
     limits = Limits(MAX_FILE_BYTES, opts.max_pixels, opts.verify)  # type: ignore[arg-type]
     checks = check_images(rows.column("image"), limits, pool)
-    skips, digests = checks.skips, checks.digest
-    keep: list[int] = []
-    for i, row_id in enumerate(ids):
-        if i in skips:
-            reason, message = skips[i]
-            out.skip(i, sources[i], reason, message)
-        elif i in bad:
-            out.skip(i, sources[i], "invalid_id", f"id {shown(row_id)} {id_problem(row_id)}")
-        elif _admit(i, digests[i], row_id, sources, seen, opts, out):
-            keep.append(i)
+    keep = _all_new(ids, checks, bad, seen, opts)
+    if keep is None:
+        skips, digests = checks.skips, checks.digests()
+        keep = []
+        for i, row_id in enumerate(ids):
+            if i in skips:
+                reason, message = skips[i]
+                out.skip(i, sources[i], reason, message)
+            elif i in bad:
+                out.skip(i, sources[i], "invalid_id", f"id {shown(row_id)} {id_problem(row_id)}")
+            elif _admit(i, digests[i], row_id, sources, seen, opts, out):
+                keep.append(i)
     if opts.mode == "upsert" and read is not None:
         keep = _drop_unchanged(table, rows, plan, keep, checks, ids, sources, seen, read, out)
     vectors: dict[str, list[Any]] = {}
@@ -94,8 +96,11 @@ def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOpti
         images = _image_values(rows)
         for spec in plan.vectors:
             keep = _embed(spec, rows, images, ids, keep, sources, seen, checks, out, vectors)
-    for i in keep:
-        (out.replaced if ids[i] in seen.known else out.inserted).append(ids[i])
+    if len(keep) == len(ids) and seen.known.isdisjoint(ids):
+        out.inserted = ids
+    else:
+        for i in keep:
+            (out.replaced if ids[i] in seen.known else out.inserted).append(ids[i])
     out.bytes = int(checks.size[keep].sum()) if keep else 0
     out.skipped.sort(key=lambda s: s["row"])
     if keep:
@@ -122,6 +127,19 @@ class _Sources:
         return [self[i] for i in range(len(self.ids))]
 
 
+def _all_new(ids: list[str], checks: Checks, bad: set[int], seen: Seen, opts: UploadOptions) -> list[int] | None:
+    """Every row of the batch, when each is admitted as new (the common batch of a first ingest: every image
+    probed, every id valid, new to the table and to this session, no ``dedup=content``), found with set
+    operations instead of ``_admit`` per row; else None, and the rows go one by one."""
+    if checks.skips or bad or seen.digests is not None or opts.mode != "insert":
+        return None
+    batch = set(ids)
+    if len(batch) != len(ids) or not batch.isdisjoint(seen.ids) or not batch.isdisjoint(seen.known):
+        return None
+    seen.ids |= batch
+    return list(range(len(ids)))
+
+
 def _admit(i: int, digest: str | None, row_id: str, sources: _Sources, seen: Seen, opts: UploadOptions,
            out: Outcome) -> bool:
     """Whether a probed row may be written (ids unique, bytes new under ``dedup=content``); it is then
@@ -143,7 +161,7 @@ def _admit(i: int, digest: str | None, row_id: str, sources: _Sources, seen: See
 def _forget(i: int, ids: list[str], checks: Checks, seen: Seen) -> None:
     seen.ids.discard(ids[i])
     if seen.digests is not None and ids[i] not in seen.known:
-        seen.digests.discard(checks.digest[i] or "")
+        seen.digests.discard(checks.digests()[i] or "")
 
 
 def _drop_unchanged(table: str, rows: pa.Table, plan: Plan, keep: list[int], checks: Checks,
