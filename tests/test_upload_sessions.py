@@ -129,15 +129,16 @@ def test_content_dedup_spans_the_table_and_the_session(http: httpx.Client) -> No
 
 
 def test_an_aborted_upload_writes_nothing_and_removes_its_files(data_uri: str) -> None:
-    with in_process(data_uri, upload_stage_bytes=1) as http:  # every batch is written as a data file at once
+    with in_process(data_uri, upload_stage_bytes=1) as http:  # every batch ends a span of its own
         upload = http.post(f"{T}/t/uploads").json()["upload_id"]
         send(http, "t", upload, rows(["a", "b"]))
+        send(http, "t", upload, rows(["c"]))  # a span is recorded once the next one ends (or at the commit)
         staged = list((Path(data_uri) / "t.lance" / "data").iterdir())
         assert staged and list((Path(data_uri) / "t.lance" / "_lightbox" / "uploads").iterdir())
         gone = http.delete(f"{T}/t/uploads/{upload}")
         assert gone.status_code == 200 and gone.json()["state"] == "aborted"
         assert not (Path(data_uri) / "t.lance").exists()  # no table, and nothing of the upload left behind
-        assert error(send(http, "t", upload, rows(["c"])), 409)["code"] == "upload_closed"
+        assert error(send(http, "t", upload, rows(["d"])), 409)["code"] == "upload_closed"
         assert http.get(f"{T}").json()["tables"] == []
 
 
@@ -199,9 +200,10 @@ def test_an_idle_session_expires_and_its_files_are_removed(data_uri: str) -> Non
     with in_process(data_uri, upload_stage_bytes=1, upload_ttl_seconds=0.5) as http:
         upload = http.post(f"{T}/t/uploads").json()["upload_id"]
         send(http, "t", upload, rows(["a"]))
+        send(http, "t", upload, rows(["b"]))
         assert list((Path(data_uri) / "t.lance" / "data").iterdir())
         time.sleep(0.7)
-        assert error(send(http, "t", upload, rows(["b"])), 404)["code"] == "upload_not_found"
+        assert error(send(http, "t", upload, rows(["c"])), 404)["code"] == "upload_not_found"
         assert not (Path(data_uri) / "t.lance").exists()
 
 

@@ -82,6 +82,7 @@ class Session:
     files: list[str] = field(default_factory=list)
     pool: ThreadPoolExecutor | None = None  # threads that check large images, for the session's life
     writing: StreamedWrite | None = None  # the span of rows being written now
+    ending: StreamedWrite | None = None  # the span before it, whose tail is still being written
     pending_rows: int = 0  # rows and image bytes handed to it
     pending_bytes: int = 0
     replaced: set[str] = field(default_factory=set)
@@ -101,7 +102,7 @@ class Session:
         """A finished session is remembered (its state and result) without what it held to check rows."""
         self.read, self.plan, self.vectors = None, None, []
         self.seen = Seen(known=set(), digests=None)
-        self.writing, self.fragments, self.replaced, self.unchanged = None, [], set(), set()
+        self.writing, self.ending, self.fragments, self.replaced, self.unchanged = None, None, [], set(), set()
         if self.pool is not None:
             self.pool.shutdown(wait=False)
             self.pool = None
@@ -182,7 +183,7 @@ def add(store: Store, registry: Registry, session: Session, rows: pa.Table) -> d
         if out.batch is not None:
             _write(store, session, out.batch, out.bytes)
         if session.pending_rows >= STAGE_ROWS or session.pending_bytes >= session.stage_bytes:
-            _flush(store, session)
+            _flush(store, session, wait=False)
         session.touch()
         _save(store, session)
         return {"upload_id": session.id, "batch": session.batches, "received": rows.num_rows,
@@ -229,9 +230,10 @@ def abort(store: Store, session: Session, state: str = "aborted") -> dict[str, A
 
 def _close(store: Store, session: Session, state: str, error: BaseException | None = None) -> None:
     session.state = state
-    if session.writing is not None:
-        writing, session.writing = session.writing, None
-        session.files.extend(staged_files(store, session.table, session.opts.branch, writing.cancel()))
+    for writing in (session.ending, session.writing):
+        if writing is not None:
+            session.files.extend(staged_files(store, session.table, session.opts.branch, writing.cancel()))
+    session.ending = session.writing = None
     remove_files(store, session.files)
     if session.persist and session.files:
         drop_record(store, session.table, session.id)
@@ -255,12 +257,24 @@ def _write(store: Store, session: Session, batch: pa.RecordBatch, nbytes: int) -
     session.pending_bytes += nbytes
 
 
-def _flush(store: Store, session: Session) -> None:
-    """End the span being written: its fragments' files are recorded first-thing, so they can be removed."""
+def _flush(store: Store, session: Session, wait: bool = True) -> None:
+    """End the span being written: its fragments' files are recorded first-thing, so they can be removed.
+    ``wait=False`` (a span full in the middle of an upload): the engine writes the span's tail while the next
+    span begins, instead of the batch waiting for it; its fragments are recorded when the next span ends, or
+    at the commit (one span ends in the background at most, and spans are recorded in order)."""
+    if session.ending is not None:
+        ending, session.ending = session.ending, None
+        _record(store, session, ending.finish())
     if session.writing is None:
         return
     writing, session.writing, session.pending_rows, session.pending_bytes = session.writing, None, 0, 0
-    fragments = writing.finish()
+    if wait:
+        _record(store, session, writing.finish())
+    else:
+        session.ending = writing
+
+
+def _record(store: Store, session: Session, fragments: list[Staged]) -> None:
     session.fragments.extend(fragments)
     session.files.extend(staged_files(store, session.table, session.opts.branch, fragments))
     _save(store, session)
