@@ -122,7 +122,7 @@ class Plan:
                 if f.name in walker.schema.names and f.name not in columns:
                     columns[f.name] = walker.metadata.take(f.name, places)
         rows = pa.RecordBatch.from_arrays([columns[f.name] for f in walker.schema], schema=walker.schema)
-        return Batch(rows, files, skipped, positions, unmatched)  # type: ignore[arg-type]
+        return Batch(rows, files, skipped, positions, unmatched)
 
     def _skip(self, source: str, size: int) -> Skip:
         if size <= TOO_LARGE:

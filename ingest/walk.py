@@ -61,7 +61,7 @@ class Batch:
     rows: pa.RecordBatch
     files: int  # files walked for this batch: its rows and ``skipped``
     skipped: list[tuple[int, Skip]] = field(default_factory=list)  # (position among the files, why)
-    positions: list[int] = field(default_factory=list)  # each row's position among the batch's files
+    positions: Sequence[int] = field(default_factory=list)  # each row's position among the batch's files
     unmatched: list[int] = field(default_factory=list)  # rows with no metadata row (when metadata is joined)
 
 
