@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 
 from app.deps import StoreDep
-from app.errors import BadRequest, NotFound
+from app.errors import BadRequest, IndexNotFound
 from app.lancedb_compat.fields import CreateIndexBody, IndexStatsBody, ListIndexesBody
 from app.lancedb_compat.request import body_ref, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
@@ -21,10 +21,6 @@ TYPE_NAMES = {"btree": "BTREE", "bitmap": "BITMAP", "labellist": "LABEL_LIST", "
               "ngram": "NGRAM", "zonemap": "ZONEMAP", "bloomfilter": "BLOOM_FILTER", "rtree": "RTREE"}
 REQUEST_TYPES = {"BLOOM_FILTER": "BLOOMFILTER", "SCALAR": "BTREE"}
 PARAMS = ("num_partitions", "num_sub_vectors", "num_bits")
-
-
-class IndexNotFound(NotFound):
-    code = "index_not_found"
 
 
 def client_type(lance_type: str) -> str:
