@@ -89,7 +89,7 @@ def searchable_columns(store: Store, snap: Snapshot, asked: list[str] | None) ->
     if not asked:
         if not present:
             raise NoTextIndex(f"this table has no full-text index; create one on a text column {texts} "
-                              "(POST .../indexes with type FTS, or `lightbox index create TABLE COLUMN --type FTS`)",
+                              "(POST .../indexes with type FTS, or `lightbox index TABLE create COLUMN --type FTS`)",
                               indexable_columns=texts)
         return present
     for column in asked:

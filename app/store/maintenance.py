@@ -14,7 +14,7 @@ from typing import Any
 from app.errors import BadRequest, Conflict, IndexNotFound, InvalidName
 from app.store.catalog import Store, check_name
 from app.store.commits import conflict_of, default_author, lost_race, retry_commit, write_turn
-from app.store.keywords import FTS_TYPES, build_text_index, is_text
+from app.store.keywords import FTS_TYPES, TOKENIZER_OPTIONS, build_text_index, is_text
 from app.store.notes import write_note
 from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
@@ -75,6 +75,9 @@ def _build(ds: Any, column: str, kind: str, index_name: str, params: dict[str, A
                              column=column, text_columns=texts)
         build_text_index(ds, column, index_name, params)
         return
+    given = [k for k in TOKENIZER_OPTIONS if params.get(k) is not None]
+    if given:
+        raise BadRequest(f"{given} apply to full-text (FTS) indexes, not {kind}", options=given)
     if kind in VECTOR_TYPES:
         if not is_vector(field):
             raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")
