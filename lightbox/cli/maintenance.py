@@ -17,8 +17,7 @@ MODEL_HELP = "'builtin', 'clip[:<path>]' or 'sentence-transformers:<model or pat
 
 def register(sub: Any) -> None:
     """Add the maintenance commands to the ``lightbox`` parser."""
-    idx = sub.add_parser("index", aliases=["indexes"], help="list a table's indexes, or create or drop one; "
-                                                             "alias: indexes",
+    idx = sub.add_parser("index", help="list a table's indexes, or create or drop one",
                          usage="lightbox index TABLE [list | create COLUMN --type T | drop NAME] [options]")
     idx.add_argument("table", help="the table")
     idx.add_argument("words", nargs="*", metavar="ACTION ARG",
