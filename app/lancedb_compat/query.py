@@ -228,7 +228,11 @@ def _one_vector(searcher: Searcher, reader: RowReader, snap: Snapshot, q: Compat
         columns[c] = pa.array(RowReader.blobs(snap, row_ids, c), pa.large_binary())
     if "_rowid" in shape.wanted:
         columns["_rowid"] = pa.array(row_ids, pa.uint64())
-    return pa.table({shape.names.get(c, c): columns[c] for c in [*shape.wanted, "_distance"]})
+    # Lance's order: the columns, _distance, then _rowid (the clients' hybrid fusion lines the two
+    # result sets up by position, against the full-text side's columns, _score, _rowid)
+    tail = ["_distance", "_rowid"] if "_rowid" in shape.wanted else ["_distance"]
+    order = [c for c in shape.wanted if c != "_rowid"] + tail
+    return pa.table({shape.names.get(c, c): columns[c] for c in order})
 
 
 def _check_metric(schema: pa.Schema, q: CompatQuery) -> None:
