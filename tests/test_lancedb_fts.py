@@ -80,8 +80,9 @@ def test_fts_on_latest_matches_the_native_search(server: LiveServer) -> None:
     found = tbl.search("cat", query_type="fts").select(["id", "caption"]).limit(10).to_arrow()
     assert found.column_names == ["id", "caption", "_score"]
     expected = native(server, {"keywords": "cat", "k": 10})
-    assert found.column("id").to_pylist() == [h["id"] for h in expected]
-    assert found.column("_score").to_pylist() == pytest.approx([h["_score"] for h in expected])
+    scores = dict(zip(found.column("id").to_pylist(), found.column("_score").to_pylist(), strict=True))
+    assert scores == pytest.approx({h["id"]: h["_score"] for h in expected})  # equal scores may come in any order
+    assert list(scores.values()) == sorted(scores.values(), reverse=True)
     assert set(found.column("id").to_pylist()) == {"a", "c", "e", "g"}  # "g" came after the index
     phrase = tbl.search("red cat", query_type="fts").phrase_query().limit(10).to_arrow()
     assert phrase.column("id").to_pylist() == ["a"]
@@ -98,7 +99,7 @@ def test_fts_on_an_older_tag_and_version(server: LiveServer) -> None:
     tbl.checkout("before")
     at_tag = tbl.search("cat", query_type="fts").select(["id"]).limit(10).to_arrow().column("id").to_pylist()
     assert set(at_tag) == {"a", "c", "e"}
-    assert at_tag == [h["id"] for h in native(server, {"keywords": "cat", "k": 10}, tag="before")]
+    assert set(at_tag) == {h["id"] for h in native(server, {"keywords": "cat", "k": 10}, tag="before")}
     tbl.checkout(latest)
     assert "g" in tbl.search("cat", query_type="fts").select(["id"]).limit(10).to_arrow().column("id").to_pylist()
 
@@ -106,13 +107,13 @@ def test_fts_on_an_older_tag_and_version(server: LiveServer) -> None:
 def test_hybrid_ranks_the_row_matching_both_first_on_latest_and_on_a_tag(server: LiveServer) -> None:
     db = connect(server)
     tbl = db.open_table("docs")
-    query = vector_of(tbl, "c")  # the vector side's best is "c"; by keywords "c" ties with "a"
+    query = vector_of(tbl, "c")  # the vector side's best is "c", and the keywords' too (both words)
     for reranker in (None, LinearCombinationReranker()):
-        search = tbl.search(query_type="hybrid").vector(query).text("red cat").select(["id"]).limit(3)
+        search = tbl.search(query_type="hybrid").vector(query).text("red dog").select(["id"]).limit(3)
         fused = (search.rerank(reranker) if reranker else search).to_arrow()
         assert fused.column("id")[0].as_py() == "c"
         assert "_relevance_score" in fused.column_names
-    native_top = native(server, {"vector": query, "keywords": "red cat", "k": 3, "columns": ["id"]})
+    native_top = native(server, {"vector": query, "keywords": "red dog", "k": 3, "columns": ["id"]})
     assert native_top[0]["id"] == "c"
     tbl.checkout("before")
     old = tbl.search(query_type="hybrid").vector(query).text("late samurai").select(["id"]).limit(10).to_arrow()

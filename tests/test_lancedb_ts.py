@@ -107,6 +107,6 @@ def test_typescript_client_scenario(server: LiveServer, samples_dir: Path) -> No
     assert sorted(ok["fts"]) == ["a", "c", "d"]  # "d" came after the index: found all the same
     assert ok["fts_scores"] == sorted(ok["fts_scores"], reverse=True) and all(s > 0 for s in ok["fts_scores"])
     assert ok["fts_phrase"] == ["a"]
-    assert ok["hybrid"][0] == "c"  # the nearest row, and a keyword match
+    assert ok["hybrid"][0] == "c"  # the nearest row, and the best keyword match
     assert sorted(ok["fts_at_old_version"]) == ["a", "c"]
     assert "400" in out["fts_no_index"]["error"] and "no full-text index" in out["fts_no_index"]["error"]

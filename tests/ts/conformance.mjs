@@ -94,7 +94,7 @@ await step("fts_scores", async () => (await docs.query().fullTextSearch("cat").s
   .map((r) => r._score));
 await step("fts_phrase", async () => ids(await docs.search('"red cat"', "fts").select(["id"]).limit(10).toArray()));
 await step("hybrid", async () =>
-  ids(await docs.query().fullTextSearch("red cat").nearestTo([0, 0, 1, 0]).select(["id"]).limit(3).toArray()));
+  ids(await docs.query().fullTextSearch("red dog").nearestTo([0, 0, 1, 0]).select(["id"]).limit(3).toArray()));
 await step("fts_at_old_version", async () => {
   await docs.checkout(indexed);
   const old = ids(await docs.search("cat", "fts").select(["id"]).limit(10).toArray());
