@@ -21,8 +21,6 @@ from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
 from app.store.writes import CLONE_TAG_PREFIX
 
 PQ_BITS = (4, 8)
-
-
 SCALAR_TYPES = {"BTREE", "BITMAP", "LABEL_LIST", "FTS", "INVERTED", "NGRAM", "ZONEMAP", "BLOOMFILTER"}
 
 

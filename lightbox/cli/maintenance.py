@@ -69,8 +69,11 @@ def _index(args: argparse.Namespace) -> int:
         raise UsageError("give `list`, `create COLUMN --type T` or `drop NAME`")
     with open_client(args) as client:
         if action == "list":
-            for index in table_at(client, args).indexes():
+            indexes = table_at(client, args).indexes()
+            for index in indexes:
                 print(f"{index['name']}\t{index_line(index)}")
+            if not indexes:
+                print(f"{args.table} has no indexes")
             return OK
         if getattr(args, "at", None) or args.branch:
             raise UsageError("indexes are created and dropped on main's latest version")
