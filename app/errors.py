@@ -77,6 +77,10 @@ class BranchNotFound(NotFound):
     code = "branch_not_found"
 
 
+class IndexNotFound(NotFound):
+    code = "index_not_found"
+
+
 class NoImage(NotFound):
     code = "no_image"
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from lightbox.torch import TableDataset
 
 ImageSource: TypeAlias = "str | PathLike[str] | bytes | bytearray | memoryview | Image.Image"
+KeywordOptions: TypeAlias = dict[str, Any]
 API = "/api/v1/tables"
 MAX_FETCH_IDS = 10_000  # the service's limit per POST /fetch
 DIFF_PAGE = 100_000
@@ -178,10 +179,12 @@ class TableCalls:
 
     def search(self, *, text: str | None, image: ImageSource | None, vector: Sequence[float] | None,
                like: str | None, k: int, filter: str | None, columns: Sequence[str] | None, column: str | None,
-               nprobes: int | None, refine_factor: int | None) -> Call[pa.Table]:
+               nprobes: int | None, refine_factor: int | None,
+               keywords: KeywordOptions | None = None) -> Call[pa.Table]:
         fields = drop_none({"text": text, "image_id": like, "k": k, "filter": filter, "columns": listed(columns),
                             "column": column, "nprobes": nprobes, "refine_factor": refine_factor,
-                            "vector": [float(x) for x in vector] if vector is not None else None})
+                            "vector": [float(x) for x in vector] if vector is not None else None,
+                            **(keywords or {})})
         if image is None:
             return self.read("POST", self.path("/search"), read_arrow, json=fields, headers=ARROW)
         name, data = image_part(image)
@@ -363,6 +366,9 @@ class TableCalls:
         return self.write("create_index", "POST", self.path("/indexes"), main_only=True,
                           json={"column": column, "type": index_type, **params})
 
+    def drop_index(self, index: str) -> Call[dict[str, Any]]:
+        return self.write("drop_index", "DELETE", self.path(f"/indexes/{segment(index)}"), main_only=True)
+
     def optimize(self, retention_seconds: float | None, message: str | None = None,
                  author: str | None = None) -> Call[dict[str, Any]]:
         return self.write("optimize", "POST", self.path("/optimize"), main_only=True,
@@ -374,6 +380,13 @@ class TableCalls:
         return self.write("embed", "POST", self.path("/embeddings"), main_only=True,
                           json=drop_none({"model": model, "source": source, "column": column}),
                           params=drop_none({"message": message, "author": author}))
+
+
+def keyword_options(keywords: str | None, keyword_columns: Sequence[str] | None, offset: int, fusion: str | None,
+                    weight: float | None) -> KeywordOptions:
+    """The search body's keyword and paging fields, those given."""
+    return drop_none({"keywords": keywords, "keyword_columns": listed(keyword_columns), "offset": offset or None,
+                      "fusion": fusion, "weight": weight})
 
 
 def image_part(item: ImageSource) -> tuple[str, bytes]:

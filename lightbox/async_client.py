@@ -247,10 +247,13 @@ class AsyncTable:
     async def search(self, text: str | None = None, *, image: ImageSource | None = None,
                      vector: Sequence[float] | None = None, like: str | None = None, k: int = 10,
                      filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,
-                     nprobes: int | None = None, refine_factor: int | None = None) -> pa.Table:
+                     nprobes: int | None = None, refine_factor: int | None = None, keywords: str | None = None,
+                     keyword_columns: Sequence[str] | None = None, offset: int = 0, fusion: str | None = None,
+                     weight: float | None = None) -> pa.Table:
+        words = _calls.keyword_options(keywords, keyword_columns, offset, fusion, weight)
         return await self._run(self._calls.search(text=text, image=image, vector=vector, like=like, k=k,
                                                   filter=filter, columns=columns, column=column, nprobes=nprobes,
-                                                  refine_factor=refine_factor))
+                                                  refine_factor=refine_factor, keywords=words))
 
     async def torch_dataset(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                             transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
@@ -363,6 +366,9 @@ class AsyncTable:
 
     async def create_index(self, column: str, index_type: str = "BTREE", **params: Any) -> dict[str, Any]:
         return await self._run(self._calls.create_index(column, index_type, params))
+
+    async def drop_index(self, name: str) -> dict[str, Any]:
+        return await self._run(self._calls.drop_index(name))
 
     async def optimize(self, *, retention_seconds: float | None = None, message: str | None = None,
                        author: str | None = None) -> dict[str, Any]:

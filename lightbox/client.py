@@ -310,16 +310,25 @@ class Table:
     def search(self, text: str | None = None, *, image: ImageSource | None = None,
                vector: Sequence[float] | None = None, like: str | None = None, k: int = 10,
                filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,
-               nprobes: int | None = None, refine_factor: int | None = None) -> pa.Table:
+               nprobes: int | None = None, refine_factor: int | None = None, keywords: str | None = None,
+               keyword_columns: Sequence[str] | None = None, offset: int = 0, fusion: str | None = None,
+               weight: float | None = None) -> pa.Table:
         """The ``k`` nearest rows (``_distance`` ascending) to a text, an image (path, bytes or PIL), a
         vector, or the row ``like`` (itself left out); embedded with the vector column's own model.
 
+        ``keywords`` searches the full-text indexes instead (``_score`` descending; ``"a phrase"``,
+        ``+must``, ``-must_not``), or, beside one of the above, both, fused (hybrid, ``_relevance_score``
+        descending; ``fusion="rrf"`` by default, or ``"linear"`` with the vector side's ``weight``).
+
         >>> t.search(like="3/00003.png", k=3, columns=["id", "label"]).column("label").to_pylist()
         [3, 3, 3]
+        >>> t.search(keywords='"space rocket" -launch', k=5).column("id").to_pylist()
+        ['rocket.jpg']
         """
+        words = _calls.keyword_options(keywords, keyword_columns, offset, fusion, weight)
         return self._run(self._calls.search(text=text, image=image, vector=vector, like=like, k=k, filter=filter,
                                             columns=columns, column=column, nprobes=nprobes,
-                                            refine_factor=refine_factor))
+                                            refine_factor=refine_factor, keywords=words))
 
     def torch_dataset(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                       transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
@@ -494,8 +503,16 @@ class Table:
         return self._run(self._calls.indexes())
 
     def create_index(self, column: str, index_type: str = "BTREE", **params: Any) -> dict[str, Any]:
-        """Build a Lance index (``IVF_PQ``, ``IVF_HNSW_SQ``, ``BTREE``, ``BITMAP``, ``FTS``) on a column."""
+        """Build a Lance index (``IVF_PQ``, ``IVF_HNSW_SQ``, ``BTREE``, ``BITMAP``, ``FTS``) on a column.
+
+        ``FTS`` (full-text) takes tokenizer settings: ``with_position`` (default True: phrases work),
+        ``base_tokenizer``, ``language``, ``stem``, ``remove_stop_words``, ``lower_case``, ``ascii_folding``.
+        """
         return self._run(self._calls.create_index(column, index_type, params))
+
+    def drop_index(self, name: str) -> dict[str, Any]:
+        """Drop an index by name from main's latest version (one new version); older versions keep theirs."""
+        return self._run(self._calls.drop_index(name))
 
     def optimize(self, *, retention_seconds: float | None = None, message: str | None = None,
                  author: str | None = None) -> dict[str, Any]:

@@ -49,7 +49,8 @@ ARROW = "application/vnd.apache.arrow.stream"
 IMAGES = ("astronaut.png", "camera.png", "horse.png", "chessboard_GRAY.png", "rocket.jpg")
 # Names the pinned path parameters take: they exist once `seed` has run.
 PINNED = {"table": ["pics", "plain"], "table_id": ["pics", "plain"], "namespace_id": ["$"], "tag": ["v1"],
-          "branch": ["b1"], "row_id": ["horse.png"], "index_name": ["label_idx"]}
+          "branch": ["b1"], "row_id": ["horse.png"], "index_name": ["label_idx", "note_idx"],
+          "index": ["label_idx", "caption_fts", "nope"]}
 # Operations that remove what later ones read run last, and the fixtures are re-seeded before each.
 DESTRUCTIVE = re.compile(r"^(DELETE /api/v1/tables/\{table\}$|POST /v1/table/\{table_id\}/drop$)")
 # Values a person would send, right and wrong for these tables, swapped into the generated requests so the
@@ -79,6 +80,16 @@ SEMANTIC: dict[str, list[Any]] = {
     "vector_column": ["vector", "label", "nope"], "distance_type": ["cosine", "l2", "dot", "hamming", "nope"],
     "metric_type": ["cosine", "l2", "nope"], "num_partitions": [1, 0, -1, 10**9], "num_sub_vectors": [1, 0, 7, 10**6],
     "num_bits": [8, 4, 0, 99], "refine_factor": [1, 0, -1], "descending": [True, False],
+    # keyword and hybrid search (full-text indexes: pics.caption_fts, plain.note_idx)
+    "keywords": ["horse", '"chessboard gray"', "+horse -camera", "", "   ", '"unbalanced', "-only", "x" * 1001,
+                 "AND OR NOT", "h*", "note 1"],
+    "keyword_columns": [["caption"], ["note"], ["label"], ["id"], ["nope"], [], ["caption", "caption"]],
+    "fusion": ["rrf", "linear", "nope"], "weight": [0, 0.5, 1, -1, 2, "nan"],
+    "full_text_query": [{"columns": [], "query": "horse"}, {"columns": ["caption"], "query": '"a b"'},
+                        {"query": ""}, {"query": {"match": 1}}, "horse", {"columns": ["note"], "query": "note"},
+                        {"columns": ["label"], "query": "1"}, {"columns": "note", "query": "x"}],
+    "with_position": [True, False], "base_tokenizer": ["simple", "raw", "ngram", "nope"],
+    "language": ["English", "French", "nope"],
 }
 
 
@@ -128,8 +139,8 @@ CHECKS = [openapi_checks.status_code_conformance, openapi_checks.content_type_co
 
 def seed(http: httpx.Client) -> None:
     """(Re)create what the fuzz reaches for where it is missing or was changed: two tables, rows, a vector
-    column, a tag, a branch and an index. Cheap when nothing changed, so a fuzzed drop, overwrite or delete
-    costs only a re-seed of that table."""
+    column, a tag, a branch, scalar and full-text indexes. Cheap when nothing changed, so a fuzzed drop,
+    overwrite or delete costs only a re-seed of that table."""
     for name, build in (("pics", _seed_pics), ("plain", _seed_plain)):
         try:
             build(http)
@@ -168,6 +179,8 @@ def _seed_pics(http: httpx.Client) -> None:
         _ok(http.post("/api/v1/tables/pics/tags", json={"name": "v1"}))
     if not any(b["name"] == "b1" for b in _ok(http.get("/api/v1/tables/pics/branches")).json()["branches"]):
         _ok(http.post("/api/v1/tables/pics/branches", json={"name": "b1"}))
+    if "caption_fts" not in _ok(http.get("/api/v1/tables/pics/indexes")).text:
+        _ok(http.post("/api/v1/tables/pics/indexes", json={"column": "caption", "type": "FTS"}))
 
 
 def _seed_plain(http: httpx.Client) -> None:
@@ -183,6 +196,8 @@ def _seed_plain(http: httpx.Client) -> None:
                       headers={"content-type": ARROW}))
     if "label_idx" not in _ok(http.get("/api/v1/tables/plain/indexes")).text:
         _ok(http.post("/api/v1/tables/plain/indexes", json={"column": "label", "type": "BTREE", "name": "label_idx"}))
+    if "note_idx" not in _ok(http.get("/api/v1/tables/plain/indexes")).text:  # as the LanceDB client makes it
+        _ok(http.post("/v1/table/plain/create_index/", json={"column": "note", "index_type": "FTS"}))
 
 
 def _ok(response: httpx.Response) -> httpx.Response:

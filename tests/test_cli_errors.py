@@ -66,6 +66,7 @@ COMMANDS: dict[str, Command] = {
     "merge": Command([T, "b"], [NO, "b"], [T, NO]),
     "clone": Command([T, "t3"], [NO, "t3"], [T, "t3", "--at", NO]),
     "optimize": Command([T], [NO]),
+    "index": Command([T], [NO], [T, "--at", "99"], prints=True),
     "embed": Command([T, "--model", "builtin"], [NO, "--model", "builtin"]),
     "restore": Command([T, "--at", "v1"], [NO, "--at", "v1"], [T, "--at", NO]),
     "row": Command([T, ROW], [NO, ROW], [T, ROW, "--at", "99"], prints=True),

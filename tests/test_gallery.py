@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -260,6 +261,22 @@ def test_search_by_upload_finds_the_near_duplicate_first(page: object, server: L
     page.locator("#results a.cell").first.wait_for()
     labels = page.locator("#results .cell .meta").filter(has_text="label:").all_inner_texts()
     assert labels and set(labels) == {"label: 7"}
+
+
+def test_keyword_search_box_on_a_table_with_a_full_text_index(page: object, server: LiveServer) -> None:
+    """``deep`` has no vector column: with a full-text index on ``id`` its search page offers keywords."""
+    made = httpx.post(f"{server.url}/api/v1/tables/deep/indexes", json={"column": "id", "type": "FTS"}, timeout=60)
+    assert made.status_code in (201, 409), made.text
+    page.goto(server.url + "/#/t/deep/search")
+    assert page.locator("#search-mode").input_value() == "keywords"
+    page.fill('#search-box input[name="q"]', "uint16 -float32")
+    page.click('#search-box button[type="submit"]')
+    first = page.locator("#results a.cell").first
+    first.wait_for()
+    assert first.get_attribute("data-id") == "ramp_uint16.tif"
+    assert "score" in first.inner_text()
+    assert page.locator("#results a.cell").count() == 1
+    assert "keywords" in page.locator("#search-status").inner_text()
 
 
 def test_history_lists_versions_and_diffs_two_refs(page: object, server: LiveServer, digits: dict) -> None:

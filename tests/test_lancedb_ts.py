@@ -68,7 +68,7 @@ def test_typescript_client_scenario(server: LiveServer, samples_dir: Path) -> No
     png = (samples_dir / "horse.png").read_bytes()
     out = run_client({"url": server.url, "table": "mnist", "vector": vector, "filter": "label = 3", "k": 5,
                       "columns": ["id", "label"], "image_b64": base64.b64encode(png).decode()})
-    failed = {k: v["error"] for k, v in out.items() if "error" in v and k != "missing_table"}
+    failed = {k: v["error"] for k, v in out.items() if "error" in v and k not in ("missing_table", "fts_no_index")}
     assert not failed
     ok = {k: v.get("ok") for k, v in out.items()}
 
@@ -102,3 +102,11 @@ def test_typescript_client_scenario(server: LiveServer, samples_dir: Path) -> No
     assert ok["tag_delete"] == []
     assert ok["create_table"] == 2 and ok["drop_table"] == ["mnist"]
     assert "not found" in out["missing_table"]["error"]
+
+    # full-text and hybrid search (a table the client made, indexed with positions, then written to)
+    assert sorted(ok["fts"]) == ["a", "c", "d"]  # "d" came after the index: found all the same
+    assert ok["fts_scores"] == sorted(ok["fts_scores"], reverse=True) and all(s > 0 for s in ok["fts_scores"])
+    assert ok["fts_phrase"] == ["a"]
+    assert ok["hybrid"][0] == "c"  # the nearest row, and the best keyword match
+    assert sorted(ok["fts_at_old_version"]) == ["a", "c"]
+    assert "400" in out["fts_no_index"]["error"] and "no full-text index" in out["fts_no_index"]["error"]

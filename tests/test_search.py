@@ -92,6 +92,23 @@ def test_text_search_finds_the_captioned_image(captioned: Store, in_process) -> 
             assert [h["_distance"] for h in hits] == sorted(h["_distance"] for h in hits)
 
 
+def test_semantic_text_and_keywords_fuse(captioned: Store, in_process) -> None:
+    """Hybrid with the semantic ``text`` mode: "space" is a keyword of both the astronaut's and the
+    rocket's captions; the meaning of "launching a spacecraft" picks the rocket, and fused it leads."""
+    server = in_process(captioned.uri)
+    with server.http() as client:
+        made = client.post("/api/v1/tables/photos/indexes", json={"column": "caption", "type": "FTS"})
+        assert made.status_code == 201, made.text
+        words = search(client, "photos", {"keywords": "space", "columns": ["id"]}).json()["hits"]
+        assert {h["id"] for h in words} == {"astronaut.png", "rocket.jpg"}
+        fused = search(client, "photos", {"text": "launching a spacecraft", "keywords": "space", "k": 3,
+                                          "columns": ["id", "caption"]}).json()["hits"]
+        assert fused[0]["id"] == "rocket.jpg" and fused[0]["_score"] > 0 and fused[0]["_distance"] >= 0
+        at_v1 = search(client, "photos", {"text": "launching a spacecraft", "keywords": "space", "k": 3},
+                       params={"tag": "v1"}).json()["hits"]  # v1 is before the index: searched by a flat pass
+        assert at_v1[0]["id"] == "rocket.jpg"
+
+
 def test_filtered_builtin_search_equals_exact_ground_truth(digits: Store, in_process) -> None:
     ds = lance.dataset(digits.table_uri("digits"))
     table = ds.to_table(columns=["id", "label", "vector"])

@@ -2,6 +2,7 @@
 
 - a vector (or several) -> ``Searcher.search`` (prefiltered, exact below the ANN threshold), with
   ``_distance``; blob cells are read by row id afterwards, as the native fetch does;
+- ``full_text_query`` -> the keyword service (``app.lancedb_compat.keywords``), with ``_score``;
 - ``"vector": []`` -> ``plan_query``: a filter-only scan (``k`` >= 2^31 means no limit), which also
   serves ``take_offsets`` (``_rowoffset IN (...)``) and ``with_row_id``.
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from app.errors import BadRequest, Conflict
 from app.filters import META_COLUMNS, check_filter, filter_errors
-from app.lancedb_compat.errors import NotImplementedRoute
+from app.lancedb_compat.keywords import full_text, run_keywords
 from app.lancedb_compat.request import body_ref, int_field, str_field
 from app.services.query import QuerySpec, check_columns, plan_query
 from app.services.search import Searcher, SearchSpec, vector_column
@@ -50,11 +51,10 @@ class CompatQuery:
     distance_type: str | None = None
     bounds: tuple[float | None, float | None] = (None, None)
     order_by: list[str | dict[str, Any]] = field(default_factory=list)
+    words: tuple[str, list[str] | None] | None = None  # full_text_query: the query string and its columns
 
 
 def parse_query(body: dict[str, Any]) -> CompatQuery:
-    if body.get("full_text_query"):
-        raise NotImplementedRoute("full-text search is not served by Lightbox; use a filter or a vector query")
     k = int_field(body, "k", 10)
     q = CompatQuery(ref=body_ref(body), vectors=_vectors(body.get("vector")), filter=str_field(body, "filter"),
                     k=None if k is not None and k >= NO_LIMIT else k, offset=int_field(body, "offset", 0) or 0,
@@ -65,6 +65,10 @@ def parse_query(body: dict[str, Any]) -> CompatQuery:
                     order_by=_order_by(body.get("order_by")))
     q.nprobes = int_field(body, "minimum_nprobes", minimum=1) or int_field(body, "nprobes", minimum=0) or None
     q.columns, q.names = _columns(body.get("columns"))
+    q.words = full_text(body.get("full_text_query"))
+    if q.words is not None and q.vectors:
+        raise BadRequest("a query is a vector search or a full-text search: send hybrid as two queries, as the "
+                         "LanceDB clients do, and fuse them on _rowid")
     return q
 
 
@@ -116,8 +120,10 @@ def _number(body: dict[str, Any], key: str) -> float | None:
 def run_query(store: Store, searcher: Searcher, reader: RowReader, name: str,
               q: CompatQuery) -> tuple[Snapshot, pa.Schema, Iterator[pa.RecordBatch]]:
     """The answer's snapshot, schema and batches."""
-    if q.vectors:
-        snap, table = _vector_search(store, searcher, reader, name, q)
+    if q.vectors or q.words:
+        snap, table = _vector_search(store, searcher, reader, name, q) if q.vectors else run_keywords(
+            store, name, q.ref, q.words, k=q.k, offset=q.offset, filter=q.filter, columns=q.columns,  # type: ignore[arg-type]
+            names=q.names, with_row_id=q.with_row_id)
         return snap, table.schema, iter(table.to_batches())
     return _scan(store, name, q)
 
@@ -222,7 +228,11 @@ def _one_vector(searcher: Searcher, reader: RowReader, snap: Snapshot, q: Compat
         columns[c] = pa.array(RowReader.blobs(snap, row_ids, c), pa.large_binary())
     if "_rowid" in shape.wanted:
         columns["_rowid"] = pa.array(row_ids, pa.uint64())
-    return pa.table({shape.names.get(c, c): columns[c] for c in [*shape.wanted, "_distance"]})
+    # Lance's order: the columns, _distance, then _rowid (the clients' hybrid fusion lines the two
+    # result sets up by position, against the full-text side's columns, _score, _rowid)
+    tail = ["_distance", "_rowid"] if "_rowid" in shape.wanted else ["_distance"]
+    order = [c for c in shape.wanted if c != "_rowid"] + tail
+    return pa.table({shape.names.get(c, c): columns[c] for c in order})
 
 
 def _check_metric(schema: pa.Schema, q: CompatQuery) -> None:

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 
 from app.deps import StoreDep
-from app.errors import BadRequest, NotFound
+from app.errors import BadRequest, IndexNotFound
 from app.lancedb_compat.fields import CreateIndexBody, IndexStatsBody, ListIndexesBody
 from app.lancedb_compat.request import body_ref, str_field, table_name
 from app.lancedb_compat.routing import compat_router, table_route
 from app.responses import JSON
 from app.services import maintenance
+from app.store.keywords import FTS_TYPES, TOKENIZER_OPTIONS
 
 router = compat_router()
 Delimiter = Annotated[str | None, Query()]
@@ -21,10 +22,6 @@ TYPE_NAMES = {"btree": "BTREE", "bitmap": "BITMAP", "labellist": "LABEL_LIST", "
               "ngram": "NGRAM", "zonemap": "ZONEMAP", "bloomfilter": "BLOOM_FILTER", "rtree": "RTREE"}
 REQUEST_TYPES = {"BLOOM_FILTER": "BLOOMFILTER", "SCALAR": "BTREE"}
 PARAMS = ("num_partitions", "num_sub_vectors", "num_bits")
-
-
-class IndexNotFound(NotFound):
-    code = "index_not_found"
 
 
 def client_type(lance_type: str) -> str:
@@ -46,16 +43,24 @@ def create_index(table_id: str, request: Request, store: StoreDep, body: CreateI
     scalar = request.url.path.rstrip("/").endswith("create_scalar_index")
     kind = (str_field(body, "index_type") or ("BTREE" if scalar else "IVF_PQ")).upper()
     kind = REQUEST_TYPES.get(kind, kind)
-    return JSON(maintenance.create_index(store, name, column, kind, _params(body),
+    return JSON(maintenance.create_index(store, name, column, kind, _params(body, kind, column),
                                          replace=body.get("replace") is not False, sized_defaults=True))
 
 
-def _params(body: dict[str, Any]) -> dict[str, Any]:
+def _params(body: dict[str, Any], kind: str, column: str) -> dict[str, Any]:
     params: dict[str, Any] = {k: body[k] for k in PARAMS if body.get(k) is not None}
+    if kind in FTS_TYPES:  # the client's FTS settings (positions off unless asked, as in LanceDB)
+        params.update({k: body[k] for k in TOKENIZER_OPTIONS if body.get(k) is not None})
+        params["name"] = f"{column}_idx"  # LanceDB's default name
     given = {"name": str_field(body, "name"),
              "metric": str_field(body, "metric_type") or str_field(body, "distance_type")}
     params.update({k: v for k, v in given.items() if v is not None})
     return params
+
+
+@table_route(router, "index/{index_name}/drop")
+def drop_index(table_id: str, index_name: str, store: StoreDep, delimiter: Delimiter = None) -> JSON:
+    return JSON(maintenance.drop_index(store, table_name(table_id, delimiter), index_name))
 
 
 def _indexes(store: StoreDep, name: str, body: dict[str, Any]) -> list[dict[str, Any]]:

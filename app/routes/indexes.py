@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,6 +25,15 @@ class IndexBody(RequestBody):
     num_partitions: int | None = Field(default=None, ge=1, le=2**31 - 1)
     num_sub_vectors: int | None = Field(default=None, ge=1, le=2**31 - 1)
     num_bits: int | None = Field(default=None, ge=1, le=64)
+    # full-text (FTS) indexes: how the text is split into words (Lance's tokenizer settings)
+    with_position: bool | None = Field(default=None, description="keep word positions for phrase queries "
+                                                                  "(default true)")
+    base_tokenizer: Literal["simple", "whitespace", "raw", "ngram"] | None = None
+    language: str | None = Field(default=None, max_length=40)
+    stem: bool | None = None
+    remove_stop_words: bool | None = None
+    lower_case: bool | None = None
+    ascii_folding: bool | None = None
 
 
 class EmbedBody(RequestBody):
@@ -46,6 +55,12 @@ def create_index(table: str, body: IndexBody, request: Request, store: StoreDep)
     with request.app.state.metrics.index_build(body.type):
         out = maintenance.create_index(store, table, body.column, body.type, params)
     return JSON(out, status_code=201)
+
+
+@router.delete("/indexes/{index}")
+def drop_index(table: str, index: str, store: StoreDep) -> JSON:
+    """Drop an index from main's latest version (one new version); older versions and tags keep theirs."""
+    return JSON(maintenance.drop_index(store, table, index))
 
 
 @router.post("/optimize")

@@ -1,9 +1,12 @@
-"""``POST /search``: a JSON body, or a multipart upload of an image (plus the same fields as form parts)."""
+"""``POST /search``: a JSON body, or a multipart upload of an image (plus the same fields as form parts).
+
+One body answers similarity (vector, text, image_id, image), keywords, or both fused (hybrid):
+``app.services.hybrid``."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -16,6 +19,7 @@ from app.deps import RefDep
 from app.errors import BadRequest, PayloadTooLarge
 from app.models import RequestBody, request_error
 from app.responses import JSON, arrow_response, ref_query, version_headers, wants_arrow
+from app.services.hybrid import find
 from app.services.search import Searcher, SearchSpec
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
@@ -31,6 +35,11 @@ class SearchBody(RequestBody):
     column: str | None = None
     nprobes: int | None = Field(default=None, ge=1, le=2**31 - 1)
     refine_factor: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    keywords: str | None = Field(default=None, description='keyword query: words, "a phrase", +must, -must_not')
+    keyword_columns: list[str] | None = None
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
+    fusion: Literal["rrf", "linear"] = "rrf"
+    weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 UPLOAD_SCHEMA = {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
@@ -44,7 +53,7 @@ UPLOAD_SCHEMA = {"type": "object", "properties": {"image": {"type": "string", "f
 async def search(table: str, request: Request, ref: RefDep) -> Response:
     spec = await _spec(request)
     searcher: Searcher = request.app.state.searcher
-    snap, hits = await run_in_threadpool(searcher.search, table, ref, spec)
+    snap, hits = await run_in_threadpool(find, searcher, table, ref, spec)
     headers = version_headers(snap)
     if wants_arrow(request.headers.get("accept")):
         return arrow_response(hits.schema, hits.to_batches(), headers)
@@ -82,7 +91,7 @@ async def _spec(request: Request) -> SearchSpec:
 
 
 def _form_value(key: str, value: str) -> Any:
-    if key in ("vector", "columns"):
+    if key in ("vector", "columns", "keyword_columns"):
         try:
             return json.loads(value)
         except ValueError as exc:

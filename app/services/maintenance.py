@@ -44,10 +44,16 @@ def create_index(store: Store, name: str, column: str, kind: str, params: dict[s
     head = store.snapshot(name)
     if sized_defaults and kind.upper().startswith("IVF") and column in head.schema.names:
         params = {**vector_defaults(kind.upper(), head.schema.field(column).type, head.count()), **params}
-    index_name = params.get("name") or f"{column}_idx"
+    index_name = params.get("name") or upkeep.default_index_name(column, kind)
     if not replace and any(i["name"] == index_name for i in head.indexes(coverage=False)):
         raise Conflict(f"index {index_name!r} already exists", index=index_name)
     return upkeep.create_index(store, name, column, kind, params)
+
+
+def drop_index(store: Store, name: str, index_name: str) -> dict[str, Any]:
+    """Drop an index from main's latest version (one new version); older versions and tags keep theirs."""
+    store.snapshot(name)  # a missing table is a 404 before anything else
+    return upkeep.drop_index(store, name, index_name)
 
 
 def vector_defaults(kind: str, column_type: pa.DataType, num_rows: int) -> dict[str, int]:

@@ -49,6 +49,12 @@ class SearchSpec:
     column: str | None = None
     nprobes: int | None = None
     refine_factor: int | None = None
+    keywords: str | None = None  # keyword search, or hybrid beside one of the above (``app.services.hybrid``)
+    keyword_columns: list[str] | None = None
+    offset: int = 0
+    fusion: str = "rrf"
+    weight: float = 0.5
+    row_ids: bool = False  # keep ``_rowid`` (stable row ids) in the hits
 
 
 class Searcher:
@@ -63,7 +69,7 @@ class Searcher:
     def search(self, name: str, ref: Ref, spec: SearchSpec) -> tuple[Snapshot, pa.Table]:
         kinds = [k for k in ("vector", "text", "image_id", "image") if getattr(spec, k) not in (None, b"", "")]
         if len(kinds) != 1:
-            raise InvalidQuery("give exactly one of vector, text, image_id or an image upload"
+            raise InvalidQuery("give exactly one of vector, text, image_id or an image upload (and/or keywords)"
                                + (f"; got {', '.join(kinds)}" if kinds else ""))
         if not 1 <= spec.k <= MAX_K:
             raise InvalidQuery(f"k must be between 1 and {MAX_K}")
@@ -87,7 +93,8 @@ class Searcher:
             keep = pc.not_equal(found.column("_rowid"), pa.scalar(exclude, pa.uint64()))
             found = found.filter(keep).slice(0, spec.k)
         distances = _api_distance(found.column("_distance").to_numpy(zero_copy_only=False), metric)
-        return snap, found.select(columns).append_column("_distance", pa.array(distances.astype(np.float32)))
+        kept = [*columns, "_rowid"] if spec.row_ids else columns
+        return snap, found.select(kept).append_column("_distance", pa.array(distances.astype(np.float32)))
 
     def _can_embed(self, field: pa.Field, kind: str) -> bool:
         """Whether the model a vector column records can embed a ``kind`` query (loads it if need be)."""

@@ -11,9 +11,10 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from app.errors import BadRequest, Conflict, InvalidName
+from app.errors import BadRequest, Conflict, IndexNotFound, InvalidName
 from app.store.catalog import Store, check_name
 from app.store.commits import conflict_of, default_author, lost_race, retry_commit, write_turn
+from app.store.keywords import FTS_TYPES, TOKENIZER_OPTIONS, build_text_index, is_text
 from app.store.notes import write_note
 from app.store.schema import is_blob, is_vector
 from app.store.vectors import LANCE_METRICS, VECTOR_TYPES
@@ -29,7 +30,7 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     kind = index_type.upper()
     if column not in ds.schema.names:
         raise BadRequest(f"unknown column {column!r}", column=column)
-    index_name = params.get("name") or f"{column}_idx"
+    index_name = params.get("name") or default_index_name(column, kind)
     try:
         with store.build_turn:  # never beside another build (the index keeper's) in this process
             _build(ds, column, kind, index_name, params)
@@ -46,8 +47,35 @@ def create_index(store: Store, name: str, column: str, index_type: str, params: 
     return {"name": index_name, "type": kind, "column": column, "version": latest.version}
 
 
+def default_index_name(column: str, kind: str) -> str:
+    """``<column>_idx``, or ``<column>_fts`` for a full-text index (so ``id`` can have both a BTREE and one)."""
+    return f"{column}_fts" if kind.upper() in FTS_TYPES else f"{column}_idx"
+
+
+def drop_index(store: Store, name: str, index_name: str) -> dict[str, Any]:
+    """Drop an index from main's latest version (one new version); older versions keep theirs."""
+    with store.build_turn:
+        ds = store.fresh(name)
+        names = sorted(i["name"] for i in ds.list_indices())
+        if index_name not in names:
+            raise IndexNotFound(f"no index named {index_name!r}; indexes: {names}", index=index_name)
+        retry_commit(lambda: store.fresh(name).drop_index(index_name), table=name, what="drop index")
+    store.invalidate(name)
+    return {"name": index_name, "dropped": True, "version": store.latest(name).version}
+
+
 def _build(ds: Any, column: str, kind: str, index_name: str, params: dict[str, Any]) -> None:
     field = ds.schema.field(column)
+    if kind in FTS_TYPES:
+        if not is_text(field):
+            texts = [f.name for f in ds.schema if is_text(f)]
+            raise BadRequest(f"a full-text index holds text; {column!r} is {field.type}. Text columns: {texts}",
+                             column=column, text_columns=texts)
+        build_text_index(ds, column, index_name, params)
+        return
+    given = [k for k in TOKENIZER_OPTIONS if params.get(k) is not None]
+    if given:
+        raise BadRequest(f"{given} apply to full-text (FTS) indexes, not {kind}", options=given)
     if kind in VECTOR_TYPES:
         if not is_vector(field):
             raise BadRequest(f"{kind} needs a vector column; {column!r} is {field.type}")

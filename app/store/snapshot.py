@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.store.compare import unchanged_rows
+from app.store.keywords import Keywords, search_keywords, text_indexes
 
 __all__ = ["LINEAGE", "Snapshot", "SnapshotKey", "stamp_of"]
 
@@ -111,6 +112,16 @@ class Snapshot:
             indexed = getattr(stats.get(index["name"]), "num_rows_indexed", None)
             index.update(num_indexed_rows=indexed, num_unindexed_rows=max(0, total - (indexed or 0)))
         return listed
+
+    def text_indexes(self) -> dict[str, str]:
+        """``{column: index name}`` of the version's full-text indexes."""
+        return text_indexes(self._ds)
+
+    def keyword_search(self, query: Keywords, columns: list[str], *, limit: int, offset: int = 0,
+                       predicate: str | None = None) -> pa.Table:
+        """The version's best rows for a keyword query by BM25 (``app.store.keywords``): ``columns``,
+        ``_rowid`` and ``_score``; ``predicate`` (checked) is applied first."""
+        return search_keywords(self._ds, query, columns=columns, limit=limit, offset=offset, predicate=predicate)
 
     def fragments(self) -> list[tuple[int, int]]:
         """Each data fragment's live rows and bytes on disk, in table order."""

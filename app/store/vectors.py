@@ -14,7 +14,7 @@ was trained, and measures the recall each probe count gives on a held-out sample
 own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target
 (``app/store/tuning.py``). The choice is written to the table's config (``lightbox.recall.<column>``),
 so it is versioned with the index: a restart, another replica or an old tag reads it without
-measuring again.
+measuring again. The same fold brings a table's full-text indexes up to date (``app/store/keywords.py``).
 
 Its work is bounded three ways, because a burst of writes (a bulk load of ten 20k-row batches) once
 took a server to 24 GB within a minute:
@@ -51,6 +51,7 @@ from app.store.catalog import Store
 from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import build_ivf_flat
+from app.store.keywords import fold_text_indexes
 from app.store.schema import is_vector, vector_meta
 from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
@@ -177,14 +178,27 @@ class IndexKeeper:
 
     # -- building and folding ----------------------------------------------------------------
     def fold(self, name: str, *, merge: bool = False) -> list[dict[str, Any]]:
-        """Bring every vector column of a table's latest version up to date; what was done per column."""
+        """Bring every vector column and full-text index of a table's latest version up to date; what
+        was done per column or index."""
         with self.store.build_turn:
             if not self.store.exists(name):
                 return []
             fields = [f for f in self.store.fresh(name).schema if is_vector(f)]
             steps = (retry_commit(lambda f=f: self._fold_column(name, f, merge), table=name, what="index upkeep")
                      for f in fields)  # a fold preempted by a concurrent write plans again on the new latest
-            return [step for step in steps if step]
+            return [step for step in steps if step] + self._fold_text(name)
+
+    def _fold_text(self, name: str) -> list[dict[str, Any]]:
+        """Fold new rows into the table's full-text indexes, whatever its size (they are made on request,
+        and Lance searches the rows they miss by a flat pass until then)."""
+        started = time.perf_counter()
+        folded = retry_commit(lambda: fold_text_indexes(self.store.fresh(name)), table=name, what="index upkeep")
+        if not folded:
+            return []
+        self.store.invalidate(name)
+        self.stats.built(time.perf_counter() - started)
+        seconds = round(time.perf_counter() - started, 3)
+        return [{"index": index, "action": "folded", "seconds": seconds} for index in folded]
 
     def _fold_column(self, name: str, field: pa.Field, merge: bool) -> dict[str, Any] | None:
         ds = self.store.fresh(name)

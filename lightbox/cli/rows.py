@@ -63,14 +63,25 @@ def register(sub: Any) -> None:
     add_target(row)
     row.set_defaults(handler=_row)
 
-    search = sub.add_parser("search", help="the k nearest rows to an image, a text, a row or a vector")
+    search = sub.add_parser("search", help="the k nearest rows to an image, a text, a row or a vector; rows "
+                                           "matching keywords; or both, fused")
     search.add_argument("table", help="the table")
-    what = search.add_mutually_exclusive_group(required=True)
+    what = search.add_mutually_exclusive_group()
     what.add_argument("--image", metavar="FILE", help="an image file")
     what.add_argument("--text", help="a text (the vector column's model must embed text)")
     what.add_argument("--like", metavar="ID", help="more like this row (the row itself is left out)")
     what.add_argument("--vector", metavar="FILE", help="a .npy file (or a JSON list) holding the query vector")
+    search.add_argument("--keywords", "-q", metavar="WORDS",
+                        help='keyword search on the full-text indexes: words, "a phrase", +must, -must_not; '
+                             "beside --image/--text/--like/--vector, hybrid")
+    search.add_argument("--keyword-columns", type=column_list, default=None, metavar="COLUMNS",
+                        help="comma-separated text columns the keywords search (default: every full-text indexed one)")
+    search.add_argument("--fusion", choices=["rrf", "linear"], default=None,
+                        help="hybrid: reciprocal rank fusion (default, k=60) or a weighted sum of scaled scores")
+    search.add_argument("--weight", type=float, default=None,
+                        help="hybrid with --fusion linear: the vector side's share, 0 to 1 (default 0.5)")
     search.add_argument("-k", type=int, default=10, help="how many rows (default 10)")
+    search.add_argument("--offset", type=int, default=0, help="skip this many of the best rows first (default 0)")
     add_filter(search, what="search only rows matching")
     search.add_argument("--columns", "-c", type=column_list, default=None, help=COLUMNS_HELP)
     search.add_argument("--column", default=None, help="the vector column (when the table has several)")
@@ -153,8 +164,10 @@ def _change_row(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise UsageError("-k must be at least 1")
+    if args.k < 1 or args.offset < 0:
+        raise UsageError("-k must be at least 1 and --offset at least 0")
+    if not any((args.image, args.text, args.like, args.vector, args.keywords)):
+        raise UsageError("give one of --image, --text, --like, --vector, and/or --keywords")
     for given in (args.image, args.vector):
         if given and not Path(given).is_file():
             raise UsageError(f"no such file: {given}")
@@ -163,7 +176,9 @@ def _search(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         rows = table_at(client, args).search(args.text, image=args.image, vector=vector, like=args.like, k=args.k,
                                              filter=where, columns=args.columns, column=args.column,
-                                             nprobes=args.nprobes)
+                                             nprobes=args.nprobes, keywords=args.keywords,
+                                             keyword_columns=args.keyword_columns, offset=args.offset,
+                                             fusion=args.fusion, weight=args.weight)
     write_rows(rows, args.format)
     return OK
 

@@ -11,7 +11,7 @@ from lightbox.cli.common import add_note, add_ref, add_target, note, open_client
 from lightbox.cli.errors import OK, UsageError
 from lightbox.cli.output import human_bytes
 
-__all__ = ["describe_lines", "register"]
+__all__ = ["describe_lines", "index_line", "register"]
 
 CLONE_TAG_PREFIX = "lightbox-clone-"  # the tag a clone leaves on its source version (docs/http.md, clone)
 
@@ -80,7 +80,7 @@ def describe_lines(d: dict[str, Any]) -> list[str]:
         ("branches", [(name, f"version {b['version']}, {b['num_rows']} rows, from "
                              f"{b.get('parent_branch') or 'main'}@{b.get('parent_version')}")
                       for name, b in sorted(d["branches"].items())]),
-        ("indexes", [(i["name"], _index_line(i)) for i in d["indexes"]]),
+        ("indexes", [(i["name"], index_line(i)) for i in d["indexes"]]),
         ("embeddings", [(e["column"], f"{e['model']}, {e['dim']}-d, from {e['source']}, {e['metric']}")
                         for e in d["embeddings"]]),
     ]
@@ -91,7 +91,7 @@ def describe_lines(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _index_line(index: dict[str, Any]) -> str:
+def index_line(index: dict[str, Any]) -> str:
     text = (f"{index['type']} on {', '.join(index['columns'])}: {index.get('num_indexed_rows')} rows indexed, "
             f"{index.get('num_unindexed_rows')} not yet")
     if "recall_target" in index:

@@ -79,4 +79,28 @@ await step("drop_table", async () => {
 });
 await step("missing_table", () => db.openTable("no_such_table"));
 
+// full-text and hybrid search on a table of captions: made, indexed, tagged, then written to
+const ids = (rows) => rows.map((r) => r.id);
+const docs = await db.createTable("ts_docs", [
+  { id: "a", caption: "a red cat sleeping", vector: [1, 0, 0, 0] },
+  { id: "b", caption: "a blue dog running", vector: [0, 1, 0, 0] },
+  { id: "c", caption: "a red dog chasing a cat", vector: [0, 0, 1, 0] },
+]);
+await docs.createIndex("caption", { config: lancedb.Index.fts({ withPosition: true }) });
+const indexed = await docs.version();
+await docs.add([{ id: "d", caption: "a late cat", vector: [0, 0, 0, 1] }]);
+await step("fts", async () => ids(await docs.search("cat", "fts").select(["id"]).limit(10).toArray()));
+await step("fts_scores", async () => (await docs.query().fullTextSearch("cat").select(["id"]).limit(10).toArray())
+  .map((r) => r._score));
+await step("fts_phrase", async () => ids(await docs.search('"red cat"', "fts").select(["id"]).limit(10).toArray()));
+await step("hybrid", async () =>
+  ids(await docs.query().fullTextSearch("red dog").nearestTo([0, 0, 1, 0]).select(["id"]).limit(3).toArray()));
+await step("fts_at_old_version", async () => {
+  await docs.checkout(indexed);
+  const old = ids(await docs.search("cat", "fts").select(["id"]).limit(10).toArray());
+  await docs.checkoutLatest();
+  return old;
+});
+await step("fts_no_index", () => docs.search("cat", "fts", ["id"]).limit(3).toArray());
+
 process.stdout.write(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? Number(v) : v)));

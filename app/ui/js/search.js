@@ -1,5 +1,6 @@
 // Search: by an uploaded image (drop or pick a file), by text when a vector column was built by a
-// text-capable model, or "more like this" from a row; results with distances; the filter applies.
+// text-capable model, or "more like this" from a row; by keywords on the full-text indexes, or both
+// (hybrid) from the search box's mode; results with distances or scores; the filter applies.
 
 import { api, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
@@ -19,9 +20,10 @@ export function searchView(route, ctx) {
   const { table, params } = route;
   const { info, pin } = ctx;
   const root = h("section", { "aria-label": `search ${table}` }, tabs(route));
-  if (!info.embeddings.length) {
-    root.append(h("p.muted", {}, "This table has no vector column; add one with `lightbox ingest --embed builtin` " +
-      "or `lightbox embed` to search it."));
+  const fullText = (info.indexes || []).some((i) => String(i.type).toUpperCase() === "INVERTED");
+  if (!info.embeddings.length && !fullText) {
+    root.append(h("p.muted", {}, "This table has no vector column and no full-text index; add vectors with " +
+      "`lightbox embed`, or a full-text index with `lightbox index TABLE create COLUMN --type FTS`, to search it."));
     return root;
   }
   const go = (changes) => {
@@ -33,15 +35,12 @@ export function searchView(route, ctx) {
   const columnSelect = info.embeddings.length > 1 ? h("select", { id: "vector-column", "aria-label": "vector column",
     onchange: (e) => go({ column: e.target.value }) },
   info.embeddings.map((e) => h("option", { value: e.column, selected: e.column === params.get("column") }, `${e.column} (${e.model})`))) : null;
-  const column = params.get("column") || info.embeddings[0].column;
-  const embedding = info.embeddings.find((e) => e.column === column) || info.embeddings[0];
+  const column = params.get("column") || (info.embeddings[0] || {}).column || null;
+  const embedding = info.embeddings.find((e) => e.column === column) || info.embeddings[0] || {};
   const file = h("input", { type: "file", accept: "image/*", id: "search-file", "aria-label": "search by an image file" });
-  const drop = h("div.drop", { id: "drop" }, h("label", { for: "search-file" }, "Drop an image here, or choose a file: "), file);
-  const textForm = textCapable(embedding) ? h("form.toolbar", { onsubmit: (e) => {
-    e.preventDefault();
-    go({ text: e.target.elements.text.value.trim(), like: "" });
-  } }, h("input", { type: "search", name: "text", value: params.get("text") || "", "aria-label": "search by text",
-    placeholder: "describe what you look for" }), h("button", { type: "submit" }, "Search text")) : null;
+  const drop = info.embeddings.length ? h("div.drop", { id: "drop" },
+    h("label", { for: "search-file" }, "Drop an image here, or choose a file: "), file) : null;
+  const textForm = searchBox(textCapable(embedding), fullText, params, go);
   const errors = h("div", { id: "search-errors" });
   const status = h("div.status", { id: "search-status", "aria-live": "polite" });
   const results = h("div.grid", { id: "results" });
@@ -58,9 +57,9 @@ export function searchView(route, ctx) {
       const { hits } = await api(`${t(table)}/search`, { method: "POST", params: pin, ...options });
       const inline = await smallOriginals(table, hits, pin);
       results.append(...hits.map((hit, i) => cell(table, hit, {
-        pin, params, shown, inline, extra: [`#${i + 1} · distance ${hit._distance.toFixed(4)}`],
+        pin, params, shown, inline, extra: [`#${i + 1} · ${scoreText(hit)}`],
       })));
-      status.textContent = `${hits.length} nearest ${label}`;
+      status.textContent = `${hits.length} ${label.startsWith("for") ? "best" : "nearest"} ${label}`;
     } catch (err) {
       errors.replaceChildren(errorBox(err));
       status.textContent = "";
@@ -76,16 +75,45 @@ export function searchView(route, ctx) {
     run(`to ${f.name}`, { form });
   }
   file.addEventListener("change", () => upload(file.files[0]));
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
+  drop?.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop?.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop?.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
     upload(e.dataTransfer.files[0]);
   });
+  const keywords = params.get("keywords");
   if (params.get("like")) run(`to row ${params.get("like")}`, { json: { ...base, image_id: params.get("like") } });
-  else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } });
+  else if (params.get("text") && keywords) {
+    run(`for “${params.get("text")}” and keywords “${keywords}”`, { json: { ...base, text: params.get("text"), keywords } });
+  } else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } });
+  else if (keywords) run(`for keywords “${keywords}”`, { json: { ...base, column: null, keywords } });
   else if (lastUpload && lastUpload.table === table) upload(lastUpload.file);
-  else status.textContent = "Pick an image to find its nearest rows.";
+  else status.textContent = info.embeddings.length ? "Pick an image to find its nearest rows." : "Type keywords to search.";
   return root;
+}
+
+// The search box: keywords (BM25 on the full-text indexes: words, "a phrase", +must, -must_not), the
+// semantic text mode (embedded by the column's model), or both fused (hybrid), as the table allows.
+function searchBox(semantic, fullText, params, go) {
+  const modes = [fullText && ["keywords", "keywords"], semantic && ["text", "semantic"],
+    semantic && fullText && ["both", "semantic + keywords"]].filter(Boolean);
+  if (!modes.length) return null;
+  const current = params.get("text") && params.get("keywords") ? "both" : params.get("text") ? "text" : modes[0][0];
+  const mode = h("select", { name: "mode", id: "search-mode", "aria-label": "search mode" },
+    modes.map(([value, label]) => h("option", { value, selected: value === current }, label)));
+  const value = current === "text" ? params.get("text") : params.get("keywords") || params.get("text");
+  return h("form.toolbar", { id: "search-box", onsubmit: (e) => {
+    e.preventDefault();
+    const words = e.target.elements.q.value.trim();
+    const chosen = e.target.elements.mode.value;
+    go({ text: chosen === "keywords" ? "" : words, keywords: chosen === "text" ? "" : words, like: "" });
+  } }, mode, h("input", { type: "search", name: "q", value: value || "", "aria-label": "search by text or keywords",
+    placeholder: 'words, "a phrase", +must, -not' }), h("button", { type: "submit" }, "Search"));
+}
+
+function scoreText(hit) {
+  if (hit._relevance_score !== undefined) return `relevance ${hit._relevance_score.toFixed(4)}`;
+  if (hit._score !== undefined) return `score ${hit._score.toFixed(3)}`;
+  return `distance ${hit._distance.toFixed(4)}`;
 }
