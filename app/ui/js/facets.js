@@ -65,7 +65,7 @@ export function facetPanel(table, pin, filter, onFilter) {
     try {
       const params = { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) };
       const body = await api(`${t(table)}/facets`, { params });
-      const sections = body.facets.map((f) => h("section", { dataset: { facet: f.column, kind: f.kind } },
+      const sections = body.facets.map((f) => h("section", { dataset: { facet: f.column, kind: f.kind, type: f.type } },
         h("h2", {}, f.column, h("span.muted", {}, ` ${f.type}`)),
         f.kind === "values" ? valuesFacet(f, pick) : histogramFacet(f, pick)));
       panel.replaceChildren(h("p.muted", { id: "facets-count" }, `${body.count} rows`), ...sections);
