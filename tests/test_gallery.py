@@ -163,7 +163,7 @@ def test_deep_tiffs_render_like_thumbnails_on_the_row_page(page: object, server:
     page.goto(f"{server.url}/#/t/deep")
     page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.naturalWidth > 0).length === 2")
     srcs = page.locator("#grid img").evaluate_all("imgs => imgs.map(i => i.getAttribute('src'))")
-    assert all("/thumbnail?" in s and "size=160" in s for s in srcs)  # a TIFF is not shown as is
+    assert all("/thumbnail?" in s and "size=128" in s for s in srcs)  # a TIFF is not shown as is
     for name in ("ramp_uint16.tif", "ramp_float32.tif"):
         page.goto(f"{server.url}/#/t/deep/row/{name}")
         image = page.locator("#row-image")

@@ -86,7 +86,7 @@ def test_tiles_keep_their_aspect_ids_shorten_in_the_middle_and_boxes_are_drawn(p
         d = drawn[row_id]
         assert abs(d["natural"] - w / h) / (w / h) < 0.03, (row_id, d)  # the thumbnail kept the shape
         assert abs(d["width"] / d["height"] - w / h) / (w / h) < 0.03, (row_id, d)  # and so does the tile
-        assert "size=160" in d["srcset"] and "size=320 2x" in d["srcset"], d  # sized to the tile, 2x for HiDPI
+        assert "size=128" in d["srcset"] and "size=256 2x" in d["srcset"], d  # sized to the tile, 2x for HiDPI
     assert drawn[LOGO_ID]["width"] > 4 * drawn[LOGO_ID]["height"]
     # the thumbnails are pinned to a version: cached for good
     thumb = page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] img').get_attribute("src")

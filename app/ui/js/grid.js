@@ -9,6 +9,17 @@ import { annotationColumns, overlayColumns } from "./overlay.js";
 import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const PAGE = 100;
+const SETTLE_MS = 1500; // the longest the first page's images hold back the count and facets
+
+/** Resolves when every image under el has loaded (or failed), or after ms. */
+function imagesSettled(el, ms) {
+  const pending = [...el.querySelectorAll("img")].filter((i) => !i.complete);
+  const all = Promise.all(pending.map((i) => new Promise((done) => {
+    i.addEventListener("load", done, { once: true });
+    i.addEventListener("error", done, { once: true });
+  })));
+  return Promise.race([all, new Promise((done) => setTimeout(done, ms))]);
+}
 
 export function filterBox(route, onApply) {
   const input = h("input", {
@@ -118,8 +129,10 @@ export function gridView(route, ctx) {
     if (entries.some((e) => e.isIntersecting)) more();
   }, { rootMargin: "600px" });
   observer.observe(sentinel);
-  // the count and the facets wait for the first page, so they do not compete with it and its images
-  const first = more();
+  // the count, the facets (and the ref switcher: root.settled) wait for the first page and its
+  // thumbnails, so on a cold server they do not take CPU from the renders the first screen waits for
+  const first = more().then(() => imagesSettled(grid, SETTLE_MS));
+  root.settled = first;
   first.then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
     .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
   first.then(() => (errors.childElementCount ? facets.replaceChildren() : facets.load()));

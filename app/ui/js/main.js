@@ -72,11 +72,12 @@ async function render() {
     } else {
       const ctx = await resolve(route.table, route.params);
       if (id !== renderId) return;
-      setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
       if (route.view === "grid") {
         el = gridView(route, ctx);
         kept = { hash, el, scroll: 0 };
-      } else if (route.view === "row") el = await rowView(route, ctx);
+        el.settled.then(() => refBar(route, ctx.info)).catch(() => {}); // after the first screen's images
+      } else setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
+      if (route.view === "grid") { /* built above */ } else if (route.view === "row") el = await rowView(route, ctx);
       else if (route.view === "search") el = searchView(route, ctx);
       else el = await historyView(route, ctx);
     }

@@ -6,7 +6,9 @@ import { h, shortId } from "./dom.js";
 import { overlay } from "./overlay.js";
 import { describeRef, href, refOf, withRef } from "./route.js";
 
-export const THUMB = 160; // CSS pixels: a tile's picture area at most (the grid's cells are 136-170 px wide)
+// CSS pixels: a tile's picture area. A thumbnail this size of a photo decodes at 1/8 of its JPEG scale
+// (a 1024x768 photo costs a 128x96 decode), the cheapest a cold server can render.
+export const THUMB = 128;
 
 /** Describe the table at the URL's ref and the ref that pins it: a version number when the ref
  * resolves on main (so image URLs are immutable and cached forever), else the tag or branch. */
