@@ -280,9 +280,11 @@ class TableCalls:
             params = drop_none({"from": refs[0], "to": refs[1], "limit": DIFF_PAGE, "cursor": cursor})
             page = yield Call("GET", self.path("/diff"), read_json, params=params, idempotent=True)
             if not out:
-                out = {k: page[k] for k in ("from", "to", "counts")} | {"added": [], "removed": [], "changed": []}
-                refs = [str(p["version"]) if p["branch"] is None else r
-                        for p, r in ((page["from"], refs[0]), (page["to"], refs[1]))]
+                out = ({k: page[k] for k in ("from", "to", "counts")} | {"vectors_only": page.get("vectors_only", 0)}
+                       | {"added": [], "removed": [], "changed": []})
+                # a branch's version is pinned as BRANCH@VERSION: a write to it between pages moves nothing
+                refs = [str(p["version"]) if p["branch"] is None else f"{p['branch']}@{p['version']}"
+                        for p in (page["from"], page["to"])]
             for key in ("added", "removed", "changed"):
                 out[key].extend(page[key])
             cursor = page.get("next_cursor")

@@ -55,7 +55,7 @@ export function formatTime(ts) {
 
 /** A long id shortened in the middle so the end (the file name, which tells rows apart) stays:
  * "categories/Adwaita_icons/scalable/apps/org.gnome.Maps.png" -> "categories/…/org.gnome.Maps.png". */
-export function shortId(id, max = 22) {
+export function shortId(id, max = 19) { // 19 characters of 11 px monospace fit a 128 px tile
   if (id.length <= max) return id;
   const name = id.slice(id.lastIndexOf("/") + 1);
   if (name.length + 2 >= max) { // the name alone is too long: its start and its end (the extension)
