@@ -231,6 +231,9 @@ def test_tables_page_hides_clone_guard_tags_unless_asked(page: object, server: L
     page.goto(server.url + "/#/t/photos")
     page.locator("#ref-select option").first.wait_for(state="attached")
     assert "lightbox-clone" not in page.locator("#ref-select").inner_text()
+    page.goto(server.url + "/#/t/photos/history")
+    page.locator("#log tbody tr").first.wait_for()
+    assert "lightbox-clone" not in page.locator("#log").inner_text()
 
 
 def test_no_serious_accessibility_violations(page: object, server: LiveServer, photos: dict) -> None:

@@ -5,7 +5,7 @@
 import { api, t } from "./api.js";
 import { errorBox, formatTime, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
-import { cell, tabs } from "./table.js";
+import { cell, isInternalTag, tabs } from "./table.js";
 
 const DIFF_PAGE = 60;
 
@@ -27,14 +27,14 @@ export async function historyView(route, ctx) {
     h("td", {}, v.message || ""), h("td", {}, v.author || ""), h("td", {}, v.operation || ""),
     h("td", {}, String(v.num_rows)),
     h("td.mono", {}, `+${v.rows_added ?? 0} −${v.rows_removed ?? 0} ~${v.rows_updated ?? 0}`),
-    h("td", {}, (v.tags || []).map((tag) => h("span.pill", {}, tag))),
+    h("td", {}, (v.tags || []).filter((tag) => !isInternalTag(tag)).map((tag) => h("span.pill", {}, tag))),
     h("td", {}, prev(i) && !branch ? h("a", { href: href("history", table, { ...Object.fromEntries(params), from: prev(i), to: String(v.version) }) }, "diff") : "")));
   const logTable = h("table.log", { id: "log" },
     h("caption", { class: "muted" }, `version log${branch ? " of branch " + branch : " (main)"}`),
     h("thead", {}, h("tr", {}, ["version", "time", "message", "author", "operation", "rows", "changes", "tags", ""]
       .map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows));
 
-  const refs = [...log.map((v) => String(v.version)), ...Object.keys(info.tags || {}), "main", ...Object.keys(info.branches || {})];
+  const refs = [...log.map((v) => String(v.version)), ...Object.keys(info.tags || {}).filter((n) => !isInternalTag(n)), "main", ...Object.keys(info.branches || {})];
   const datalist = h("datalist", { id: "refs-list" }, refs.map((r) => h("option", { value: r })));
   const from = params.get("from") || (log[1] ? String(log[1].version) : "");
   const to = params.get("to") || (log[0] ? String(log[0].version) : "main");
