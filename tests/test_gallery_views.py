@@ -81,6 +81,8 @@ def test_tiles_keep_their_aspect_ids_shorten_in_the_middle_and_boxes_are_drawn(p
     page.goto(server.url + "/#/t/photos")
     page.wait_for_function("document.querySelectorAll('#grid a.cell').length === 6")
     all_images_loaded(page, "#grid img")
+    page.locator("#facets section").first.wait_for()  # what fills in after the images, moving the layout
+    page.locator("#ref-select").wait_for()
     drawn = {d["id"]: d for d in page.locator("#grid img").evaluate_all(DRAWN)}
     for row_id, (w, h) in photos["sizes"].items():
         d = drawn[row_id]
@@ -117,6 +119,7 @@ def test_row_page_draws_boxes_and_segmentation_over_the_image(page: object, serv
     image = page.locator("#row-image")
     image.wait_for()
     all_images_loaded(page, "#row-image")
+    page.locator("#ref-select").wait_for()  # the header fills in after the view: measure after it
     assert page.locator("h1").inner_text() == "photos/astronaut.jpg"
     drawn = image.evaluate_all(DRAWN)[0]
     rects = page.locator(".row-page svg.overlay rect.box")
