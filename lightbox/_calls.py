@@ -176,6 +176,11 @@ class TableCalls:
         return self.read("GET", self.path("/count"), lambda r: int(r.json()["count"]),
                          params=drop_none({"filter": filter}))
 
+    def facets(self, filter: str | None, columns: Sequence[str] | None, max_values: int, bins: int
+               ) -> Call[dict[str, Any]]:
+        params = drop_none({"filter": filter, "columns": listed(columns), "max_values": max_values, "bins": bins})
+        return self.read("GET", self.path("/facets"), read_json, params=params)
+
     def search(self, *, text: str | None, image: ImageSource | None, vector: Sequence[float] | None,
                like: str | None, k: int, filter: str | None, columns: Sequence[str] | None, column: str | None,
                nprobes: int | None, refine_factor: int | None) -> Call[pa.Table]:

@@ -74,3 +74,18 @@ def test_named_columns_integer_bins_and_refusals(client: httpx.Client) -> None:
     old = client.get("/api/v1/tables/digits/facets", params={"tag": "v1", "filter": "label = 1"}).json()
     assert old["count"] == count(client, "label = 1")
 
+
+
+def test_the_sdk_reads_the_same_facets(digits_root: Path) -> None:
+    app = InProcess(str(digits_root))
+    try:
+        t = app.sdk().table("digits")
+        got = t.facets("split = 'test'", ["label", "split"], max_values=5)
+        assert got["count"] == t.count("split = 'test'")
+        label, split = got["facets"]
+        assert split["values"] == [{"value": "test", "count": got["count"]}]
+        # ten labels are more than max_values: an integer column is binned then
+        assert label["kind"] == "histogram" and sum(b["count"] for b in label["bins"]) == got["count"]
+        assert t.at(tag="v1").facets(columns=["split"])["count"] == 200
+    finally:
+        app.close()
