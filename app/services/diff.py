@@ -120,11 +120,12 @@ def with_values(a: Snapshot, b: Snapshot, d: Diff, page: dict[str, Any], max_cha
                 if c not in d.vectors and c != "id"]
     before = _values(a, [d.rows[i["id"]][0] for i in items], readable)
     after = _values(b, [d.rows[i["id"]][1] for i in items], readable)
+    missing = [None] * len(items)  # a column one side lacks reads as null there
     for n, item in enumerate(items):
         values = {}
         for c in item["columns"]:
             if c in readable:
-                old, new = before.get(c, [None] * len(items))[n], after.get(c, [None] * len(items))[n]
+                old, new = before.get(c, missing)[n], after.get(c, missing)[n]
                 if len(json.dumps([old, new], default=str)) <= max_chars:
                     values[c] = {"from": old, "to": new}
         item["values"] = values
