@@ -221,6 +221,7 @@ def test_search_shows_the_query_image_or_row_above_results_with_distances(page: 
     assert "/rows/photos/astronaut.jpg/thumbnail" in page.locator("#query-image").get_attribute("src")
     assert "photos/astronaut.jpg" in page.locator("#search-query").inner_text()
     assert all("distance" in t for t in page.locator("#results .cell").all_inner_texts())
+    assert page.locator(f'#results a.cell[data-id="{LOGO_ID}"] svg.overlay rect.box').count() == 2  # as on the grid
 
 
 def test_tables_page_hides_clone_guard_tags_unless_asked(page: object, server: LiveServer) -> None:

@@ -3,6 +3,7 @@
 
 import { api, setImage, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
+import { annotationColumns, overlayColumns } from "./overlay.js";
 import { href } from "./route.js";
 import { filterBox } from "./grid.js";
 import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs, THUMB, thumbUrl } from "./table.js";
@@ -71,7 +72,10 @@ export function searchView(route, ctx) {
   root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
   const columns = scalarColumns(info);
   const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));
-  const base = { k: K, column, filter: params.get("filter") || null, columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))])] };
+  const annotations = params.get("boxes") === "0" ? null : annotationColumns(info); // drawn as on the grid
+  const base = { k: K, column, filter: params.get("filter") || null,
+    columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c)), ...overlayColumns(annotations)
+      .filter((c) => c !== annotations.segmentation)])] };
 
   const queryShown = h("div", { id: "search-query" });
   results.before(queryShown);
@@ -86,7 +90,7 @@ export function searchView(route, ctx) {
       const { hits } = await api(`${t(table)}/search`, { method: "POST", params: pin, ...options });
       const inline = await smallOriginals(table, hits, pin);
       results.append(...hits.map((hit, i) => cell(table, hit, {
-        pin, params, shown, inline, extra: [`#${i + 1} · ${scoreOf(hit)}`],
+        pin, params, shown, inline, annotations, extra: [`#${i + 1} · ${scoreOf(hit)}`],
       })));
       status.textContent = `${hits.length} nearest ${label}`;
     } catch (err) {
