@@ -89,3 +89,24 @@ def test_the_sdk_reads_the_same_facets(digits_root: Path) -> None:
         assert t.at(tag="v1").facets(columns=["split"])["count"] == 200
     finally:
         app.close()
+
+
+def test_floats_with_nan_and_infinity_are_binned_without_them(tmp_path: Path) -> None:
+    import math
+
+    import lance
+    import pyarrow as pa
+
+    from app.store import Store
+
+    store = Store(str(tmp_path / "data"))
+    rows = pa.table({"id": ["a", "b", "c", "d"], "score": [0.5, math.nan, math.inf, 2.0]})
+    store.create("f", rows.schema)
+    lance.write_dataset(rows, store.table_uri("f"), mode="append")
+    app = InProcess(str(tmp_path / "data"))
+    try:
+        facet = app.http().get("/api/v1/tables/f/facets", params={"columns": ["score"]}).json()["facets"][0]
+    finally:
+        app.close()
+    assert facet["kind"] == "histogram" and facet["nan"] == 2 and (facet["min"], facet["max"]) == (0.5, 2.0)
+    assert sum(b["count"] for b in facet["bins"]) == 2

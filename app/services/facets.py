@@ -100,10 +100,12 @@ def _facet(values: pa.ChunkedArray, spec: FacetSpec, named: bool) -> dict[str, A
 
 def _histogram(values: pa.ChunkedArray, bins: int) -> dict[str, Any]:
     """Equal-width bins over [min, max]; each holds lo <= v < hi (``closed``: lo <= v <= hi, the
-    last bin of a float column). Integer columns get whole-number edges. NaN is counted as ``nan``."""
+    last bin of a float column). Integer columns get whole-number edges. NaN and infinities are
+    counted as ``nan``."""
     data = values.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
-    nan = int(np.isnan(data).sum())
-    data = data[~np.isnan(data)]
+    finite = np.isfinite(data)
+    nan = int((~finite).sum())  # NaN and infinities: no bin holds them
+    data = data[finite]
     if not data.size:
         return {"min": None, "max": None, "bins": [], "nan": nan}
     lo, hi = float(data.min()), float(data.max())
