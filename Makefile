@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 export LANCE_LOG ?= error
 
 TS_DIR := tests/ts
+A11Y_DIR := tests/a11y
 
 .PHONY: demo test fuzz lint bench bench-quick clean chromium wrk
 
@@ -36,6 +37,14 @@ $(TS_DIR)/node_modules: $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 		echo "npm not found: the LanceDB TypeScript client tests will be skipped"; \
 	fi
 
+# axe-core for the gallery's accessibility check (tests/browser.py injects it into the pages, offline).
+$(A11Y_DIR)/node_modules: $(A11Y_DIR)/package.json $(A11Y_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(A11Y_DIR) && npm install --no-audit --no-fund --ignore-scripts --loglevel=error && touch node_modules; \
+	else \
+		echo "npm not found: the gallery's accessibility test will fail (it needs axe-core)"; \
+	fi
+
 # The gallery's browser tests (tests/test_gallery.py) drive Debian's chromium through Playwright
 # (Playwright's own browser download needs the internet); CI runs as root on a fresh Debian machine.
 chromium:
@@ -46,7 +55,7 @@ chromium:
 # store, so three workers keep two cores busy) with a coverage report (pyproject.toml's [tool.coverage]),
 # then the total of each package.
 TEST_WORKERS ?= 3
-test: $(VENV)/.dev $(TS_DIR)/node_modules chromium
+test: $(VENV)/.dev $(TS_DIR)/node_modules $(A11Y_DIR)/node_modules chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term
 	@for pkg in app ingest lightbox embeddings; do \

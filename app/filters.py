@@ -343,7 +343,8 @@ def check_filter(snap: Snapshot, text: str | None) -> str | None:
         try:
             snap.explain(predicate)
         except (ValueError, OSError, TypeError) as exc:
-            raise InvalidFilter(f"the filter cannot run on this table: {lance_reason(exc)}") from exc
+            raise InvalidFilter(f"the filter cannot run on this table: {user_reason(exc, snap.schema, predicate)}"
+                                ) from exc
     return predicate
 
 
@@ -361,6 +362,47 @@ def filter_errors(predicate: str | None) -> Iterator[None]:
 def is_filter_error(exc: BaseException) -> bool:
     """Whether a Lance error is about a filter expression (its message names the filter)."""
     return "filter" in str(exc).lower()
+
+
+# Arrow's names for types as DataFusion prints them (``Utf8``), and the names a table's schema shows
+ENGINE_TYPES = {"Utf8": "string", "LargeUtf8": "string", "Utf8View": "string", "Boolean": "bool",
+                "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64", "UInt8": "uint8",
+                "UInt16": "uint16", "UInt32": "uint32", "UInt64": "uint64", "Float16": "float16",
+                "Float32": "float", "Float64": "double", "Date32": "date32", "Binary": "binary",
+                "LargeBinary": "binary"}
+_LITERAL = re.compile(r"Received literal (\w+)\((.*?)\) and could not convert to literal of type '(\w+)'")
+
+
+def user_reason(exc: BaseException, schema: pa.Schema, predicate: str) -> str:
+    """Lance's complaint about a filter, in the types the table's schema shows: a literal of the wrong
+    type names the value, its kind and the columns of the filter it cannot be compared with."""
+    reason = lance_reason(exc)
+    found = _LITERAL.search(reason)
+    if found is None:
+        return re.sub(r"\b(" + "|".join(ENGINE_TYPES) + r")\b", lambda m: ENGINE_TYPES[m.group(1)], reason)
+    given, value, wanted = found.groups()
+    wanted_name = ENGINE_TYPES.get(wanted, wanted.lower())
+    named = {t.text.strip("`") for t in tokenize(predicate) if t.kind in ("id", "qid")}
+    columns = [f.name for f in schema if f.name in named and str(f.type) in _spellings(wanted_name)]
+    what = f"column {', '.join(repr(c) for c in columns)}" if columns else "the column it is compared with"
+    shown = f"'{value[1:-1]}'" if value.startswith('"') and value.endswith('"') else value
+    numeric = given.startswith(("Int", "UInt", "Float"))
+    kind = "text" if ENGINE_TYPES.get(given) == "string" else "a number" if numeric else given
+    column = columns[0] if columns else "column"
+    return f"{shown} is {kind} but {what} holds {wanted_name} values: {_advice(wanted_name, column)}"
+
+
+def _spellings(name: str) -> set[str]:
+    """How ``pa.DataType.__str__`` writes a type ENGINE_TYPES names (strings have two widths)."""
+    return {"string", "large_string"} if name == "string" else {name}
+
+
+def _advice(name: str, column: str) -> str:
+    if name == "string":
+        return f"quote the value, e.g. {column} = 'train'"
+    if name == "bool":
+        return f"compare it with true or false, e.g. {column} = true"
+    return f"compare it with a number, unquoted, e.g. {column} = 3"
 
 
 def lance_reason(exc: BaseException) -> str:

@@ -177,6 +177,11 @@ class TableCalls:
         return self.read("GET", self.path("/count"), lambda r: int(r.json()["count"]),
                          params=drop_none({"filter": filter}))
 
+    def facets(self, filter: str | None, columns: Sequence[str] | None, max_values: int, bins: int
+               ) -> Call[dict[str, Any]]:
+        params = drop_none({"filter": filter, "columns": listed(columns), "max_values": max_values, "bins": bins})
+        return self.read("GET", self.path("/facets"), read_json, params=params)
+
     def search(self, *, text: str | None, image: ImageSource | None, vector: Sequence[float] | None,
                like: str | None, k: int, filter: str | None, columns: Sequence[str] | None, column: str | None,
                nprobes: int | None, refine_factor: int | None,
@@ -283,9 +288,11 @@ class TableCalls:
             params = drop_none({"from": refs[0], "to": refs[1], "limit": DIFF_PAGE, "cursor": cursor})
             page = yield Call("GET", self.path("/diff"), read_json, params=params, idempotent=True)
             if not out:
-                out = {k: page[k] for k in ("from", "to", "counts")} | {"added": [], "removed": [], "changed": []}
-                refs = [str(p["version"]) if p["branch"] is None else r
-                        for p, r in ((page["from"], refs[0]), (page["to"], refs[1]))]
+                out = ({k: page[k] for k in ("from", "to", "counts")} | {"vectors_only": page.get("vectors_only", 0)}
+                       | {"added": [], "removed": [], "changed": []})
+                # a branch's version is pinned as BRANCH@VERSION: a write to it between pages moves nothing
+                refs = [str(p["version"]) if p["branch"] is None else f"{p['branch']}@{p['version']}"
+                        for p in (page["from"], page["to"])]
             for key in ("added", "removed", "changed"):
                 out[key].extend(page[key])
             cursor = page.get("next_cursor")

@@ -244,6 +244,10 @@ class AsyncTable:
     async def count(self, filter: str | None = None) -> int:
         return await self._run(self._calls.count(filter))
 
+    async def facets(self, filter: str | None = None, columns: Sequence[str] | None = None, *, max_values: int = 20,
+                     bins: int = 10) -> dict[str, Any]:
+        return await self._run(self._calls.facets(filter, columns, max_values, bins))
+
     async def search(self, text: str | None = None, *, image: ImageSource | None = None,
                      vector: Sequence[float] | None = None, like: str | None = None, k: int = 10,
                      filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,

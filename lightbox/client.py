@@ -307,6 +307,12 @@ class Table:
         """Rows matching a filter (all rows by default): ``t.count("label = 3")`` -> ``183``."""
         return self._run(self._calls.count(filter))
 
+    def facets(self, filter: str | None = None, columns: Sequence[str] | None = None, *, max_values: int = 20,
+               bins: int = 10) -> dict[str, Any]:
+        """Value counts of low-cardinality columns and histograms of numeric ones under a filter (what the
+        gallery's side panel shows); each count equals ``count`` of that value."""
+        return self._run(self._calls.facets(filter, columns, max_values, bins))
+
     def search(self, text: str | None = None, *, image: ImageSource | None = None,
                vector: Sequence[float] | None = None, like: str | None = None, k: int = 10,
                filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,

@@ -192,6 +192,9 @@ def test_diff_between_refs_lists_ids_and_changed_columns(tab: Tab) -> None:
         assert {"added": got["added"], "removed": got["removed"]} == expected, (a, b)
         changed = {c["id"]: c["columns"] for c in got["changed"]}
         assert changed["r1"] == ["label"]
+        values = {c["id"]: c["values"] for c in got["changed"]}
+        assert values["r1"] == {"label": {"from": 1, "to": 10}}  # old -> new, as the gallery shows it
+        assert "sha256" in values["r2"] and "image" not in values["r2"]  # the digest stands for the bytes
         assert "sha256" in changed["r2"] and "label" not in changed["r2"] and "id" not in changed["r2"]
         assert got["from"]["version"] == base and got["to"]["version"] == head
     assert tab.diff("main", "side")["counts"] == {"added": 1, "removed": 1, "changed": 2}
@@ -205,7 +208,14 @@ def test_diff_between_refs_lists_ids_and_changed_columns(tab: Tab) -> None:
     tab.patch("r0", {"label": 50}, branch="side")
     side = tab.diff("base", "side")
     assert side["to"]["branch"] == "side"
-    assert side["changed"] == [{"id": "r0", "columns": ["label"]}]
+    assert side["changed"] == [{"id": "r0", "columns": ["label"], "values": {"label": {"from": 0, "to": 50}}}]
+    # a branch against its fork point, written BRANCH@VERSION (main@N for main's)
+    fork = tab.http.get(f"{T}/branches").json()["branches"]
+    point = next(b for b in fork if b["name"] == "side")
+    since = tab.diff(f"{point['parent_branch'] or 'main'}@{point['parent_version']}", "side")
+    assert since["from"] == {"version": base, "branch": None} and since["changed"][0]["id"] == "r0"
+    assert tab.diff(f"side@{tab.version('side')}", "side")["counts"]["changed"] == 0
+    assert_error(tab.http.get(f"{T}/diff", params={"from": "nobranch@1", "to": "main"}), 400)
 
     assert_error(tab.http.get(f"{T}/diff", params={"from": "no-such-ref", "to": "main"}), 400)
     assert_error(tab.http.get(f"{T}/diff", params={"from": "999", "to": "main"}), 404)
@@ -233,6 +243,23 @@ def test_diff_pages_with_limit_and_cursor(tab: Tab) -> None:
             break
     assert pages == 3
     assert seen == [f"n{i:02d}" for i in range(12)] and removed == ["r0"]
+
+
+def test_diff_counts_rows_whose_vectors_alone_changed_instead_of_listing_them(tab: Tab) -> None:
+    before = tab.version()
+    tab.patch("r1", {"label": 8})
+    embedded = tab.http.post(f"{T}/embeddings", json={"model": "builtin"})
+    assert embedded.status_code == 201, embedded.text
+    listed = tab.diff(before, "main")
+    rows = listed["counts"]["changed"]
+    assert rows > 2 and listed["vectors_only"] == rows - 1
+    assert len(listed["changed"]) == rows  # listed by default, as before
+    counted = tab.diff(before, "main", vectors="count")
+    assert counted["counts"] == listed["counts"] and counted["vectors_only"] == listed["vectors_only"]
+    assert [c["id"] for c in counted["changed"]] == ["r1"]  # only the row a person changed
+    assert counted["changed"][0]["values"] == {"label": {"from": 1, "to": 8}}  # the vector's values are not sent
+    assert "vector" in counted["changed"][0]["columns"]
+    assert_error(tab.http.get(f"{T}/diff", params={"from": str(before), "vectors": "some"}), 400)
 
 
 # -- merge -------------------------------------------------------------------------------------

@@ -347,7 +347,10 @@ ERROR_CASES = [
     ("label = 3 AND ink", ["operands of AND must be boolean"]),
     ("label = 3 split = 'x'", ["a filter is one expression"]),
     # well-formed SQL that only Lance's planner can refuse: still a 400 that says why
-    ("label = 'abc'", ["cannot run on this table", "Utf8"]),
+    # ... in the types the table's schema shows (int64, string), never the engine's (Int64, Utf8)
+    ("label = 'abc'", ["cannot run on this table", "'abc' is text", "column 'label' holds int64 values",
+                       "e.g. label = 3"]),
+    ("split = 3", ["3 is a number", "column 'split' holds string values", "quote the value"]),
     ("nosuch(label) = 1", ["cannot run on this table", "nosuch"]),
     ("upper(split)", ["cannot run on this table", "boolean"]),
     ("CAST(label AS nonsense) = 1", ["cannot run on this table"]),
@@ -363,6 +366,8 @@ def test_every_error_class_is_a_400_naming_the_problem(client: httpx.Client) -> 
         assert_invalid_filter(query, *words)
         count = client.get("/api/v1/tables/facts/count", params={"filter": text})
         assert_invalid_filter(count, *words)
+        for engine_name in ("Utf8", "Int64", "Float64"):
+            assert engine_name not in query.json()["error"]["message"], (text, engine_name)
     detail = assert_invalid_filter(client.get("/api/v1/tables/facts/count", params={"filter": "lable = 3"}))["detail"]
     assert detail["column"] == "lable"
 

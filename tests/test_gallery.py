@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.browser import ARTIFACTS, Watch, chromium, watched_page
 from tests.conftest import LiveServer
 from tests.gallery_data import CHANGED_ID, build_digits
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("LIGHTBOX_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 RO_KEY, RW_KEY = "gallery-read-only", "gallery-read-write"
 
 
@@ -47,64 +43,14 @@ def server(digits: dict[str, object]) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (make test installs Debian's chromium package)")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Watch:
-    """What went wrong in the browser: console errors, failed or off-site requests, error statuses."""
-
-    def __init__(self, page: object, base: str) -> None:
-        self.problems: list[str] = []
-        self.allowed: set[int] = set()
-        self.statuses: list[tuple[int, str]] = []
-        self.requests: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self._console(m.text))
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self._failed(r))
-        page.on("request", lambda r: self._request(r.url, base))
-        page.on("response", lambda r: self._status(r.status, r.url))
-
-    def _console(self, text: str) -> None:
-        found = re.search(r"status of (\d{3})", text)
-        if not (found and int(found.group(1)) in self.allowed):
-            self.problems.append(f"console error: {text}")
-
-    def _failed(self, request: object) -> None:
-        failure = request.failure or ""
-        if request.url.startswith("blob:") or "ERR_ABORTED" in failure:  # a page left mid-load; not an error
-            return
-        self.problems.append(f"request failed: {request.url} {failure}")
-
-    def _request(self, url: str, base: str) -> None:
-        self.requests.append(url)
-        if not url.startswith((base, "blob:", "data:")):
-            self.problems.append(f"request leaves the server: {url}")
-
-    def _status(self, status: int, url: str) -> None:
-        self.statuses.append((status, url))
-        if status >= 400 and status not in self.allowed:
-            self.problems.append(f"HTTP {status} {url}")
-
-    def check(self) -> None:
-        assert not self.problems, "\n".join(self.problems)
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: object, server: LiveServer, request: pytest.FixtureRequest) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.set_default_timeout(10_000)
-    pg = context.new_page()
-    pg.watch = Watch(pg, server.url)
-    yield pg
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-    pg.watch.check()
+    with watched_page(browser, server.url, request.node.name) as pg:
+        yield pg
 
 
 def cells(page: object) -> object:

@@ -392,7 +392,7 @@ def test_patch_changes_one_column_as_one_version(loaded: httpx.Client) -> None:
     assert (newest["message"], newest["author"], newest["rows_updated"]) == ("relabel", "bob", 1)
     diff = client.get(f"{T}/diff", params={"from": str(body["version"] - 1), "to": "main"}).json()
     assert diff["counts"] == {"added": 0, "removed": 0, "changed": 1}
-    assert diff["changed"] == [{"id": "k/1", "columns": ["label"]}]
+    assert diff["changed"] == [{"id": "k/1", "columns": ["label"], "values": {"label": {"from": 1, "to": 42}}}]
 
     # falsy values and null are values too; several columns at once is still one version
     one_version(client, lambda: client.patch(f"{T}/rows/k/1", json={"label": 0, "caption": None, "score": 0.0}),

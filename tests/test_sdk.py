@@ -131,7 +131,8 @@ def test_history_agrees_with_raw_http(client: lightbox.Client, raw: httpx.Client
     expected = raw.get("/tables/history/diff", params={"from": "base", "to": "main"}).json()
     got = t.diff("base")
     assert got == {k: v for k, v in expected.items() if k != "next_cursor"}
-    assert got["added"] == ["new/1.png"] and got["changed"] == [{"id": "3/00003.png", "columns": ["label"]}]
+    assert got["added"] == ["new/1.png"] and got["changed"] == [{"id": "3/00003.png", "columns": ["label"],
+                                                                 "values": {"label": {"from": 3, "to": 8}}}]
     assert t.versions() == raw.get("/tables/history/versions", params={"order": "asc"}).json()
     assert "relabel" in [v["message"] for v in t.versions()]
     first = t.versions()[0]["version"]

@@ -14,7 +14,7 @@ from app.responses import JSON
 from app.routes.history import RefBody
 from app.services import branches as svc
 from app.services import clones
-from app.services.diff import diff, parse_ref_text
+from app.services.diff import diff, parse_ref_text, with_values
 from app.services.query import MAX_POSITION
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["branches"])
@@ -61,7 +61,9 @@ def merge_branch(table: str, branch: str, store: StoreDep, body: MergeBody | Non
 @router.get("/diff")
 def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="from")],
               to: Annotated[str, Query()] = "main", limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-              cursor: Annotated[str | None, Query()] = None) -> JSON:
+              cursor: Annotated[str | None, Query()] = None,
+              vectors: Annotated[str, Query(pattern="^(list|count)$", description="count: rows whose vectors "
+                                            "alone changed are counted, not listed")] = "list") -> JSON:
     try:
         offset = int(cursor) if cursor else 0
     except ValueError:
@@ -70,7 +72,8 @@ def diff_refs(table: str, store: StoreDep, from_: Annotated[str, Query(alias="fr
         raise BadRequest("cursor must come from a previous diff page", cursor=cursor)
     a = store.snapshot(table, parse_ref_text(store, table, from_))
     b = store.snapshot(table, parse_ref_text(store, table, to))
-    page = diff(a, b).page(limit, offset)
+    d = diff(a, b)
+    page = with_values(a, b, d, d.page(limit, offset, vectors_as_count=vectors == "count"))
     return JSON({"from": {"version": a.version, "branch": a.branch}, "to": {"version": b.version, "branch": b.branch},
                  **page})
 

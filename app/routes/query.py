@@ -12,6 +12,7 @@ from app.deps import ReaderDep, RefDep, StoreDep
 from app.models import RequestBody
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services import query as svc
+from app.services.facets import FacetSpec, facets
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["query"])
 AcceptHeader = Annotated[str | None, Header()]
@@ -49,6 +50,17 @@ def query(table: str, body: QueryBody, store: StoreDep, ref: RefDep, accept: Acc
 def count(table: str, store: StoreDep, ref: RefDep, filter: Annotated[str | None, Query()] = None) -> JSON:
     snap, n = svc.count(store, table, ref, filter)
     return JSON({"count": n}, headers=version_headers(snap))
+
+
+@router.get("/facets")
+def get_facets(table: str, store: StoreDep, ref: RefDep, filter: Annotated[str | None, Query()] = None,
+               columns: Annotated[list[str] | None, Query(description="repeat to name several; default: "
+                                                          "the low-cardinality and numeric columns")] = None,
+               max_values: Annotated[int, Query(ge=1, le=1000)] = 20,
+               bins: Annotated[int, Query(ge=1, le=100)] = 10) -> JSON:
+    """Value counts and histograms under ``filter``; each count equals ``/count`` of that value."""
+    snap, body = facets(store, table, ref, FacetSpec(filter, columns, max_values, bins))
+    return JSON(body, headers=version_headers(snap))
 
 
 @router.post("/fetch")

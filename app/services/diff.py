@@ -14,6 +14,7 @@ that update is no newer than the history both snapshots share.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from app.errors import BadRequest
 from app.store import Ref, Snapshot, Store
 from app.store.compare import column_diff, compared_columns, has_value
+from app.store.schema import is_blob, is_vector
 
 
 @dataclass
@@ -31,26 +33,42 @@ class Diff:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     changed: dict[str, list[str]] = field(default_factory=dict)  # id -> changed column names
+    rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # changed id -> its row id on each side
+    vectors: frozenset[str] = frozenset()  # the vector columns of either side
 
-    def page(self, limit: int, offset: int) -> dict[str, Any]:
-        """Counts in full; id lists cut to one page (the same offset applies to each list)."""
+    def vectors_only(self, key: str) -> bool:
+        """Whether only vector columns of the row changed (a re-embedding, not an edit)."""
+        return all(c in self.vectors for c in self.changed[key])
+
+    def page(self, limit: int, offset: int, *, vectors_as_count: bool = False) -> dict[str, Any]:
+        """Counts in full; id lists cut to one page (the same offset applies to each list).
+        ``vectors_as_count``: rows whose vectors alone changed are counted, not listed."""
         changed_ids = sorted(self.changed)
+        only_vectors = sum(self.vectors_only(i) for i in changed_ids)
+        listed = [i for i in changed_ids if not self.vectors_only(i)] if vectors_as_count else changed_ids
         end = offset + limit
-        more = end < max(len(self.added), len(self.removed), len(changed_ids))
+        more = end < max(len(self.added), len(self.removed), len(listed))
         return {
             "counts": {"added": len(self.added), "removed": len(self.removed), "changed": len(changed_ids)},
+            "vectors_only": only_vectors,
             "added": self.added[offset:end],
             "removed": self.removed[offset:end],
-            "changed": [{"id": i, "columns": self.changed[i]} for i in changed_ids[offset:end]],
+            "changed": [{"id": i, "columns": self.changed[i]} for i in listed[offset:end]],
             "next_cursor": str(end) if more else None,
         }
 
 
 def parse_ref_text(store: Store, name: str, text: str) -> Ref:
-    """A ref written as text: a version number, a tag, a branch (or ``main``), or an RFC 3339 time."""
+    """A ref written as text: a version number, a tag, a branch (or ``main``), ``BRANCH@VERSION`` (a
+    version of a branch, as a branch's fork point is written; ``main@3`` is main's), or an RFC 3339 time."""
     text = text.strip()
     if text.isdigit():
         return Ref.parse(version=text)
+    branch, at, version = text.rpartition("@")
+    if at and version.isdigit() and branch:
+        if branch not in ("main", "latest", "HEAD") and branch not in store.branches(name).list():
+            raise BadRequest(f"{branch!r} is not a branch of table {name!r}", ref=text)
+        return Ref.parse(version=version, branch=None if branch in ("main", "latest", "HEAD") else branch)
     if text in ("main", "latest", "HEAD"):
         return Ref()
     if text in store.tags(name).list():
@@ -81,11 +99,46 @@ def diff(a: Snapshot, b: Snapshot) -> Diff:
     candidates = np.flatnonzero(both & ~same)
     out = Diff(added=sorted(ids[i] for i in np.flatnonzero(only_b)),
                removed=sorted(ids[i] for i in np.flatnonzero(only_a)))
+    out.vectors = frozenset(f.name for f in [*a.schema, *b.schema] if is_vector(f))
     if len(candidates):
         a_ids = rid_a.take(pa.array(candidates)).to_pylist()
         b_ids = rid_b.take(pa.array(candidates)).to_pylist()
-        out.changed = _compare(a, b, [ids[i] for i in candidates], a_ids, b_ids)
+        keys = [ids[i] for i in candidates]
+        out.changed = _compare(a, b, keys, a_ids, b_ids)
+        out.rows = {k: (ra, rb) for k, ra, rb in zip(keys, a_ids, b_ids, strict=True) if k in out.changed}
     return out
+
+
+def with_values(a: Snapshot, b: Snapshot, d: Diff, page: dict[str, Any], max_chars: int = 1000) -> dict[str, Any]:
+    """The page's changed rows with their old and new values, ``{"values": {column: {"from", "to"}}}``,
+    for the changed columns a person reads (not vectors or image bytes: ``sha256`` stands for those);
+    a value longer than ``max_chars`` as JSON is left out (the column is still named)."""
+    items = page["changed"]
+    if not items:
+        return page
+    readable = [c for c in dict.fromkeys(c for item in items for c in item["columns"])
+                if c not in d.vectors and c != "id"]
+    before = _values(a, [d.rows[i["id"]][0] for i in items], readable)
+    after = _values(b, [d.rows[i["id"]][1] for i in items], readable)
+    missing = [None] * len(items)  # a column one side lacks reads as null there
+    for n, item in enumerate(items):
+        values = {}
+        for c in item["columns"]:
+            if c in readable:
+                old, new = before.get(c, missing)[n], after.get(c, missing)[n]
+                if len(json.dumps([old, new], default=str)) <= max_chars:
+                    values[c] = {"from": old, "to": new}
+        item["values"] = values
+    return page
+
+
+def _values(snap: Snapshot, row_ids: list[int], columns: list[str]) -> dict[str, list[Any]]:
+    """Columns of the rows with these row ids, as Python values (a column the snapshot lacks: absent)."""
+    present = [c for c in columns if c in snap.schema.names and not is_blob(snap.schema.field(c))]
+    if not present:
+        return {}
+    table = snap.take(row_ids, present)
+    return {c: table.column(c).to_pylist() for c in present}
 
 
 def _shared_history(a: Snapshot, b: Snapshot) -> int | None:

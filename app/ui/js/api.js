@@ -117,12 +117,16 @@ export async function imageUrl(url) {
   return local;
 }
 
-export function setImage(img, url) {
+/** Show url in img; `double`, a rendering at twice the size, goes in srcset for high-DPI screens
+ * (with a key, only when the screen needs it: each costs a fetch). */
+export function setImage(img, url, double) {
   if (!getKey()) {
+    if (double) img.srcset = `${url} 1x, ${double} 2x`;
     img.src = url;
     return;
   }
-  imageUrl(url).then((local) => { img.src = local; }, (err) => { img.alt = `${img.alt} (${err.message})`; });
+  const wanted = double && window.devicePixelRatio > 1 ? double : url;
+  imageUrl(wanted).then((local) => { img.src = local; }, (err) => { img.alt = `${img.alt} (${err.message})`; });
 }
 
 export const t = (table) => `/tables/${encodeURIComponent(table)}`;

@@ -52,3 +52,17 @@ export function formatTime(ts) {
   const d = new Date(ts);
   return isNaN(d) ? String(ts) : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
+
+/** A long id shortened in the middle so the end (the file name, which tells rows apart) stays:
+ * "categories/Adwaita_icons/scalable/apps/org.gnome.Maps.png" -> "categories/…/org.gnome.Maps.png". */
+export function shortId(id, max = 19) { // 19 characters of 11 px monospace fit a 128 px tile
+  if (id.length <= max) return id;
+  const name = id.slice(id.lastIndexOf("/") + 1);
+  if (name.length + 2 >= max) { // the name alone is too long: its start and its end (the extension)
+    const keep = Math.floor((max - 1) / 3);
+    return name.slice(0, keep) + "…" + name.slice(name.length - (max - 1 - keep));
+  }
+  const head = max - name.length - 1;
+  const rest = id.slice(0, id.length - name.length);
+  return rest.slice(0, Math.max(1, head - 1)) + "…" + (head > 1 ? "/" : "") + name;
+}

@@ -4,9 +4,22 @@
 import { api, t } from "./api.js";
 import { errorBox, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
+import { facetPanel } from "./facets.js";
+import { annotationColumns, overlayColumns } from "./overlay.js";
 import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const PAGE = 100;
+const SETTLE_MS = 1500; // the longest the first page's images hold back the count and facets
+
+/** Resolves when every image under el has loaded (or failed), or after ms. */
+function imagesSettled(el, ms) {
+  const pending = [...el.querySelectorAll("img")].filter((i) => !i.complete);
+  const all = Promise.all(pending.map((i) => new Promise((done) => {
+    i.addEventListener("load", done, { once: true });
+    i.addEventListener("error", done, { once: true });
+  })));
+  return Promise.race([all, new Promise((done) => setTimeout(done, ms))]);
+}
 
 export function filterBox(route, onApply) {
   const input = h("input", {
@@ -57,14 +70,22 @@ export function gridView(route, ctx) {
   const status = h("div.status", { id: "grid-status", "aria-live": "polite" }, "loading…");
   const grid = images ? h("div.grid", { id: "grid" }) : h("table.log", { id: "grid" });
   const sentinel = h("div.sentinel", { "aria-hidden": "true" });
-  root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser), status, grid, sentinel);
+  // annotations are drawn over the tiles unless switched off (boxes=0 in the URL)
+  const annotations = images ? annotationColumns(info) : null;
+  const drawBoxes = annotations && params.get("boxes") !== "0";
+  const boxToggle = annotations ? h("label", {}, h("input", { type: "checkbox", id: "show-boxes", checked: drawBoxes,
+    onchange: (e) => go({ boxes: e.target.checked ? "" : "0" }) }), " boxes") : null;
+  const facets = facetPanel(table, pin, filter, (f) => go({ filter: f }));
+  root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser, boxToggle),
+    h("div.browse", {}, facets, h("div", {}, status, grid, sentinel)));
 
   let cursor = null;
   let loaded = 0;
   let busy = false;
   let done = false;
   let total = null;
-  const wanted = images ? ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))] : shown;
+  const wanted = images ? ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c)),
+    ...(drawBoxes ? overlayColumns(annotations).filter((c) => c !== annotations.segmentation) : [])] : shown;
   const body = { filter: filter || null, columns: wanted.length ? [...new Set(wanted)] : null, limit: PAGE,
     order_by: sort ? [sort] : [] };
   const showStatus = () => {
@@ -80,7 +101,9 @@ export function gridView(route, ctx) {
       if (images) {
         const inline = await smallOriginals(table, page.rows, pin);
         const frag = document.createDocumentFragment();
-        for (const row of page.rows) frag.append(cell(table, row, { pin, params, shown, inline }));
+        for (const row of page.rows) {
+          frag.append(cell(table, row, { pin, params, shown, inline, annotations: drawBoxes ? annotations : null }));
+        }
         grid.append(frag);
       } else {
         plainRows(grid, page.rows, wanted);
@@ -106,9 +129,13 @@ export function gridView(route, ctx) {
     if (entries.some((e) => e.isIntersecting)) more();
   }, { rootMargin: "600px" });
   observer.observe(sentinel);
-  // the count waits for the first page, so it does not compete with it and its images
-  more().then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
+  // the count, the facets (and the ref switcher: root.settled) wait for the first page and its
+  // thumbnails, so on a cold server they do not take CPU from the renders the first screen waits for
+  const first = more().then(() => imagesSettled(grid, SETTLE_MS));
+  root.settled = first;
+  first.then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
     .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
+  first.then(() => (errors.childElementCount ? facets.replaceChildren() : facets.load()));
   return root;
 }
 

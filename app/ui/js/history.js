@@ -3,9 +3,9 @@
 // sees the service's 403 message).
 
 import { api, t } from "./api.js";
-import { errorBox, formatTime, h } from "./dom.js";
+import { errorBox, formatTime, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
-import { cell, tabs } from "./table.js";
+import { cell, isInternalTag, tabs } from "./table.js";
 
 const DIFF_PAGE = 60;
 
@@ -27,14 +27,14 @@ export async function historyView(route, ctx) {
     h("td", {}, v.message || ""), h("td", {}, v.author || ""), h("td", {}, v.operation || ""),
     h("td", {}, String(v.num_rows)),
     h("td.mono", {}, `+${v.rows_added ?? 0} −${v.rows_removed ?? 0} ~${v.rows_updated ?? 0}`),
-    h("td", {}, (v.tags || []).map((tag) => h("span.pill", {}, tag))),
+    h("td", {}, (v.tags || []).filter((tag) => !isInternalTag(tag)).map((tag) => h("span.pill", {}, tag))),
     h("td", {}, prev(i) && !branch ? h("a", { href: href("history", table, { ...Object.fromEntries(params), from: prev(i), to: String(v.version) }) }, "diff") : "")));
   const logTable = h("table.log", { id: "log" },
     h("caption", { class: "muted" }, `version log${branch ? " of branch " + branch : " (main)"}`),
     h("thead", {}, h("tr", {}, ["version", "time", "message", "author", "operation", "rows", "changes", "tags", ""]
       .map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows));
 
-  const refs = [...log.map((v) => String(v.version)), ...Object.keys(info.tags || {}), "main", ...Object.keys(info.branches || {})];
+  const refs = [...log.map((v) => String(v.version)), ...Object.keys(info.tags || {}).filter((n) => !isInternalTag(n)), "main", ...Object.keys(info.branches || {})];
   const datalist = h("datalist", { id: "refs-list" }, refs.map((r) => h("option", { value: r })));
   const from = params.get("from") || (log[1] ? String(log[1].version) : "");
   const to = params.get("to") || (log[0] ? String(log[0].version) : "main");
@@ -61,9 +61,17 @@ export async function historyView(route, ctx) {
   } }, "tag version", h("input", { name: "version", type: "number", min: 0, value: info.version, "aria-label": "version to tag", style: "width:6em" }),
   "as", h("input", { name: "name", required: true, "aria-label": "tag name", placeholder: "name" }), h("button", { type: "submit" }, "Tag"));
 
+  const fork = branch ? (info.branches || {})[branch] : null;
+  const branchOut = fork ? h("div", { id: "branch-changes" }, h("p.muted", {}, "comparing with the fork point…")) : null;
+  if (fork) {
+    const point = `${fork.parent_branch || "main"}@${fork.parent_version}`;
+    root.append(h("h2", {}, `What branch ${branch} adds and changes`),
+      h("p.muted", {}, `against its fork point, version ${fork.parent_version} of ${fork.parent_branch || "main"}`), branchOut);
+    diffView(table, point, branch).then((el) => branchOut.replaceChildren(el), (err) => branchOut.replaceChildren(errorBox(err)));
+  }
   root.append(h("h2", {}, "Diff"), diffForm, diffOut, h("h2", {}, "Versions"), logTable, h("h2", {}, "Tag"), tagForm, tagOut);
   if (params.get("from") || params.get("to")) {
-    diffView(table, from, to, params).then((el) => diffOut.replaceChildren(el), (err) => diffOut.replaceChildren(errorBox(err)));
+    diffView(table, from, to).then((el) => diffOut.replaceChildren(el), (err) => diffOut.replaceChildren(errorBox(err)));
   }
   return root;
 }
@@ -72,8 +80,23 @@ function pinOf(side) {
   return new URLSearchParams(side.branch ? { branch: side.branch } : { version: String(side.version) });
 }
 
-async function diffView(table, from, to, params) {
-  const d = await api(`${t(table)}/diff`, { params: { from, to, limit: String(DIFF_PAGE) } });
+/** old → new for each changed column a person reads (the server sends these values). */
+function valueChanges(change) {
+  const entries = Object.entries(change.values || {}).filter(([c]) => c !== "sha256");
+  if (!entries.length) return null;
+  const show = (v) => {
+    const text = formatValue(v);
+    return text.length > 80 ? text.slice(0, 79) + "…" : text;
+  };
+  return h("table.values", {}, h("tbody", {}, entries.map(([c, v]) => h("tr", { dataset: { column: c } },
+    h("th", { scope: "row" }, c), h("td.mono", {}, h("del", {}, show(v.from)), " → ", h("ins", {}, show(v.to)))))));
+}
+
+/** The changes from one ref to another: added and removed rows as thumbnails; a changed row as its
+ * old → new values, with its image twice (before, after) only when the image bytes changed. Rows
+ * whose vectors alone changed (a re-embedding) are counted, not shown. */
+export async function diffView(table, from, to) {
+  const d = await api(`${t(table)}/diff`, { params: { from, to, limit: String(DIFF_PAGE), vectors: "count" } });
   const a = pinOf(d.from);
   const b = pinOf(d.to);
   const linkParams = (pin) => ({ ...Object.fromEntries(pin) });
@@ -82,15 +105,26 @@ async function diffView(table, from, to, params) {
     items.length ? h("div.grid", {}, items) : h("p.muted", {}, "none"));
   const added = d.added.map((id) => cell(table, { id }, { pin: b, params: linkParams(b), cls: "added", extra: ["added"] }));
   const removed = d.removed.map((id) => cell(table, { id }, { pin: a, params: linkParams(a), cls: "removed", extra: ["removed"] }));
-  const changed = d.changed.map((c) => h("div.card", { dataset: { id: c.id } },
-    h("div.mono", {}, c.id), h("div.muted", {}, `changed: ${c.columns.join(", ")}`),
-    h("div.pair", {},
-      cell(table, { id: c.id }, { pin: a, params: linkParams(a), extra: [`before (v${d.from.version})`] }),
-      cell(table, { id: c.id }, { pin: b, params: linkParams(b), extra: [`after (v${d.to.version})`] }))));
+  const changed = d.changed.map((c) => {
+    const bytes = c.columns.includes("sha256");
+    const images = bytes
+      ? h("div.pair", {},
+        cell(table, { id: c.id }, { pin: a, params: linkParams(a), extra: [`before (v${d.from.version})`] }),
+        cell(table, { id: c.id }, { pin: b, params: linkParams(b), extra: [`after (v${d.to.version})`] }))
+      : h("div.pair", {}, cell(table, { id: c.id }, { pin: b, params: linkParams(b) }));
+    return h("div.card", { dataset: { id: c.id, bytes: String(bytes) } },
+      h("div.mono", {}, c.id), h("div.muted", {}, `changed: ${c.columns.join(", ")}`), valueChanges(c), images);
+  });
+  const listedChanges = d.counts.changed - d.vectors_only;
+  const vectorNote = d.vectors_only
+    ? h("p.muted", { id: "diff-vectors-only" }, `${d.vectors_only} row${d.vectors_only === 1 ? "" : "s"} changed only in vector columns (not listed).`)
+    : null;
+  const side = (s) => `v${s.version}${s.branch ? " (" + s.branch + ")" : ""}`;
   return h("div", {},
-    h("p", { id: "diff-summary" }, `v${d.from.version}${d.from.branch ? " (" + d.from.branch + ")" : ""} → v${d.to.version}${d.to.branch ? " (" + d.to.branch + ")" : ""}: ` +
+    h("p", { id: "diff-summary" }, `${side(d.from)} → ${side(d.to)}: ` +
       `${d.counts.added} added, ${d.counts.removed} removed, ${d.counts.changed} changed`),
-    h("section", { "aria-label": "changed", id: "diff-changed" }, h("h3", {}, `changed: ${d.counts.changed}`),
-      changed.length ? h("div.changed-list", {}, changed) : h("p.muted", {}, "none")),
+    h("section", { "aria-label": "changed", id: "diff-changed" },
+      h("h3", {}, `changed: ${listedChanges}` + (listedChanges > changed.length ? ` (first ${changed.length} shown)` : "")),
+      vectorNote, changed.length ? h("div.changed-list", {}, changed) : h("p.muted", {}, "none")),
     section("removed", d.counts.removed, removed), section("added", d.counts.added, added));
 }

@@ -8,16 +8,22 @@ import { historyView } from "./history.js";
 import { rowView } from "./row.js";
 import { href, parse } from "./route.js";
 import { searchView } from "./search.js";
-import { refBar, resolve } from "./table.js";
+import { isInternalTag, refBar, resolve } from "./table.js";
 
 const view = document.getElementById("view");
 let kept = null; // {hash, el, scroll}: the last grid
 let renderId = 0;
 
-async function tablesView() {
+async function tablesView(route) {
   const { tables } = await api("/tables");
   const infos = await Promise.all(tables.map((tb) => api(`/tables/${encodeURIComponent(tb.name)}`).catch((err) => ({ error: err }))));
-  const root = h("section", { "aria-label": "tables" }, h("h1", {}, "Tables"));
+  const internal = route.params.get("internal") === "1";
+  const visible = (info) => Object.keys(info.tags).filter((n) => internal || !isInternalTag(n));
+  const hiddenCount = infos.reduce((n, info) => n + (info.error ? 0 : Object.keys(info.tags).length - visible(info).length), 0);
+  const toggle = hiddenCount || internal ? h("label.muted", {}, h("input", { type: "checkbox", id: "show-internal", checked: internal,
+    onchange: (e) => { location.hash = href("tables", null, e.target.checked ? { internal: "1" } : {}); } }),
+  ` show internal tags (clone guards)${hiddenCount ? `: ${hiddenCount} hidden` : ""}`) : null;
+  const root = h("section", { "aria-label": "tables" }, h("h1", {}, "Tables"), toggle);
   if (!tables.length) root.append(h("p.muted", {}, "No tables yet: `lightbox ingest FOLDER --table NAME` makes one."));
   root.append(h("div.tables", { id: "tables" }, tables.map((tb, i) => {
     const info = infos[i];
@@ -25,8 +31,9 @@ async function tablesView() {
       h("h2", {}, h("a", { href: href("grid", tb.name) }, tb.name)),
       h("div", {}, `${tb.num_rows} rows · version ${tb.version}`),
       info.error ? errorBox(info.error) : [
-        h("div", {}, "tags: ", Object.keys(info.tags).length ? Object.keys(info.tags).map((n) => h("a.pill", { href: href("grid", tb.name, { tag: n }) }, n)) : h("span.muted", {}, "none")),
-        h("div", {}, "branches: ", Object.keys(info.branches).length ? Object.keys(info.branches).map((n) => h("a.pill.branch", { href: href("grid", tb.name, { branch: n }) }, n)) : h("span.muted", {}, "none")),
+        h("div", {}, "tags: ", visible(info).length ? visible(info).map((n) => h("a.pill", { href: href("grid", tb.name, { tag: n }) }, n)) : h("span.muted", {}, "none")),
+        h("div", {}, "branches: ", Object.keys(info.branches).length ? Object.keys(info.branches).map((n) => h("a.pill.branch", {
+          href: href("history", tb.name, { branch: n }), title: `what branch ${n} adds and changes` }, n)) : h("span.muted", {}, "none")),
         h("div", {}, "vectors: ", info.embeddings.length ? info.embeddings.map((e) => h("span.pill.vec", {}, `${e.column} · ${e.model} · ${e.dim}d`)) : h("span.muted", {}, "none")),
       ],
       h("div.toolbar", {}, h("a", { href: href("search", tb.name) }, "search"), "·", h("a", { href: href("history", tb.name) }, "history")));
@@ -61,15 +68,16 @@ async function render() {
     let el;
     if (route.view === "tables") {
       document.getElementById("refbar").replaceChildren();
-      el = await tablesView();
+      el = await tablesView(route);
     } else {
       const ctx = await resolve(route.table, route.params);
       if (id !== renderId) return;
-      setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
       if (route.view === "grid") {
         el = gridView(route, ctx);
         kept = { hash, el, scroll: 0 };
-      } else if (route.view === "row") el = await rowView(route, ctx);
+        el.settled.then(() => refBar(route, ctx.info)).catch(() => {}); // after the first screen's images
+      } else setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
+      if (route.view === "grid") { /* built above */ } else if (route.view === "row") el = await rowView(route, ctx);
       else if (route.view === "search") el = searchView(route, ctx);
       else el = await historyView(route, ctx);
     }

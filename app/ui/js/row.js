@@ -4,6 +4,7 @@
 import { api, apiUrl, getKey, imageUrl, rowPath, setImage, t } from "./api.js";
 import { changedColumns, errorBox, formatBytes, formatTime, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
+import { annotationColumns, overlay } from "./overlay.js";
 import { BROWSER_IMAGES, tabs, thumbUrl } from "./table.js";
 
 const HISTORY_VERSIONS = 30; // the row's history is read at this many recent versions at most
@@ -23,7 +24,8 @@ export async function rowView(route, ctx) {
     const img = h("img", { alt: `image ${id}` + (row.label !== undefined ? `, label ${row.label}` : ""), id: "row-image" });
     img.addEventListener("load", () => { if (img.naturalWidth < 256) img.style.width = "min(100%, 384px)"; });
     setImage(img, shown);
-    picture = h("div.image", {}, img);
+    // boxes and polygons in the original's pixels, over the image drawn whole (contain)
+    picture = h("div.image", {}, h("div.stage", {}, img, overlay(row, annotationColumns(info), { polygons: true })));
   }
   const fields = Object.entries(row).filter(([k]) => k !== "image_url");
   const name = id.split("/").pop() || "image";

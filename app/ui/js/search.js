@@ -2,11 +2,12 @@
 // text-capable model, or "more like this" from a row; by keywords on the full-text indexes, or both
 // (hybrid) from the search box's mode; results with distances or scores; the filter applies.
 
-import { api, t } from "./api.js";
+import { api, setImage, t } from "./api.js";
 import { errorBox, h } from "./dom.js";
+import { annotationColumns, overlayColumns } from "./overlay.js";
 import { href } from "./route.js";
 import { filterBox } from "./grid.js";
-import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
+import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs, THUMB, thumbUrl } from "./table.js";
 
 const K = 48;
 let lastUpload = null; // {table, file}: a new filter re-runs the last image search
@@ -14,6 +15,29 @@ let lastUpload = null; // {table, file}: a new filter re-runs the last image sea
 function textCapable(embedding) {
   // the builtin embedder reads pixels only; sentence-transformers models read text (CLIP ones both)
   return Boolean(embedding.model) && !embedding.model.startsWith("builtin");
+}
+
+// What a hit's rank is measured by, in the order looked for: a vector search's distance (lower is
+// nearer), a keyword search's score and a hybrid search's relevance (higher is better).
+const MEASURES = [["_distance", "distance"], ["_score", "score"], ["_relevance_score", "relevance"]];
+
+export function scoreOf(hit) {
+  const found = MEASURES.filter(([key]) => typeof hit[key] === "number");
+  return found.map(([key, name]) => `${name} ${hit[key].toFixed(4)}`).join(" · ") || "";
+}
+
+/** The query above the results: `{image, caption, link}` for an image, `{text}` for words. */
+export function queryPanel(query) {
+  if (!query) return null;
+  if (query.text !== undefined) {
+    return h("figure.query-panel", { "aria-label": "query" }, h("figcaption.muted", {}, "query text"),
+      h("blockquote", { id: "query-text" }, `“${query.text}”`));
+  }
+  const img = h("img", { id: "query-image", alt: `query: ${query.caption}${query.link ? query.link.text : ""}` });
+  if (query.image.startsWith("blob:")) img.src = query.image;
+  else setImage(img, query.image);
+  return h("figure.query-panel", { "aria-label": "query" }, img,
+    h("figcaption", {}, h("span.muted", {}, "query: "), query.caption, query.link ? h("a.mono", { href: query.link.href }, query.link.text) : null));
 }
 
 export function searchView(route, ctx) {
@@ -47,17 +71,25 @@ export function searchView(route, ctx) {
   root.append(...[form, h("div.toolbar", {}, columnSelect), drop, textForm, errors, status, results].filter(Boolean));
   const columns = scalarColumns(info);
   const shown = (params.get("cols") || columns.filter((c) => c === "label").join(",")).split(",").filter((c) => columns.includes(c));
-  const base = { k: K, column, filter: params.get("filter") || null, columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))])] };
+  const annotations = params.get("boxes") === "0" ? null : annotationColumns(info); // drawn as on the grid
+  const base = { k: K, column, filter: params.get("filter") || null,
+    columns: [...new Set(["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c)), ...overlayColumns(annotations)
+      .filter((c) => c !== annotations.segmentation)])] };
 
-  async function run(label, options) {
+  const queryShown = h("div", { id: "search-query" });
+  results.before(queryShown);
+
+  /** Run one search; `query` is what the panel above the results shows (an image or the text). */
+  async function run(label, options, query) {
     errors.replaceChildren();
     status.textContent = `searching ${label}…`;
     results.replaceChildren();
+    queryShown.replaceChildren(queryPanel(query));
     try {
       const { hits } = await api(`${t(table)}/search`, { method: "POST", params: pin, ...options });
       const inline = await smallOriginals(table, hits, pin);
       results.append(...hits.map((hit, i) => cell(table, hit, {
-        pin, params, shown, inline, extra: [`#${i + 1} · ${scoreText(hit)}`],
+        pin, params, shown, inline, annotations, extra: [`#${i + 1} · ${scoreOf(hit)}`],
       })));
       status.textContent = `${hits.length} ${label.startsWith("for") ? "best" : "nearest"} ${label}`;
     } catch (err) {
@@ -72,7 +104,7 @@ export function searchView(route, ctx) {
     const form = new FormData();
     form.append("image", f, f.name);
     for (const [k, v] of Object.entries(base)) if (v !== null) form.append(k, Array.isArray(v) ? JSON.stringify(v) : String(v));
-    run(`to ${f.name}`, { form });
+    run(`to ${f.name}`, { form }, { image: URL.createObjectURL(f), caption: `the image ${f.name}` });
   }
   file.addEventListener("change", () => upload(file.files[0]));
   drop?.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -83,11 +115,15 @@ export function searchView(route, ctx) {
     upload(e.dataTransfer.files[0]);
   });
   const keywords = params.get("keywords");
-  if (params.get("like")) run(`to row ${params.get("like")}`, { json: { ...base, image_id: params.get("like") } });
-  else if (params.get("text") && keywords) {
-    run(`for “${params.get("text")}” and keywords “${keywords}”`, { json: { ...base, text: params.get("text"), keywords } });
-  } else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } });
-  else if (keywords) run(`for keywords “${keywords}”`, { json: { ...base, column: null, keywords } });
+  const like = params.get("like");
+  if (like) {
+    const query = { image: thumbUrl(table, like, pin, THUMB * 2), caption: "row ", link: { href: href("row", table, params, like), text: like } };
+    run(`to row ${like}`, { json: { ...base, image_id: like } }, query);
+  } else if (params.get("text") && keywords) {
+    run(`for “${params.get("text")}” and keywords “${keywords}”`, { json: { ...base, text: params.get("text"), keywords } },
+      { text: `${params.get("text")} + keywords: ${keywords}` });
+  } else if (params.get("text")) run(`to “${params.get("text")}”`, { json: { ...base, text: params.get("text") } }, { text: params.get("text") });
+  else if (keywords) run(`for keywords “${keywords}”`, { json: { ...base, column: null, keywords } }, { text: keywords });
   else if (lastUpload && lastUpload.table === table) upload(lastUpload.file);
   else status.textContent = info.embeddings.length ? "Pick an image to find its nearest rows." : "Type keywords to search.";
   return root;
@@ -112,8 +148,3 @@ function searchBox(semantic, fullText, params, go) {
     placeholder: 'words, "a phrase", +must, -not' }), h("button", { type: "submit" }, "Search"));
 }
 
-function scoreText(hit) {
-  if (hit._relevance_score !== undefined) return `relevance ${hit._relevance_score.toFixed(4)}`;
-  if (hit._score !== undefined) return `score ${hit._score.toFixed(3)}`;
-  return `distance ${hit._distance.toFixed(4)}`;
-}

@@ -2,10 +2,13 @@
 // the tabs, and thumbnail cells.
 
 import { api, apiUrl, rowPath, setImage, t } from "./api.js";
-import { h } from "./dom.js";
+import { h, shortId } from "./dom.js";
+import { overlay } from "./overlay.js";
 import { describeRef, href, refOf, withRef } from "./route.js";
 
-const THUMB = 128;
+// CSS pixels: a tile's picture area. A thumbnail this size of a photo decodes at 1/8 of its JPEG scale
+// (a 1024x768 photo costs a 128x96 decode), the cheapest a cold server can render.
+export const THUMB = 128;
 
 /** Describe the table at the URL's ref and the ref that pins it: a version number when the ref
  * resolves on main (so image URLs are immutable and cached forever), else the tag or branch. */
@@ -64,19 +67,22 @@ function cellSource(table, row, pin, inline) {
 }
 
 /** One thumbnail cell linking to its row; `extra` adds lines (e.g. a search distance); `inline`
- * holds data: URLs from smallOriginals. */
-export function cell(table, row, { pin, params, shown = [], extra = [], cls = "", inline = null }) {
+ * holds data: URLs from smallOriginals; `annotations` (annotationColumns) draws the row's boxes.
+ * The image is drawn whole ("contain") on the tile's neutral background, never stretched; a
+ * thumbnail comes at the tile's size and at twice it for high-DPI screens (srcset). */
+export function cell(table, row, { pin, params, shown = [], extra = [], cls = "", inline = null, annotations = null }) {
   const id = row.id;
-  const img = h("img", { alt: `image ${id}`, decoding: "async", width: THUMB, height: THUMB });
+  const img = h("img", { alt: `image ${id}`, decoding: "async" });
   img.addEventListener("load", () => { if (img.naturalWidth < 64) img.classList.add("pixelated"); });
   const src = cellSource(table, row, pin, inline);
   if (src.startsWith("data:")) img.src = src;
+  else if (src.includes("/thumbnail?")) setImage(img, src, thumbUrl(table, id, pin, THUMB * 2));
   else setImage(img, src);
-  const lines = [h("div.meta.mono", { title: id }, id)];
+  const lines = [h("div.meta.mono", { title: id }, shortId(id))];
   for (const c of shown) if (c !== "id") lines.push(h("div.meta", {}, h("b", {}, `${c}: `), fmt(row[c])));
   for (const line of extra) lines.push(h("div.meta", {}, line));
   return h(`a.cell${cls ? "." + cls : ""}`, { href: href("row", table, params, id), dataset: { id } },
-    h("div.frame", {}, img), lines);
+    h("div.frame", {}, img, annotations ? overlay(row, annotations) : null), lines);
 }
 
 function fmt(v) {
@@ -96,6 +102,11 @@ export function tabs(route) {
     tab("history", "History"));
 }
 
+/** Tags the service keeps for itself (a clone's guard on its source version): hidden unless asked for. */
+export function isInternalTag(name) {
+  return name.startsWith("lightbox-clone-");
+}
+
 /** The ref switcher: latest, tags, branches, versions from the log, or a timestamp. */
 export async function refBar(route, info) {
   const bar = document.getElementById("refbar");
@@ -105,7 +116,7 @@ export async function refBar(route, info) {
   const select = h("select", { "aria-label": "version, tag or branch", id: "ref-select" });
   const option = (value, label) => h("option", { value, selected: value === currentKey }, label);
   select.append(option("", "latest (main)"));
-  const tags = Object.entries(info.tags || {});
+  const tags = Object.entries(info.tags || {}).filter(([name]) => !isInternalTag(name) || `tag=${name}` === currentKey);
   if (tags.length) select.append(h("optgroup", { label: "tags" },
     tags.map(([name, v]) => option(`tag=${name}`, `tag ${name} (v${v.version}${v.branch ? " " + v.branch : ""})`))));
   const branches = Object.keys(info.branches || {});
