@@ -40,6 +40,7 @@ __all__ = ["Plan", "Prefetch", "plan", "prefetch"]
 General = Callable[[list[Item], "array.array[int]", bytes], "Iterator[Batch]"]
 SAMPLE = 128  # files whose sizes tell whether a folder's files are small
 AHEAD = 4  # chunks the helper reads ahead of the run
+FIRST = 1024  # files in the first chunk
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Plan:
         files = folder.files()
         base = folder.root.rstrip("/") + "/"
         labels = _labels(self.walker, folder)
-        spans = [(a, min(a + self.chunk, len(files))) for a in range(0, len(files), self.chunk)]
+        spans = _spans(len(files), self.chunk)
         answers = self.reader.chunks(((span, files[span[0]:span[1]]) for span in spans), self.largest,
                                      ahead=AHEAD, root=folder.root)
         for (a, b), sizes, data in answers:
@@ -234,6 +235,15 @@ def _labels(walker: Walker, folder: FolderSource) -> pa.Array | None:
     counts = np.diff(np.array([*starts, len(folder.files())], np.int64))
     values = [label if label is None or not pa.types.is_integer(kind) else int(label) for _, label in folder.dirs()]
     return pa.array(values, kind).take(pa.array(np.repeat(np.arange(len(values)), counts)))
+
+
+def _spans(count: int, chunk: int) -> list[tuple[int, int]]:
+    """``count`` files as chunks of ``chunk``, the first one smaller (``FIRST``), so that the service has rows to
+    check while the helper reads the next chunk, instead of waiting for a whole one."""
+    ends = [min(FIRST, chunk, count)]
+    while ends[-1] < count:
+        ends.append(min(ends[-1] + chunk, count))
+    return list(zip([0, *ends[:-1]], ends, strict=True)) if count else []
 
 
 def _cuts(offsets: np.ndarray, batch_bytes: int, cap: int | None) -> list[tuple[int, int]]:

@@ -60,7 +60,7 @@ class IngestOptions:
     message: str | None = None
     author: str | None = None
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-    batch_rows: int = 4096
+    batch_rows: int = 8192
     batch_bytes: int = 16 * 1024**2  # a batch is also cut at this many image bytes (flat memory)
     commit_every: int | None = None
     verify: Literal["header", "decode"] = "header"

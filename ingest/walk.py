@@ -82,7 +82,7 @@ class Walker:
 
     def __init__(self, sources: Sequence[str | Source], *, metadata: str | None = None, key: str | None = None,
                  labels_from_dirs: bool = False, id_mode: str = "path",
-                 columns: Sequence[Mapping[str, Any]] | None = None, batch_rows: int = 4096,
+                 columns: Sequence[Mapping[str, Any]] | None = None, batch_rows: int = 8192,
                  batch_bytes: int = 32 * 1024**2, workers: int = 4, max_file_bytes: int = 2 * 1024**3,
                  max_batch_bytes: int | None = None, prefetch: columnar.Prefetch | None = None) -> None:
         check_sources(sources, metadata, key)

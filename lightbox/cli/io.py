@@ -76,7 +76,7 @@ def _ingest_parser(sub: Any) -> None:
     ing.add_argument("--table", required=True, help="the table to load into (created if new)")
     add_target(ing)
     ing.add_argument("--batch-size", type=int, default=None,
-                     help="rows per upload batch (default 4096; a batch is also cut at 32 MiB of images)")
+                     help="rows per upload batch (default 8192; a batch is also cut at 16 MiB of images)")
     ing.add_argument("--mode", choices=["insert", "upsert"], default="insert",
                      help="'upsert' replaces rows whose id exists (a file edited in place); unchanged files "
                           "are skipped")
