@@ -65,21 +65,28 @@ class Plan:
         files = folder.files()
         base = folder.root.rstrip("/") + "/"
         labels = _labels(self.walker, folder)
+        try:  # every id, and its metadata row, at once
+            every: pa.Array | None = pa.array(files, pa.string())
+        except (UnicodeEncodeError, pa.ArrowInvalid):  # a name that is not UTF-8: chunk by chunk
+            every = None
+        metadata = self.walker.metadata
+        places = metadata.match_column(every) if metadata is not None and every is not None else None
         spans = _spans(len(files), self.chunk)
         answers = self.reader.chunks(((span, files[span[0]:span[1]]) for span in spans), self.largest,
                                      ahead=AHEAD, root=folder.root)
         for (a, b), sizes, data in answers:
             rels = files[a:b]
             try:
-                ids = pa.array(rels, pa.string())
+                ids = every.slice(a, b - a) if every is not None else pa.array(rels, pa.string())
             except (UnicodeEncodeError, pa.ArrowInvalid):  # a name that is not UTF-8: the general path says which
                 yield from general(list(folder.items_between(a, b)), sizes, data)
                 continue
             yield from self._batches(base, rels, ids, labels.slice(a, b - a) if labels is not None else None,
+                                     places.slice(a, b - a) if places is not None else None,
                                      np.frombuffer(sizes, np.int64), data)
 
-    def _batches(self, base: str, rels: list[str], ids: pa.Array, labels: pa.Array | None, sizes: np.ndarray,
-                 data: bytes) -> Iterator[Batch]:
+    def _batches(self, base: str, rels: list[str], ids: pa.Array, labels: pa.Array | None, places: pa.Array | None,
+                 sizes: np.ndarray, data: bytes) -> Iterator[Batch]:
         """A chunk's rows, cut where a batch reaches ``batch_bytes`` or would pass the service's cap."""
         walker = self.walker
         sources = pc.binary_join_element_wise(pa.scalar(base), ids, "")
@@ -92,10 +99,11 @@ class Plan:
         for a, b in _cuts(offsets, walker.batch_bytes, walker.batch_cap):
             skip = bad[(bad >= a) & (bad < b)] - a
             yield self._batch(rels[a:b], ids.slice(a, b - a), images.slice(a, b - a), sources.slice(a, b - a),
-                              labels.slice(a, b - a) if labels is not None else None, sizes[a:b], skip)
+                              labels.slice(a, b - a) if labels is not None else None,
+                              places.slice(a, b - a) if places is not None else None, sizes[a:b], skip)
 
     def _batch(self, rels: list[str], ids: pa.Array, images: pa.Array, sources: pa.Array, labels: pa.Array | None,
-               sizes: np.ndarray, bad: np.ndarray) -> Batch:
+               places: pa.Array | None, sizes: np.ndarray, bad: np.ndarray) -> Batch:
         from ingest.walk import Batch
 
         walker, files = self.walker, len(ids)
@@ -103,7 +111,7 @@ class Plan:
         positions: range | list[int] = range(files)
         if len(bad):
             skipped = [(int(i), self._skip(sources[i].as_py(), int(sizes[i]))) for i in bad]
-            if walker.metadata is not None:  # a metadata row naming a real file is never "unmatched"
+            if walker.metadata is not None and places is None:  # a row naming a real file is never "unmatched"
                 for i in bad.tolist():
                     walker.metadata.lookup(rels[i])
             keep = np.setdiff1d(np.arange(files), bad, assume_unique=True)
@@ -112,12 +120,14 @@ class Plan:
             at = pa.array(keep)
             ids, images, sources = ids.take(at), images.take(at), sources.take(at)
             labels = labels.take(at) if labels is not None else None
+            places = places.take(at) if places is not None else None
         columns: dict[str, pa.Array] = {"id": ids, "image": images, "source": sources}
         if labels is not None:
             columns["label"] = labels
         unmatched: list[int] = []
         if walker.metadata is not None:
-            places = walker.metadata.match(rels, rels)
+            if places is None:
+                places = walker.metadata.match(rels, rels)
             unmatched = np.flatnonzero(np.asarray(places.is_null())).tolist() if places.null_count else []
             for f in walker.metadata.fields:
                 if f.name in walker.schema.names and f.name not in columns:

@@ -88,6 +88,19 @@ class Metadata:
         self.used_rows[found.drop_null().to_numpy()] = True
         return found
 
+    def match_column(self, ids: pa.Array) -> pa.Array:
+        """``match`` for a whole column of ids at once (a folder's listing): exact keys by one vectorised lookup
+        (the keys hashed once), the ids that miss looked up by name and stem one by one."""
+        keys = pa.array(list(self.positions), pa.string())
+        found = pc.take(pa.array(list(self.positions.values()), pa.int64()), pc.index_in(ids, value_set=keys))
+        if found.null_count:
+            places = found.to_pylist()
+            for i in [i for i, p in enumerate(places) if p is None]:
+                places[i] = self.lookup(ids[i].as_py())
+            found = pa.array(places, pa.int64())
+        self.used_rows[found.drop_null().to_numpy()] = True
+        return found
+
     def take(self, column: str, places: pa.Array) -> pa.Array:
         """One column's values for the rows at ``places`` (null where a place is null)."""
         return self.values.column(column).take(places).combine_chunks()
