@@ -41,8 +41,9 @@ def check_searchable(snap: Snapshot, column: str) -> None:
     """A column past ``FLAT_LIMIT`` rows must have a vector index (the caller asked the keeper first)."""
     if snap.count() > FLAT_LIMIT and not has_index(snap, column):
         raise NeedsIndex(f"column {column!r} has no vector index and the table has more than {FLAT_LIMIT} rows, "
-                         f"too many to compare exactly; build one with `lightbox index {snap.name} {column}` "
-                         "and run curate again", column=column, limit=FLAT_LIMIT)
+                         f"too many to compare exactly; build one (POST .../indexes, or lower the "
+                         "index_min_rows setting and run `lightbox optimize`) and run curate again",
+                         column=column, limit=FLAT_LIMIT)
 
 
 def nearest_rows(snap: Snapshot, keeper: IndexKeeper, field: pa.Field, row_ids: np.ndarray, m: int) -> Neighbours:

@@ -186,7 +186,7 @@ def _ingest_order(base: pa.Table) -> np.ndarray:
     """Positions by ingestion time (missing last), then id: the first of a group is its original."""
     keys = [("ingested_at", "ascending"), ("id", "ascending")] if "ingested_at" in base.column_names else \
         [("id", "ascending")]
-    return pc.sort_indices(base, sort_keys=keys, null_placement="at_end").to_numpy()
+    return pc.sort_indices(base, sort_keys=keys).to_numpy()  # nulls last
 
 
 def _floats(values: np.ndarray, valid: np.ndarray) -> pa.Array:
