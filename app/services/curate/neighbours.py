@@ -52,7 +52,7 @@ def nearest_rows(snap: Snapshot, keeper: IndexKeeper, field: pa.Field, row_ids: 
     rows = len(row_ids)
     order = np.argsort(row_ids, kind="stable")
     sorted_ids = row_ids[order]
-    positions = np.full((rows, m), -1, np.int64)
+    positions = np.full((rows, m), -1, np.int32 if rows < 2**31 else np.int64)
     distances = np.full((rows, m), np.inf, np.float32)
     metric = vector_meta(field).get("metric", "l2")
     want = min(m + 1, max(rows, 1))  # the row itself comes back first
