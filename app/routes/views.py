@@ -30,19 +30,19 @@ def list_views(table: str, store: StoreDep) -> JSON:
     return JSON({"views": svc.list_views(store, table)})
 
 
-@router.get("/{name}")
-def get_view(table: str, name: str, store: StoreDep) -> JSON:
-    return JSON(svc.get_view(store, table, name))
+@router.get("/{view}")
+def get_view(table: str, view: str, store: StoreDep) -> JSON:
+    return JSON(svc.get_view(store, table, view))
 
 
-@router.put("/{name}")
-def save_view(table: str, name: str, body: ViewBody, store: StoreDep) -> JSON:
+@router.put("/{view}")
+def save_view(table: str, view: str, body: ViewBody, store: StoreDep) -> JSON:
     """Create or replace a view; refused (4xx) when its filter, columns, sort or ref do not fit the table."""
-    return JSON(svc.save_view(store, table, name, filter=body.filter, columns=body.columns,
+    return JSON(svc.save_view(store, table, view, filter=body.filter, columns=body.columns,
                               order_by=body.order_by, ref=body.ref))
 
 
-@router.delete("/{name}", status_code=204)
-def delete_view(table: str, name: str, store: StoreDep) -> Response:
-    svc.delete_view(store, table, name)
+@router.delete("/{view}", status_code=204)
+def delete_view(table: str, view: str, store: StoreDep) -> Response:
+    svc.delete_view(store, table, view)
     return Response(status_code=204)

@@ -2,7 +2,9 @@
 
 A view is stored as JSON under ``lightbox.view.<name>`` in the config of main's latest version
 (``app.store.config``), so a restart and every replica reading the root see it, and saving or deleting
-one is a small commit like any write. It is checked when saved (the filter parses against the schema,
+one is a small commit like any write. Views are settings of the table, not of a version: a restore
+(which brings back an old version's config with its data) carries the current views over, in a second
+small commit when they differ. It is checked when saved (the filter parses against the schema,
 the columns and sort columns exist, the ref resolves); a view that stops fitting later (a column it
 names was renamed) is still listed, with the error a query through it would get, never a 500.
 
@@ -19,7 +21,7 @@ from typing import Any
 from app.errors import InvalidRef, LightboxError, NotFound
 from app.services.query import QuerySpec, plan_query
 from app.store import LATEST, Ref, Store
-from app.store.config import VIEW_PREFIX, delete_config, read_config, update_config
+from app.store.config import VIEW_PREFIX, read_config, update_config
 from app.store.refs import check_name
 
 __all__ = ["ViewNotFound", "apply", "delete_view", "get_view", "list_views", "save_view"]
@@ -92,7 +94,7 @@ def get_view(store: Store, table: str, name: str) -> dict[str, Any]:
 
 def delete_view(store: Store, table: str, name: str) -> None:
     get_view(store, table, name)  # 404 for a view that is not there
-    delete_config(store, table, [VIEW_PREFIX + name])
+    update_config(store, table, {VIEW_PREFIX + name: None})
 
 
 def apply(store: Store, table: str, name: str, spec: QuerySpec, ref: Ref) -> tuple[QuerySpec, Ref]:

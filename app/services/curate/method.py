@@ -20,7 +20,8 @@ rows x k.
   ties at the top); see ``bench/RESULTS.md``.
 - **Uniqueness.** The distance-weighted mean distance to the ``UNIQUENESS_NEIGHBOURS`` nearest rows
   (duplicates included: a copied image is less unique), weights ``UNIQUENESS_WEIGHTS``, divided by
-  the largest value in the table, so the most isolated row scores 1 and an exact copy 0.
+  the largest value in the table, so the most isolated row scores 1 and a copied row less than it
+  would alone (its nearest neighbour is at distance 0).
 """
 
 from __future__ import annotations
