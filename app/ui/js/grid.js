@@ -28,6 +28,7 @@ export function gridView(route, ctx) {
   const shown = params.has("cols") ? params.get("cols").split(",").filter((c) => columns.includes(c)) : defaultShown;
   const sort = params.get("sort") || "";
   const filter = params.get("filter") || "";
+  const view = params.get("view") || ""; // a saved view (#/t/<table>?view=name): its filter, sort and ref apply
   const go = (changes) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) next.set(k, v);
@@ -66,10 +67,10 @@ export function gridView(route, ctx) {
   let total = null;
   const wanted = images ? ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c))] : shown;
   const body = { filter: filter || null, columns: wanted.length ? [...new Set(wanted)] : null, limit: PAGE,
-    order_by: sort ? [sort] : [] };
+    order_by: sort ? [sort] : [], ...(view ? { view } : {}) };
   const showStatus = () => {
     status.textContent = `${loaded} shown` + (total !== null ? ` of ${total} rows` : "") +
-      (filter ? ` matching ${filter}` : "") + (done ? "" : " · scroll for more");
+      (view ? ` in view ${view}` : "") + (filter ? ` matching ${filter}` : "") + (done ? "" : " · scroll for more");
   };
 
   async function more() {
@@ -107,7 +108,7 @@ export function gridView(route, ctx) {
   }, { rootMargin: "600px" });
   observer.observe(sentinel);
   // the count waits for the first page, so it does not compete with it and its images
-  more().then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
+  more().then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}), ...(view ? { view } : {}) } }))
     .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
   return root;
 }
