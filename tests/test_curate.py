@@ -211,3 +211,31 @@ def test_results_are_float32_and_the_label_type() -> None:
 
     out = _floats(np.array([0.5, np.nan, 0.25]), np.array([True, True, False]))
     assert out.type == pa.float32() and out.to_pylist() == [0.5, None, None]
+
+
+def test_an_empty_table_with_vectors_curates_to_nothing(tmp_path: Path, in_process: Any) -> None:
+    with in_process(str(tmp_path / "data")).http() as http:
+        assert http.post("/api/v1/tables", json={"name": "t", "schema": [{"name": "label", "type": "int64"}]}
+                         ).status_code == 201
+        assert http.post("/api/v1/tables/t/embeddings", json={"model": "builtin"}).status_code == 201
+        before = http.get("/api/v1/tables/t").json()["version"]
+        out = http.post("/api/v1/tables/t/curate", json={"label": "label"})
+        assert out.status_code == 201, out.text
+        assert out.json()["rows"] == 0 and out.json()["version"] == before
+
+
+def test_scores_are_committed_only_on_the_rows_they_were_computed_from(root: str) -> None:
+    """Curate computes without the write turn: a view saved meanwhile is no reason to refuse, a changed row is."""
+    from app.errors import Conflict
+    from app.services.curate.service import _check_unmoved
+    from app.store import Store
+
+    store = Store(root, refresh_seconds=0.0)
+    read = store.head("digits", fresh=True).version
+    with lightbox.connect(root) as client:
+        t = client.table("digits")
+        t.save_view("threes", "label = 3")
+        _check_unmoved(store, "digits", read)  # a config change keeps every row
+        t.update("0/00000.png", {"label": 1})
+    with pytest.raises(Conflict, match="changed while curate ran"):
+        _check_unmoved(store, "digits", read)

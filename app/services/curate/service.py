@@ -9,15 +9,19 @@ The columns (``method.py`` says how each is computed):
 
 They are written through the store's column path (a ``Merge`` of new columns the first time, a keyed
 update of every row after that, as ``annotate`` does), as one version logged as ``curate`` with its
-message and author, so they can be filtered, sorted, diffed and time-travelled like any column. The
-whole run holds the table's write turn, so the columns describe exactly the version they are written
-on: writes to the table wait until it ends (about a minute at 100k rows here, see ``bench.curate``).
+message and author, so they can be filtered, sorted, diffed and time-travelled like any column.
+
+The scores are computed from one version without holding the table's write turn (8 minutes at 1M rows
+here, see ``bench.curate``: other writes go on meanwhile), then committed under the turn only if no
+version since changed rows (index folds, tunings, compactions and saved views do not); else a 409
+saying to run it again, as ``embed`` does, never columns describing another version's rows.
 
 **Near-duplicate threshold.** A pair is a near copy when its distance (the API's: 1 - cosine for a
 cosine column, squared L2 for an L2 one) is at most the threshold: ``threshold`` when the request
-gives one; else the constant measured for the column's model (``NEAR_THRESHOLDS``: the 95th percentile
-distance between an image and its brightness-shifted, re-encoded copy, rounded up, from
-``python -m bench.curate --calibrate``); else, for a model never measured (a CLIP or
+gives one; else the constant measured for the column's model (``NEAR_THRESHOLDS``, from
+``python -m bench.curate --calibrate``: for ``builtin`` 0.01, above 99% of the distances between a
+digit and its brightness-shifted, re-encoded copy and below all but ~0.2% of the distances between a
+digit and its nearest distinct digit); else, for a model never measured (a CLIP or
 sentence-transformers column), ``NEAR_FRACTION`` of the median nearest-neighbour distance of the
 table's rows: copies sit far closer to each other than distinct images to their nearest neighbours.
 """
@@ -52,6 +56,7 @@ NEAR_THRESHOLDS: dict[tuple[str, str], float] = {("builtin", "cosine"): 0.01}
 NEAR_FRACTION = 0.2  # of the median nearest-neighbour distance, for a model with no measured threshold
 RESULT_COLUMNS = ("label_issue", "suggested_label", "duplicate_of", "uniqueness")
 SKIP_LABELS = {*STANDARD_NAMES, *RESULT_COLUMNS}
+KEEPS_ROWS = {"index", "tune_index", "config", "compact"}  # operations after which the scores still hold
 
 
 class InvalidCurate(BadRequest):
@@ -79,16 +84,28 @@ def curate(store: Store, keeper: IndexKeeper, name: str, spec: CurateSpec) -> di
     field = _check(snap.schema, spec)
     if snap.count() > FLAT_LIMIT and not has_index(snap, field.name):
         keeper.fold(name)  # the index the keeper would build in the background, built now
+    snap = store.head(name, fresh=True)
+    field = _check(snap.schema, spec)
+    check_searchable(snap, field.name)
+    table, found = _compute(snap, keeper, field, spec)
     with write_turn(store, name):
-        snap = store.head(name, fresh=True)
-        field = _check(snap.schema, spec)
-        check_searchable(snap, field.name)
-        table, found = _compute(snap, keeper, field, spec)
+        _check_unmoved(store, name, snap.version)
         version, counts = _write(store, name, snap.schema, table, spec)
     return {"version": version or snap.version, "operation": "curate", "rows": table.num_rows,
             "rows_updated": counts.get("updated", 0), "column": field.name, "label": spec.label, "k": spec.k,
             "columns": [c for c in RESULT_COLUMNS if c in table.column_names], **found,
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _check_unmoved(store: Store, name: str, read: int) -> None:
+    """Under the write turn: a 409 when a version since ``read`` changed rows (the scores are stale)."""
+    store.invalidate(name)
+    head = store.head(name, fresh=True).version
+    moved = [v for v in range(read + 1, head + 1)
+             if store.version_entry(name, v).get("operation") not in KEEPS_ROWS]
+    if moved:
+        raise Conflict(f"table {name!r} changed while curate ran (version {moved[0]}); run it again",
+                       table=name, version=moved[0])
 
 
 def _check(schema: pa.Schema, spec: CurateSpec) -> pa.Field:
