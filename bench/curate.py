@@ -290,11 +290,39 @@ def render(command: str, q: dict[str, Any] | None, cal: dict[str, Any] | None, s
     return "\n".join(lines)
 
 
+def seeds(count: int) -> list[dict[str, Any]]:
+    """The quality protocol with other random flips and copies: how much the figures move."""
+    global SEED
+    runs = []
+    for seed in range(SEED, SEED + count):
+        SEED = seed
+        runs.append({"seed": seed, **{k: v for k, v in quality().items() if k != "report"}})
+        print(json.dumps(runs[-1], default=str), flush=True)
+    return runs
+
+
+def render_seeds(command: str, runs: list[dict[str, Any]], wall: float) -> str:
+    cols = [("top60", "flipped in top 60", ">= 55"), ("top100", "flipped in top 100", "60"),
+            ("suggested", "suggested right (of 60)", ">= 54"), ("exact", f"exact linked (of {EXACT})", f"{EXACT}"),
+            ("near", f"near linked (of {NEAR})", f">= {int(0.9 * NEAR)}"), ("false", "other digits marked", "<= 16")]
+    rows = [[label, min(r[k] for r in runs), f"{np.median([r[k] for r in runs]):g}", max(r[k] for r in runs), goal]
+            for k, label, goal in cols]
+    return "\n".join(["## Curate: the digits protocol over several seeds", "",
+                      f"- command: `{command}` ({wall:.0f} s wall clock)",
+                      f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+                      f"- code: {git_state()}",
+                      f"- seeds {runs[0]['seed']}-{runs[-1]['seed']}: other flipped labels, other copied digits and "
+                      "brightness factors each time; defaults (k=10, builtin threshold 0.01)", "",
+                      md_table(["measure", "min", "median", "max", "goal"], rows), ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.curate", description=__doc__.split("\n")[0])
     parser.add_argument("--calibrate", action="store_true", help="also measure the builtin near-copy distances")
     parser.add_argument("--scale", type=int, nargs="*", default=[], help="row counts to time (e.g. 100000 1000000)")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="only the quality protocol, over this many seeds (20, 21, ...): its spread")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cap_threads()
@@ -303,6 +331,11 @@ def main() -> None:
         print(RESULT + json.dumps(scale_child(args.child), default=str))
         return
     started = time.perf_counter()
+    if args.seeds:
+        runs = seeds(args.seeds)
+        write_section(SECTION + " --seeds", render_seeds(f"python -m bench.curate --seeds {args.seeds}", runs,
+                                                         time.perf_counter() - started))
+        return
     q = None if args.skip_quality else quality()
     if q is not None:
         print(json.dumps({k: v for k, v in q.items() if k != "report"}, default=str))

@@ -80,6 +80,23 @@ def test_a_view_with_a_ref_reads_there_unless_the_request_names_one(root: str) -
         assert len(t.query(view="at-v1", limit=None)) == t.count(view="at-v1")
 
 
+def test_a_view_with_a_ref_pages_by_cursor(root: str, in_process: Any) -> None:
+    with in_process(root).http() as http:
+        http.post("/api/v1/tables/digits/delete", json={"filter": "label = 0"})
+        assert http.put(f"{V}/zeros", json={"filter": "label = 0", "ref": {"tag": "v1"}}).status_code == 200
+        seen, cursor = [], None
+        while True:
+            page = http.post("/api/v1/tables/digits/query", json={"view": "zeros", "limit": 7, "cursor": cursor})
+            assert page.status_code == 200, page.text
+            seen += [r["id"] for r in page.json()["rows"]]
+            cursor = page.json()["next_cursor"]
+            if not cursor:
+                break
+        assert len(seen) == len(set(seen)) == http.get("/api/v1/tables/digits/count", params={"tag": "v1",
+                                                                                         "filter": "label = 0"}
+                                                       ).json()["count"] > 7
+
+
 def test_views_survive_a_restart_and_later_writes(root: str) -> None:
     with lightbox.connect(root) as client:
         client.table("digits").save_view("threes", "label = 3", order_by="id")

@@ -104,4 +104,6 @@ def apply(store: Store, table: str, name: str, spec: QuerySpec, ref: Ref) -> tup
     text = " AND ".join(f"({f})" for f in filters) if len(filters) > 1 else (filters[0] if filters else None)
     merged = replace(spec, filter=text, columns=spec.columns or view.get("columns"),
                      order_by=spec.order_by or view.get("order_by") or [])
-    return merged, ref if ref != LATEST else _ref(view.get("ref"))
+    if ref != LATEST or spec.cursor:  # the request's own ref wins; a cursor already pins the version
+        return merged, ref
+    return merged, _ref(view.get("ref"))
