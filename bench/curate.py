@@ -313,7 +313,10 @@ def render_seeds(command: str, runs: list[dict[str, Any]], wall: float) -> str:
                       f"- code: {git_state()}",
                       f"- seeds {runs[0]['seed']}-{runs[-1]['seed']}: other flipped labels, other copied digits and "
                       "brightness factors each time; defaults (k=10, builtin threshold 0.01)", "",
-                      md_table(["measure", "min", "median", "max", "goal"], rows), ""])
+                      md_table(["measure", "min", "median", "max", "goal"], rows), "",
+                      "Per seed (flipped in top 60 / top 100, suggested right): "
+                      + ", ".join(f"{r['seed']}: {r['top60']}/{r['top100']}/{r['suggested']}" for r in runs) + ".",
+                      ""])
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ def test_curate_writes_ordinary_columns_in_one_version(root: str) -> None:
         # relabelling a suspect is an ordinary write with its message
         t.update("0/00000.png", {"label": 0}, message="fix the label curate found")
         assert t.versions(limit=1, newest_first=True)[0]["message"] == "fix the label curate found"
+        assert t.delete("duplicate_of IS NOT NULL", message="drop the copy")["deleted"] == 1
+        entry = t.versions(limit=1, newest_first=True)[0]
+        assert (entry["operation"], entry["message"], entry["rows_removed"]) == ("delete", "drop the copy", 1)
 
 
 def test_a_second_curate_after_new_rows_updates_every_row_in_one_version(root: str) -> None:
