@@ -242,3 +242,19 @@ def test_scores_are_committed_only_on_the_rows_they_were_computed_from(root: str
         t.update("0/00000.png", {"label": 1})
     with pytest.raises(Conflict, match="changed while curate ran"):
         _check_unmoved(store, "digits", read)
+
+
+def test_label_scores_by_blocks_equal_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services.curate import method
+
+    rng = np.random.default_rng(0)
+    rows, m = 50, 7
+    positions = rng.integers(-1, rows, (rows, m))
+    distances = np.sort(rng.random((rows, m)).astype(np.float32), axis=1)
+    near = Neighbours(positions, distances)
+    labels, groups = rng.integers(-1, 4, rows), rng.integers(0, 40, rows)
+    whole = label_scores(labels, 4, near, groups, k=3)
+    monkeypatch.setattr(method, "BLOCK", 8)
+    blocks = label_scores(labels, 4, near, groups, k=3)
+    np.testing.assert_array_equal(whole[1], blocks[1])
+    np.testing.assert_allclose(whole[0], blocks[0])

@@ -104,27 +104,47 @@ def label_scores(labels: np.ndarray, classes: int, near: Neighbours, groups: np.
                  k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(label_issue, suggested class)`` per row from the k nearest neighbours outside the row's
     duplicate group (``labels``: class codes, -1 for a missing label; a row without a label gets
-    NaN as its issue, and its suggestion from its neighbours)."""
+    NaN as its issue, and its suggestion from its neighbours). Rows go by blocks of ``BLOCK``, so the
+    temporaries stay small whatever the table (one pass first for the distance scale)."""
     rows = near.rows
-    valid = near.positions >= 0
-    safe = np.where(valid, near.positions, 0)
-    usable = valid & (groups[safe] != groups[:, None]) & (labels[safe] >= 0)
-    keep = usable & (np.cumsum(usable, axis=1) <= k)  # the first k usable neighbours
-    first = np.where(usable.any(axis=1), near.distances[np.arange(rows), usable.argmax(axis=1)], np.nan)
+    firsts = [_usable(labels, near, groups, rows_at)[1] for rows_at in _blocks(rows)]
+    first = np.concatenate(firsts) if firsts else np.zeros(0)
     scale = float(np.nanmedian(first)) if np.isfinite(first).any() else 1.0
     scale = scale if scale > 0 else 1.0
-    weights = np.where(keep, np.exp(-np.maximum(near.distances, 0) / scale), 0.0)
-    votes = np.full((rows, max(classes, 1)), ALPHA / max(classes, 1))
-    row_index = np.repeat(np.arange(rows), near.positions.shape[1])
-    np.add.at(votes, (row_index, np.where(keep, labels[safe], 0).ravel()), weights.ravel())
-    p = votes / votes.sum(axis=1, keepdims=True)
-    suggested = p.argmax(axis=1)
-    own = np.where(labels >= 0, labels, 0)
-    mine = p[np.arange(rows), own]
-    others = p.copy()
-    others[np.arange(rows), own] = -1.0
-    issue = (others.max(axis=1) - mine + 1.0) / 2.0
-    return np.where(labels >= 0, np.clip(issue, 0.0, 1.0), np.nan), suggested
+    issue, suggested = np.full(rows, np.nan), np.zeros(rows, np.int64)
+    for at in _blocks(rows):
+        usable, _ = _usable(labels, near, groups, at)
+        keep = usable & (np.cumsum(usable, axis=1) <= k)  # the first k usable neighbours
+        weights = np.where(keep, np.exp(-np.maximum(near.distances[at], 0) / scale), 0.0)
+        votes = np.full((len(weights), max(classes, 1)), ALPHA / max(classes, 1))
+        voted = np.where(keep, labels[np.where(keep, near.positions[at], 0)], 0)
+        np.add.at(votes, (np.repeat(np.arange(len(weights)), weights.shape[1]), voted.ravel()), weights.ravel())
+        p = votes / votes.sum(axis=1, keepdims=True)
+        suggested[at] = p.argmax(axis=1)
+        own = np.where(labels[at] >= 0, labels[at], 0)
+        mine = p[np.arange(len(p)), own]
+        p[np.arange(len(p)), own] = -1.0
+        block = np.clip((p.max(axis=1) - mine + 1.0) / 2.0, 0.0, 1.0)
+        issue[at] = np.where(labels[at] >= 0, block, np.nan)
+    return issue, suggested
+
+
+BLOCK = 65_536  # rows scored at once
+
+
+def _blocks(rows: int) -> list[slice]:
+    return [slice(start, min(rows, start + BLOCK)) for start in range(0, rows, BLOCK)]
+
+
+def _usable(labels: np.ndarray, near: Neighbours, groups: np.ndarray, at: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Which neighbours of the rows ``at`` may vote (a labelled row outside the row's duplicate group),
+    and each row's distance to the nearest of them (NaN: none)."""
+    positions = near.positions[at]
+    valid = positions >= 0
+    safe = np.where(valid, positions, 0)
+    usable = valid & (groups[safe] != groups[at, None]) & (labels[safe] >= 0)
+    nearest = near.distances[at][np.arange(len(positions)), usable.argmax(axis=1)]
+    return usable, np.where(usable.any(axis=1), nearest, np.nan)
 
 
 def uniqueness(near: Neighbours) -> np.ndarray:
