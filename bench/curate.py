@@ -16,8 +16,9 @@ other digit.
 Cost (``--scale N``): synthetic rows that share the digits' images: row i holds digit ``i mod 1797``'s PNG
 bytes, label, and builtin vector plus Gaussian noise (``NOISE`` per dimension, renormalised), and a
 unique ``sha256`` (sha256 of the row id: rows sharing an image are not exact copies here). Written
-through the store in 100k-row batches, its vector index built by the keeper (timed apart), then
-curated with a label column; each size runs in a fresh process so its peak RSS is its own.
+through the store in 100k-row batches (opened with the service's default cache sizes), its vector index
+built by the keeper (timed apart), then curated with a label column; each size runs in a fresh process
+so its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def scale_child(rows: int) -> dict[str, Any]:
     import pyarrow as pa
 
     from app.services.curate import CurateSpec, curate
+    from app.settings import Settings
     from app.store import Store
     from app.store.schema import blob_values, image_schema, vector_array, vector_field
     from app.store.vectors import IndexKeeper
@@ -186,7 +188,9 @@ def scale_child(rows: int) -> dict[str, Any]:
     work = scratch("curate-scale-")
     rng = np.random.default_rng(SEED)
     try:
-        store = Store(str(work / "data"))
+        settings = Settings(uri=str(work / "data"))  # the service's caches, as `lightbox serve` opens its store
+        store = Store(settings.uri, index_cache_bytes=settings.index_cache_bytes,
+                      metadata_cache_bytes=settings.metadata_cache_bytes)
         started = time.perf_counter()
 
         def batches() -> Any:

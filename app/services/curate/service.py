@@ -87,7 +87,8 @@ def curate(store: Store, keeper: IndexKeeper, name: str, spec: CurateSpec) -> di
     snap = store.head(name, fresh=True)
     field = _check(snap.schema, spec)
     check_searchable(snap, field.name)
-    table, found = _compute(snap, keeper, field, spec)
+    private = store.private_snapshot(snap, index_cache_bytes=_cache_for(snap, field, keeper.budget))
+    table, found = _compute(private, keeper, field, spec)
     with write_turn(store, name):
         _check_unmoved(store, name, snap.version)
         version, counts = _write(store, name, snap.schema, table, spec)
@@ -95,6 +96,13 @@ def curate(store: Store, keeper: IndexKeeper, name: str, spec: CurateSpec) -> di
             "rows_updated": counts.get("updated", 0), "column": field.name, "label": spec.label, "k": spec.k,
             "columns": [c for c in RESULT_COLUMNS if c in table.column_names], **found,
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _cache_for(snap: Snapshot, field: pa.Field, budget: int) -> int:
+    """Index cache for a whole-table pass: the column's vectors (an IVF_FLAT index holds a copy) and a
+    quarter more, within the index keeper's memory budget."""
+    one = field.type.list_size * (field.type.value_type.bit_width // 8) + 16
+    return int(max(64 * 1024**2, min(budget, 1.25 * snap.count() * one)))
 
 
 def _check_unmoved(store: Store, name: str, read: int) -> None:
