@@ -11,8 +11,8 @@ They are written through the store's column path (a ``Merge`` of new columns the
 update of every row after that, as ``annotate`` does), as one version logged as ``curate`` with its
 message and author, so they can be filtered, sorted, diffed and time-travelled like any column.
 
-The scores are computed from one version without holding the table's write turn (8 minutes at 1M rows
-here, see ``bench.curate``: other writes go on meanwhile), then committed under the turn only if no
+The scores are computed from one version without holding the table's write turn (about 4 minutes at
+1M rows here, see ``bench.curate``: other writes go on meanwhile), then committed under the turn only if no
 version since changed rows (index folds, tunings, compactions and saved views do not); else a 409
 saying to run it again, as ``embed`` does, never columns describing another version's rows.
 
