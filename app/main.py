@@ -33,8 +33,10 @@ from app.replica import ForwardWrites, open_reads_warning, writer_client
 from app.responses import JSON
 from app.routes import annotations as annotation_routes
 from app.routes import branches, health, history, indexes, query, rows, search, tables, ui, uploads, writes
+from app.routes import curate as curate_routes
 from app.routes import export as export_routes
 from app.routes import metrics as metrics_routes
+from app.routes import views as view_routes
 from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(export_routes.router)
     app.include_router(annotation_routes.router)
+    app.include_router(curate_routes.router)
+    app.include_router(view_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(lancedb_compat.router)
     ui.install(app)  # the gallery at / and the offline /docs, /redoc

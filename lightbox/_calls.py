@@ -167,15 +167,32 @@ class TableCalls:
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
     def query(self, filter: str | None, columns: Sequence[str] | None, limit: int | None, offset: int | None,
-              order_by: str | Sequence[str] | None) -> Call[pa.Table]:
+              order_by: str | Sequence[str] | None, view: str | None = None) -> Call[pa.Table]:
         body = drop_none({"filter": filter, "columns": listed(columns), "offset": offset,
-                          "order_by": listed(order_by)})
+                          "order_by": listed(order_by), "view": view})
         body["limit"] = limit
         return self.read("POST", self.path("/query"), read_arrow, json=body, headers=ARROW)
 
-    def count(self, filter: str | None) -> Call[int]:
+    def count(self, filter: str | None, view: str | None = None) -> Call[int]:
         return self.read("GET", self.path("/count"), lambda r: int(r.json()["count"]),
-                         params=drop_none({"filter": filter}))
+                         params=drop_none({"filter": filter, "view": view}))
+
+    def through_view(self, view: str | None, filter: str | None,
+                     columns: Sequence[str] | None) -> Plan[tuple[TableCalls, str | None, Sequence[str] | None]]:
+        """The handle, filter and columns of a read seen through a saved view (fetched first): the view's
+        filter ANDed with ``filter``, its columns unless given, its ref unless this handle names one."""
+        if not view:
+            return self, filter, columns
+        saved = yield self.view(view)
+        filters = [f for f in (saved.get("filter"), filter) if f and f.strip()]
+        merged = " AND ".join(f"({f})" for f in filters) if len(filters) > 1 else (filters[0] if filters else None)
+        calls = self if self.ref or not saved.get("ref") else TableCalls(self.name, saved["ref"], writable=False)
+        return calls, merged, columns or saved.get("columns")
+
+    def search_through(self, view: str | None, filter: str | None, columns: Sequence[str] | None,
+                       **options: Any) -> Plan[pa.Table]:
+        calls, filter, columns = yield from self.through_view(view, filter, columns)
+        return (yield calls.search(filter=filter, columns=columns, **options))
 
     def facets(self, filter: str | None, columns: Sequence[str] | None, max_values: int, bins: int
                ) -> Call[dict[str, Any]]:
@@ -214,8 +231,12 @@ class TableCalls:
         info = yield self.info()
         return {"version": int(info["version"])}
 
-    def dataset_spec(self, filter: str | None, columns: Sequence[str] | None) -> Plan[dict[str, Any]]:
+    def dataset_spec(self, filter: str | None, columns: Sequence[str] | None,
+                     view: str | None = None) -> Plan[dict[str, Any]]:
         """Everything a ``TableDataset`` needs: the pinned ref, the ids (fetched once) and the columns."""
+        if view:
+            calls, filter, columns = yield from self.through_view(view, filter, columns)
+            return (yield from calls.dataset_spec(filter, columns))
         ref = yield from self.pin()
         pinned = TableCalls(self.name, ref, writable=False)
         info = yield pinned.info()
@@ -227,9 +248,13 @@ class TableCalls:
                 "images": "image" in names, "version": int(info["version"])}
 
     def export(self, dest: str | PathLike[str], format: str, filter: str | None, columns: Sequence[str] | None,
-               label_column: str, archive: str | None, shard_size: int | None) -> Plan[ExportJob]:
+               label_column: str, archive: str | None, shard_size: int | None,
+               view: str | None = None) -> Plan[ExportJob]:
         """The parts of an export (``lightbox._export``), all reading one version: the handle's ref
         pinned first (a branch head cannot be, so it is exported in one request)."""
+        if view:
+            calls, filter, columns = yield from self.through_view(view, filter, columns)
+            return (yield from calls.export(dest, format, filter, columns, label_column, archive, shard_size))
         ref = dict(self.ref) if self.branch else (yield from self.pin())
         pinned = TableCalls(self.name, ref, writable=False)
         rows, headers = yield pinned.read("GET", self.path("/count"), with_headers(lambda r: int(r.json()["count"])),
@@ -364,6 +389,30 @@ class TableCalls:
                            author: str | None) -> Call[dict[str, Any]]:
         params = drop_none({"format": format, "match": match, "message": message, "author": author})
         return self.write("import_annotations", "POST", self.path("/annotations"), params=params, json=body)
+
+    def curate(self, label: str | None, column: str | None, k: int, threshold: float | None,
+               message: str | None, author: str | None) -> Call[dict[str, Any]]:
+        return self.write("curate", "POST", self.path("/curate"), main_only=True,
+                          json=drop_none({"label": label, "column": column, "k": k, "threshold": threshold}),
+                          params=drop_none({"message": message, "author": author}))
+
+    # -- saved views -------------------------------------------------------------------------
+    def views(self) -> Call[list[dict[str, Any]]]:
+        return Call("GET", self.path("/views"), lambda r: r.json()["views"], idempotent=True)
+
+    def view(self, name: str) -> Call[dict[str, Any]]:
+        return Call("GET", self.path(f"/views/{segment(name)}"), read_json, idempotent=True)
+
+    def save_view(self, name: str, filter: str | None, columns: Sequence[str] | None,
+                  order_by: str | Sequence[str] | None, ref: Mapping[str, Any] | None) -> Call[dict[str, Any]]:
+        body = drop_none({"filter": filter, "columns": listed(columns), "order_by": listed(order_by),
+                          "ref": dict(ref) if ref else None})
+        return self.write("save_view", "PUT", self.path(f"/views/{segment(name)}"), main_only=True, json=body,
+                          idempotent=True)
+
+    def delete_view(self, name: str) -> Call[None]:
+        return self.write("delete_view", "DELETE", self.path(f"/views/{segment(name)}"), main_only=True,
+                          parse=read_none, idempotent=True)
 
     # -- maintenance ---------------------------------------------------------------------
     def indexes(self) -> Call[list[dict[str, Any]]]:

@@ -219,8 +219,8 @@ class AsyncTable:
 
     async def query(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                     limit: int | None = 1000, offset: int | None = None,
-                    order_by: str | Sequence[str] | None = None) -> pa.Table:
-        return await self._run(self._calls.query(filter, columns, limit, offset, order_by))
+                    order_by: str | Sequence[str] | None = None, view: str | None = None) -> pa.Table:
+        return await self._run(self._calls.query(filter, columns, limit, offset, order_by, view))
 
     async def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                         limit: int | None = None) -> pd.DataFrame:
@@ -241,8 +241,8 @@ class AsyncTable:
         for out in rebatch.flush():
             yield out
 
-    async def count(self, filter: str | None = None) -> int:
-        return await self._run(self._calls.count(filter))
+    async def count(self, filter: str | None = None, *, view: str | None = None) -> int:
+        return await self._run(self._calls.count(filter, view))
 
     async def facets(self, filter: str | None = None, columns: Sequence[str] | None = None, *, max_values: int = 20,
                      bins: int = 10) -> dict[str, Any]:
@@ -253,21 +253,24 @@ class AsyncTable:
                      filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,
                      nprobes: int | None = None, refine_factor: int | None = None, keywords: str | None = None,
                      keyword_columns: Sequence[str] | None = None, offset: int = 0, fusion: str | None = None,
-                     weight: float | None = None) -> pa.Table:
+                     weight: float | None = None, view: str | None = None) -> pa.Table:
         words = _calls.keyword_options(keywords, keyword_columns, offset, fusion, weight)
-        return await self._run(self._calls.search(text=text, image=image, vector=vector, like=like, k=k,
-                                                  filter=filter, columns=columns, column=column, nprobes=nprobes,
-                                                  refine_factor=refine_factor, keywords=words))
+        return await self._run(self._calls.search_through(view, filter, columns, text=text, image=image,
+                                                          vector=vector, like=like, k=k, column=column,
+                                                          nprobes=nprobes, refine_factor=refine_factor,
+                                                          keywords=words))
 
     async def torch_dataset(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
-                            transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
-        spec = await self._run(self._calls.dataset_spec(filter, columns))
+                            transform: Callable[[Any], Any] | None = None, decode: bool = True,
+                            view: str | None = None) -> TableDataset:
+        spec = await self._run(self._calls.dataset_spec(filter, columns, view))
         return _calls.dataset_class()(self.client.options, spec, transform=transform, decode=decode)
 
     async def export(self, dest: str | PathLike[str], format: str = "parquet", *, filter: str | None = None,
                      columns: Sequence[str] | None = None, label_column: str = "label", archive: str | None = None,
-                     shard_size: int | None = None) -> dict[str, Any]:
-        job = await self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
+                     shard_size: int | None = None, view: str | None = None) -> dict[str, Any]:
+        job = await self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size,
+                                                 view))
         with job.all_or_nothing():
             for part in job.parts:
                 with part.open() as sink:
@@ -382,6 +385,25 @@ class AsyncTable:
                     column: str | None = None, message: str | None = None,
                     author: str | None = None) -> dict[str, Any]:
         return await self._run(self._calls.embed(model, source, column, message, author))
+
+    async def curate(self, label: str | None = None, *, column: str | None = None, k: int = 10,
+                     threshold: float | None = None, message: str | None = None,
+                     author: str | None = None) -> dict[str, Any]:
+        return await self._run(self._calls.curate(label, column, k, threshold, message, author))
+
+    async def views(self) -> list[dict[str, Any]]:
+        return await self._run(self._calls.views())
+
+    async def view(self, name: str) -> dict[str, Any]:
+        return await self._run(self._calls.view(name))
+
+    async def save_view(self, name: str, filter: str | None = None, *, columns: Sequence[str] | None = None,
+                        order_by: str | Sequence[str] | None = None,
+                        ref: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self._run(self._calls.save_view(name, filter, columns, order_by, ref))
+
+    async def delete_view(self, name: str) -> None:
+        await self._run(self._calls.delete_view(name))
 
 
 def _share_docs(target: type, source: type) -> None:

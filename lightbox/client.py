@@ -275,9 +275,11 @@ class Table:
         return self._run(self._calls.fetch(ids, columns, with_images))
 
     def query(self, filter: str | None = None, *, columns: Sequence[str] | None = None, limit: int | None = 1000,
-              offset: int | None = None, order_by: str | Sequence[str] | None = None) -> pa.Table:
-        """Rows matching a SQL filter as Arrow (``limit=None`` for all of them; ``order_by="ink desc"``)."""
-        return self._run(self._calls.query(filter, columns, limit, offset, order_by))
+              offset: int | None = None, order_by: str | Sequence[str] | None = None,
+              view: str | None = None) -> pa.Table:
+        """Rows matching a SQL filter as Arrow (``limit=None`` for all of them; ``order_by="ink desc"``;
+        ``view``: a saved view's filter ANDed with ``filter``, its columns, sort and ref unless given)."""
+        return self._run(self._calls.query(filter, columns, limit, offset, order_by, view))
 
     def to_pandas(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
                   limit: int | None = None) -> pd.DataFrame:
@@ -303,9 +305,9 @@ class Table:
         decoder.finish()
         yield from rebatch.flush()
 
-    def count(self, filter: str | None = None) -> int:
+    def count(self, filter: str | None = None, *, view: str | None = None) -> int:
         """Rows matching a filter (all rows by default): ``t.count("label = 3")`` -> ``183``."""
-        return self._run(self._calls.count(filter))
+        return self._run(self._calls.count(filter, view))
 
     def facets(self, filter: str | None = None, columns: Sequence[str] | None = None, *, max_values: int = 20,
                bins: int = 10) -> dict[str, Any]:
@@ -318,9 +320,10 @@ class Table:
                filter: str | None = None, columns: Sequence[str] | None = None, column: str | None = None,
                nprobes: int | None = None, refine_factor: int | None = None, keywords: str | None = None,
                keyword_columns: Sequence[str] | None = None, offset: int = 0, fusion: str | None = None,
-               weight: float | None = None) -> pa.Table:
+               weight: float | None = None, view: str | None = None) -> pa.Table:
         """The ``k`` nearest rows (``_distance`` ascending) to a text, an image (path, bytes or PIL), a
-        vector, or the row ``like`` (itself left out); embedded with the vector column's own model.
+        vector, or the row ``like`` (itself left out); embedded with the vector column's own model
+        (``view``: among a saved view's rows).
 
         ``keywords`` searches the full-text indexes instead (``_score`` descending; ``"a phrase"``,
         ``+must``, ``-must_not``), or, beside one of the above, both, fused (hybrid, ``_relevance_score``
@@ -332,23 +335,24 @@ class Table:
         ['rocket.jpg']
         """
         words = _calls.keyword_options(keywords, keyword_columns, offset, fusion, weight)
-        return self._run(self._calls.search(text=text, image=image, vector=vector, like=like, k=k, filter=filter,
-                                            columns=columns, column=column, nprobes=nprobes,
-                                            refine_factor=refine_factor, keywords=words))
+        return self._run(self._calls.search_through(view, filter, columns, text=text, image=image, vector=vector,
+                                                    like=like, k=k, column=column, nprobes=nprobes,
+                                                    refine_factor=refine_factor, keywords=words))
 
     def torch_dataset(self, filter: str | None = None, *, columns: Sequence[str] | None = None,
-                      transform: Callable[[Any], Any] | None = None, decode: bool = True) -> TableDataset:
+                      transform: Callable[[Any], Any] | None = None, decode: bool = True,
+                      view: str | None = None) -> TableDataset:
         """A map-style ``torch.utils.data.Dataset`` over this handle's rows, pinned (see ``lightbox.torch``).
 
         >>> ds = t.at(tag="v1").torch_dataset(filter="split = 'train'", columns=["label"])
         >>> loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
         """
-        spec = self._run(self._calls.dataset_spec(filter, columns))
+        spec = self._run(self._calls.dataset_spec(filter, columns, view))
         return _calls.dataset_class()(self.client.options, spec, transform=transform, decode=decode)
 
     def export(self, dest: str | PathLike[str], format: str = "parquet", *, filter: str | None = None,
                columns: Sequence[str] | None = None, label_column: str = "label", archive: str | None = None,
-               shard_size: int | None = None) -> dict[str, Any]:
+               shard_size: int | None = None, view: str | None = None) -> dict[str, Any]:
         """Write this handle's rows to disk as ``parquet`` (one file with a Hugging Face image column),
         ``webdataset`` (a folder of tar shards, ``shard_size`` samples each) or ``imagefolder`` (a
         ``label/file`` tree under ``dest``, or one ``archive="tar"|"zip"`` file). Streamed to disk, so
@@ -357,7 +361,7 @@ class Table:
         >>> t.at(tag="v1").export("digits.parquet")["rows"]
         200
         """
-        job = self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size))
+        job = self._run(self._calls.export(dest, format, filter, columns, label_column, archive, shard_size, view))
         with job.all_or_nothing():
             for part in job.parts:
                 with part.open() as sink, self.client._stream(self._calls.export_part(part)) as chunks:
@@ -533,6 +537,40 @@ class Table:
         'vector'
         """
         return self._run(self._calls.embed(model, source, column, message, author))
+
+    def curate(self, label: str | None = None, *, column: str | None = None, k: int = 10,
+               threshold: float | None = None, message: str | None = None,
+               author: str | None = None) -> dict[str, Any]:
+        """Write ``label_issue``, ``suggested_label``, ``duplicate_of`` and ``uniqueness`` for every row
+        (one version, logged as ``curate``); without ``label``, duplicates and uniqueness only.
+
+        >>> t.curate(label="label")["columns"]
+        ['label_issue', 'suggested_label', 'duplicate_of', 'uniqueness']
+        """
+        return self._run(self._calls.curate(label, column, k, threshold, message, author))
+
+    # -- saved views -----------------------------------------------------------------------
+    def views(self) -> list[dict[str, Any]]:
+        """The table's saved views, each with ``error`` (null, or why a query through it fails now)."""
+        return self._run(self._calls.views())
+
+    def view(self, name: str) -> dict[str, Any]:
+        """One saved view: ``{"name", "filter", "columns", "order_by", "ref", "error"}``."""
+        return self._run(self._calls.view(name))
+
+    def save_view(self, name: str, filter: str | None = None, *, columns: Sequence[str] | None = None,
+                  order_by: str | Sequence[str] | None = None,
+                  ref: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Create or replace a saved view (checked against the table first), kept in the table's config.
+
+        >>> t.save_view("suspects", "label_issue > 0.5", order_by="label_issue desc")["name"]
+        'suspects'
+        """
+        return self._run(self._calls.save_view(name, filter, columns, order_by, ref))
+
+    def delete_view(self, name: str) -> None:
+        """Remove a saved view."""
+        self._run(self._calls.delete_view(name))
 
 
 def connect(target: str | None = None, *, api_key: str | None = None, **options: Any) -> Client:

@@ -8,7 +8,7 @@ work and no socket, and the app's own tracebacks are at hand when a 5xx needs ex
 
 Every operation is driven with schema-valid (positive) and schema-violating (negative) requests,
 with path parameters either generated or pinned to names that exist (tables, a tag, a branch, a row,
-an index), so the fuzz reaches real rows and real writes, not only 404s. Each answer must not be a
+an index, a saved view), so the fuzz reaches real rows and real writes, not only 404s. Each answer must not be a
 5xx (a 501 in the error shape is allowed for a LanceDB-protocol operation Lightbox does not serve)
 and must match the schema: a declared status, a declared content type, and a body that validates.
 """
@@ -50,7 +50,7 @@ IMAGES = ("astronaut.png", "camera.png", "horse.png", "chessboard_GRAY.png", "ro
 # Names the pinned path parameters take: they exist once `seed` has run.
 PINNED = {"table": ["pics", "plain"], "table_id": ["pics", "plain"], "namespace_id": ["$"], "tag": ["v1"],
           "branch": ["b1"], "row_id": ["horse.png"], "index_name": ["label_idx", "note_idx"],
-          "index": ["label_idx", "caption_fts", "nope"]}
+          "index": ["label_idx", "caption_fts", "nope"], "view": ["wide"]}
 # Operations that remove what later ones read run last, and the fixtures are re-seeded before each.
 DESTRUCTIVE = re.compile(r"^(DELETE /api/v1/tables/\{table\}$|POST /v1/table/\{table_id\}/drop$)")
 # Values a person would send, right and wrong for these tables, swapped into the generated requests so the
@@ -90,6 +90,9 @@ SEMANTIC: dict[str, list[Any]] = {
                         {"columns": ["label"], "query": "1"}, {"columns": "note", "query": "x"}],
     "with_position": [True, False], "base_tokenizer": ["simple", "raw", "ngram", "nope"],
     "language": ["English", "French", "nope"],
+    "label": ["label", "caption", "score", "vector", "image", "id", "nope", ""], "threshold": [0, 0.01, -1, 1e308],
+    "view": ["wide", "nope", "bad\n", ".."],
+    "ref": [{"tag": "v1"}, {"version": 1}, {"branch": "b1"}, {"version": "x"}, {"nope": 1}, {"as_of": "nope"}],
 }
 
 
@@ -181,6 +184,8 @@ def _seed_pics(http: httpx.Client) -> None:
         _ok(http.post("/api/v1/tables/pics/branches", json={"name": "b1"}))
     if "caption_fts" not in _ok(http.get("/api/v1/tables/pics/indexes")).text:
         _ok(http.post("/api/v1/tables/pics/indexes", json={"column": "caption", "type": "FTS"}))
+    if http.get("/api/v1/tables/pics/views/wide").status_code != 200:
+        _ok(http.put("/api/v1/tables/pics/views/wide", json={"filter": "label >= 0", "order_by": ["label desc"]}))
 
 
 def _seed_plain(http: httpx.Client) -> None:

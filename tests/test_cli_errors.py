@@ -77,6 +77,8 @@ COMMANDS: dict[str, Command] = {
     "delete": Command([T, "-f", "label = 99"], [NO, "-f", "label = 1"], None, [T, "-f", "nosuch_column = 1"]),
     "export": Command([T, "{out}"], [NO, "{out}"], [T, "{out}", "--at", NO], [T, "{out}", "--filter", "x ="]),
     "import-annotations": Command([T, "{coco}"], [NO, "{coco}"]),
+    "curate": Command([T, "--label", "label"], [NO, "--label", "label"]),
+    "view": Command(["list", T], ["list", NO], ["save", T, "v", "--at", NO], ["save", T, "v", "-f", "x ="]),
     "doctor": Command([], remote=False),
 }
 # Not in the matrix, and why: `serve` runs until stopped (its failures are HTTP answers, docs/http.md);

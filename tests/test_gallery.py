@@ -291,3 +291,36 @@ def test_keys_prompt_and_a_read_only_key_cannot_write(browser: object, digits: d
     finally:
         context.close()
         keyed.stop()
+
+
+def test_the_grid_shows_a_saved_view_and_the_curate_columns(browser: object, digits: dict,
+                                                          tmp_path: Path) -> None:
+    """``#/t/<table>?view=NAME``: the grid's query and count go through the saved view (its filter and sort),
+    and the curate columns are ordinary columns the grid can show."""
+    import shutil
+
+    import httpx
+
+    shutil.copytree(str(digits["uri"]), tmp_path / "data")  # its own copy: these writes add versions
+    live = LiveServer(str(tmp_path / "data")).start()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    try:
+        with httpx.Client(base_url=live.url, timeout=60) as http:
+            assert http.post("/api/v1/tables/digits/curate", json={"label": "label"}).status_code == 201
+            assert http.put("/api/v1/tables/digits/views/threes",
+                            json={"filter": "label = 3", "order_by": ["uniqueness desc"]}).status_code == 200
+            threes = http.get("/api/v1/tables/digits/count", params={"filter": "label = 3"}).json()["count"]
+        pg = context.new_page()
+        watch = Watch(pg, live.url)
+        pg.goto(live.url + "/#/t/digits?view=threes&cols=label,label_issue,uniqueness")
+        pg.locator("#grid a.cell").first.wait_for()
+        pg.wait_for_function("document.querySelector('#grid-status').textContent.includes(' of ')")
+        assert f"of {threes} rows in view threes" in pg.locator("#grid-status").inner_text()
+        labels = pg.locator("#grid .cell .meta").filter(has_text="label:").all_inner_texts()
+        assert labels and all(t == "label: 3" for t in labels)
+        assert pg.locator("#grid .cell .meta").filter(has_text="uniqueness:").count() > 0
+        watch.check()
+    finally:
+        context.close()
+        live.stop()

@@ -2,10 +2,11 @@
 
 Hypothesis draws sequences of every kind of write (folder ingest, multipart and Arrow uploads,
 upserts, PATCH, deletes by id and by filter, the LanceDB ``update``, ``merge_insert`` and
-overwrite, embeddings, annotation imports, restores, branch merges, optimize, clones and tag moves)
+overwrite, embeddings, annotation imports, curate, restores, branch merges, optimize, clones and tag
+moves)
 against a small image table (ten ids, real PNGs made with Pillow), driven through an in-process
 app. A model of the table (id -> label, image digest, source, annotations, whether it has a
-vector) is kept beside it. After every write:
+vector, its curate columns) is kept beside it. After every write:
 
 - each version it made is logged with the counts ``diff`` gives against the version before, under
   an operation name that says what it was;
@@ -42,10 +43,10 @@ SEEDS = st.integers(0, 3)  # few images: uploads often send bytes a row already 
 LABELS = st.integers(0, 3)
 BOXES = st.sampled_from([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 2.0]])
 Row = dict[str, Any]
+CURATED = ("label_issue", "suggested_label", "duplicate_of", "uniqueness")
 
 # Every write the property draws from, with the operation names its versions may be logged as.
-# ``None``: the write makes no version of main. Curate (issue 16) does not exist yet: when it does,
-# add it here and as a method ``World.curate`` drawing its arguments.
+# ``None``: the write makes no version of main.
 WRITES: dict[str, set[str] | None] = {
     "ingest": {"insert", "upsert", "update"},
     "upload": {"insert"},
@@ -59,6 +60,7 @@ WRITES: dict[str, set[str] | None] = {
     "lancedb_overwrite": {"insert", "update", "upsert", "delete"},
     "embed": {"embed"},
     "annotate": {"annotate"},
+    "curate": {"curate"},
     "restore": {"restore"},
     "merge": {"merge"},
     "optimize": {"compact", "index"},
@@ -86,7 +88,8 @@ class World:
 
     def row(self, label: int | None, seed: int, source: str) -> Row:
         """A row as an upload writes it: no annotations; a vector when the table has the column."""
-        return {"label": label, "sha256": digest(seed), "source": source, "ann": None, "vec": self.vectors}
+        return {"label": label, "sha256": digest(seed), "source": source, "ann": None, "vec": self.vectors,
+                "cur": None}
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str) -> Any:
         return self.data.draw(strategy, label=label)
@@ -222,6 +225,18 @@ class World:
         for i in names:
             self.rows[i]["ann"] = [(boxed[i], 100 + IDS.index(i))] if i in boxed else []
 
+    def curate(self) -> None:
+        """Scores every row (its values are read back: the model checks that the log counts the rows
+        whose values changed, and that a run changing none writes nothing)."""
+        label = self.draw(st.sampled_from([None, "label"]), "label")
+        response = self.http.post(f"{T}/curate", json={"label": label})
+        if not self.vectors:
+            assert response.status_code == 400 and response.json()["error"]["code"] == "no_vector_column"
+            return
+        ok(response, 201)
+        for i, row in self.table().items():
+            self.rows[i]["cur"] = row["cur"]
+
     def restore(self) -> None:
         head = self.log.head()
         choices = [v for v in self.at if v != head]
@@ -282,8 +297,9 @@ class World:
         for r in rows:
             boxes, ann_ids = r.get("boxes"), r.get("annotation_ids")
             ann = None if boxes is None else [(b, a) for b, a in zip(boxes, ann_ids, strict=True)]
+            cur = tuple(r.get(c) for c in CURATED)
             out[r["id"]] = {"label": r["label"], "sha256": r["sha256"], "source": r["source"], "ann": ann,
-                            "vec": r["id"] in with_vector}
+                            "vec": r["id"] in with_vector, "cur": None if cur == (None,) * len(CURATED) else cur}
         return out
 
     def settle(self, write: str, before: dict[str, Row]) -> None:

@@ -13,6 +13,7 @@ from app.models import RequestBody
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services import query as svc
 from app.services.facets import FacetSpec, facets
+from app.services import views
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["query"])
 AcceptHeader = Annotated[str | None, Header()]
@@ -25,6 +26,8 @@ class QueryBody(RequestBody):
     offset: int | None = Field(default=None, ge=0)
     cursor: str | None = None
     order_by: list[str | dict[str, Any]] = Field(default_factory=list)
+    view: str | None = Field(default=None, description="a saved view: its filter ANDed with this one, its "
+                                                        "columns, sort and ref unless given here")
 
 
 class FetchBody(RequestBody):
@@ -36,7 +39,9 @@ class FetchBody(RequestBody):
 @router.post("/query")
 def query(table: str, body: QueryBody, store: StoreDep, ref: RefDep, accept: AcceptHeader = None) -> Response:
     arrow = wants_arrow(accept)
-    spec = svc.QuerySpec(**body.model_dump())
+    spec = svc.QuerySpec(**body.model_dump(exclude={"view"}))
+    if body.view:
+        spec, ref = views.apply(store, table, body.view, spec, ref)
     plan = svc.plan_query(store, table, ref, spec, max_rows=None if arrow else svc.MAX_JSON_ROWS)
     headers = version_headers(plan.snap)
     if arrow:
@@ -47,7 +52,12 @@ def query(table: str, body: QueryBody, store: StoreDep, ref: RefDep, accept: Acc
 
 
 @router.get("/count")
-def count(table: str, store: StoreDep, ref: RefDep, filter: Annotated[str | None, Query()] = None) -> JSON:
+def count(table: str, store: StoreDep, ref: RefDep, filter: Annotated[str | None, Query()] = None,
+          view: Annotated[str | None, Query(description="a saved view, its filter ANDed with this one")] = None
+          ) -> JSON:
+    if view:
+        spec, ref = views.apply(store, table, view, svc.QuerySpec(filter=filter), ref)
+        filter = spec.filter
     snap, n = svc.count(store, table, ref, filter)
     return JSON({"count": n}, headers=version_headers(snap))
 

@@ -10,6 +10,7 @@ from app.services.clones import refuse_guard_change
 from app.services.diff import diff
 from app.store import Ref, Store
 from app.store.commits import commit_props, count_props, write_turn
+from app.store.config import VIEW_PREFIX, carry_config, read_config
 from app.store.history import restore_version
 from app.store.tags import check_tag_name
 
@@ -110,7 +111,9 @@ def restore(store: Store, name: str, ref: Ref, *, message: str | None = None, au
         counts = {"inserted": len(change.added), "deleted": len(change.removed), "updated": len(change.changed)}
         props = commit_props(message or f"restore version {snap.version}", author,
                              {"lightbox:op": "restore", **count_props(counts)})
+        views = read_config(store, name, VIEW_PREFIX, fresh=True)
         version, rows = restore_version(store, name, base.version, snap.version, props)
+        carry_config(store, name, VIEW_PREFIX, views)  # saved views are the table's, not the version's
     return {"version": version, "restored": snap.version, "num_rows": rows}
 
 

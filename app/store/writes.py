@@ -141,7 +141,7 @@ def _any_value(table: pa.Table) -> pa.Array:
     """Rows of ``table`` with a value in at least one column besides ``id``."""
     import pyarrow.compute as pc
 
-    mask = pa.array([False] * table.num_rows)
+    mask = pa.array([False] * table.num_rows, pa.bool_())  # typed: an empty list would be a null array
     for column in table.column_names:
         if column != "id":
             mask = pc.or_(mask, pc.is_valid(table.column(column)))

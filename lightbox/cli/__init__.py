@@ -6,7 +6,7 @@ process), so the two run the same code. Only ``serve``, ``demo``, ``doctor``, ``
 root and ``--engine ray`` run the service's code directly (``lightbox.cli.local``).
 
 The commands live in one module per area (``tables``, ``rows``, ``history``, ``io``,
-``maintenance``, ``local``); each module registers its parsers with a ``handler``, and every
+``maintenance``, ``curate``, ``local``); each module registers its parsers with a ``handler``, and every
 handler ends in ``lightbox.cli.errors.run``: one line on stderr and a documented exit status.
 """
 
@@ -21,13 +21,13 @@ __all__ = ["build_parser", "commands", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from lightbox import __version__
-    from lightbox.cli import history, io, local, maintenance, rows, tables
+    from lightbox.cli import curate, history, io, local, maintenance, rows, tables
 
     parser = argparse.ArgumentParser(prog="lightbox", description="Versioned image tables on Lance.")
     parser.add_argument("--version", action="version", version=f"lightbox {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for area in (io, tables, rows, history, maintenance, local):
+    for area in (io, tables, rows, history, maintenance, curate, local):
         area.register(sub)
     return parser
 

@@ -27,6 +27,7 @@ from lightbox.cli.common import (
     shown_root,
     table_at,
 )
+from lightbox.cli.curate import add_view
 from lightbox.cli.errors import OK, UsageError
 from lightbox.cli.maintenance import MODEL_HELP, add_engine
 
@@ -45,6 +46,7 @@ def register(sub: Any) -> None:
                      help="what to write (default parquet)")
     add_ref(exp, aliases=("--version", "--tag"), what="export")
     add_filter(exp, what="export only rows matching")
+    add_view(exp)
     exp.add_argument("--columns", type=column_list, default=None,
                      help="comma-separated metadata columns (default: the table's own metadata)")
     exp.add_argument("--label-column", default="label", help="imagefolder: the column naming the folders")
@@ -151,7 +153,7 @@ def _export(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         out = table_at(client, args).export(args.dest, args.format, filter=where, columns=args.columns,
                                             label_column=args.label_column, archive=args.archive,
-                                            shard_size=args.shard_size)
+                                            shard_size=args.shard_size, view=args.view)
     written = out["paths"][0] if len(out["paths"]) == 1 else f"{len(out['paths'])} shards in {args.dest}"
     print(f"exported {out['rows']} rows of {args.table} (version {out['version']}) as {args.format} to {written}")
     return OK

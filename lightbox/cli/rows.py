@@ -22,6 +22,7 @@ from lightbox.cli.common import (
     table_at,
     writable_table,
 )
+from lightbox.cli.curate import add_view
 from lightbox.cli.errors import NOT_ALL_FOUND, OK, UsageError
 from lightbox.cli.output import write_rows
 
@@ -37,12 +38,14 @@ def register(sub: Any) -> None:
     query.add_argument("filter_text", nargs="?", default=None, metavar="FILTER",
                        help="a SQL filter (alias of --filter)")
     add_filter(query)
+    add_view(query)
     _row_options(query, limit=100)
     query.set_defaults(handler=_query)
 
     count = sub.add_parser("count", help="how many rows match a filter (all rows without one)")
     count.add_argument("table", help="the table")
     add_filter(count, what="count only rows matching")
+    add_view(count)
     add_ref(count)
     add_target(count)
     count.set_defaults(handler=_count)
@@ -83,6 +86,7 @@ def register(sub: Any) -> None:
     search.add_argument("-k", type=int, default=10, help="how many rows (default 10)")
     search.add_argument("--offset", type=int, default=0, help="skip this many of the best rows first (default 0)")
     add_filter(search, what="search only rows matching")
+    add_view(search)
     search.add_argument("--columns", "-c", type=column_list, default=None, help=COLUMNS_HELP)
     search.add_argument("--column", default=None, help="the vector column (when the table has several)")
     search.add_argument("--nprobes", type=int, default=None,
@@ -117,7 +121,7 @@ def _query(args: argparse.Namespace) -> int:
     where = filter_of(args)
     with open_client(args) as client:
         rows = table_at(client, args).query(where, columns=args.columns, limit=args.limit or None,
-                                            order_by=args.order_by)
+                                            order_by=args.order_by, view=args.view)
     write_rows(rows, args.format)
     return OK
 
@@ -125,7 +129,7 @@ def _query(args: argparse.Namespace) -> int:
 def _count(args: argparse.Namespace) -> int:
     where = filter_of(args)
     with open_client(args) as client:
-        print(table_at(client, args).count(where))
+        print(table_at(client, args).count(where, view=args.view))
     return OK
 
 
@@ -178,7 +182,7 @@ def _search(args: argparse.Namespace) -> int:
                                              filter=where, columns=args.columns, column=args.column,
                                              nprobes=args.nprobes, keywords=args.keywords,
                                              keyword_columns=args.keyword_columns, offset=args.offset,
-                                             fusion=args.fusion, weight=args.weight)
+                                             fusion=args.fusion, weight=args.weight, view=args.view)
     write_rows(rows, args.format)
     return OK
 

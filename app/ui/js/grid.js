@@ -41,6 +41,7 @@ export function gridView(route, ctx) {
   const shown = params.has("cols") ? params.get("cols").split(",").filter((c) => columns.includes(c)) : defaultShown;
   const sort = params.get("sort") || "";
   const filter = params.get("filter") || "";
+  const view = params.get("view") || ""; // a saved view (#/t/<table>?view=name): its filter, sort and ref apply
   const go = (changes) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) next.set(k, v);
@@ -87,10 +88,10 @@ export function gridView(route, ctx) {
   const wanted = images ? ["id", ...shown, ...SOURCE_COLUMNS.filter((c) => columns.includes(c)),
     ...(drawBoxes ? overlayColumns(annotations).filter((c) => c !== annotations.segmentation) : [])] : shown;
   const body = { filter: filter || null, columns: wanted.length ? [...new Set(wanted)] : null, limit: PAGE,
-    order_by: sort ? [sort] : [] };
+    order_by: sort ? [sort] : [], ...(view ? { view } : {}) };
   const showStatus = () => {
     status.textContent = `${loaded} shown` + (total !== null ? ` of ${total} rows` : "") +
-      (filter ? ` matching ${filter}` : "") + (done ? "" : " · scroll for more");
+      (view ? ` in view ${view}` : "") + (filter ? ` matching ${filter}` : "") + (done ? "" : " · scroll for more");
   };
 
   async function more() {
@@ -133,7 +134,7 @@ export function gridView(route, ctx) {
   // thumbnails, so on a cold server they do not take CPU from the renders the first screen waits for
   const first = more().then(() => imagesSettled(grid, SETTLE_MS));
   root.settled = first;
-  first.then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}) } }))
+  first.then(() => errors.childElementCount ? null : api(`${t(table)}/count`, { params: { ...Object.fromEntries(pin), ...(filter ? { filter } : {}), ...(view ? { view } : {}) } }))
     .then((r) => { if (r) { total = r.count; showStatus(); } }, () => { /* the page query reports the error */ });
   first.then(() => (errors.childElementCount ? facets.replaceChildren() : facets.load()));
   return root;

@@ -1,6 +1,6 @@
 // Hash routes: every view's state lives in the URL so links are shareable and reloadable.
 //   #/                               tables
-//   #/t/<table>?tag=v1&filter=...&sort=label%20desc&cols=label,split     grid
+//   #/t/<table>?tag=v1&filter=...&sort=label%20desc&cols=label,split     grid (&view=NAME: a saved view)
 //   #/t/<table>/row/<id>?...         one row        #/t/<table>/search?...   search
 //   #/t/<table>/history?from=..&to=..                version log and diff
 
