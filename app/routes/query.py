@@ -12,8 +12,8 @@ from app.deps import ReaderDep, RefDep, StoreDep
 from app.models import RequestBody
 from app.responses import JSON, arrow_response, version_headers, wants_arrow
 from app.services import query as svc
-from app.services.facets import FacetSpec, facets
 from app.services import views
+from app.services.facets import FacetSpec, facets
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["query"])
 AcceptHeader = Annotated[str | None, Header()]
