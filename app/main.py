@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage_options = storage_options
     app.state.decode_budget = MemoryBudget(settings.decode_budget_bytes, settings.decode_wait_seconds)
-    for module in (rows, health, tables, history, branches, query, search, indexes, uploads, writes):  # hottest first
+    for module in (rows, health, uploads, tables, history, branches, query, search, indexes, writes):  # hottest first
         app.include_router(module.router)
     app.include_router(export_routes.router)
     app.include_router(annotation_routes.router)
