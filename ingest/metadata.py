@@ -31,22 +31,31 @@ class Metadata:
         column = table.column(key).combine_chunks()
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             column = pc.cast(column, pa.string())
-        keys = column.to_pylist()
-        self.positions: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True)) if not column.null_count else {}
+        self.keys = column
         self.duplicates: list[str] = []
-        if len(self.positions) != len(keys):  # nulls or repeated keys: the first row of each key wins
-            self.positions = {}
-            for i, k in enumerate(keys):
+        # unique keys (the common side file) are looked up by Arrow, and the dict built only if a file misses
+        self.unique = not column.null_count and len(pc.unique(column)) == len(column)
+        self._positions: dict[str, int] | None = None
+        if not self.unique:  # nulls or repeated keys: the first row of each key wins
+            self._positions = {}
+            for i, k in enumerate(column.to_pylist()):
                 if k is None:
                     continue
-                if k in self.positions:
+                if k in self._positions:
                     self.duplicates.append(k)
                 else:
-                    self.positions[k] = i
+                    self._positions[k] = i
         value_columns = [c for c in table.column_names if c != key]
         self.fields = [table.schema.field(c) for c in value_columns]
         self.values = table.select(value_columns).combine_chunks()  # taken by row positions, never per row
         self.used_rows = np.zeros(len(column), np.bool_)  # the rows (first of their key) some file matched
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Key -> its row (the first, for a repeated key)."""
+        if self._positions is None:
+            self._positions = dict(zip(self.keys.to_pylist(), range(len(self.keys)), strict=True))
+        return self._positions
 
     @classmethod
     def load(cls, path: str | Path, key: str, text_columns: Sequence[str] = ()) -> Metadata:
@@ -91,8 +100,11 @@ class Metadata:
     def match_column(self, ids: pa.Array) -> pa.Array:
         """``match`` for a whole column of ids at once (a folder's listing): exact keys by one vectorised lookup
         (the keys hashed once), the ids that miss looked up by name and stem one by one."""
-        keys = pa.array(list(self.positions), pa.string())
-        found = pc.take(pa.array(list(self.positions.values()), pa.int64()), pc.index_in(ids, value_set=keys))
+        if self.unique:
+            found = pc.index_in(ids, value_set=self.keys)
+        else:
+            keys = pa.array(list(self.positions), pa.string())
+            found = pc.take(pa.array(list(self.positions.values()), pa.int64()), pc.index_in(ids, value_set=keys))
         if found.null_count:
             places = found.to_pylist()
             for i in [i for i, p in enumerate(places) if p is None]:
@@ -109,4 +121,6 @@ class Metadata:
         """Keys that matched no file in this run."""
         if self.used_rows.all():
             return []
+        if self.unique:
+            return self.keys.filter(pa.array(~self.used_rows)).to_pylist()
         return [k for k, p in self.positions.items() if not self.used_rows[p]]
