@@ -23,10 +23,14 @@ import pyarrow as pa
 from app.store.index_build import vector_bytes
 
 PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-# The sampled vectors trained the partitions, so they find their neighbours a little more easily than
-# new queries do (measured 0.96 vs 0.944, and 0.948 on a fold whose tuning aimed one point above): the
-# tuning aims this far above the target so that held-out queries still reach it.
-HELD_OUT_MARGIN = 0.02
+# The sampled vectors are the table's own rows (their own hit left out), so they are a little easier
+# than new queries at a few probes and about as hard past them. Measured at 200k x 384 (an overlapping
+# mixture), sample mean against 200 held-out queries: 1,024 lists, 16 probes 0.958 / 0.957 and 20 probes
+# 0.964 / 0.963; 2,048 lists, 3 probes 0.970 / 0.979. The tuning keeps the fewest probes whose sample
+# mean, less one standard error, reaches the target plus this margin: held-out recall lands just above
+# the target (0.963 and 0.979 there), where aiming two standard errors and two points above it chose
+# 32 and 12 probes (held-out 0.972 and 0.988: two to four times the rows read for recall nobody asked).
+HELD_OUT_MARGIN = 0.005
 LANCE_METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 QUERY_OVERHEAD = 1024**2  # bytes a query of a batch holds besides the unindexed rows' vectors
 
@@ -101,9 +105,9 @@ def measure(ds: Any, column: str, found: dict[str, Any], metric: str, parts: int
     for nprobes in [p for p in PROBE_STEPS if p < parts] + [parts]:
         recalls = _recall(ds, column, queries, query_ids, truth, spec.k, metric, nprobes, refine, chunk)
         best = (nprobes, float(recalls.mean()))
-        # the sample's mean less two standard errors must reach the target plus the held-out
-        # margin: a small sample's luck must not pick too few probes
-        if best[1] - 2 * recalls.std() / math.sqrt(len(recalls)) >= spec.target + HELD_OUT_MARGIN:
+        # the sample's mean less a standard error must reach the target plus the held-out margin: a
+        # small sample's luck must not pick too few probes
+        if best[1] - recalls.std() / math.sqrt(len(recalls)) >= spec.target + HELD_OUT_MARGIN:
             break
     assert best is not None
     return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
