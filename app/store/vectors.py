@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.store.catalog import Store
+from app.store.coalesce import Coalescer
 from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import build_ivf_flat
@@ -69,6 +70,9 @@ MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into on
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
 # 1.00 from all of them (64 ms a query).
 EXACT_FILTER_SHARE = 0.25
+# Concurrent unfiltered searches of one snapshot go to Lance as one batch (``app/store/coalesce.py``)
+# while the copies of unindexed vectors a batch makes stay within this many bytes.
+BATCH_COPY_BYTES = 64 * 1024**2
 
 
 def partitions_for(rows: int) -> int:
@@ -120,6 +124,7 @@ class IndexKeeper:
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self.stats = CacheStats()  # builds and folds with the seconds they took, for /metrics
         self._parts: dict[tuple[str, frozenset[str]], int] = {}  # partitions per index state
+        self.batches = Coalescer()  # concurrent searches of one kind, one Lance call
 
     # -- the worker -------------------------------------------------------------------------
     def start(self) -> None:
@@ -313,8 +318,23 @@ class IndexKeeper:
                 refine = refine_factor or (tuning.refine_factor if tuning else None)
                 if refine:
                     spec["refine_factor"] = int(refine)
-        return ds.to_table(columns=[*(columns or []), "_distance"], nearest=spec, filter=predicate,
-                           prefilter=predicate is not None, with_row_id=True)
+        wanted = [*(columns or []), "_distance"]
+        if predicate is not None or "use_index" in spec or not self._batchable(snap, found, spec["q"]):
+            return ds.to_table(columns=wanted, nearest=spec, filter=predicate, prefilter=predicate is not None,
+                               with_row_id=True)
+        key = (snap.key, column, k, spec["metric"], spec.get("nprobes"), spec.get("refine_factor"), tuple(wanted))
+        return self.batches.run(key, spec["q"], lambda queries: _search_many(ds, spec, wanted, queries))
+
+    def _batchable(self, snap: Snapshot, found: dict[str, Any] | None, query: np.ndarray) -> bool:
+        """Whether a batch of searches on this snapshot stays small: Lance copies the vectors of the
+        rows no index holds once per query of a batch (a bulk load not yet indexed would multiply)."""
+        ds = snap._ds
+        indexed = 0
+        if found is not None:
+            described = {d.name: d for d in ds.describe_indices()}.get(found["name"])
+            indexed = int(getattr(described, "num_rows_indexed", 0) or 0)
+        unindexed = max(0, ds.count_rows() - indexed)
+        return unindexed * query.nbytes * self.batches.max_batch <= BATCH_COPY_BYTES
 
     def _partitions(self, ds: Any, found: dict[str, Any]) -> int:
         key = (ds.uri, found["uuids"])
@@ -338,6 +358,16 @@ class IndexKeeper:
                 entry["tuned_for_these_files"] = tuning.uuids == found["uuids"]
             out[found["name"]] = entry
         return out
+
+
+def _search_many(ds: Any, spec: dict[str, Any], columns: list[str], queries: list[np.ndarray]) -> list[pa.Table]:
+    """Each query's hits, as ``to_table`` gives them for that query alone, from one search of them all."""
+    if len(queries) == 1:
+        return [ds.to_table(columns=columns, nearest={**spec, "q": queries[0]}, with_row_id=True)]
+    got = ds.to_table(columns=columns, nearest={**spec, "q": np.stack(queries)}, with_row_id=True)
+    which = got.column("query_index").to_numpy()
+    got = got.drop_columns(["query_index"])
+    return [got.take(np.flatnonzero(which == n)).sort_by("_distance") for n in range(len(queries))]
 
 
 def _num_partitions(ds: Any, index: str) -> int:
