@@ -1,5 +1,5 @@
-"""Concurrent searches of one kind go to Lance as one batch (``app/store/coalesce.py``), and a batch
-answers each query exactly as a search of its own would."""
+"""Search throughput: concurrent searches of one kind go to Lance as one batch (``app/store/coalesce.py``)
+that answers each query exactly as a search of its own would, and folds keep an index to two deltas."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from app.store import Ref, Store
 from app.store.coalesce import Coalescer
-from app.store.vectors import IndexKeeper, _search_many
+from app.store.vectors import IndexKeeper, _search_many, deltas_to_merge
 
 DIM = 16
 
@@ -106,3 +106,24 @@ def test_concurrent_searches_equal_sequential_ones(indexed: Store) -> None:
         together = list(pool.map(ids, queries))
     assert together == alone
     assert keeper.batches.queries == 2 * len(queries)  # every unfiltered search went through the batcher
+
+
+def test_folds_merge_by_size() -> None:
+    assert deltas_to_merge([20_000], 1000) == 0  # the first fold: a small delta of its own
+    assert deltas_to_merge([20_000, 1000], 1000) == 1  # the next ones merge into it
+    assert deltas_to_merge([20_000, 1000], 1500) == 3  # an eighth of the trained rows: all into one
+    assert deltas_to_merge([20_000, 1000], 0, merge=True) == 3
+
+
+def test_many_folds_leave_at_most_two_deltas(indexed: Store) -> None:
+    keeper = IndexKeeper(indexed, min_rows=1000)
+    rng = np.random.default_rng(3)
+    for fold in range(4):
+        x = rng.normal(size=(100, DIM)).astype(np.float32)
+        rows = pa.table({"id": [f"n{fold}-{i}" for i in range(100)],
+                         "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), DIM)})
+        lance.write_dataset(rows, indexed.table_uri("v"), mode="append")
+        indexed.invalidate("v")
+        keeper.fold("v")
+    stats = indexed.latest("v").stats.index_stats("vector_idx")
+    assert stats["num_indexed_rows_per_delta"] == [4000, 400] and stats["num_unindexed_rows"] == 0
