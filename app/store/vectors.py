@@ -307,10 +307,32 @@ class IndexKeeper:
         partitions far from the query (a label that correlates with the vectors); a broader one probes
         proportionally more partitions, twice over.
         """
+        spec = self._spec(snap, column, k, metric, matching, nprobes, refine_factor)
+        spec["q"] = np.asarray(query, np.float32)
+        wanted = [*(columns or []), "_distance"]
+        if predicate is not None or "use_index" in spec or not self._batchable(snap, column, spec["q"]):
+            return snap._ds.to_table(columns=wanted, nearest=spec, filter=predicate, prefilter=predicate is not None,
+                                     with_row_id=True)
+        key = (snap.key, column, k, spec["metric"], spec.get("nprobes"), spec.get("refine_factor"), tuple(wanted))
+        return self.batches.run(key, spec["q"], lambda queries: _search_many(snap._ds, spec, wanted, queries))
+
+    def nearest_many(self, snap: Snapshot, column: str, queries: list[np.ndarray], k: int, *, metric: str,
+                     nprobes: int | None = None, refine_factor: int | None = None,
+                     columns: list[str] | None = None) -> list[pa.Table]:
+        """``nearest`` (unfiltered) of each query, in one Lance search when the snapshot allows a batch."""
+        spec = self._spec(snap, column, k, metric, None, nprobes, refine_factor)
+        wanted = [*(columns or []), "_distance"]
+        queries = [np.asarray(q, np.float32) for q in queries]
+        if "use_index" in spec or not self._batchable(snap, column, queries[0]):
+            return [_search_many(snap._ds, spec, wanted, [q])[0] for q in queries]
+        return _search_many(snap._ds, spec, wanted, queries)
+
+    def _spec(self, snap: Snapshot, column: str, k: int, metric: str, matching: int | None, nprobes: int | None,
+              refine_factor: int | None) -> dict[str, Any]:
+        """Lance's ``nearest`` parameters (without the query) for one search of this snapshot."""
         ds = snap._ds
         found = vector_indexes(ds).get(column)
-        spec: dict[str, Any] = {"column": column, "q": np.asarray(query, np.float32), "k": k,
-                                "metric": LANCE_METRICS.get(metric, "L2")}
+        spec: dict[str, Any] = {"column": column, "k": k, "metric": LANCE_METRICS.get(metric, "L2")}
         if found is not None:
             tuning = self.tuning(ds, column, found)
             parts = self._partitions(ds, found)
@@ -330,17 +352,13 @@ class IndexKeeper:
                 refine = refine_factor or (tuning.refine_factor if tuning else None)
                 if refine:
                     spec["refine_factor"] = int(refine)
-        wanted = [*(columns or []), "_distance"]
-        if predicate is not None or "use_index" in spec or not self._batchable(snap, found, spec["q"]):
-            return ds.to_table(columns=wanted, nearest=spec, filter=predicate, prefilter=predicate is not None,
-                               with_row_id=True)
-        key = (snap.key, column, k, spec["metric"], spec.get("nprobes"), spec.get("refine_factor"), tuple(wanted))
-        return self.batches.run(key, spec["q"], lambda queries: _search_many(ds, spec, wanted, queries))
+        return spec
 
-    def _batchable(self, snap: Snapshot, found: dict[str, Any] | None, query: np.ndarray) -> bool:
+    def _batchable(self, snap: Snapshot, column: str, query: np.ndarray) -> bool:
         """Whether a batch of searches on this snapshot stays small: Lance copies the vectors of the
         rows no index holds once per query of a batch (a bulk load not yet indexed would multiply)."""
         ds = snap._ds
+        found = vector_indexes(ds).get(column)
         indexed = 0
         if found is not None:
             described = {d.name: d for d in ds.describe_indices()}.get(found["name"])
