@@ -17,6 +17,7 @@ import pytest
 
 from app.fast_search import FastSearch
 from tests.conftest import InProcess
+from tests.helpers import middleware, without_middleware
 
 SEARCH = "/api/v1/tables/digits/search"
 
@@ -35,17 +36,12 @@ def vectors(root: str) -> np.ndarray:
 
 
 def fast_path(server: InProcess) -> FastSearch:
-    """The app's FastSearch (the middleware stack is built by the first request)."""
-    node: Any = server.app.middleware_stack
-    while not isinstance(node, FastSearch):
-        node = node.app
-    return node
+    return middleware(server, FastSearch)
 
 
 def routed(server: InProcess) -> InProcess:
     """The same app without the fast path: the FastAPI route answers every search."""
-    server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not FastSearch]
-    return server
+    return without_middleware(server, FastSearch)
 
 
 def answer(client: httpx.Client, body: Any, params: str = "", headers: dict[str, str] | None = None) -> tuple:
