@@ -9,7 +9,7 @@ index files, whose partitions Lance loads lazily into its bounded index cache.
 
 The ``IndexKeeper`` owns the one background thread that creates an index once a vector column
 reaches ``min_rows``, folds new rows into it with ``optimize_indices`` after writes (merged by size:
-at most one small delta beside the trained one, see ``MERGE_SHARE``), rebuilds it when the table has
+at most one small delta beside the trained one, see ``index_build.MERGE_SHARE``), rebuilds it when the table has
 doubled since it was trained, and measures the recall each probe count gives on a held-out sample of the column's
 own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target
 (``app/store/tuning.py``). The choice is written to the table's config (``lightbox.recall.<column>``),
@@ -51,24 +51,19 @@ from app.store.catalog import Store
 from app.store.coalesce import Coalescer
 from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
-from app.store.index_build import build_ivf_flat
+from app.store.index_build import build_ivf_flat, deltas_to_merge
 from app.store.schema import is_vector, vector_meta
 from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
 from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
 
 __all__ = ["INDEX_TYPE", "LANCE_METRICS", "PROBE_STEPS", "VECTOR_TYPES", "IndexKeeper", "Tuning",
-           "partitions_for", "vector_indexes"]
+           "deltas_to_merge", "partitions_for", "vector_indexes"]
 
 log = logging.getLogger("lightbox.vectors")
 
 INDEX_TYPE = "IVF_FLAT"
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
-# Folds merge by size: every fold merges the new rows with the deltas earlier folds left into one small
-# delta beside the trained base, and once the small one holds this share of the base's rows everything
-# merges into one. Each delta is searched on its own (measured at 200k x 384: +0.6-0.7 CPU-ms a query
-# per delta, 2.0 ms with one, 3.3 with four), so a delta per fold made every search slower until a merge.
-MERGE_SHARE = 0.125
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
@@ -85,15 +80,6 @@ def partitions_for(rows: int) -> int:
     the same recall: at 200k x 384 (an overlapping mixture) sqrt(n) = 447 lists needed 64 probes (14% of
     the rows) for 0.98, 1,024 lists 20 probes for 0.96, 2,048 lists 3 probes for 0.98 (held-out recall)."""
     return int(min(4096, max(16, min(round(4 * math.sqrt(rows)), rows // 64))))
-
-
-def deltas_to_merge(deltas: list[int], unindexed: int, merge: bool = False) -> int:
-    """How many of the newest deltas (rows each, oldest first) a fold merges with the unindexed rows:
-    all of them when asked or when the rows past the first delta reach ``MERGE_SHARE`` of it, else
-    all but the first, so an index has at most two deltas."""
-    if merge or sum(deltas[1:]) + unindexed >= MERGE_SHARE * max(1, deltas[0]):
-        return len(deltas) + 1  # Lance merges what there is
-    return len(deltas) - 1
 
 
 def vector_indexes(ds: Any) -> dict[str, dict[str, Any]]:
