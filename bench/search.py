@@ -20,12 +20,13 @@ Steps, all at the service's default settings (``LIGHTBOX_INDEX_MIN_ROWS``, ``LIG
 1. served (``bench/_search_served.py``): ``lightbox serve`` as a subprocess; the table is loaded
    through the official LanceDB client in ``--batch``-row adds, and the service's own keeper builds
    and tunes the index (timed until the listing says it covers every row and is tuned). Then a
-   restart (a new process): time to the first answered search, RSS idle and after searching at each
-   of the last 5 versions; held-out recall@10 over HTTP; three 1,000-row writes through the LanceDB
-   endpoint, each followed by its first search; and QPS with 8 concurrent keep-alive connections (one
-   async httpx client process) against ``bench/_faiss_server.py`` (faiss IVF-Flat with ``--nlist``
-   lists, 1,024 at 200k rows, at the smallest nprobe whose held-out recall@10 reaches
-   ``--anchor-recall``, 0.95), whole processes, in rounds alternating which goes first;
+   restart (a new process): time to the first answered search, idle RSS; three 1,000-row writes
+   through the LanceDB endpoint, each followed by its first search (and its background fold); RSS
+   after searching at each of the last 5 versions; held-out recall@10 over HTTP on the table as it
+   then is; and QPS with 8 concurrent keep-alive connections (one async httpx client process)
+   against ``bench/_faiss_server.py`` over the same rows (faiss IVF-Flat with ``--nlist`` lists,
+   1,024 at 200k rows, at the smallest nprobe whose held-out recall@10 reaches ``--anchor-recall``,
+   0.95), whole processes, in rounds alternating which goes first;
 2. in process: the same rows written directly, the ``IndexKeeper`` builds and tunes its index
    (timed), recall@10 of ``Searcher.search`` unfiltered and with each filter; append 1,000 rows (a
    new version) and time the first searches there (the server time of a request: nothing is
@@ -345,33 +346,38 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
             res["second_search_ms"] = (time.perf_counter() - t) * 1e3
             time.sleep(1.0)
             idle = server.rss_mb()
-            listed = client.get(f"/api/v1/tables/{TABLE}/versions", params={"limit": 5}).json()
-            versions = sorted(int(v["version"]) for v in listed)
-            for v in versions:
-                recall_over_http(client, path, data["q"][:20], data["truth"][:20], {"version": v})
-            res["rss"] = {"idle_mb": idle, "after_5_versions_mb": server.rss_mb(), "versions": versions,
-                          "vectors_mb": len(x) * DIM * 4 / 1024**2}
-            log(f"restart first search {res['restart_first_search_s']:.2f} s; RSS {res['rss']}")
-            res["http_recall"] = recall_over_http(client, path, data["q"], data["truth"])
-            log(f"held-out recall@10 over HTTP: {res['http_recall']:.3f}")
-            # writes through the service, each followed by its first search (3 times: one is noise)
+            # writes through the service, each followed by its first search (3 times: one is noise); the
+            # versions they and their folds make are where the memory across versions is measured
             tbl = lancedb.connect("db://lightbox", api_key="bench", host_override=server.base).open_table(TABLE)
-            centres = np.random.default_rng(1).standard_normal((CENTRES, DIM), dtype=np.float32)
             res["http_after_write_ms"] = []
+            added = []
             for step in range(3):
-                extra, which = mixture(APPEND, 11 + step, centres)
+                extra, which = mixture(APPEND, 11 + step, data["centres"])
                 start = len(x) + step * APPEND
                 tbl.add(batches_of(extra, np.zeros(APPEND, int), which % 10, APPEND, start)[0])
                 t = time.perf_counter()
                 got = client.post(path, json={"vector": extra[0].tolist(), "k": K, "columns": ["id"]}).json()
                 res["http_after_write_ms"].append((time.perf_counter() - t) * 1e3)
                 assert int(got["hits"][0]["id"][1:]) == start, "the new row must be found at once"
+                added.append(extra)
                 time.sleep(3.0)  # the background fold lands (its quiet delay, then well under a second)
             log(f"first HTTP search after a 1,000-row write: {res['http_after_write_ms']} ms")
-        # the anchor, tuned on the same held-out queries to the smallest nprobe that reaches the target
+            x = np.concatenate([x, *added])  # the table's rows now, positions = the ids' numbers
+            truth = exact_top(x, data["q"], "l2")
+            listed = client.get(f"/api/v1/tables/{TABLE}/versions", params={"limit": 5}).json()
+            versions = sorted(int(v["version"]) for v in listed)
+            for v in versions:
+                recall_over_http(client, path, data["q"][:20], truth[:20], {"version": v})
+            res["rss"] = {"idle_mb": idle, "after_5_versions_mb": server.rss_mb(), "versions": versions,
+                          "vectors_mb": len(x) * DIM * 4 / 1024**2}
+            log(f"restart first search {res['restart_first_search_s']:.2f} s; RSS {res['rss']}")
+            res["http_recall"] = recall_over_http(client, path, data["q"], truth)
+            log(f"held-out recall@10 over HTTP: {res['http_recall']:.3f}")
+        # the anchor over the same rows, tuned on the same held-out queries to the smallest nprobe that
+        # reaches the target
         baseline = anchor_server(x, root / "faiss", logs, args.nlist)
         with httpx.Client(base_url=baseline.base, timeout=60) as client:
-            res["faiss"] = tune_anchor(client, data["q"], data["truth"], args.anchor_recall)
+            res["faiss"] = tune_anchor(client, data["q"], truth, args.anchor_recall)
         log(f"anchor: {res['faiss']}")
         contenders = [("lightbox", server, json_bodies(path, data["q"], {"columns": ["id"]})),
                       ("faiss", baseline, json_bodies("/search", data["q"]))]
