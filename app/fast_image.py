@@ -26,7 +26,7 @@ from app.routes.rows import etag_matches, image_headers
 from app.store import LATEST, Ref
 from app.store.ids import id_problem
 
-__all__ = ["FastImage"]
+__all__ = ["FastImage", "request_ref"]
 
 REF_NAMES = frozenset({"version", "tag", "branch", "as_of"})
 
@@ -59,7 +59,7 @@ class FastImage:
         if match is None:
             return None
         table, row_id = match["table"], match["row_id"]
-        ref = _ref(scope["query_string"])
+        ref = request_ref(scope["query_string"])
         if ref is None or id_problem(row_id) is not None:
             return None
         headers = scope["headers"]
@@ -90,7 +90,7 @@ class FastImage:
         return 200, out, body
 
 
-def _ref(query: bytes) -> Ref | None:
+def request_ref(query: bytes) -> Ref | None:
     """The ref a query string names (latest when empty), or None when it holds anything else (a resize)."""
     if not query:
         return LATEST

@@ -23,6 +23,7 @@ from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
 from app.errors import LightboxError, StorageFailed, StoreUnreachable
 from app.fast_image import FastImage
+from app.fast_search import FastSearch
 from app.heap import HeapKeeper
 from app.idempotency import Idempotency
 from app.metrics import CLIENT_CLOSED, Metrics, Observe
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     image_route = next(r for r in rows.router.routes if getattr(r, "endpoint", None) is rows.get_image)
     app.add_middleware(FastImage, route=image_route)  # innermost: only the router is skipped
+    search_route = next(r for r in search.router.routes if getattr(r, "endpoint", None) is search.search)
+    app.add_middleware(FastSearch, route=search_route)  # the same for vector searches
     if settings.writer_url:  # a read replica: writes go to the one writer
         app.add_middleware(ForwardWrites)
     elif settings.idempotency_seconds > 0:  # the writer remembers what it answered to an Idempotency-Key

@@ -1,11 +1,11 @@
 """The baseline of bench/search.py: a minimal FastAPI endpoint over a faiss IVF-Flat index.
 
-    python -m bench._faiss_server --vectors V.npy --ids IDS.txt [--nprobe N] --metric l2|cosine --port P
+    python -m bench._faiss_server --vectors V.npy --ids IDS.txt [--nlist L] [--nprobe N] --metric l2|cosine --port P
 
-It loads the vectors once, trains ``IndexIVFFlat`` (nlist = sqrt(n)) and answers
+It loads the vectors once, trains ``IndexIVFFlat`` (``--nlist`` lists, default sqrt(n)) and answers
 ``POST /search {"vector": [...], "k": 10}`` with ``{"hits": [{"id", "_distance"}]}``: the least a
 service must do, so the ratio to it measures Lightbox's own overhead. ``POST /nprobe {"nprobe": N}``
-sets the probe count (the bench tunes it to the recall Lightbox reached).
+sets the probe count (the bench tunes it to the smallest that reaches a recall target).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--vectors", required=True)
     parser.add_argument("--ids", required=True)
     parser.add_argument("--nprobe", type=int, default=1)
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default sqrt(n))")
     parser.add_argument("--metric", default="l2")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
@@ -37,7 +38,7 @@ def main() -> None:
     if cosine:
         faiss.normalize_L2(x)
     kind = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
-    nlist = int(max(16, math.sqrt(len(x))))
+    nlist = args.nlist or int(max(16, math.sqrt(len(x))))
     index = faiss.IndexIVFFlat(faiss.IndexFlat(x.shape[1], kind), x.shape[1], nlist, kind)
     index.train(x)
     index.add(x)

@@ -136,3 +136,17 @@ def on_terminal(command: Sequence[str], *, env: Mapping[str, str], cwd: Path, ti
     finally:
         os.close(leader)
     return proc.returncode, terminal, stdout
+
+
+def middleware(server: Any, cls: type) -> Any:
+    """An in-process app's middleware of type ``cls`` (the middleware stack is built by the first request)."""
+    node: Any = server.app.middleware_stack
+    while not isinstance(node, cls):
+        node = node.app
+    return node
+
+
+def without_middleware(server: Any, cls: type) -> Any:
+    """The same in-process app without the middleware ``cls`` (set before its first request)."""
+    server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not cls]
+    return server

@@ -7,7 +7,6 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.fast_image import FastImage
 from tests.conftest import InProcess, Lines
-from tests.helpers import assert_error
+from tests.helpers import assert_error, middleware, without_middleware
 
 IMAGE = "/api/v1/tables/digits/rows/3/00003.png/image"
 IMAGE_ROUTE = "/api/v1/tables/{table}/rows/{row_id:path}/image"
@@ -38,17 +37,12 @@ def test_only_memory_is_read_on_the_fast_path(in_process: Callable[..., InProces
 
 
 def fast_path(server: InProcess) -> FastImage:
-    """The app's FastImage (the middleware stack is built by the first request)."""
-    node: Any = server.app.middleware_stack
-    while not isinstance(node, FastImage):
-        node = node.app
-    return node
+    return middleware(server, FastImage)
 
 
 def routed(server: InProcess) -> InProcess:
     """The same app without the fast path: the FastAPI route answers every image."""
-    server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not FastImage]
-    return server
+    return without_middleware(server, FastImage)
 
 
 def answer(client: httpx.Client, method: str, url: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:

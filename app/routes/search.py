@@ -9,6 +9,7 @@ import json
 from typing import Any, Literal
 from urllib.parse import quote
 
+import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -21,6 +22,7 @@ from app.models import RequestBody, request_error
 from app.responses import JSON, arrow_response, ref_query, version_headers, wants_arrow
 from app.services.hybrid import find
 from app.services.search import Searcher, SearchSpec
+from app.store import Ref, Snapshot
 
 router = APIRouter(prefix="/api/v1/tables/{table}", tags=["search"])
 
@@ -57,13 +59,18 @@ async def search(table: str, request: Request, ref: RefDep) -> Response:
     headers = version_headers(snap)
     if wants_arrow(request.headers.get("accept")):
         return arrow_response(hits.schema, hits.to_batches(), headers)
+    return JSON({"hits": hit_rows(table, ref, snap, hits)}, headers=headers)
+
+
+def hit_rows(table: str, ref: Ref, snap: Snapshot, hits: pa.Table) -> list[dict[str, Any]]:
+    """The hits as JSON rows; in an image table each carries the URL of its image at the same ref."""
     rows = hits.to_pylist()
     if "image" in snap.schema.names:
         where = f"/api/v1/tables/{quote(table)}/rows/"
         for row in rows:
             if row.get("id") is not None:
                 row["image_url"] = f"{where}{quote(row['id'])}/image{ref_query(ref)}"
-    return JSON({"hits": rows}, headers=headers)
+    return rows
 
 
 async def _spec(request: Request) -> SearchSpec:

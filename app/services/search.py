@@ -57,6 +57,26 @@ class SearchSpec:
     row_ids: bool = False  # keep ``_rowid`` (stable row ids) in the hits
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A checked vector query on a resolved snapshot (``Searcher.prepare``)."""
+
+    snap: Snapshot
+    column: str
+    columns: list[str]
+    query: np.ndarray
+    metric: str
+    k: int
+    nprobes: int | None
+    refine_factor: int | None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What queries searched together must share."""
+        return (self.snap.key, self.column, tuple(self.columns), self.metric, self.k, self.nprobes,
+                self.refine_factor)
+
+
 class Searcher:
     """Searches through the index keeper and caches filter results; one per service."""
 
@@ -92,9 +112,32 @@ class Searcher:
         if exclude is not None:  # "more like this": the row itself is not a hit
             keep = pc.not_equal(found.column("_rowid"), pa.scalar(exclude, pa.uint64()))
             found = found.filter(keep).slice(0, spec.k)
-        distances = _api_distance(found.column("_distance").to_numpy(zero_copy_only=False), metric)
-        kept = [*columns, "_rowid"] if spec.row_ids else columns
-        return snap, found.select(kept).append_column("_distance", pa.array(distances.astype(np.float32)))
+        return snap, hits_table(found, [*columns, "_rowid"] if spec.row_ids else columns, metric)
+
+    def prepare(self, snap: Snapshot, spec: SearchSpec) -> Prepared | None:
+        """The checks ``search`` makes of a plain vector query (no filter, text or image), on a resolved
+        snapshot, without reading the store; None for any other query. Raises what ``search`` would."""
+        if (spec.vector is None or spec.filter or spec.text is not None or spec.image_id is not None or spec.image
+                or spec.keywords is not None or spec.offset or spec.row_ids):
+            return None
+        if not 1 <= spec.k <= MAX_K:
+            raise InvalidQuery(f"k must be between 1 and {MAX_K}")
+        field = vector_column(snap.schema, spec.column)
+        columns = search_columns(snap.schema, spec.columns)
+        query, _ = self._query_vector(snap, field, spec)
+        if snap.branch is None:
+            self.indexes.notice(snap.key, snap.name)
+        return Prepared(snap, field.name, columns, query, vector_meta(field).get("metric", "l2"), spec.k,
+                        spec.nprobes, spec.refine_factor)
+
+    def search_prepared(self, batch: list[Prepared]) -> list[pa.Table]:
+        """The hits of prepared queries that share their snapshot, column and parameters (``Prepared.key``),
+        in one search of the index when the snapshot allows a batch."""
+        first = batch[0]
+        found = self.indexes.nearest_many(first.snap, first.column, [p.query for p in batch], first.k,
+                                          metric=first.metric, nprobes=first.nprobes,
+                                          refine_factor=first.refine_factor, columns=first.columns)
+        return [hits_table(f, first.columns, first.metric) for f in found]
 
     def _can_embed(self, field: pa.Field, kind: str) -> bool:
         """Whether the model a vector column records can embed a ``kind`` query (loads it if need be)."""
@@ -192,6 +235,12 @@ def vector_column(schema: pa.Schema, name: str | None, kind: str | None = None,
     if len(vectors) > 1:
         raise InvalidQuery(f"this table has several vector columns; say which: {[f.name for f in vectors]}")
     return vectors[0]
+
+
+def hits_table(found: pa.Table, columns: list[str], metric: str) -> pa.Table:
+    """Lance's answer as the API gives it: the asked columns, then ``_distance`` in the API's terms."""
+    distances = _api_distance(found.column("_distance").to_numpy(zero_copy_only=False), metric)
+    return found.select(columns).append_column("_distance", pa.array(distances.astype(np.float32)))
 
 
 def _api_distance(distance: np.ndarray, metric: str) -> np.ndarray:

@@ -8,9 +8,9 @@ the request path: a restart, a new replica or a table larger than RAM answers at
 index files, whose partitions Lance loads lazily into its bounded index cache.
 
 The ``IndexKeeper`` owns the one background thread that creates an index once a vector column
-reaches ``min_rows``, folds new rows into it with ``optimize_indices`` after writes (a delta per
-fold, merged every few folds and at ``optimize``), rebuilds it when the table has doubled since it
-was trained, and measures the recall each probe count gives on a held-out sample of the column's
+reaches ``min_rows``, folds new rows into it with ``optimize_indices`` after writes (merged by size:
+at most one small delta beside the trained one, see ``index_build.MERGE_SHARE``), rebuilds it when the table has
+doubled since it was trained, and measures the recall each probe count gives on a held-out sample of the column's
 own vectors against exact results, keeping the smallest ``nprobes`` that reaches the target
 (``app/store/tuning.py``). The choice is written to the table's config (``lightbox.recall.<column>``),
 so it is versioned with the index: a restart, another replica or an old tag reads it without
@@ -48,9 +48,10 @@ import numpy as np
 import pyarrow as pa
 
 from app.store.catalog import Store
+from app.store.coalesce import Coalescer
 from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
-from app.store.index_build import build_ivf_flat
+from app.store.index_build import build_ivf_flat, deltas_to_merge
 from app.store.keywords import fold_text_indexes
 from app.store.schema import is_vector, vector_meta
 from app.store.snapshot import Snapshot
@@ -58,23 +59,28 @@ from app.store.stats import CacheStats
 from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
 
 __all__ = ["INDEX_TYPE", "LANCE_METRICS", "PROBE_STEPS", "VECTOR_TYPES", "IndexKeeper", "Tuning",
-           "partitions_for", "vector_indexes"]
+           "deltas_to_merge", "partitions_for", "vector_indexes"]
 
 log = logging.getLogger("lightbox.vectors")
 
 INDEX_TYPE = "IVF_FLAT"
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
-MAX_DELTAS = 8  # folds add a delta each; past this many they are merged into one
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
 # 1M rows a cluster-correlated 10% filter got recall 0.86-0.89 from 480 of 1,000 partitions, and
 # 1.00 from all of them (64 ms a query).
 EXACT_FILTER_SHARE = 0.25
+# Concurrent unfiltered searches of one snapshot go to Lance as one batch (``app/store/coalesce.py``)
+# while the copies of unindexed vectors a batch makes stay within this many bytes.
+BATCH_COPY_BYTES = 64 * 1024**2
 
 
 def partitions_for(rows: int) -> int:
-    """IVF lists: about sqrt(rows) (a few hundred rows a list), so a probe reads little."""
-    return int(min(4096, max(16, round(math.sqrt(rows)))))
+    """IVF lists: about 4 sqrt(rows) (faiss's guidance is 4 to 16 sqrt(n)), but at least 64 rows a list
+    (16 lists at the least, 4,096 at the most). Fewer, larger lists cost every query more rows read for
+    the same recall: at 200k x 384 (an overlapping mixture) sqrt(n) = 447 lists needed 64 probes (14% of
+    the rows) for 0.98, 1,024 lists 20 probes for 0.96, 2,048 lists 3 probes for 0.98 (held-out recall)."""
+    return int(min(4096, max(16, min(round(4 * math.sqrt(rows)), rows // 64))))
 
 
 def vector_indexes(ds: Any) -> dict[str, dict[str, Any]]:
@@ -118,6 +124,7 @@ class IndexKeeper:
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self.stats = CacheStats()  # builds and folds with the seconds they took, for /metrics
         self._parts: dict[tuple[str, frozenset[str]], int] = {}  # partitions per index state
+        self.batches = Coalescer()  # concurrent searches of one kind, one Lance call
 
     # -- the worker -------------------------------------------------------------------------
     def start(self) -> None:
@@ -225,10 +232,9 @@ class IndexKeeper:
                                     partitions=partitions_for(rows), budget=self.budget)
                 action = "rebuilt"
             elif unindexed or (merge and len(deltas) > 1):
-                many = merge or len(deltas) >= MAX_DELTAS
-                ds.optimize.optimize_indices(index_names=[found["name"]],
-                                             num_indices_to_merge=len(deltas) + 1 if many else 0)
-                action = "merged" if many else "folded"
+                count = deltas_to_merge(deltas, unindexed, merge)
+                ds.optimize.optimize_indices(index_names=[found["name"]], num_indices_to_merge=count)
+                action = "merged" if count >= len(deltas) else "folded"
         if action is not None:
             self.store.invalidate(name)
             self.stats.built(time.perf_counter() - started)
@@ -301,10 +307,32 @@ class IndexKeeper:
         partitions far from the query (a label that correlates with the vectors); a broader one probes
         proportionally more partitions, twice over.
         """
+        spec = self._spec(snap, column, k, metric, matching, nprobes, refine_factor)
+        spec["q"] = np.asarray(query, np.float32)
+        wanted = [*(columns or []), "_distance"]
+        if predicate is not None or "use_index" in spec or not self._batchable(snap, column, spec["q"]):
+            return snap._ds.to_table(columns=wanted, nearest=spec, filter=predicate, prefilter=predicate is not None,
+                                     with_row_id=True)
+        key = (snap.key, column, k, spec["metric"], spec.get("nprobes"), spec.get("refine_factor"), tuple(wanted))
+        return self.batches.run(key, spec["q"], lambda queries: _search_many(snap._ds, spec, wanted, queries))
+
+    def nearest_many(self, snap: Snapshot, column: str, queries: list[np.ndarray], k: int, *, metric: str,
+                     nprobes: int | None = None, refine_factor: int | None = None,
+                     columns: list[str] | None = None) -> list[pa.Table]:
+        """``nearest`` (unfiltered) of each query, in one Lance search when the snapshot allows a batch."""
+        spec = self._spec(snap, column, k, metric, None, nprobes, refine_factor)
+        wanted = [*(columns or []), "_distance"]
+        queries = [np.asarray(q, np.float32) for q in queries]
+        if "use_index" in spec or not self._batchable(snap, column, queries[0]):
+            return [_search_many(snap._ds, spec, wanted, [q])[0] for q in queries]
+        return _search_many(snap._ds, spec, wanted, queries)
+
+    def _spec(self, snap: Snapshot, column: str, k: int, metric: str, matching: int | None, nprobes: int | None,
+              refine_factor: int | None) -> dict[str, Any]:
+        """Lance's ``nearest`` parameters (without the query) for one search of this snapshot."""
         ds = snap._ds
         found = vector_indexes(ds).get(column)
-        spec: dict[str, Any] = {"column": column, "q": np.asarray(query, np.float32), "k": k,
-                                "metric": LANCE_METRICS.get(metric, "L2")}
+        spec: dict[str, Any] = {"column": column, "k": k, "metric": LANCE_METRICS.get(metric, "L2")}
         if found is not None:
             tuning = self.tuning(ds, column, found)
             parts = self._partitions(ds, found)
@@ -324,8 +352,19 @@ class IndexKeeper:
                 refine = refine_factor or (tuning.refine_factor if tuning else None)
                 if refine:
                     spec["refine_factor"] = int(refine)
-        return ds.to_table(columns=[*(columns or []), "_distance"], nearest=spec, filter=predicate,
-                           prefilter=predicate is not None, with_row_id=True)
+        return spec
+
+    def _batchable(self, snap: Snapshot, column: str, query: np.ndarray) -> bool:
+        """Whether a batch of searches on this snapshot stays small: Lance copies the vectors of the
+        rows no index holds once per query of a batch (a bulk load not yet indexed would multiply)."""
+        ds = snap._ds
+        found = vector_indexes(ds).get(column)
+        indexed = 0
+        if found is not None:
+            described = {d.name: d for d in ds.describe_indices()}.get(found["name"])
+            indexed = int(getattr(described, "num_rows_indexed", 0) or 0)
+        unindexed = max(0, ds.count_rows() - indexed)
+        return unindexed * query.nbytes * self.batches.max_batch <= BATCH_COPY_BYTES
 
     def _partitions(self, ds: Any, found: dict[str, Any]) -> int:
         key = (ds.uri, found["uuids"])
@@ -349,6 +388,16 @@ class IndexKeeper:
                 entry["tuned_for_these_files"] = tuning.uuids == found["uuids"]
             out[found["name"]] = entry
         return out
+
+
+def _search_many(ds: Any, spec: dict[str, Any], columns: list[str], queries: list[np.ndarray]) -> list[pa.Table]:
+    """Each query's hits, as ``to_table`` gives them for that query alone, from one search of them all."""
+    if len(queries) == 1:
+        return [ds.to_table(columns=columns, nearest={**spec, "q": queries[0]}, with_row_id=True)]
+    got = ds.to_table(columns=columns, nearest={**spec, "q": np.stack(queries)}, with_row_id=True)
+    which = got.column("query_index").to_numpy()
+    got = got.drop_columns(["query_index"])
+    return [got.take(np.flatnonzero(which == n)).sort_by("_distance") for n in range(len(queries))]
 
 
 def _num_partitions(ds: Any, index: str) -> int:

@@ -1,0 +1,155 @@
+"""The served half of bench/search.py: Lightbox loaded and searched over HTTP the way users do it, and
+the anchor a user would put up instead (a FastAPI endpoint over faiss IVF-Flat, tuned to a recall).
+
+- the table is loaded through the official LanceDB client into a running ``lightbox serve``, in
+  batches (each a version), and the service's own index keeper builds and tunes the index;
+- a restart is a new process over the same root: time to the first answered search, RSS across
+  versions;
+- the anchor is tuned on the same held-out queries: the smallest nprobe of its ladder whose recall@10
+  reaches the target (0.95 by default), with 1,024 lists at 200k rows;
+- QPS at 8 keep-alive connections from one async client process, rounds alternating which server
+  goes first; each server is a whole process of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._serving import Server, free_port, lightbox_server
+from bench.common import median
+
+__all__ = ["anchor_server", "json_bodies", "load_through_service", "qps_rounds", "recall_over_http",
+           "search_ids", "served", "tune_anchor", "wait_indexed"]
+
+LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+K = 10
+
+
+def search_ids(client: Any, path: str, q: np.ndarray, params: dict[str, Any] | None = None) -> list[int]:
+    """The row numbers (ids are ``r`` plus the number) of one query's top k over HTTP."""
+    r = client.post(path, json={"vector": q.tolist(), "k": K, "columns": ["id"]}, params=params or {})
+    r.raise_for_status()
+    return [int(h["id"][1:]) for h in r.json()["hits"]]
+
+
+def recall_over_http(client: Any, path: str, queries: np.ndarray, truth: np.ndarray,
+                     params: dict[str, Any] | None = None) -> float:
+    found = [search_ids(client, path, q, params) for q in queries]
+    return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]))
+
+
+def load_through_service(base: str, table: str, batches: Sequence[Any]) -> float:
+    """Create ``table`` from the first batch and add the rest with the LanceDB client; seconds taken."""
+    import lancedb
+
+    started = time.perf_counter()
+    db = lancedb.connect("db://lightbox", api_key="bench", host_override=base)
+    tbl = db.create_table(table, batches[0])
+    for batch in batches[1:]:
+        tbl.add(batch)
+    return time.perf_counter() - started
+
+
+def wait_indexed(client: Any, table: str, column: str = "vector", timeout: float = 900) -> dict[str, Any]:
+    """Poll the table's index listing until the keeper's index covers every row and is tuned."""
+    deadline = time.monotonic() + timeout
+    index: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        answer = client.get(f"/api/v1/tables/{table}/indexes")
+        answer.raise_for_status()
+        index = next((i for i in answer.json()["indexes"] if i["columns"] == [column]), {})
+        if index.get("tuned") and index.get("num_unindexed_rows") == 0:
+            return index
+        time.sleep(0.5)
+    raise RuntimeError(f"the index of {table}.{column} was not built and tuned within {timeout:.0f} s: {index}")
+
+
+def anchor_server(x: np.ndarray, tmp: Path, logs: Path, nlist: int) -> Server:
+    """The FastAPI + faiss IVF-Flat endpoint over ``x`` (ids ``r`` + row number), ``nlist`` lists."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / "x.npy", x)
+    (tmp / "ids.txt").write_text("\n".join(f"r{i:07d}" for i in range(len(x))))
+    port = free_port()
+    argv = [sys.executable, "-m", "bench._faiss_server", "--vectors", str(tmp / "x.npy"), "--ids",
+            str(tmp / "ids.txt"), "--port", str(port), "--nlist", str(nlist)]
+    return Server("faiss", argv, port, logs / "faiss.log").start("/readyz", timeout=900)
+
+
+def tune_anchor(client: Any, queries: np.ndarray, truth: np.ndarray, target: float) -> dict[str, Any]:
+    """The smallest nprobe of the ladder whose held-out recall@10 reaches ``target`` (the anchor a user
+    would tune: fewer probes is faster); every step tried is reported."""
+    nlist = int(client.post("/nprobe", json={"nprobe": 1}).json()["nlist"])
+    tried: dict[int, float] = {}
+    for p in [p for p in LADDER if p < nlist] + [nlist]:
+        client.post("/nprobe", json={"nprobe": p})
+        tried[p] = round(recall_over_http(client, "/search", queries, truth), 4)
+        if tried[p] >= target:
+            break
+    return {"nlist": nlist, "nprobe": p, "recall": tried[p], "ladder": tried}
+
+
+async def _load(base: str, bodies: list[dict[str, Any]], connections: int, seconds: float) -> tuple[float, list[float]]:
+    import httpx
+
+    latencies: list[float] = []
+    done = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        async def worker(offset: int) -> None:
+            nonlocal done
+            i = offset
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                body = bodies[i % len(bodies)]
+                r = await client.post(body["path"], content=body["content"],
+                                      headers={"content-type": "application/json"})
+                r.raise_for_status()
+                latencies.append((time.perf_counter() - t) * 1e3)
+                done += 1
+                i += connections
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in range(connections)))
+        return done / (time.perf_counter() - started), latencies
+
+
+def qps_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int, seconds: float,
+               connections: int = 8, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """QPS and p50 of each contender over ``rounds`` rounds, the order alternating each round; the
+    median of the first contender's per-round ratios to the second's."""
+    qps: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    p50: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    for r in range(rounds):
+        for name, server, bodies in contenders[:: 1 if r % 2 else -1]:
+            got, latencies = asyncio.run(_load(server.base, bodies, connections, seconds))
+            qps[name].append(got)
+            p50[name].append(float(np.median(latencies)))
+            if log:
+                log(f"round {r + 1} {name}: {got:.0f} QPS, p50 {p50[name][-1]:.1f} ms")
+    first, second = (name for name, _, _ in contenders[:2])
+    return {"qps": {n: median(v) for n, v in qps.items()}, "p50_ms": {n: median(v) for n, v in p50.items()},
+            "rounds": {n: [round(q, 1) for q in v] for n, v in qps.items()},
+            "p50_rounds": {n: [round(q, 2) for q in v] for n, v in p50.items()},
+            "ratio": median([a / b for a, b in zip(qps[first], qps[second], strict=True)]),
+            "connections": connections, "seconds": seconds}
+
+
+def json_bodies(path: str, queries: np.ndarray, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Request bodies, encoded once (the client's JSON encoding is not what is measured)."""
+    import orjson
+
+    return [{"path": path, "content": orjson.dumps({"vector": q.tolist(), "k": K, **(extra or {})})}
+            for q in queries]
+
+
+def served(root: Path, logs: Path, env: dict[str, str] | None = None) -> Server:
+    """``lightbox serve`` over ``root`` as a user runs it, ready."""
+    return lightbox_server(root, logs, env=env).start("/readyz")
