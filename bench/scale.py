@@ -227,8 +227,7 @@ def report(out: dict[str, Any], args: argparse.Namespace, command: str, loads: t
     return "\n".join([
         f"## Search at scale: `{command}`", "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; code: {sha}",
-        f"- machine: {machine_line(machine())}",
-        f"- load average at start: {loads[0]}; at the end: {loads[1]} (1/5/15 min; the machine is shared)", "",
+        f"- machine: {machine_line({**machine(), 'load': loads[0]})}; at the end: {loads[1]}", "",
         md_table(["measure", "value"], rows), "",
         f"Index as listed: `{index}`", ""])
 
