@@ -168,6 +168,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path, request: pytest.FixtureRequest) -> str:
+    """The module's writable data root: a copy of ``digits_root`` (200 real digits, labels, CSV metadata,
+    builtin vectors, tagged v1), unless the module defines a ``root`` of its own."""
+    uri = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]) / "data"
+    shutil.copytree(digits_root, uri)
+    return str(uri)
+
+
+@pytest.fixture(scope="module")
 def app(root: str) -> Iterator[InProcess]:
     """The service over the module's own ``root`` fixture, in this process, shared by the module's tests."""
     served = InProcess(root)
@@ -311,3 +320,20 @@ def moto_s3() -> Iterator[object]:
 def s3_root(moto_s3: object) -> object:
     """A fresh, empty data root on the loopback S3 server: ``.uri``, ``.options``, ``.flags()``, ``.env()``."""
     return moto_s3.root()  # type: ignore[attr-defined]
+
+
+# -- the gallery's browser tests: one Chromium a module, a watched page a test over the module's ``server``
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from tests.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: object, server: Any, request: pytest.FixtureRequest) -> Iterator[object]:
+    from tests.browser import watched_page
+
+    with watched_page(browser, server.url, request.node.name) as pg:
+        yield pg

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,15 +21,6 @@ from tests.conftest import InProcess, LiveServer
 from tests.helpers import run_cli
 
 META = ["id", "label", "split", "ink"]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
-    """A copy of ``digits_root``: 200 real digits (ids like ``3/00012.png``), labels, CSV metadata,
-    builtin vectors, tagged v1 (one more row is added by ``server``, so the tag and the latest differ)."""
-    root = tmp_path_factory.mktemp("export") / "data"
-    shutil.copytree(digits_root, root)
-    return str(root)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,9 @@ middleware (keys, body limits, request ids, metrics, access log) still applies t
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.fast_image import FastImage
@@ -18,13 +15,6 @@ from tests.helpers import assert_error, middleware, without_middleware
 
 IMAGE = "/api/v1/tables/digits/rows/3/00003.png/image"
 IMAGE_ROUTE = "/api/v1/tables/{table}/rows/{row_id:path}/image"
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
-    uri = tmp_path_factory.mktemp("fast") / "data"
-    shutil.copytree(digits_root, uri)
-    return str(uri)
 
 
 def test_only_memory_is_read_on_the_fast_path(in_process: Callable[..., InProcess], root: str) -> None:

@@ -4,10 +4,8 @@ answered as they are one at a time, and everything it does not take left to the 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,13 +18,6 @@ from tests.conftest import InProcess
 from tests.helpers import middleware, without_middleware
 
 SEARCH = "/api/v1/tables/digits/search"
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
-    uri = tmp_path_factory.mktemp("fast-search") / "data"
-    shutil.copytree(digits_root, uri)
-    return str(uri)
 
 
 @pytest.fixture(scope="module")

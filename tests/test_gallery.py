@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.browser import ARTIFACTS, Watch, chromium, watched_page
+from tests.browser import ARTIFACTS, Watch
 from tests.conftest import LiveServer
 from tests.gallery_data import CHANGED_ID, build_digits
 
@@ -40,17 +40,6 @@ def server(digits: dict[str, object]) -> Iterator[LiveServer]:
     yield live
     live.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: object, server: LiveServer, request: pytest.FixtureRequest) -> Iterator[object]:
-    with watched_page(browser, server.url, request.node.name) as pg:
-        yield pg
 
 
 def cells(page: object) -> object:

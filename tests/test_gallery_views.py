@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ARTIFACTS, chromium, serious_axe_violations, watched_page
+from tests.browser import ARTIFACTS, serious_axe_violations
 from tests.conftest import LiveServer
 from tests.gallery_data import LOGO_ID, RELABELLED, build_photos
 
@@ -48,17 +48,6 @@ def server(photos: dict[str, object]) -> Iterator[LiveServer]:
     yield live
     live.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: object, server: LiveServer, request: pytest.FixtureRequest) -> Iterator[object]:
-    with watched_page(browser, server.url, request.node.name) as pg:
-        yield pg
 
 
 def all_images_loaded(page: object, selector: str) -> None:

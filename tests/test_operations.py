@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import InProcess, Lines
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
-    """A copy of ``digits_root`` (200 digits with builtin vectors, tagged v1)."""
-    uri = tmp_path_factory.mktemp("ops") / "data"
-    shutil.copytree(digits_root, uri)
-    return str(uri)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -35,14 +34,6 @@ def without_urls(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """JSON hits less the ``image_url`` each carries (the Arrow answer has only the table's columns)."""
     assert all(h.pop("image_url").endswith(f"/rows/{h['id']}/image") for h in hits)
     return hits
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> str:
-    """A copy of ``digits_root`` (200 real digits, labels, CSV metadata, builtin vectors, tagged v1)."""
-    root = tmp_path_factory.mktemp("sdk") / "data"
-    shutil.copytree(digits_root, root)
-    return str(root)
 
 
 @pytest.fixture(scope="module")
