@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.pool import THREADS_FROM_BYTES
-from ingest.reader_process import NOT_REGULAR, TOO_LARGE, FileReader
+from ingest.reader_process import FileReader, refusal
 from ingest.report import Skip
 from ingest.sources import FolderSource, Item, Source
 
@@ -136,12 +136,7 @@ class Plan:
         return Batch(rows, files, skipped, positions, unmatched)
 
     def _skip(self, source: str, size: int) -> Skip:
-        if size <= TOO_LARGE:
-            why = f"{TOO_LARGE - size} bytes exceeds the limit of {self.largest}"
-            if self.walker.batch_cap and self.largest == self.walker.batch_cap:
-                why += ": the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)"
-            return Skip(source, "too_large", why)
-        return Skip(source, "unreadable", "not a regular file" if size == NOT_REGULAR else os.strerror(-size))
+        return Skip(source, *refusal(size, self.largest, self.walker.batch_cap))
 
 
 class Prefetch:

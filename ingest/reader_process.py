@@ -29,7 +29,7 @@ from typing import Any
 
 from ingest.pool import received
 
-__all__ = ["NOT_REGULAR", "TOO_LARGE", "FileReader"]
+__all__ = ["NOT_REGULAR", "TOO_LARGE", "FileReader", "refusal", "too_large"]
 
 TOO_LARGE = -(1 << 48)  # a size below this is "too large": TOO_LARGE - size
 NOT_REGULAR = -(1 << 40)  # not a regular file (a FIFO, a device)
@@ -110,6 +110,20 @@ while True:
     out.write(blob)
     out.flush()
 """
+
+
+def too_large(why: str, limit: int, service_cap: int | None) -> str:
+    """Why a file over ``limit`` bytes was skipped, naming the service's setting when its cap is the limit."""
+    if limit == service_cap:
+        why += ": the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)"
+    return why
+
+
+def refusal(size: int, limit: int, service_cap: int | None) -> tuple[str, str]:
+    """The skip reason and message of a file the helper answered with a negative ``size`` for."""
+    if size <= TOO_LARGE:
+        return "too_large", too_large(f"{TOO_LARGE - size} bytes exceeds the limit of {limit}", limit, service_cap)
+    return "unreadable", "not a regular file" if size == NOT_REGULAR else os.strerror(-size)
 
 
 class FileReader:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ingest import columnar
 from ingest.metadata import Metadata
 from ingest.pool import THREADS_FROM_BYTES, run_chunks
-from ingest.reader_process import NOT_REGULAR, TOO_LARGE, FileReader
+from ingest.reader_process import FileReader, refusal, too_large
 from ingest.report import Skip
 from ingest.sources import FolderSource, Item, Source, open_source, read_bytes
 from ingest.tables import SideFileError
@@ -207,9 +207,7 @@ def _read_one(item: Item, max_bytes: int, service_cap: int | None) -> Read:
 
 
 def _too_large(item: Item, why: str, max_bytes: int, service_cap: int | None) -> Read:
-    if max_bytes == service_cap:
-        why += ": the service takes requests of up to that many bytes (LIGHTBOX_MAX_UPLOAD_BYTES)"
-    return Read(item, None, "too_large", why)
+    return Read(item, None, "too_large", too_large(why, max_bytes, service_cap))
 
 
 def _local_path(item: Item) -> str | None:
@@ -240,12 +238,8 @@ def _reads_of(items: list[Item], sizes: list[int], data: bytes, max_bytes: int, 
         if size >= 0:
             out.append(Read(item, bytes(view[pos:pos + size])))
             pos += size
-        elif size <= TOO_LARGE:
-            out.append(_too_large(item, f"{TOO_LARGE - size} bytes exceeds the limit of {max_bytes}", max_bytes,
-                                  service_cap))
         else:
-            why = "not a regular file" if size == NOT_REGULAR else os.strerror(-size)
-            out.append(Read(item, None, "unreadable", why))
+            out.append(Read(item, None, *refusal(size, max_bytes, service_cap)))
     return out
 
 
