@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Bytes the background index work may hold at once: a build goes by segments of fragments whose
     # vectors fit it, and the recall measurement's batches are sized by it.
     index_memory_bytes: int = Field(default=1024**3, ge=64 * 1024**2)
+    # Bytes of a column's vectors up to which the keeper indexes it with IVF_FLAT (exact distances, a
+    # second copy of the vectors); past them, IVF_RQ (RaBitQ codes, about a sixth of the bytes a probe
+    # reads, with a tuned refine step).
+    flat_index_max_bytes: int = Field(default=1024**3, ge=0)
     # A burst of writes is one index build: the keeper waits until a table's writes have been quiet
     # this long (but no longer than index_max_wait_seconds after the first) before it builds or folds.
     index_quiet_seconds: float = Field(default=2.0, ge=0)

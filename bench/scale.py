@@ -210,7 +210,8 @@ def report(out: dict[str, Any], args: argparse.Namespace, command: str, loads: t
                                             f"batches of {args.batch:,})"],
         ["index built and tuned, after the load", f"{out['indexed_after_load_s']:.0f} s"],
         ["index", f"{index.get('index_type') or index.get('type')}, "
-                  f"{index.get('num_partitions') or index.get('partitions')} lists, nprobes {index.get('nprobes')}"],
+                  f"{index.get('num_partitions') or index.get('partitions')} lists, nprobes {index.get('nprobes')}, "
+                  f"refine {index.get('refine_factor')}"],
         ["server RSS: start / peak during load and build / after queries",
          f"{out['start_rss_mib']:,.0f} / {out['peak_rss_mib']:,.0f} / {out['rss_after_queries_mib']:,.0f} MiB"],
         ["data root on disk", f"{out['disk_gib']:.1f} GiB"],

@@ -32,6 +32,11 @@ PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 # to 0.949), and the mixture's 2,048 lists at 4 probes (0.980), where two standard errors and two points
 # chose 12 (0.988: three times the rows read for recall nobody asked).
 HELD_OUT_MARGIN = 0.015
+# Index types whose probed lists hold the raw vectors: their recall is set by the probe count alone.
+EXACT_TYPES = ("IVF_FLAT", "IVF_HNSW_FLAT")
+# Refine factors tried with a quantized index (RaBitQ at 5 bits needs 2 on the benchmark's mixture at
+# 1M; IVF_PQ with 48 sub-vectors needed 20 for 0.95 there).
+REFINE_STEPS = (2, 5, 10, 20, 50)
 LANCE_METRICS = {"l2": "L2", "cosine": "cosine", "dot": "dot"}
 QUERY_OVERHEAD = 1024**2  # bytes a query of a batch holds besides the unindexed rows' vectors
 
@@ -50,11 +55,19 @@ class Tuning:
     rows: int
     num_partitions: int
     seconds: float
+    index_type: str = ""  # empty in tunings recorded before the type followed the size
+
+    def fits(self, found: dict[str, Any], partitions: int) -> bool:
+        """Whether this tuning was measured on the index ``found`` is now: the same name, type and
+        partitions (folds keep them; a rebuild trains new ones, and its old probe count means nothing)."""
+        return (self.index == found["name"] and self.num_partitions == partitions
+                and self.index_type in ("", found["type"]))
 
     def report(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("uuids")
         out.pop("index")
+        out.pop("index_type")
         out["recall"] = round(self.recall, 4)
         out["seconds"] = round(self.seconds, 3)
         return out
@@ -100,20 +113,31 @@ def measure(ds: Any, column: str, found: dict[str, Any], metric: str, parts: int
     if not len(queries):
         return None
     truth = exact_neighbours(ds, column, queries, query_ids, spec.k, metric, spec.budget)
-    refine = None if found["type"] in ("IVF_FLAT", "IVF_HNSW_FLAT") else 5
+    # a quantized index's refine step is tuned with the probes: the largest refine bounds what the probed
+    # lists can give, then the smallest refine keeping the target at that probe count is kept
+    refines: tuple[int | None, ...] = (None,) if found["type"] in EXACT_TYPES else REFINE_STEPS
     chunk = max(1, spec.budget // 2 // max(1, per_query))
-    best: tuple[int, float] | None = None
-    for nprobes in [p for p in PROBE_STEPS if p < parts] + [parts]:
-        recalls = _recall(ds, column, queries, query_ids, truth, spec.k, metric, nprobes, refine, chunk)
-        best = (nprobes, float(recalls.mean()))
+
+    def reached(recalls: np.ndarray) -> bool:
         # the sample's mean less a standard error must reach the target plus the held-out margin: a
         # small sample's luck must not pick too few probes
-        if best[1] - recalls.std() / math.sqrt(len(recalls)) >= spec.target + HELD_OUT_MARGIN:
+        return bool(recalls.mean() - recalls.std() / math.sqrt(len(recalls)) >= spec.target + HELD_OUT_MARGIN)
+
+    best: tuple[int, int | None, float] | None = None
+    for nprobes in [p for p in PROBE_STEPS if p < parts] + [parts]:
+        recalls = _recall(ds, column, queries, query_ids, truth, spec.k, metric, nprobes, refines[-1], chunk)
+        best = (nprobes, refines[-1], float(recalls.mean()))
+        if reached(recalls):
+            for refine in refines[:-1]:
+                fewer = _recall(ds, column, queries, query_ids, truth, spec.k, metric, nprobes, refine, chunk)
+                if reached(fewer):
+                    best = (nprobes, refine, float(fewer.mean()))
+                    break
             break
     assert best is not None
-    return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=refine,
-                  recall=best[1], target=spec.target, sample=len(queries), rows=rows,
-                  num_partitions=parts, seconds=time.perf_counter() - started)
+    return Tuning(index=found["name"], uuids=found["uuids"], nprobes=best[0], refine_factor=best[1],
+                  recall=best[2], target=spec.target, sample=len(queries), rows=rows,
+                  num_partitions=parts, seconds=time.perf_counter() - started, index_type=found["type"])
 
 
 def exact_neighbours(ds: Any, column: str, queries: np.ndarray, query_ids: np.ndarray, k: int,

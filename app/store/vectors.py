@@ -28,11 +28,15 @@ took a server to 24 GB within a minute:
   row, with its queries chunked to fit (a batch of queries over unindexed rows copies them once per
   query: that was the 24 GB).
 
-Why IVF_FLAT: the probed partitions are scanned with exact distances, so the recall is set by the
-probe count alone (no quantization error to tune with a refine step), a filtered search over the
-probed rows is as exact as the flat search over unindexed rows (the two distance sources merge
-consistently), training takes seconds (IVF_PQ took 45 s at 100k x 384 here), and folding appends
-the new rows' vectors to their partitions. Its cost is disk: a second copy of the vectors.
+Which index: IVF_FLAT while the column's vectors take at most ``flat_limit`` bytes (1 GiB), IVF_RQ
+past it (``index_build.index_type_for``). IVF_FLAT's probed partitions are scanned with exact
+distances, so the recall is set by the probe count alone, a filtered search over the probed rows is
+as exact as the flat search over unindexed rows, and folding appends the new rows' vectors to their
+partitions; its cost is a second copy of the vectors, on disk and read by every probe. Past the
+limit that copy is what a query pays for, so the keeper builds RaBitQ codes (about a sixth of the
+bytes) and tunes the refine factor with the probe count (``tuning.REFINE_STEPS``). A column that
+grows past the limit is rebuilt as IVF_RQ at its next fold. (IVF_PQ took 45 s to train at 100k x 384
+here and needed a refine of 20 on the benchmark's mixture; IVF_RQ trains as fast as IVF_FLAT.)
 """
 
 from __future__ import annotations
@@ -51,19 +55,19 @@ from app.store.catalog import Store
 from app.store.coalesce import Coalescer
 from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
-from app.store.index_build import build_ivf_flat, deltas_to_merge
+from app.store.index_build import FLAT, QUANTIZED, build_ivf, deltas_to_merge, index_type_for, vector_bytes
 from app.store.keywords import fold_text_indexes
 from app.store.schema import is_vector, vector_meta
 from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
-from app.store.tuning import LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
+from app.store.tuning import EXACT_TYPES, LANCE_METRICS, PROBE_STEPS, Measure, Tuning, measure
 
-__all__ = ["INDEX_TYPE", "LANCE_METRICS", "PROBE_STEPS", "VECTOR_TYPES", "IndexKeeper", "Tuning",
+__all__ = ["LANCE_METRICS", "PROBE_STEPS", "VECTOR_TYPES", "IndexKeeper", "Tuning",
            "deltas_to_merge", "partitions_for", "vector_indexes"]
 
 log = logging.getLogger("lightbox.vectors")
 
-INDEX_TYPE = "IVF_FLAT"
+OWN_TYPES = (FLAT, QUANTIZED)  # the types the keeper builds (and rebuilds as the table grows)
 VECTOR_TYPES = {"IVF_FLAT", "IVF_SQ", "IVF_PQ", "IVF_RQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_HNSW_FLAT"}
 # A filter keeping at most this share of the rows is searched exactly: every partition, under its mask.
 # Twice the proportional share of partitions was not enough when the filter follows the clusters: at
@@ -73,6 +77,9 @@ EXACT_FILTER_SHARE = 0.25
 # Concurrent unfiltered searches of one snapshot go to Lance as one batch (``app/store/coalesce.py``)
 # while the copies of unindexed vectors a batch makes stay within this many bytes.
 BATCH_COPY_BYTES = 64 * 1024**2
+# A quantized index not measured yet (just built, or rebuilt) refines its candidates this many times over
+# the k asked for, as its probes are generous: RaBitQ needs 2, IVF_PQ with 48 sub-vectors 20 (at 1M x 384).
+UNTUNED_REFINE = 10
 
 
 def partitions_for(rows: int) -> int:
@@ -105,7 +112,7 @@ class IndexKeeper:
 
     def __init__(self, store: Store, *, min_rows: int = 10_000, recall_target: float = 0.95,
                  sample: int = 200, k: int = 10, delay: float = 2.0, max_wait: float = 30.0,
-                 budget: int = 1024**3) -> None:
+                 budget: int = 1024**3, flat_limit: int = 1024**3) -> None:
         self.store = store
         self.min_rows = min_rows
         self.recall_target = recall_target
@@ -114,6 +121,7 @@ class IndexKeeper:
         self.delay = delay  # a fold waits until the table's writes have been quiet this long
         self.max_wait = max_wait  # ... but no longer than this after the first of them
         self.budget = budget  # bytes a build or a recall measurement may hold at once
+        self.flat_limit = flat_limit  # bytes of vectors past which a column is indexed with IVF_RQ
         self._first: dict[str, float] = {}  # table -> when the first write of its pending burst came
         self._parsed: OrderedDict[str, Tuning] = OrderedDict()
         self._queue: OrderedDict[str, float] = OrderedDict()  # table -> when its fold is due
@@ -217,19 +225,21 @@ class IndexKeeper:
         started = time.perf_counter()
         if rows < self.min_rows:
             return None  # small tables (and indexes made on them by hand) are left as they are
+        wanted = index_type_for(rows, vector_bytes(field.type), self.flat_limit)
         if found is None:
-            ds = build_ivf_flat(ds, column, name=f"{column}_idx", metric=metric,
-                                partitions=partitions_for(rows), budget=self.budget)
+            ds = build_ivf(ds, column, name=f"{column}_idx", metric=metric, partitions=partitions_for(rows),
+                           budget=self.budget, index_type=wanted)
             action = "built"
         else:
             stats = ds.stats.index_stats(found["name"])
             deltas = stats.get("num_indexed_rows_per_delta") or [0]
             unindexed = int(stats.get("num_unindexed_rows", 0))
-            own = found["name"] == f"{column}_idx" and found["type"] == INDEX_TYPE
-            if own and partitions_for(rows) >= math.sqrt(2) * self._partitions(ds, found):
-                # the table has doubled since the partitions were trained: train them again
-                ds = build_ivf_flat(ds, column, name=found["name"], metric=metric,
-                                    partitions=partitions_for(rows), budget=self.budget)
+            own = found["name"] == f"{column}_idx" and found["type"] in OWN_TYPES
+            doubled = partitions_for(rows) >= math.sqrt(2) * self._partitions(ds, found)
+            if own and (doubled or (wanted == QUANTIZED and found["type"] != QUANTIZED)):
+                # the table has doubled since the partitions were trained, or outgrown the flat index
+                ds = build_ivf(ds, column, name=found["name"], metric=metric, partitions=partitions_for(rows),
+                               budget=self.budget, index_type=wanted)
                 action = "rebuilt"
             elif unindexed or (merge and len(deltas) > 1):
                 count = deltas_to_merge(deltas, unindexed, merge)
@@ -254,7 +264,8 @@ class IndexKeeper:
     def tuning(self, ds: Any, column: str, found: dict[str, Any] | None = None) -> Tuning | None:
         """The tuning a version records for its index on ``column`` (in the table's config, so it is
         versioned with the index: a restart, a replica or an old tag reads it at once). One measured
-        before later folds still applies: folds keep the trained partitions."""
+        before later folds still applies: folds keep the trained partitions; one measured before a
+        rebuild does not (until the new index is measured, searches probe generously)."""
         found = found if found is not None else vector_indexes(ds).get(column)
         text = ds.config().get(CONFIG_PREFIX + column) if found is not None else None
         if not text:
@@ -270,15 +281,14 @@ class IndexKeeper:
                 self._parsed[text] = tuning
                 while len(self._parsed) > 256:
                     self._parsed.popitem(last=False)
-        return tuning if tuning.index == found["name"] else None
+        return tuning if tuning.fits(found, self._partitions(ds, found)) else None
 
     def _tune_if_needed(self, ds: Any, name: str, column: str, found: dict[str, Any],
                         field: pa.Field) -> Tuning | None:
         """Measure again when there is no tuning, the index was rebuilt, or the table grew by a fifth."""
         last = self.tuning(ds, column, found)
         rows = ds.count_rows()
-        if (last is not None and last.num_partitions == self._partitions(ds, found) and rows < 1.2 * last.rows
-                and last.target == self.recall_target):
+        if last is not None and rows < 1.2 * last.rows and last.target == self.recall_target:
             return None
         tuning = self.measure(ds, column, found, vector_meta(field).get("metric", "l2"))
         if tuning is not None:
@@ -350,6 +360,8 @@ class IndexKeeper:
             else:
                 spec["nprobes"] = int(min(base, parts))
                 refine = refine_factor or (tuning.refine_factor if tuning else None)
+                if refine is None and tuning is None and found["type"] not in EXACT_TYPES:
+                    refine = UNTUNED_REFINE
                 if refine:
                     spec["refine_factor"] = int(refine)
         return spec
