@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # second copy of the vectors); past them, IVF_RQ (RaBitQ codes, about a sixth of the bytes a probe
     # reads, with a tuned refine step).
     flat_index_max_bytes: int = Field(default=1024**3, ge=0)
+    # A table whose vector index is quantized (IVF_RQ, IVF_PQ, ...) gets an index cache holding it whole
+    # (index_cache_bytes above is too small for one: its partitions are decoded as they are read, and
+    # decoding them again at every search made them 20x slower), up to this many bytes.
+    quantized_index_cache_bytes: int = Field(default=4 * 1024**3, ge=0)
     # A burst of writes is one index build: the keeper waits until a table's writes have been quiet
     # this long (but no longer than index_max_wait_seconds after the first) before it builds or folds.
     index_quiet_seconds: float = Field(default=2.0, ge=0)

@@ -89,3 +89,20 @@ def test_a_flat_index_is_rebuilt_as_rabitq_once_the_column_outgrows_the_limit(gr
     assert not old.fits(found, keeper._partitions(ds, found))
     tuning = keeper.tuning(ds, "vector")
     assert tuning is not None and tuning.index_type == QUANTIZED and tuning.refine_factor is not None
+
+
+def test_a_quantized_index_is_held_whole_in_a_cache_sized_for_it(tmp_path: Path, grown) -> None:
+    _, x, _ = grown
+    store = Store(str(tmp_path / "small-cache"), refresh_seconds=0.0, index_cache_bytes=4096)
+    lance.write_dataset(_rows(x, 0), store.table_uri("v"), max_rows_per_file=500)
+    keeper = IndexKeeper(store, min_rows=1000, flat_limit=1000 * ONE_VECTOR)
+    keeper.fold("v")
+    ds = store.latest("v")
+    [described] = ds.describe_indices()
+    assert described.index_type == "IVF_RQ"
+    # the table's session now caches the whole index (read in at once), not the 4 KB the store was given
+    assert ds.session().index_cache_size_bytes() >= 0.9 * described.total_size_bytes
+    # a process that does not fold (a replica) sizes the cache at its first search, without reading it in
+    replica = Store(str(tmp_path / "small-cache"), refresh_seconds=0.0, index_cache_bytes=4096)
+    IndexKeeper(replica, min_rows=1000).notice(("v", 1), "v")
+    assert replica._index_caches["v"] >= described.total_size_bytes
