@@ -77,7 +77,7 @@ export function gridView(route, ctx) {
   const boxToggle = annotations ? h("label", {}, h("input", { type: "checkbox", id: "show-boxes", checked: drawBoxes,
     onchange: (e) => go({ boxes: e.target.checked ? "" : "0" }) }), " boxes") : null;
   const facets = facetPanel(table, pin, filter, (f) => go({ filter: f }));
-  root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser, boxToggle),
+  root.append(tabs(route, info), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser, boxToggle),
     h("div.browse", {}, facets, h("div", {}, status, grid, sentinel)));
 
   let cursor = null;

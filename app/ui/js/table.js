@@ -91,15 +91,17 @@ function fmt(v) {
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
-/** The tabs of a table page, carrying the ref (and filter) along. */
-export function tabs(route) {
+/** The tabs of a table page, carrying the ref (and filter) along; Curate where the table has vectors to
+ * curate by, or the columns curate wrote. */
+export function tabs(route, info) {
   const keep = new URLSearchParams(route.params);
-  for (const k of ["like", "text", "from", "to"]) keep.delete(k);
+  for (const k of ["like", "text", "from", "to", "written"]) keep.delete(k);
   const tab = (view, label) => h("a", {
     href: href(view, route.table, keep), "aria-current": route.view === view ? "page" : null,
   }, label);
+  const curate = !info || info.embeddings.length || info.schema.some((c) => c.name === "label_issue" || c.name === "duplicate_of");
   return h("nav.toolbar", { "aria-label": "table views" }, tab("grid", "Grid"), "·", tab("search", "Search"), "·",
-    tab("history", "History"));
+    tab("history", "History"), curate ? ["·", tab("curate", "Curate")] : null);
 }
 
 /** Tags the service keeps for itself (a clone's guard on its source version): hidden unless asked for. */
