@@ -37,15 +37,18 @@ from app.routes import branches, health, history, indexes, query, rows, search, 
 from app.routes import curate as curate_routes
 from app.routes import export as export_routes
 from app.routes import metrics as metrics_routes
+from app.routes import thumbnails as thumbnail_routes
 from app.routes import views as view_routes
 from app.services.budget import MemoryBudget
 from app.services.pixels import ThumbnailCache
 from app.services.search import Searcher
+from app.services.thumbnails import Thumbnails
 from app.services.uploads import Uploads
 from app.settings import Settings
 from app.storage import hide_secrets, redact_body, storage_failure
 from app.store import RowReader, Store
 from app.store.outage import unreachable
+from app.store.thumbnails import ThumbnailFiles
 from app.store.vectors import IndexKeeper
 from embeddings.registry import Registry
 
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size,
                                      cache_bytes=settings.id_index_cache_bytes)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
+        app.state.thumbnailer = Thumbnails(app.state.thumbnails, ThumbnailFiles(app.state.store), app.state.reader,
+                                           app.state.decode_budget)
         if settings.warm_on_start:
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
                              name="lightbox-warm").start()
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.writer_url:  # a replica forwards uploads: it has none of its own to clean up
             app.state.uploads.sweep_in_background()
         app.state.store.on_forget(app.state.reader.forget)  # free a dropped table's memory (and files) at once
+        app.state.store.on_forget(app.state.thumbnailer.files.forget)
         app.state.store.on_forget(app.state.metrics.forget_table)  # and its /metrics series
         try:
             async with writer_client(settings.writer_url, settings.writer_timeout_seconds) as app.state.writer:
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(annotation_routes.router)
     app.include_router(curate_routes.router)
     app.include_router(view_routes.router)
+    app.include_router(thumbnail_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(lancedb_compat.router)
     ui.install(app)  # the gallery at / and the offline /docs, /redoc

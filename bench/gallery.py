@@ -75,10 +75,10 @@ def first_screen(page: object, url: str, table: str) -> float:
 
 
 def requests_seen(log: Path) -> tuple[int, int]:
-    """Access-log lines so far: (a row's image or thumbnail, batch fetches)."""
+    """Access-log lines so far: (a row's image or thumbnail, batch requests: fetch and thumbnails)."""
     lines = log.read_text(errors="replace").splitlines()
     images = sum("/rows/" in line and ("/thumbnail" in line or "/image" in line) for line in lines)
-    return images, sum("/fetch" in line for line in lines)
+    return images, sum("/fetch" in line or "/thumbnails" in line for line in lines)
 
 
 def build_photos(uri: str, sources: Path, count: int = 150) -> None:
