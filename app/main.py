@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.thumbnailer = Thumbnails(app.state.thumbnails, ThumbnailFiles(app.state.store), app.state.reader,
                                            app.state.decode_budget)
         if settings.warm_on_start:
+            await warm_routes(app)
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,
                              name="lightbox-warm").start()
         app.state.registry = Registry()
@@ -140,6 +142,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state)
     app.add_middleware(Observe, public_metrics=settings.metrics_public, access_log=settings.access_log)
     return app
+
+
+async def warm_routes(app: FastAPI) -> None:
+    """Build the router's matching state now rather than on the first request that needs it.
+
+    FastAPI builds each included router's route contexts the first time a request is matched against
+    them: about 0.16 s for this app's routes on this machine, and 0.3 s under load, paid by a cold
+    server's first page (the gallery's ``index.html``, whose route comes last). One request that matches
+    no route walks them all; it goes straight to the router (no middleware: not logged, not counted)."""
+    path = "/_lightbox/warm-routes"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+             "server": None, "client": None}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    try:
+        await app.router(scope, receive, send)  # a 404 (no "app" in the scope: answered, not raised)
+    except Exception:  # a warm-up that fails leaves the work to the first request
+        log.warning("could not warm the router", exc_info=True)
 
 
 def warm(store: Store, reader: RowReader) -> None:
