@@ -76,8 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = RowReader(cache_size=settings.id_index_cache_size,
                                      cache_bytes=settings.id_index_cache_bytes)
         app.state.thumbnails = ThumbnailCache(settings.thumbnail_cache_bytes)
-        app.state.thumbnailer = Thumbnails(app.state.thumbnails, ThumbnailFiles(app.state.store), app.state.reader,
-                                           app.state.decode_budget)
+        kept = ThumbnailFiles(app.state.store, writable=not settings.writer_url)  # a replica writes nothing
+        app.state.thumbnailer = Thumbnails(app.state.thumbnails, kept, app.state.reader, app.state.decode_budget)
         if settings.warm_on_start:
             await warm_routes(app)
             threading.Thread(target=warm, args=(app.state.store, app.state.reader), daemon=True,

@@ -183,3 +183,20 @@ def test_thumbnails_are_kept_on_object_storage(s3_root: object, tmp_path: Path) 
         assert metric(http, "lightbox_thumbnail_kept_reads_total") == 2
     finally:
         app.close()
+
+
+def test_a_read_replica_reads_kept_thumbnails_but_writes_none(photos: dict) -> None:
+    """A replica (``writer_url`` set) never writes to the data root: what it renders stays in its memory."""
+    uri, files = photos["uri"], photos["files"]
+    before = kept_files(uri)
+    replica = InProcess(uri, writer_url="http://127.0.0.1:9")  # the writer is never asked: these are reads
+    try:
+        http = replica.http()
+        name = next(iter(files))
+        assert http.get(f"{URL}/rows/{name}/thumbnail", params={"size": 128}).content == render(files[name], 128)
+        assert http.get(f"{URL}/rows/{name}/thumbnail", params={"size": 64}).content == render(files[name], 64)
+        assert metric(http, "lightbox_thumbnail_kept_reads_total") == 1
+        assert metric(http, "lightbox_thumbnail_renders_total") == 1
+    finally:
+        replica.close()
+    assert kept_files(uri) == before

@@ -40,8 +40,9 @@ def _media(data: bytes) -> str | None:
 class ThumbnailFiles:
     """The kept thumbnails of a data root's tables (one filesystem handle per table, made once)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, writable: bool = True) -> None:
         self.store = store
+        self.writable = writable  # a read replica reads the kept thumbnails but writes nothing to the root
         self._roots: dict[str, tuple[Any, str]] = {}
         self._lock = threading.Lock()
         self.reads = 0  # thumbnails answered from their objects (for tests and /metrics)
@@ -76,6 +77,8 @@ class ThumbnailFiles:
 
     def write(self, table: str, sha256: str, size: int, fmt: str | None, data: bytes) -> None:
         """Keep one thumbnail (a failure is dropped: it is rendered again when asked for)."""
+        if not self.writable:
+            return
         fs, path = self._path(table, sha256, size, fmt)
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
         try:
