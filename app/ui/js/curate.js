@@ -6,7 +6,7 @@
 import { api, rowPath, t } from "./api.js";
 import { errorBox, formatValue, h, inParallel } from "./dom.js";
 import { href, withRef } from "./route.js";
-import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
+import { cell, firstScreen, scalarColumns, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const RANKED = 12; // rows with the highest label_issue shown at once (more on request)
 const NEIGHBOURS = 5; // nearest rows shown beside each
@@ -151,7 +151,7 @@ async function labelIssues(env, out) {
   async function page() {
     more.hidden = true;
     const { rows, next_cursor: next } = await api(`${t(table)}/query`, { method: "POST", params: pin, json: { ...body, cursor } });
-    const inline = await smallOriginals(table, rows, pin);
+    const inline = await firstScreen(table, rows, pin);
     const items = rows.map((row, i) => issueItem(env, row, list.children.length + i, inline));
     list.append(...items);
     cursor = next;
@@ -207,7 +207,7 @@ async function neighbours(env, rows, items) {
   const found = await inParallel(rows, PARALLEL, (row) => api(`${t(table)}/search`, { method: "POST", params: pin,
     json: { image_id: row.id, column, k: NEIGHBOURS, columns } }).then((r) => r.hits, (err) => err));
   const hits = found.filter(Array.isArray).flat();
-  const inline = await smallOriginals(table, hits, pin);
+  const inline = await firstScreen(table, hits, pin);
   found.forEach((answer, i) => {
     const box = items[i].querySelector(".neighbours");
     if (!Array.isArray(answer)) { box.replaceChildren(errorBox(answer)); return; }
@@ -228,7 +228,7 @@ async function duplicateGroups(env, out) {
   const { rows: originals } = ids.length ? await api(`${t(table)}/fetch`, { method: "POST", params: pin,
     json: { ids, columns: wanted.filter((c) => c !== "duplicate_of") } }) : { rows: [] };
   const known = new Map(originals.map((r) => [r.id, r]));
-  const inline = await smallOriginals(table, [...copies, ...originals], pin);
+  const inline = await firstScreen(table, [...copies, ...originals], pin);
   const shown = label ? [label] : [];
   const groups = ids.map((original) => {
     const first = known.get(original);

@@ -35,6 +35,7 @@ export function thumbUrl(table, id, pin, size = THUMB) {
 }
 
 const SMALL_BYTES = 8 * 1024;
+const BATCH = 200; // thumbnails one POST /thumbnails may ask for
 export const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"]);
 /** The columns that let a cell pick how to show its image (see isSmall). */
 export const SOURCE_COLUMNS = ["mime", "width", "height", "size_bytes"];
@@ -61,10 +62,11 @@ export async function smallOriginals(table, rows, pin) {
   }
 }
 
-/** A first screen's images in at most two requests, made together: the small originals (smallOriginals)
- * and the others' thumbnails at the tile's size for this screen (POST /thumbnails), rather than a
- * request each over the browser's six connections. Returns id -> data: URL; the rows it does not cover
- * (an error) get their pinned thumbnail URLs, as every later page does. */
+/** A screen's images (a grid's first page, the curation page's lists) in at most two requests, made
+ * together: the small originals (smallOriginals) and the others' thumbnails at the tile's size for this
+ * screen (POST /thumbnails), rather than a request each over the browser's six connections. Returns
+ * id -> data: URL; the rows it does not cover (an error, past BATCH) get their pinned thumbnail URLs,
+ * as every later page of the grid does. */
 export async function firstScreen(table, rows, pin) {
   const [small, thumbs] = await Promise.all([smallOriginals(table, rows, pin),
     thumbnailBatch(table, rows.filter((r) => !isSmall(r)), pin)]);
@@ -74,8 +76,9 @@ export async function firstScreen(table, rows, pin) {
 async function thumbnailBatch(table, rows, pin) {
   if (!rows.length) return new Map();
   try {
+    const ids = [...new Set(rows.map((r) => r.id))].slice(0, BATCH); // the rest by URL
     const { thumbnails } = await api(`${t(table)}/thumbnails`, {
-      method: "POST", params: pin, json: { ids: rows.map((r) => r.id), size: window.devicePixelRatio > 1 ? THUMB * 2 : THUMB },
+      method: "POST", params: pin, json: { ids, size: window.devicePixelRatio > 1 ? THUMB * 2 : THUMB },
     });
     return new Map(thumbnails.map((x) => [x.id, `data:${x.mime};base64,${x.data}`]));
   } catch {
