@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ARTIFACTS, serious_axe_violations
+from tests.browser import ARTIFACTS, requested, serious_axe_violations
 from tests.conftest import LiveServer
 from tests.gallery_data import LOGO_ID, RELABELLED, build_photos
 
@@ -81,9 +81,9 @@ def test_tiles_keep_their_aspect_ids_shorten_in_the_middle_and_boxes_are_drawn(p
     assert drawn[LOGO_ID]["width"] > 4 * drawn[LOGO_ID]["height"]
     # the first screen's thumbnails came in one request, at the tile's size, pinned to the version
     assert page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] img').get_attribute("src").startswith("data:image/")
-    batches = [u for _, u in page.watch.statuses if "/thumbnails" in u]
+    batches = requested(page, "/thumbnails")
     assert len(batches) == 1 and "version=" in batches[0]
-    assert not [u for _, u in page.watch.statuses if "/thumbnail?" in u]
+    assert not requested(page, "/thumbnail?")
     # a long id keeps its file name; the whole id is on hover and on the row page
     caption = page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] .meta.mono')
     assert caption.get_attribute("title") == LOGO_ID
