@@ -2,7 +2,8 @@
 
 Keys come as ``KEY`` (read-write) or ``KEY:ro`` / ``KEY:rw``, comma-separated. A key is sent as
 ``x-api-key: KEY`` or ``Authorization: Bearer KEY``. A read-only key may call every read, including
-the reads that are POSTs (query, fetch, search, count and their LanceDB-protocol forms).
+the reads that are POSTs (query, fetch, search, count, a batch of thumbnails and the LanceDB-protocol
+forms).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 UPLOADS_PATH = re.compile(r"^/api/v1/tables/[^/]+/uploads(/|$)")
 READ_POST_SUFFIXES = (
     "/query", "/fetch", "/search", "/count", "/describe", "/count_rows", "/version/list", "/tags/list",
-    "/tags/version", "/index/list", "/stats", "/explain_plan", "/analyze_plan", "/exists", "/list",
+    "/tags/version", "/index/list", "/stats", "/explain_plan", "/analyze_plan", "/exists", "/list", "/thumbnails",
 )
 
 

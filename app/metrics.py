@@ -8,6 +8,8 @@
 - ``lightbox_ingest_rows_total{table,outcome}``: rows written and skipped by uploads.
 - ``lightbox_cache_hits_total`` / ``lightbox_cache_misses_total{cache}``: table handles, id maps,
   thumbnails/resized images, read from the caches' own counters at scrape time.
+- ``lightbox_thumbnail_renders_total``: thumbnails and resized images rendered; a thumbnail made when its
+  row was written is read instead (``lightbox_thumbnail_kept_reads_total``).
 - ``lightbox_vector_index_builds_total`` / ``lightbox_vector_index_build_seconds_total``: the
   background builds, folds and merges of the Lance vector indexes search runs on, and the time they
   took; ``lightbox_index_build_seconds{type}``: Lance index builds asked for over HTTP (a histogram:
@@ -108,12 +110,20 @@ class CacheCollector(Collector):
             if stats is not None:
                 hits.add_metric([label], stats.hits)
                 misses.add_metric([label], stats.misses)
+        renders = CounterMetricFamily("lightbox_thumbnail_renders", "Thumbnails and resized images rendered (found "
+                                      "neither in memory nor kept beside their table)")
+        kept = CounterMetricFamily("lightbox_thumbnail_kept_reads", "Thumbnails read from the ones kept beside their "
+                                   "table (made when their rows were written)")
+        thumbnails = getattr(self.state, "thumbnailer", None)
+        if thumbnails is not None:
+            renders.add_metric([], thumbnails.cache.stats.builds)
+            kept.add_metric([], thumbnails.files.reads)
         keeper = getattr(getattr(self.state, "searcher", None), "indexes", None)
         stats = getattr(keeper, "stats", None)
         if stats is not None:
             builds.add_metric([], stats.builds)
             seconds.add_metric([], stats.build_seconds)
-        yield from (hits, misses, builds, seconds)
+        yield from (hits, misses, builds, seconds, renders, kept)
 
 
 class Observe:

@@ -98,3 +98,10 @@ class Watch:
         assert not self.problems, "\n".join(self.problems)
 
 
+
+
+def requested(page: object, fragment: str) -> list[str]:
+    """The URLs the page has requested that contain ``fragment``, from its own resource timing (in step
+    with the page, unlike the watch's response events, which may arrive after the page has moved on)."""
+    return page.evaluate("f => performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes(f))",
+                         fragment)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.browser import ARTIFACTS, Watch
+from tests.browser import ARTIFACTS, Watch, requested
 from tests.conftest import LiveServer
 from tests.gallery_data import CHANGED_ID, build_digits
 
@@ -153,7 +153,11 @@ def test_deep_tiffs_render_like_thumbnails_on_the_row_page(page: object, server:
     page.goto(f"{server.url}/#/t/deep")
     page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.naturalWidth > 0).length === 2")
     srcs = page.locator("#grid img").evaluate_all("imgs => imgs.map(i => i.getAttribute('src'))")
-    assert all("/thumbnail?" in s and "size=128" in s for s in srcs)  # a TIFF is not shown as is
+    assert all(s.startswith("data:image/") for s in srcs)  # a TIFF is not shown as is: its thumbnail is,
+    # the first screen's in one request
+    [batch] = requested(page, "/thumbnails")
+    assert batch.startswith(f"{server.url}/api/v1/tables/deep/thumbnails?version=")
+    assert not requested(page, "/thumbnail?")
     for name in ("ramp_uint16.tif", "ramp_float32.tif"):
         page.goto(f"{server.url}/#/t/deep/row/{name}")
         image = page.locator("#row-image")
@@ -254,10 +258,16 @@ def test_keys_prompt_and_a_read_only_key_cannot_write(browser: object, digits: d
         page.click('#key-form button[type="submit"]')
         page.wait_for_function("document.querySelectorAll('#grid a.cell').length === 100")
         page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.naturalWidth > 0)")
-        # thumbnails (a TIFF has no small original) cannot carry the key on <img>: they come as blobs
+        # a first screen's thumbnails come in one request that carries the key (a TIFF has no small original)
         page.goto(keyed.url + "/#/t/deep")
         page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.naturalWidth).length === 2")
-        assert page.locator("#grid img").first.get_attribute("src").startswith("blob:")
+        assert page.locator("#grid img").first.get_attribute("src").startswith("data:image/")
+        [batch] = requested(page, "/thumbnails")
+        assert batch.startswith(f"{keyed.url}/api/v1/tables/deep/thumbnails?version=")
+        # an image by URL cannot carry the key on <img>: it comes as a blob
+        page.goto(keyed.url + "/#/t/deep/row/ramp_uint16.tif")
+        page.wait_for_function("document.querySelector('#row-image')?.naturalWidth === 64")
+        assert page.locator("#row-image").get_attribute("src").startswith("blob:")
         page.goto(keyed.url + "/#/t/digits/history")
         page.fill('#tag-form input[name="name"]', "mine")
         page.click('#tag-form button[type="submit"]')

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ARTIFACTS, serious_axe_violations
+from tests.browser import ARTIFACTS, requested, serious_axe_violations
 from tests.conftest import LiveServer
 from tests.gallery_data import LOGO_ID, RELABELLED, build_photos
 
@@ -77,12 +77,13 @@ def test_tiles_keep_their_aspect_ids_shorten_in_the_middle_and_boxes_are_drawn(p
         d = drawn[row_id]
         assert abs(d["natural"] - w / h) / (w / h) < 0.03, (row_id, d)  # the thumbnail kept the shape
         assert abs(d["width"] / d["height"] - w / h) / (w / h) < 0.03, (row_id, d)  # and so does the tile
-        assert "size=128" in d["srcset"] and "size=256 2x" in d["srcset"], d  # sized to the tile, 2x for HiDPI
+        assert d["width"] <= 128 and d["height"] <= 128, d  # sized to the tile
     assert drawn[LOGO_ID]["width"] > 4 * drawn[LOGO_ID]["height"]
-    # the thumbnails are pinned to a version: cached for good
-    thumb = page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] img').get_attribute("src")
-    assert "version=" in thumb
-    assert page.request.get(server.url + thumb).headers["cache-control"] == "public, max-age=31536000, immutable"
+    # the first screen's thumbnails came in one request, at the tile's size, pinned to the version
+    assert page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] img').get_attribute("src").startswith("data:image/")
+    batches = requested(page, "/thumbnails")
+    assert len(batches) == 1 and "version=" in batches[0]
+    assert not requested(page, "/thumbnail?")
     # a long id keeps its file name; the whole id is on hover and on the row page
     caption = page.locator(f'#grid a.cell[data-id="{LOGO_ID}"] .meta.mono')
     assert caption.get_attribute("title") == LOGO_ID
@@ -210,6 +211,11 @@ def test_search_shows_the_query_image_or_row_above_results_with_distances(page: 
     assert "/rows/photos/astronaut.jpg/thumbnail" in page.locator("#query-image").get_attribute("src")
     assert "photos/astronaut.jpg" in page.locator("#search-query").inner_text()
     assert all("distance" in t for t in page.locator("#results .cell").all_inner_texts())
+    # a result tile by URL: a thumbnail pinned to the version (cached for good), sized to the tile, 2x for HiDPI
+    tile = page.locator(f'#results a.cell[data-id="{LOGO_ID}"] img')
+    thumb, srcset = tile.get_attribute("src"), tile.get_attribute("srcset")
+    assert "version=" in thumb and "size=128" in thumb and "size=256 2x" in srcset
+    assert page.request.get(server.url + thumb).headers["cache-control"] == "public, max-age=31536000, immutable"
     assert page.locator(f'#results a.cell[data-id="{LOGO_ID}"] svg.overlay rect.box').count() == 2  # as on the grid
 
 

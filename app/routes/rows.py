@@ -130,14 +130,13 @@ def get_thumbnail(table: str, row_id: str, request: Request, store: StoreDep, re
     check_id(row_id)
     snap = store.snapshot(table, ref)
     image = reader.image_ref(snap, row_id)
-    key = (image.sha256, pixels.check_size(size), format)
+    pixels.check_size(size)
     etag = f'"{image.sha256}-{size}-{format or "auto"}"'
     headers = {**version_headers(snap), "ETag": etag, "Cache-Control": IMMUTABLE if ref.pinned else "no-cache"}
     if etag_matches(request.headers.get("if-none-match"), etag.strip('"')):
         return Response(status_code=304, headers=headers)
-    rendered = request.app.state.thumbnails.rendered(key, lambda: pixels.render_thumbnail(
-        reader.image_bytes(snap, image), image.mime, size, format, request.app.state.decode_budget))
-    return Response(rendered[0], media_type=rendered[1], headers=headers)
+    data, mime = request.app.state.thumbnailer.get(snap, image, size, format)
+    return Response(data, media_type=mime, headers=headers)
 
 
 @router.get("/{row_id:path}")

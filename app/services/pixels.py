@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -200,6 +201,8 @@ class ThumbnailCache:
         """The rendering cached under ``key``, made by ``render`` (and kept) when there is none."""
         found = self.get(key)
         if found is None:
+            started = time.perf_counter()
             found = render()
+            self.stats.built(time.perf_counter() - started)
             self.put(key, found)
         return found

@@ -36,6 +36,7 @@ class UploadOptions:
     tag: str | None = None
     verify: str = "header"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    thumbnails: bool = True  # render and keep the gallery's thumbnails of the images written
     # one-shot writes only (not on the wire): refuse every row when one cannot be stored (the LanceDB
     # protocol's writes are all or nothing), and ids to delete in the same version, given the ids written
     strict: bool = False
@@ -70,6 +71,8 @@ class UploadOptions:
             check_name(self.branch, "branch")
         if self.tag is not None:
             check_tag_name(self.tag)
+        if not isinstance(self.thumbnails, bool):
+            raise BadRequest("thumbnails is true or false", option="thumbnails")
         if self.embed_text and not self.embed:
             raise Unprocessable("embed_text needs embed: the model that embeds that text column")
 

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from app.errors import Unprocessable
+from app.services import thumbnails
 from app.services.uploads.options import MAX_FILE_BYTES, UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec
 from app.store import Snapshot
@@ -53,6 +54,7 @@ class Outcome:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {row, file, reason, message}
     bytes: int = 0
     unchanged_ids: list[str] = field(default_factory=list)
+    thumbnails: list[tuple[int, bytes]] = field(default_factory=list)  # (row of ``batch``, its image) to render
 
     @property
     def unchanged(self) -> int:
@@ -105,6 +107,8 @@ def process(table: str, rows: pa.Table, plan: Plan, seen: Seen, opts: UploadOpti
     out.skipped.sort(key=lambda s: s["row"])
     if keep:
         out.batch = _assemble(table, rows, plan, keep, checks, sources, now, vectors)
+        if opts.thumbnails:
+            out.thumbnails = _thumbnail_sources(rows, keep, out.batch)
     return out
 
 
@@ -208,6 +212,17 @@ def _image_values(rows: pa.Table) -> list[bytes | None]:
     if pa.types.is_struct(column.type):  # {bytes, path} as Hugging Face writes it
         column = single(column).field("bytes")
     return column.to_pylist()
+
+
+def _thumbnail_sources(rows: pa.Table, keep: list[int], batch: pa.RecordBatch) -> list[tuple[int, bytes]]:
+    """The staged rows whose thumbnails are made now (``thumbnails.wanted``) with their image bytes."""
+    wanted = thumbnails.wanted(batch)
+    if not wanted:
+        return []
+    column = single(rows.column("image"))
+    if pa.types.is_struct(column.type):
+        column = column.field("bytes")
+    return list(zip(wanted, column.take(pa.array([keep[i] for i in wanted], pa.int64())).to_pylist(), strict=True))
 
 
 def _image_column(rows: pa.Table, keep: pa.Array) -> pa.Array:

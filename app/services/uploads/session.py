@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.errors import Conflict, LightboxError, NotFound, Unprocessable
+from app.services.thumbnails import prerender
 from app.services.uploads.options import UploadOptions
 from app.services.uploads.plan import Plan, VectorSpec, check_table, given_columns, plan_rows, table_vectors
 from app.services.uploads.rows import ROUTINE, WORKERS, Outcome, Seen, check_batch, process
@@ -43,6 +44,7 @@ from app.store.staging import (
     staged_files,
     stored_values,
 )
+from app.store.thumbnails import ThumbnailFiles
 from app.store.writes import check_tag_name, create_branch, default_author, tag_version
 from embeddings.registry import Registry
 
@@ -182,6 +184,9 @@ def add(store: Store, registry: Registry, session: Session, rows: pa.Table) -> d
         _count(session, rows.num_rows, out)
         if out.batch is not None:
             _write(store, session, out.batch, out.bytes)
+            if out.thumbnails:  # the gallery's thumbnails of what is written, made now rather than when first viewed
+                prerender(ThumbnailFiles(store), session.table, out.thumbnails, out.batch,
+                          session.threads() if WORKERS > 1 else None)
         if session.pending_rows >= STAGE_ROWS or session.pending_bytes >= session.stage_bytes:
             _flush(store, session, wait=False)
         session.touch()

@@ -66,3 +66,18 @@ export function shortId(id, max = 19) { // 19 characters of 11 px monospace fit 
   const rest = id.slice(0, id.length - name.length);
   return rest.slice(0, Math.max(1, head - 1)) + "…" + (head > 1 ? "/" : "") + name;
 }
+
+/** fn(item, i) over items, at most `limit` calls at once (the browser has six connections a host);
+ * the results in the items' order. fn handles its own errors. */
+export async function inParallel(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  async function worker() {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  }
+  await Promise.all(Array.from({ length: limit }, worker));
+  return out;
+}

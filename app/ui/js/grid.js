@@ -6,7 +6,7 @@ import { errorBox, formatValue, h } from "./dom.js";
 import { href } from "./route.js";
 import { facetPanel } from "./facets.js";
 import { annotationColumns, overlayColumns } from "./overlay.js";
-import { cell, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
+import { cell, firstScreen, scalarColumns, smallOriginals, SOURCE_COLUMNS, tabs } from "./table.js";
 
 const PAGE = 100;
 const SETTLE_MS = 1500; // the longest the first page's images hold back the count and facets
@@ -77,7 +77,7 @@ export function gridView(route, ctx) {
   const boxToggle = annotations ? h("label", {}, h("input", { type: "checkbox", id: "show-boxes", checked: drawBoxes,
     onchange: (e) => go({ boxes: e.target.checked ? "" : "0" }) }), " boxes") : null;
   const facets = facetPanel(table, pin, filter, (f) => go({ filter: f }));
-  root.append(tabs(route), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser, boxToggle),
+  root.append(tabs(route, info), form, errors, h("div.toolbar", {}, "sort", sortSelect, dirSelect, chooser, boxToggle),
     h("div.browse", {}, facets, h("div", {}, status, grid, sentinel)));
 
   let cursor = null;
@@ -100,7 +100,8 @@ export function gridView(route, ctx) {
     try {
       const page = await api(`${t(table)}/query`, { method: "POST", params: pin, json: { ...body, cursor } });
       if (images) {
-        const inline = await smallOriginals(table, page.rows, pin);
+        // the first screen in one or two requests; later pages by pinned URLs the browser keeps
+        const inline = await (loaded === 0 ? firstScreen : smallOriginals)(table, page.rows, pin);
         const frag = document.createDocumentFragment();
         for (const row of page.rows) {
           frag.append(cell(table, row, { pin, params, shown, inline, annotations: drawBoxes ? annotations : null }));

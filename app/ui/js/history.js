@@ -14,7 +14,7 @@ export async function historyView(route, ctx) {
   const { info } = ctx;
   const branch = info.branch || params.get("branch") || null;
   const log = await api(`${t(table)}/versions`, { params: { limit: "100", ...(branch ? { branch } : {}) } });
-  const root = h("section", { "aria-label": `history of ${table}` }, tabs(route));
+  const root = h("section", { "aria-label": `history of ${table}` }, tabs(route, info));
   const go = (changes) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) next.set(k, v);

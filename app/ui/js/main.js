@@ -2,6 +2,7 @@
 // to it (Escape, the back button) keeps its pages, scroll position and loaded images.
 
 import { api, getKey, askKey } from "./api.js";
+import { curateView, hasCurateColumns } from "./curate.js";
 import { errorBox, h } from "./dom.js";
 import { gridView } from "./grid.js";
 import { historyView } from "./history.js";
@@ -36,7 +37,8 @@ async function tablesView(route) {
           href: href("history", tb.name, { branch: n }), title: `what branch ${n} adds and changes` }, n)) : h("span.muted", {}, "none")),
         h("div", {}, "vectors: ", info.embeddings.length ? info.embeddings.map((e) => h("span.pill.vec", {}, `${e.column} · ${e.model} · ${e.dim}d`)) : h("span.muted", {}, "none")),
       ],
-      h("div.toolbar", {}, h("a", { href: href("search", tb.name) }, "search"), "·", h("a", { href: href("history", tb.name) }, "history")));
+      h("div.toolbar", {}, h("a", { href: href("search", tb.name) }, "search"), "·", h("a", { href: href("history", tb.name) }, "history"),
+        !info.error && hasCurateColumns(info) ? ["·", h("a", { href: href("curate", tb.name) }, "curate")] : null));
   })));
   return root;
 }
@@ -79,6 +81,7 @@ async function render() {
       } else setTimeout(() => refBar(route, ctx.info).catch(() => {}), 50); // after the view's own first requests
       if (route.view === "grid") { /* built above */ } else if (route.view === "row") el = await rowView(route, ctx);
       else if (route.view === "search") el = searchView(route, ctx);
+      else if (route.view === "curate") el = await curateView(route, ctx);
       else el = await historyView(route, ctx);
     }
     if (id !== renderId) return;
@@ -94,7 +97,7 @@ function parent(route) {
   if (route.view === "tables") return null;
   if (route.view === "grid") return href("tables");
   const keep = new URLSearchParams(route.params);
-  for (const k of ["like", "text", "from", "to"]) keep.delete(k);
+  for (const k of ["like", "text", "from", "to", "written"]) keep.delete(k);
   return href("grid", route.table, keep);
 }
 

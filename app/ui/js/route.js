@@ -3,6 +3,7 @@
 //   #/t/<table>?tag=v1&filter=...&sort=label%20desc&cols=label,split     grid (&view=NAME: a saved view)
 //   #/t/<table>/row/<id>?...         one row        #/t/<table>/search?...   search
 //   #/t/<table>/history?from=..&to=..                version log and diff
+//   #/t/<table>/curate?label=..                      label issues, duplicate groups, saved views
 
 export const REF_KEYS = ["version", "tag", "branch", "as_of"];
 
@@ -17,6 +18,7 @@ export function parse(hash = location.hash) {
   if (parts[2] === "row" && parts.length > 3) return { ...route, view: "row", id: parts.slice(3).join("/") };
   if (parts[2] === "search") return { ...route, view: "search" };
   if (parts[2] === "history") return { ...route, view: "history" };
+  if (parts[2] === "curate") return { ...route, view: "curate" };
   return route;
 }
 
@@ -28,7 +30,7 @@ export function href(view, table, params, id) {
   if (view === "tables" || !table) return `#/${qs}`;
   const base = `#/t/${encodeURIComponent(table)}`;
   if (view === "row") return `${base}/row/${encodeURIComponent(id)}${qs}`;
-  if (view === "search" || view === "history") return `${base}/${view}${qs}`;
+  if (view === "search" || view === "history" || view === "curate") return `${base}/${view}${qs}`;
   return `${base}${qs}`;
 }
 

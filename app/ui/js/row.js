@@ -2,7 +2,7 @@
 // every column, a download of the original bytes, and the row's history across recent versions.
 
 import { api, apiUrl, getKey, imageUrl, rowPath, setImage, t } from "./api.js";
-import { changedColumns, errorBox, formatBytes, formatTime, formatValue, h } from "./dom.js";
+import { changedColumns, errorBox, formatBytes, formatTime, formatValue, h, inParallel } from "./dom.js";
 import { href } from "./route.js";
 import { annotationColumns, overlay } from "./overlay.js";
 import { BROWSER_IMAGES, tabs, thumbUrl } from "./table.js";
@@ -43,7 +43,7 @@ export async function rowView(route, ctx) {
     ? h("a", { href: href("search", table, withLike(params, id)), id: "more-like-this" }, "More like this") : null;
   const history = h("div", { id: "row-history" }, h("p.muted", {}, "reading the row at recent versions…"));
   root.append(
-    tabs(route),
+    tabs(route, info),
     h("h1.mono", {}, id),
     h("div.row-page", {},
       picture,
@@ -71,20 +71,14 @@ async function rowHistory(table, id, ctx, params) {
   if (info.branch) return h("p.muted", {}, "Row history is shown for versions on main.");
   const log = await api(`${t(table)}/versions`, { params: { limit: String(HISTORY_VERSIONS + 1), cursor: String(info.version + 1) } });
   const versions = log.slice(0, HISTORY_VERSIONS).reverse(); // oldest first
-  const states = new Array(versions.length);
-  let next = 0;
-  async function worker() {
-    while (next < versions.length) {
-      const i = next++;
-      try {
-        const r = await api(`${t(table)}/fetch`, { method: "POST", params: { version: String(versions[i].version) }, json: { ids: [id] } });
-        states[i] = r.rows[0] || null;
-      } catch {
-        states[i] = UNREADABLE; // e.g. a version pruned by optimize: skipped
-      }
+  const states = await inParallel(versions, PARALLEL, async (v) => {
+    try {
+      const r = await api(`${t(table)}/fetch`, { method: "POST", params: { version: String(v.version) }, json: { ids: [id] } });
+      return r.rows[0] || null;
+    } catch {
+      return UNREADABLE; // e.g. a version pruned by optimize: skipped
     }
-  }
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
+  });
   const events = [];
   const truncated = log.length > HISTORY_VERSIONS;
   let before = truncated ? undefined : null; // undefined: not known before the window

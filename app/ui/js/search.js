@@ -43,7 +43,7 @@ export function queryPanel(query) {
 export function searchView(route, ctx) {
   const { table, params } = route;
   const { info, pin } = ctx;
-  const root = h("section", { "aria-label": `search ${table}` }, tabs(route));
+  const root = h("section", { "aria-label": `search ${table}` }, tabs(route, info));
   const fullText = (info.indexes || []).some((i) => String(i.type).toUpperCase() === "INVERTED");
   if (!info.embeddings.length && !fullText) {
     root.append(h("p.muted", {}, "This table has no vector column and no full-text index; add vectors with " +

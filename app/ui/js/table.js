@@ -35,6 +35,7 @@ export function thumbUrl(table, id, pin, size = THUMB) {
 }
 
 const SMALL_BYTES = 8 * 1024;
+const BATCH = 200; // thumbnails one POST /thumbnails may ask for
 export const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"]);
 /** The columns that let a cell pick how to show its image (see isSmall). */
 export const SOURCE_COLUMNS = ["mime", "width", "height", "size_bytes"];
@@ -56,6 +57,30 @@ export async function smallOriginals(table, rows, pin) {
     });
     const mime = new Map(small.map((r) => [r.id, r.mime]));
     return new Map(found.filter((r) => r.image).map((r) => [r.id, `data:${mime.get(r.id)};base64,${r.image}`]));
+  } catch {
+    return new Map(); // the cells fall back to one request each
+  }
+}
+
+/** A screen's images (a grid's first page, the curation page's lists) in at most two requests, made
+ * together: the small originals (smallOriginals) and the others' thumbnails at the tile's size for this
+ * screen (POST /thumbnails), rather than a request each over the browser's six connections. Returns
+ * id -> data: URL; the rows it does not cover (an error, past BATCH) get their pinned thumbnail URLs,
+ * as every later page of the grid does. */
+export async function firstScreen(table, rows, pin) {
+  const [small, thumbs] = await Promise.all([smallOriginals(table, rows, pin),
+    thumbnailBatch(table, rows.filter((r) => !isSmall(r)), pin)]);
+  return new Map([...small, ...thumbs]);
+}
+
+async function thumbnailBatch(table, rows, pin) {
+  if (!rows.length) return new Map();
+  try {
+    const ids = [...new Set(rows.map((r) => r.id))].slice(0, BATCH); // the rest by URL
+    const { thumbnails } = await api(`${t(table)}/thumbnails`, {
+      method: "POST", params: pin, json: { ids, size: window.devicePixelRatio > 1 ? THUMB * 2 : THUMB },
+    });
+    return new Map(thumbnails.map((x) => [x.id, `data:${x.mime};base64,${x.data}`]));
   } catch {
     return new Map(); // the cells fall back to one request each
   }
@@ -91,15 +116,17 @@ function fmt(v) {
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
-/** The tabs of a table page, carrying the ref (and filter) along. */
-export function tabs(route) {
+/** The tabs of a table page, carrying the ref (and filter) along; Curate where the table has vectors to
+ * curate by, or the columns curate wrote. */
+export function tabs(route, info) {
   const keep = new URLSearchParams(route.params);
-  for (const k of ["like", "text", "from", "to"]) keep.delete(k);
+  for (const k of ["like", "text", "from", "to", "written"]) keep.delete(k);
   const tab = (view, label) => h("a", {
     href: href(view, route.table, keep), "aria-current": route.view === view ? "page" : null,
   }, label);
+  const curate = !info || info.embeddings.length || info.schema.some((c) => c.name === "label_issue" || c.name === "duplicate_of");
   return h("nav.toolbar", { "aria-label": "table views" }, tab("grid", "Grid"), "·", tab("search", "Search"), "·",
-    tab("history", "History"));
+    tab("history", "History"), curate ? ["·", tab("curate", "Curate")] : null);
 }
 
 /** Tags the service keeps for itself (a clone's guard on its source version): hidden unless asked for. */
