@@ -106,3 +106,18 @@ def test_a_quantized_index_is_held_whole_in_a_cache_sized_for_it(tmp_path: Path,
     replica = Store(str(tmp_path / "small-cache"), refresh_seconds=0.0, index_cache_bytes=4096)
     IndexKeeper(replica, min_rows=1000).notice(("v", 1), "v")
     assert replica._index_caches["v"] >= described.total_size_bytes
+
+
+def test_more_new_rows_than_the_budget_holds_are_indexed_by_a_rebuild_in_segments(grown) -> None:
+    store, _, centres = grown
+    keeper = IndexKeeper(store, min_rows=1000, budget=64 * 1024)  # 512 vectors of 128 B
+    keeper.fold("v")
+    rng = np.random.default_rng(4)
+    first = 3000
+    for count, action in ((100, "folded"), (1000, "rebuilt")):
+        lance.write_dataset(_rows(_mixture(rng, centres, count), first), store.table_uri("v"), mode="append")
+        first += count
+        store.invalidate("v")
+        [step] = keeper.fold("v")
+        assert step["action"] == action
+    assert store.latest("v").stats.index_stats("vector_idx")["num_unindexed_rows"] == 0
