@@ -106,6 +106,19 @@ async def load_qps(base: str, path: str, bodies: list[dict[str, Any]], connectio
         return len(latencies) / (time.perf_counter() - began), float(np.median(latencies))
 
 
+def add_once_more(tbl: Any, rows: Any, server: Any) -> None:
+    """``tbl.add``, tried once more when the request failed but the server lives (a dropped connection);
+    a server that died is reported."""
+    try:
+        tbl.add(rows)
+    except Exception:
+        if server.proc.poll() is not None:
+            log(f"the server exited ({server.proc.returncode}): see its server.log")
+            raise
+        log("an append failed with the server alive: trying it once more")
+        tbl.add(rows)
+
+
 def disk_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
 
@@ -135,7 +148,7 @@ def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             if tbl is None:
                 tbl = db.create_table("vectors", rows)
             else:
-                tbl.add(rows)
+                add_once_more(tbl, rows, server)
             if start // args.batch % 10 == 0:
                 log(f"loaded {start + len(x):,} rows, server RSS {watch.peak / 2**20:,.0f} MiB at most so far")
         out["load_s"] = time.perf_counter() - began
@@ -251,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parent = Path(tempfile.mkdtemp(prefix="lightbox-scale-", dir=args.root))
     try:
         out = measure(parent / "root", args)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    except BaseException:
+        log(f"kept for a look: {parent} (the data root and server.log)")
+        raise
+    shutil.rmtree(parent, ignore_errors=True)
     text = report(out, args, command, (start_load, " / ".join(f"{v:.1f}" for v in os.getloadavg())))
     print(text)
     if not args.no_record:
