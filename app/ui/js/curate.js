@@ -250,7 +250,7 @@ async function duplicateGroups(env, out) {
         : h("p.muted", {}, `original ${original} is not in this version`)), copyCells);
   });
   out.replaceChildren(h("h2", {}, "Duplicate groups"),
-    h("p.muted", {}, `${copies.length}${copies.length === COPIES ? "+" : ""} rows are copies of another row (duplicate_of): ` +
+    h("p.muted", {}, `${copies.length}${copies.length === COPIES ? "+" : ""} ${copies.length === 1 ? "row is a copy" : "rows are copies"} of another row (duplicate_of): ` +
       "each group shows the original first, then its copies."),
     groups.length ? h("div.groups", { id: "groups" }, groups) : h("p.muted", {}, "No duplicates."));
 }
