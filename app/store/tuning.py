@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from app.store.index_build import vector_bytes
+from app.store.index_build import FLAT, vector_bytes
 
 PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 # The sampled vectors are the table's own rows (their own hit left out). On the benchmark's mixture they
@@ -33,7 +33,7 @@ PROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 # chose 12 (0.988: three times the rows read for recall nobody asked).
 HELD_OUT_MARGIN = 0.015
 # Index types whose probed lists hold the raw vectors: their recall is set by the probe count alone.
-EXACT_TYPES = ("IVF_FLAT", "IVF_HNSW_FLAT")
+EXACT_TYPES = (FLAT, "IVF_HNSW_FLAT")
 # Refine factors tried with a quantized index (RaBitQ at 5 bits needs 2 on the benchmark's mixture at
 # 1M; IVF_PQ with 48 sub-vectors needed 20 for 0.95 there).
 REFINE_STEPS = (2, 5, 10, 20, 50)
