@@ -107,7 +107,11 @@ class FastSearch:
                 return
             group, self._waiting[key] = group[:MAX_BATCH], group[MAX_BATCH:]  # later arrivals gather here
             try:
-                found = await run_in_threadpool(searcher.search_prepared, [p for p, _ in group])
+                batch = [p for p, _ in group]
+                if searcher.held(batch[0]):  # from memory: quicker here than a hop to a worker thread
+                    found = searcher.search_prepared(batch)
+                else:
+                    found = await run_in_threadpool(searcher.search_prepared, batch)
             except Exception as exc:
                 for _, future in group:
                     if not future.done():

@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              recall_target=settings.recall_target, sample=settings.recall_sample,
                              delay=settings.index_quiet_seconds, max_wait=settings.index_max_wait_seconds,
                              budget=settings.index_memory_bytes, flat_limit=settings.flat_index_max_bytes,
-                             cache_limit=settings.quantized_index_cache_bytes)
+                             cache_limit=settings.quantized_index_cache_bytes,
+                             resident=settings.resident_index_bytes)
         if not settings.writer_url and settings.background_indexing:  # a read replica never commits
             app.state.store.on_change(keeper.notify)  # every local write queues a background fold
             keeper.start()

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -118,12 +118,19 @@ class CacheCollector(Collector):
         if thumbnails is not None:
             renders.add_metric([], thumbnails.cache.stats.builds)
             kept.add_metric([], thumbnails.files.reads)
+        resident = CounterMetricFamily("lightbox_resident_searches", "Vector searches answered from an index's "
+                                       "lists held in memory (app/store/resident.py), not by Lance's planner")
+        held = GaugeMetricFamily("lightbox_resident_index_bytes", "Bytes of index lists held in memory")
         keeper = getattr(getattr(self.state, "searcher", None), "indexes", None)
         stats = getattr(keeper, "stats", None)
         if stats is not None:
             builds.add_metric([], stats.builds)
             seconds.add_metric([], stats.build_seconds)
-        yield from (hits, misses, builds, seconds, renders, kept)
+        lists = getattr(keeper, "resident", None)
+        if lists is not None:
+            resident.add_metric([], lists.searches)
+            held.add_metric([], lists.held_bytes())
+        yield from (hits, misses, builds, seconds, renders, kept, resident, held)
 
 
 class Observe:

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # (index_cache_bytes above is too small for one: its partitions are decoded as they are read, and
     # decoding them again at every search made them 20x slower), up to this many bytes.
     quantized_index_cache_bytes: int = Field(default=4 * 1024**3, ge=0)
+    # IVF_FLAT indexes are searched from a copy of their lists in memory, up to this many bytes for all
+    # tables together (0: every search goes through Lance's planner, 1.5-2 CPU-ms of fixed cost a call;
+    # the copy answers in a few hundredths of that: app/store/resident.py).
+    resident_index_bytes: int = Field(default=512 * 1024**2, ge=0)
     # A burst of writes is one index build: the keeper waits until a table's writes have been quiet
     # this long (but no longer than index_max_wait_seconds after the first) before it builds or folds.
     index_quiet_seconds: float = Field(default=2.0, ge=0)

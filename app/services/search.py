@@ -139,6 +139,12 @@ class Searcher:
                                           refine_factor=first.refine_factor, columns=first.columns)
         return [hits_table(f, first.columns, first.metric) for f in found]
 
+    def held(self, prepared: Prepared) -> bool:
+        """Whether the index answers this query from memory (``app/store/resident.py``): a fraction of a
+        millisecond, so the caller may search on its own thread."""
+        p = prepared
+        return self.indexes.held(p.snap, p.column, p.k, p.metric, p.nprobes, p.refine_factor)
+
     def _can_embed(self, field: pa.Field, kind: str) -> bool:
         """Whether the model a vector column records can embed a ``kind`` query (loads it if need be)."""
         model = vector_meta(field).get("model")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import lance
@@ -43,8 +44,9 @@ class Snapshot:
         return (self.name, self.branch, self.version, self.stamp)
 
     # -- what it holds -----------------------------------------------------------------------
-    @property
+    @cached_property
     def schema(self) -> pa.Schema:
+        """The version's schema (pylance builds it anew at each call: a search asks for it three times)."""
         return self._ds.schema
 
     def count(self, filter: str | None = None) -> int:

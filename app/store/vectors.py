@@ -57,6 +57,7 @@ from app.store.commits import retry_commit
 from app.store.config import CONFIG_PREFIX, update_config
 from app.store.index_build import FLAT, QUANTIZED, build_ivf, deltas_to_merge, index_type_for, vector_bytes
 from app.store.keywords import fold_text_indexes
+from app.store.resident import ResidentIndexes
 from app.store.schema import is_vector, vector_meta
 from app.store.snapshot import Snapshot
 from app.store.stats import CacheStats
@@ -114,7 +115,8 @@ class IndexKeeper:
 
     def __init__(self, store: Store, *, min_rows: int = 10_000, recall_target: float = 0.95,
                  sample: int = 200, k: int = 10, delay: float = 2.0, max_wait: float = 30.0,
-                 budget: int = 1024**3, flat_limit: int = 1024**3, cache_limit: int = 4 * 1024**3) -> None:
+                 budget: int = 1024**3, flat_limit: int = 1024**3, cache_limit: int = 4 * 1024**3,
+                 resident: int = 0) -> None:
         self.store = store
         self.min_rows = min_rows
         self.recall_target = recall_target
@@ -136,6 +138,10 @@ class IndexKeeper:
         self.stats = CacheStats()  # builds and folds with the seconds they took, for /metrics
         self._parts: dict[tuple[str, frozenset[str]], int] = {}  # partitions per index state
         self.batches = Coalescer()  # concurrent searches of one kind, one Lance call
+        self.resident = ResidentIndexes(resident)  # small IVF_FLAT indexes searched from memory
+        # per snapshot and search parameters, Lance's ``nearest`` parameters and the column's index: a
+        # version's indexes and tuning never change, and reading them costs more than a resident search
+        self._specs: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any] | None]] = OrderedDict()
 
     # -- the worker -------------------------------------------------------------------------
     def start(self) -> None:
@@ -348,6 +354,10 @@ class IndexKeeper:
         spec = self._spec(snap, column, k, metric, matching, nprobes, refine_factor)
         spec["q"] = np.asarray(query, np.float32)
         wanted = [*(columns or []), "_distance"]
+        view = self._resident(snap, column, k, metric, nprobes, refine_factor) if predicate is None else None
+        if view is not None:
+            return self.resident.hits(snap, view, self.resident.search(view, [spec["q"]], k, spec["nprobes"]),
+                                      wanted)[0]
         if predicate is not None or "use_index" in spec or not self._batchable(snap, column, spec["q"]):
             return snap._ds.to_table(columns=wanted, nearest=spec, filter=predicate, prefilter=predicate is not None,
                                      with_row_id=True)
@@ -361,15 +371,36 @@ class IndexKeeper:
         spec = self._spec(snap, column, k, metric, None, nprobes, refine_factor)
         wanted = [*(columns or []), "_distance"]
         queries = [np.asarray(q, np.float32) for q in queries]
+        view = self._resident(snap, column, k, metric, nprobes, refine_factor)
+        if view is not None:
+            return self.resident.hits(snap, view, self.resident.search(view, queries, k, spec["nprobes"]), wanted)
         if "use_index" in spec or not self._batchable(snap, column, queries[0]):
             return [_search_many(snap._ds, spec, wanted, [q])[0] for q in queries]
         return _search_many(snap._ds, spec, wanted, queries)
 
     def _spec(self, snap: Snapshot, column: str, k: int, metric: str, matching: int | None, nprobes: int | None,
               refine_factor: int | None) -> dict[str, Any]:
-        """Lance's ``nearest`` parameters (without the query) for one search of this snapshot."""
+        """Lance's ``nearest`` parameters (without the query) for one search of this snapshot (a copy)."""
+        return dict(self._planned(snap, column, k, metric, matching, nprobes, refine_factor)[0])
+
+    def _planned(self, snap: Snapshot, column: str, k: int, metric: str, matching: int | None, nprobes: int | None,
+                 refine_factor: int | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``_spec`` and the column's index, remembered per snapshot and parameters."""
+        key = (snap._ds.uri, snap.key, column, k, metric, matching, nprobes, refine_factor)
+        with self._cond:
+            planned = self._specs.get(key)
+        if planned is None:
+            found = vector_indexes(snap._ds).get(column)
+            planned = (self._plan(snap, column, found, k, metric, matching, nprobes, refine_factor), found)
+            with self._cond:
+                self._specs[key] = planned
+                while len(self._specs) > 4096:
+                    self._specs.popitem(last=False)
+        return planned
+
+    def _plan(self, snap: Snapshot, column: str, found: dict[str, Any] | None, k: int, metric: str,
+              matching: int | None, nprobes: int | None, refine_factor: int | None) -> dict[str, Any]:
         ds = snap._ds
-        found = vector_indexes(ds).get(column)
         spec: dict[str, Any] = {"column": column, "k": k, "metric": LANCE_METRICS.get(metric, "L2")}
         if found is not None:
             tuning = self.tuning(ds, column, found)
@@ -393,6 +424,21 @@ class IndexKeeper:
                 if refine:
                     spec["refine_factor"] = int(refine)
         return spec
+
+    def held(self, snap: Snapshot, column: str, k: int, metric: str, nprobes: int | None,
+             refine_factor: int | None) -> bool:
+        """Whether an unfiltered search of this snapshot is answered from memory (``app/store/resident.py``):
+        it then takes a fraction of a millisecond, and its caller need not move it off the event loop."""
+        return self._resident(snap, column, k, metric, nprobes, refine_factor) is not None
+
+    def _resident(self, snap: Snapshot, column: str, k: int, metric: str, nprobes: int | None,
+                  refine_factor: int | None) -> Any:
+        """The resident view that answers an unfiltered search, or None (Lance does): an IVF_FLAT index
+        probed without a refine step, not exhaustively."""
+        spec, found = self._planned(snap, column, k, metric, None, nprobes, refine_factor)
+        if found is None or "nprobes" not in spec or spec.get("refine_factor") or "use_index" in spec:
+            return None
+        return self.resident.view(snap, column, found, metric)
 
     def _batchable(self, snap: Snapshot, column: str, query: np.ndarray) -> bool:
         """Whether a batch of searches on this snapshot stays small: Lance copies the vectors of the
