@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from app import lancedb_compat
 from app.auth import ApiKeys, RequireKey
+from app.blas import BlasThreads
 from app.errors import LightboxError, StorageFailed, StoreUnreachable
 from app.fast_image import FastImage
 from app.fast_search import FastSearch
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         heap = HeapKeeper(settings.malloc_arena_max, settings.heap_trim_seconds).start()
+        blas = BlasThreads(settings.blas_threads).start()
         app.state.store = Store(settings.uri, storage_options=storage_options or None,
                                 refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size,
                                 index_cache_bytes=settings.index_cache_bytes,
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.uploads.close()
             keeper.close()
             heap.close()
+            blas.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)

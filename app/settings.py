@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # glibc only: malloc arenas (0: glibc's default, 8 per core) and how often free heap pages go back to
     # the system (0: never); see app/heap.py.
     malloc_arena_max: int = Field(default=2, ge=0)
+    # BLAS threads for numpy's products in the request path (0: the library's default, a thread per
+    # core that spins after each small product; see app/blas.py).
+    blas_threads: int = Field(default=1, ge=0)
     heap_trim_seconds: float = Field(default=10.0, ge=0)
     # Bytes the background index work may hold at once: a build goes by segments of fragments whose
     # vectors fit it, and the recall measurement's batches are sized by it.

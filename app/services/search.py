@@ -84,6 +84,7 @@ class Searcher:
         self.store, self.reader, self.registry = store, reader, registry
         self.indexes = indexes or IndexKeeper(store)
         self._filters: OrderedDict[tuple[Any, ...], tuple[str, int]] = OrderedDict()
+        self._shapes: OrderedDict[tuple[Any, ...], tuple[pa.Field, list[str], str]] = OrderedDict()
         self._lock = threading.Lock()
 
     def search(self, name: str, ref: Ref, spec: SearchSpec) -> tuple[Snapshot, pa.Table]:
@@ -122,13 +123,21 @@ class Searcher:
             return None
         if not 1 <= spec.k <= MAX_K:
             raise InvalidQuery(f"k must be between 1 and {MAX_K}")
-        field = vector_column(snap.schema, spec.column)
-        columns = search_columns(snap.schema, spec.columns)
+        key = (snap.key, spec.column, tuple(spec.columns) if spec.columns is not None else None)
+        with self._lock:
+            shape = self._shapes.get(key)
+        if shape is None:  # the column, the hits' columns and the metric: per version, not per request
+            field = vector_column(snap.schema, spec.column)
+            shape = (field, search_columns(snap.schema, spec.columns), vector_meta(field).get("metric", "l2"))
+            with self._lock:
+                self._shapes[key] = shape
+                while len(self._shapes) > 256:
+                    self._shapes.popitem(last=False)
+        field, columns, metric = shape
         query, _ = self._query_vector(snap, field, spec)
         if snap.branch is None:
             self.indexes.notice(snap.key, snap.name)
-        return Prepared(snap, field.name, columns, query, vector_meta(field).get("metric", "l2"), spec.k,
-                        spec.nprobes, spec.refine_factor)
+        return Prepared(snap, field.name, list(columns), query, metric, spec.k, spec.nprobes, spec.refine_factor)
 
     def search_prepared(self, batch: list[Prepared]) -> list[pa.Table]:
         """The hits of prepared queries that share their snapshot, column and parameters (``Prepared.key``),

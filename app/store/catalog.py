@@ -86,6 +86,7 @@ class Store:
                                 else storage_options or None)
         self.refresh_seconds = refresh_seconds
         self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
+        self._heads: dict[tuple[str, str | None], Snapshot] = {}  # cached_snapshot's answer for each latest
         self.stats = CacheStats()  # pinned-version handles, for /metrics
         self._pinned: OrderedDict[tuple[str, str | None, int], tuple[lance.LanceDataset, datetime]] = OrderedDict()
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
@@ -283,6 +284,8 @@ class Store:
         with self._lock:
             for key in [k for k in self._latest if k[0] == name]:
                 del self._latest[key]
+            for key in [k for k in self._heads if k[0] == name]:
+                del self._heads[key]
         self.changed(name)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
@@ -370,7 +373,11 @@ class Store:
             return None
         _, head, stamp = cached
         if ref.version is None or ref.version == head.version:
-            return Snapshot(name, head, head.version, ref.branch, stamp)
+            key = (name, ref.branch)
+            snap = self._heads.get(key)
+            if snap is None or snap._ds is not head or snap.stamp != stamp:
+                snap = self._heads[key] = Snapshot(name, head, head.version, ref.branch, stamp)
+            return snap  # the same object while latest stays: what it computed once (its schema) stays
         found = self.stats.lookup(self._pinned, (name, ref.branch, ref.version), self._lock)
         return None if found is None else Snapshot(name, found[0], ref.version, ref.branch, found[1])
 

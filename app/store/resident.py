@@ -236,7 +236,8 @@ class ResidentIndexes:
             q = q / np.linalg.norm(q, axis=1, keepdims=True)
         parts = len(lists.centroids)
         nprobes = min(nprobes, parts)
-        closeness = lists.centroid_norms[None, :] - 2.0 * (q @ lists.centroids.T)
+        # (centroids @ q.T).T: OpenBLAS took 2x longer a query for q @ centroids.T at batches of 2 to 8
+        closeness = lists.centroid_norms[None, :] - 2.0 * (lists.centroids @ q.T).T
         probes = (closeness.argpartition(nprobes - 1, axis=1)[:, :nprobes] if nprobes < parts
                   else np.broadcast_to(np.arange(parts), (len(q), parts)))
         scale = 2.0 if view.metric == "l2" else 1.0
