@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +36,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.access_log import LOGGERS, access_logger, status_line
 
 CLIENT_CLOSED = 499  # the client left before its request was read (nginx's code): never counted as a 5xx
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -140,7 +141,8 @@ class Observe:
     def __init__(self, app: ASGIApp, *, public_metrics: bool = False, access_log: str | None = None) -> None:
         self.app = app
         self.public_metrics = public_metrics
-        self.log = access_logger() if access_log == "json" else None
+        self.kind = access_log if access_log in LOGGERS else None  # "text", "json", or no access log
+        self.log = access_logger(self.kind) if self.kind is not None else None
         self.clock = Seconds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -172,16 +174,24 @@ class Observe:
             if metrics is not None:
                 metrics.served(scope["method"], route, facts["status"], elapsed)
             if self.log is not None and self.log.isEnabledFor(logging.INFO):
-                line = orjson.dumps({
-                    "ts": self.clock.now(), "method": scope["method"],
-                    "path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
-                    "route": route, "status": facts["status"], "bytes": facts["bytes"],
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "request_id": scope.get("state", {}).get("request_id"),
-                    "client": (scope.get("client") or ("", 0))[0],
-                }).decode()
-                # the record made directly: ``info()`` would also walk the stack for a caller nobody logs
-                self.log.handle(logging.LogRecord(self.log.name, logging.INFO, __file__, 0, line, None, None))
+                self._log_line(scope, route, facts, elapsed)
+
+    def _log_line(self, scope: Scope, route: str, facts: dict[str, int], elapsed: float) -> None:
+        assert self.log is not None
+        if self.kind == "text":
+            line = status_line(scope.get("client"), scope["method"], scope["path"], scope.get("query_string", b""),
+                               scope.get("http_version", "1.1"), facts["status"])
+        else:
+            line = orjson.dumps({
+                "ts": self.clock.now(), "method": scope["method"],
+                "path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
+                "route": route, "status": facts["status"], "bytes": facts["bytes"],
+                "duration_ms": round(elapsed * 1000, 3),
+                "request_id": scope.get("state", {}).get("request_id"),
+                "client": (scope.get("client") or ("", 0))[0],
+            }).decode()
+        # the record made directly: ``info()`` would also walk the stack for a caller nobody logs
+        self.log.handle(logging.LogRecord(self.log.name, logging.INFO, __file__, 0, line, None, None))
 
 
 class Seconds:
@@ -210,23 +220,3 @@ async def send_metrics(metrics: Metrics, send: Send) -> None:
                 "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-class MessageOnly(logging.Formatter):
-    """The record's message as it is: an access-log line is already the JSON object it writes."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return record.getMessage()
-
-
-def access_logger() -> logging.Logger:
-    """``lightbox.access``: one JSON object a line on stderr."""
-    log = logging.getLogger("lightbox.access")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    if not any(getattr(h, "lightbox_access", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(MessageOnly())
-        handler.lightbox_access = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    return log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,8 +120,10 @@ class Settings(BaseSettings):
     # Build, fold and tune vector indexes on a background thread after writes (off for a short-lived
     # process such as the command line: POST .../optimize still does that work when asked).
     background_indexing: bool = True
-    # "json": one JSON line per request on stderr (logger lightbox.access); unset: uvicorn's own log.
-    access_log: str | None = None
+    # A line per request (app/access_log.py): "text", uvicorn's line on stdout (what `lightbox serve`
+    # writes when this is unset); "json", a JSON object on stderr (logger lightbox.access); "off": none.
+    # Unset in a process that hosts the app itself (the command line on a data root): none.
+    access_log: Literal["text", "json", "off"] | None = None
     # true: GET /metrics needs no API key even when keys are set (a scraper on a private network).
     metrics_public: bool = False
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.access_log import LOGGERS, Batched
 from tests.conftest import InProcess, Lines
 
 
@@ -98,6 +101,35 @@ def test_json_access_log(in_process: Callable[..., InProcess], root: str, access
     assert entry["method"] == "GET" and entry["status"] == 200 and entry["path"].endswith("/rows/3/00003.png")
     assert entry["route"] == "/api/v1/tables/{table}/rows/{row_id:path}" and entry["duration_ms"] > 0
     assert entry["bytes"] == len(r.content)
+
+
+def test_text_access_log_is_uvicorns_line_written_in_batches(in_process: Callable[..., InProcess], root: str) -> None:
+    lines = Lines()
+    log = logging.getLogger(LOGGERS["text"])
+    log.addHandler(lines)
+    try:
+        server = in_process(root, access_log="text")
+        with server.http() as http:
+            assert http.get("/api/v1/tables/digits/rows/3/00003.png", params={"w": "8"}).status_code == 200
+            assert http.get("/api/v1/tables/nope").status_code == 404
+        deadline = time.monotonic() + 5
+        while len(lines.lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        log.removeHandler(lines)
+    fetched = r'INFO: {5}\S+ - "GET /api/v1/tables/digits/rows/3/00003\.png\?w=8 HTTP/1\.1" 200 OK'
+    assert re.fullmatch(fetched, lines.lines[0])
+    assert lines.lines[1].endswith('"GET /api/v1/tables/nope HTTP/1.1" 404 Not Found')
+    # the stream gets them together: one write for what came within a tenth of a second
+    stream = io.StringIO()
+    batched = Batched(stream)
+    for n in range(3):
+        batched.emit(logging.LogRecord("x", logging.INFO, __file__, 0, f"line {n}", None, None))
+    assert stream.getvalue() == ""
+    deadline = time.monotonic() + 5
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stream.getvalue() == "line 0\nline 1\nline 2\n"
 
 
 def test_resize_on_fetch(in_process: Callable[..., InProcess], root: str, digits_dir: Path) -> None:

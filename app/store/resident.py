@@ -240,15 +240,16 @@ class ResidentIndexes:
         closeness = lists.centroid_norms[None, :] - 2.0 * (lists.centroids @ q.T).T
         probes = (closeness.argpartition(nprobes - 1, axis=1)[:, :nprobes] if nprobes < parts
                   else np.broadcast_to(np.arange(parts), (len(q), parts)))
-        scale = 2.0 if view.metric == "l2" else 1.0
-        extra = view.extra_offset[:, None] - scale * (view.extra_vectors @ q.T) if len(view.extra_rowids) else None
+        scaled = q * np.float32(-2.0 if view.metric == "l2" else -1.0)  # distance = offset + vector . scaled
+        extra = view.extra_offset[:, None] + view.extra_vectors @ scaled.T if len(view.extra_rowids) else None
         lift = (q * q).sum(1) if view.metric == "l2" else np.zeros(len(q), np.float32)
         out = []
         starts, ends = lists.offsets[:-1].tolist(), lists.offsets[1:].tolist()
         for i in range(len(q)):
             spans = [(starts[p], ends[p]) for p in probes[i].tolist()]
             rowids = np.concatenate([lists.rowids[s:e] for s, e in spans])
-            distances = np.concatenate([view.offset[s:e] - scale * (lists.vectors[s:e] @ q[i]) for s, e in spans])
+            qi = scaled[i]
+            distances = np.concatenate([view.offset[s:e] + lists.vectors[s:e] @ qi for s, e in spans])
             if extra is not None:
                 rowids = np.concatenate([rowids, view.extra_rowids])
                 distances = np.concatenate([distances, extra[:, i]])

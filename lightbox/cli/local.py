@@ -140,9 +140,10 @@ def _serve(args: argparse.Namespace) -> int:
     from app.serving import server_config
 
     settings = _settings(args)
+    if settings.access_log is None:  # uvicorn's line, written by the service in batches (app/access_log.py)
+        settings = settings.model_copy(update={"access_log": "text"})
     print(f"Gallery: {gallery_url(settings.host, settings.port)}  (API docs at /docs)", flush=True)
-    config = server_config(create_app(settings), settings, log_level="info",
-                           access_log=settings.access_log != "json")  # JSON lines replace uvicorn's own log
+    config = server_config(create_app(settings), settings, log_level="info", access_log=False)
     uvicorn.Server(config).run()
     return OK
 
