@@ -30,6 +30,15 @@ T = "/api/v1/tables"
 ARROW = "application/vnd.apache.arrow.stream"
 
 
+def _record(folder: Path) -> dict[str, object] | None:
+    """The one session record in ``folder`` once it is written whole, else None."""
+    done = sorted(folder.glob("*.json")) if folder.exists() else []
+    try:
+        return json.loads(done[0].read_text()) if len(done) == 1 else None
+    except ValueError:
+        return None
+
+
 def rows(ids: list[str], start: int = 0, **columns: list[object]) -> pa.Table:
     return pa.table({"id": ids, "image": pa.array([png(start + i) for i in range(len(ids))], pa.binary()),
                      **columns})
@@ -225,14 +234,15 @@ def test_a_client_killed_between_batches_commits_nothing_and_its_files_expire(tm
                                 start_new_session=True)
         try:
             deadline = time.monotonic() + 60
-            while not (records.exists() and list(records.iterdir())) and time.monotonic() < deadline:
+            while _record(records) is None and time.monotonic() < deadline:
                 assert proc.poll() is None, "the ingest finished before it could be killed"
                 time.sleep(0.01)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-        [record] = records.iterdir()
-        staged = json.loads(record.read_text())["files"]
+        found = _record(records)
+        assert found is not None
+        staged = found["files"]
         assert staged and all(Path(p.removeprefix("file://")).exists() for p in staged)
         with httpx.Client(base_url=server.url, timeout=60) as http:
             assert versions(http, "t") == [1]  # nothing was committed

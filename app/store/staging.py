@@ -92,8 +92,14 @@ def save_record(store: Store, name: str, upload_id: str, body: dict[str, Any]) -
     """Write (or replace) one session's record beside the table."""
     fs, root = filesystem(f"{store.table_uri(name)}/{UPLOADS_DIR}", store.storage_options)
     fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/{upload_id}.json") as out:
+    final = f"{root}/{upload_id}.json"
+    # on a local disk a reader (the janitor, another server) could see the file half written: write it
+    # aside and rename it into place; an object store's PUT is already whole or absent
+    path = f"{final}.part" if fs.type_name == "local" else final
+    with fs.open_output_stream(path) as out:
         out.write(json.dumps(body).encode())
+    if path != final:
+        fs.move(path, final)
 
 
 def drop_record(store: Store, name: str, upload_id: str) -> None:
