@@ -6,6 +6,7 @@ Nothing connects at import time. The lifespan opens the store once; handlers rea
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -106,6 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with writer_client(settings.writer_url, settings.writer_timeout_seconds) as app.state.writer:
                 warning = await open_reads_warning(app.state.writer, bool(settings.api_keys))
                 app.state.warnings = [warning] if warning else []
+                # what start-up made (the libraries, the app, its routes and models) lives as long as the
+                # service: out of the collector's sight, a full collection scans only what requests
+                # make (one took 48 ms under search load, a request's p99)
+                gc.freeze()
                 yield
         finally:
             app.state.uploads.close()
