@@ -168,6 +168,9 @@ def test_the_service_answers_from_memory_as_lance_would(in_process: Callable[...
             np.testing.assert_allclose([h["_distance"] for h in mine.json()["hits"]],
                                        [h["_distance"] for h in theirs.json()["hits"]], rtol=1e-4, atol=1e-4)
         assert keeper.resident.searches - before == 10
+        [mine] = [i for i in a.get("/api/v1/tables/v/indexes").json()["indexes"] if i["name"] == "vector_idx"]
+        [theirs] = [i for i in b.get("/api/v1/tables/v/indexes").json()["indexes"] if i["name"] == "vector_idx"]
+        assert mine["in_memory"] is True and theirs["in_memory"] is False
         metrics = a.get("/metrics").text
         assert re.search(r"^lightbox_resident_searches_total (\d+)", metrics, re.M).group(1) != "0"
         held_bytes = float(re.search(r"^lightbox_resident_index_bytes (\S+)", metrics, re.M).group(1))

@@ -132,6 +132,11 @@ class ResidentIndexes:
                 self._worker.start()
         return None
 
+    def holds(self, snap: Snapshot, column: str, found: dict[str, Any]) -> bool:
+        """Whether searches of this version of ``column`` are answered from memory now (nothing is built)."""
+        with self._lock:
+            return (snap._ds.uri, snap.key, column, found["uuids"]) in self._views
+
     def held_bytes(self) -> int:
         with self._lock:
             return sum(lists.nbytes for lists in self._lists.values())

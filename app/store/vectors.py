@@ -468,7 +468,8 @@ class IndexKeeper:
         for column, found in vector_indexes(ds).items():
             tuning = self.tuning(ds, column, found)
             entry: dict[str, Any] = {"recall_target": self.recall_target, "tuned": tuning is not None,
-                                     "segments": len(found["uuids"])}
+                                     "segments": len(found["uuids"]),
+                                     "in_memory": self.resident.holds(snap, column, found)}
             if tuning is not None:
                 entry.update(tuning.report())
                 entry["tuned_for_these_files"] = tuning.uuids == found["uuids"]
