@@ -26,7 +26,8 @@ Steps, all at the service's default settings (``LIGHTBOX_INDEX_MIN_ROWS``, ``LIG
    then is; and QPS with 8 concurrent keep-alive connections (one async httpx client process)
    against ``bench/_faiss_server.py`` over the same rows (faiss IVF-Flat with ``--nlist`` lists,
    1,024 at 200k rows, at the smallest nprobe whose held-out recall@10 reaches ``--anchor-recall``,
-   0.95), whole processes, in rounds alternating which goes first;
+   0.95), whole processes, in rounds alternating which goes first; then the same rounds with wrk as the
+   load (a C client: the httpx client spends about a CPU-ms a request on the same 2 cores);
 2. in process: the same rows written directly, the ``IndexKeeper`` builds and tunes its index
    (timed), recall@10 of ``Searcher.search`` unfiltered and with each filter; append 1,000 rows (a
    new version) and time the first searches there (the server time of a request: nothing is
@@ -312,6 +313,7 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
         served,
         tune_anchor,
         wait_indexed,
+        wrk_rounds,
     )
 
     logs = root / "logs"
@@ -382,10 +384,12 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
         contenders = [("lightbox", server, json_bodies(path, data["q"], {"columns": ["id"]})),
                       ("faiss", baseline, json_bodies("/search", data["q"]))]
         res["load"] = qps_rounds(contenders, args.rounds, args.seconds, log=log)
+        res["wrk"] = wrk_rounds(contenders, args.rounds, args.seconds, logs, log=log)
         res["rss_faiss_mb"] = float(psutil.Process(baseline.pid).memory_info().rss) / 1024**2
         res["rss_after_load_mb"] = server.rss_mb()
         load = res["load"]
         log(f"QPS at 8 connections: {load['qps']} (ratio {load['ratio']:.2f}), p50 {load['p50_ms']}")
+        log(f"same under wrk: {res['wrk']['qps']} (ratio {res['wrk']['ratio']:.2f}), p50 {res['wrk']['p50_ms']}")
     finally:
         if baseline is not None:
             baseline.stop()
@@ -459,10 +463,21 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
                      f"(median of per-round ratios); p50 {load['p50_ms']['lightbox']:.1f} / "
                      f"{load['p50_ms']['faiss']:.1f} ms", ">= 1.0x at recall >= 0.95, p50 <= the anchor's",
                      verdict(ok)])
+    if "wrk" in res:
+        wrk = res["wrk"]
+        ok = (wrk["ratio"] >= 1.0 and res["http_recall"] >= 0.95
+              and wrk["p50_ms"]["lightbox"] <= wrk["p50_ms"]["faiss"])
+        rows.append([f"same, the load from wrk ({wrk['connections']} connections, one thread: a C client that "
+                     "leaves the servers the cores)",
+                     f"{wrk['qps']['lightbox']:,.0f} / {wrk['qps']['faiss']:,.0f} (medians); {wrk['ratio']:.2f}x; p50 "
+                     f"{wrk['p50_ms']['lightbox']:.1f} / {wrk['p50_ms']['faiss']:.1f} ms",
+                     ">= 1.0x at recall >= 0.95, p50 <= the anchor's", verdict(ok)])
     lines.append(md_table(["measure", "result", "target", ""], rows))
     if "load" in res:
         lines += ["", f"QPS rounds ({res['load']['seconds']:g} s each, order alternating): {res['load']['rounds']}; "
-                  f"p50 per round (ms): {res['load']['p50_rounds']}. Anchor ladder (nprobe: recall): "
+                  f"p50 per round (ms): {res['load']['p50_rounds']}"
+                  + (f"; under wrk {res['wrk']['rounds']}, p50 {res['wrk']['p50_rounds']}" if "wrk" in res else "")
+                  + ". Anchor ladder (nprobe: recall): "
                   f"{res['faiss']['ladder']}. RSS after the load: Lightbox {res['rss_after_load_mb']:.0f} MB, faiss "
                   f"{res['rss_faiss_mb']:.0f} MB. Nothing is rebuilt or re-tuned at a restart: the index is read "
                   "from the table's files and its tuning from the table's config."]
