@@ -22,6 +22,7 @@ import http
 import logging
 import sys
 import threading
+import time
 from typing import IO
 
 __all__ = ["LOGGERS", "Batched", "access_logger", "status_line"]
@@ -40,7 +41,6 @@ class Batched(logging.Handler):
         self.stream = stream
         self._pending: list[str] = []
         self._size = 0
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         atexit.register(self.flush)
 
@@ -74,7 +74,8 @@ class Batched(logging.Handler):
                 pass
 
     def _run(self) -> None:
-        while not self._wake.wait(FLUSH_SECONDS):
+        while True:
+            time.sleep(FLUSH_SECONDS)
             self.flush()
 
 

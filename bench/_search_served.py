@@ -125,15 +125,26 @@ def qps_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], r
                connections: int = 8, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """QPS and p50 of each contender over ``rounds`` rounds, the order alternating each round; the
     median of the first contender's per-round ratios to the second's."""
+    def measure(name: str, server: Server, bodies: list[dict[str, Any]]) -> tuple[float, float]:
+        got, latencies = asyncio.run(_load(server.base, bodies, connections, seconds))
+        return got, float(np.median(latencies))
+
+    return _rounds(contenders, rounds, measure, connections, seconds, log, "")
+
+
+def _rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int,
+            measure: Callable[[str, Server, list[dict[str, Any]]], tuple[float, float]], connections: int,
+            seconds: float, log: Callable[[str], None] | None, label: str) -> dict[str, Any]:
+    """``measure`` (QPS, p50 ms) each contender ``rounds`` times, the order alternating each round."""
     qps: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     p50: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     for r in range(rounds):
         for name, server, bodies in contenders[:: 1 if r % 2 else -1]:
-            got, latencies = asyncio.run(_load(server.base, bodies, connections, seconds))
+            got, middle = measure(name, server, bodies)
             qps[name].append(got)
-            p50[name].append(float(np.median(latencies)))
+            p50[name].append(middle)
             if log:
-                log(f"round {r + 1} {name}: {got:.0f} QPS, p50 {p50[name][-1]:.1f} ms")
+                log(f"{label}round {r + 1} {name}: {got:.0f} QPS, p50 {middle:.1f} ms")
     first, second = (name for name, _, _ in contenders[:2])
     return {"qps": {n: median(v) for n, v in qps.items()}, "p50_ms": {n: median(v) for n, v in p50.items()},
             "rounds": {n: [round(q, 1) for q in v] for n, v in qps.items()},
@@ -152,16 +163,7 @@ function request()
   i = i + 1
   return wrk.format("POST", %(path)s, {["content-type"] = "application/json"}, bodies[(i %% n) + 1])
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
-    '"p99_us": %%d, "mean_us": %%.1f, "max_us": %%d, "err_status": %%d, "err_connect": %%d, ' ..
-    '"err_read": %%d, "err_write": %%d, "err_timeout": %%d}\n',
-    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.mean, latency.max, e.status, e.connect, e.read, e.write, e.timeout))
-end
-"""
+%(done)s"""
 
 
 def wrk_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int, seconds: float,
@@ -171,32 +173,24 @@ def wrk_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], r
     of 0.1-1.8 s that neither server's event loop shows)."""
     import json
 
-    from bench._serving import run_wrk
+    from bench._serving import WRK_DONE, run_wrk
 
     scripts = {}
     for name, _, bodies in contenders:
         lines = folder / f"wrk-{name}.bodies"
         lines.write_text("\n".join(b["content"].decode() for b in bodies) + "\n")
         script = folder / f"wrk-{name}.lua"
-        script.write_text(WRK_POST % {"bodies": json.dumps(str(lines)), "path": json.dumps(bodies[0]["path"])})
+        script.write_text(WRK_POST % {"bodies": json.dumps(str(lines)), "path": json.dumps(bodies[0]["path"]),
+                                      "done": WRK_DONE})
         scripts[name] = script
-    qps: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-    p50: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-    for r in range(rounds):
-        for name, server, _ in contenders[:: 1 if r % 2 else -1]:
-            got = run_wrk(server.base, scripts[name], connections, seconds)
-            if got.errors:
-                raise RuntimeError(f"{name}: {got.errors} failed requests under wrk")
-            qps[name].append(got.rps)
-            p50[name].append(got.p50_ms)
-            if log:
-                log(f"wrk round {r + 1} {name}: {got.rps:.0f} QPS, p50 {got.p50_ms:.1f} ms")
-    first, second = (name for name, _, _ in contenders[:2])
-    return {"qps": {n: median(v) for n, v in qps.items()}, "p50_ms": {n: median(v) for n, v in p50.items()},
-            "rounds": {n: [round(q, 1) for q in v] for n, v in qps.items()},
-            "p50_rounds": {n: [round(q, 2) for q in v] for n, v in p50.items()},
-            "ratio": median([a / b for a, b in zip(qps[first], qps[second], strict=True)]),
-            "connections": connections, "seconds": seconds}
+
+    def measure(name: str, server: Server, bodies: list[dict[str, Any]]) -> tuple[float, float]:
+        got = run_wrk(server.base, scripts[name], connections, seconds)
+        if got.errors:
+            raise RuntimeError(f"{name}: {got.errors} failed requests under wrk")
+        return got.rps, got.p50_ms
+
+    return _rounds(contenders, rounds, measure, connections, seconds, log, "wrk ")
 
 
 def json_bodies(path: str, queries: np.ndarray, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:

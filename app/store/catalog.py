@@ -85,8 +85,9 @@ class Store:
         self.storage_options = ({**STORE_DEFAULTS, **(storage_options or {})} if not self.is_local
                                 else storage_options or None)
         self.refresh_seconds = refresh_seconds
-        self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime]] = {}
-        self._heads: dict[tuple[str, str | None], Snapshot] = {}  # cached_snapshot's answer for each latest
+        # (name, branch) -> when it was opened, the head, its commit time, and the Snapshot cached_snapshot
+        # answers with (one object while the head stays: what it computed once, its schema, stays)
+        self._latest: dict[tuple[str, str | None], tuple[float, lance.LanceDataset, datetime, Snapshot]] = {}
         self.stats = CacheStats()  # pinned-version handles, for /metrics
         self._pinned: OrderedDict[tuple[str, str | None, int], tuple[lance.LanceDataset, datetime]] = OrderedDict()
         self._seen: dict[tuple[str, str | None], tuple[int, datetime]] = {}
@@ -242,7 +243,7 @@ class Store:
         if not self._continues(key, ds, stamp):
             self._forget_lineage(name, branch)
         with self._lock:
-            self._latest[key] = (now, ds, stamp)
+            self._latest[key] = (now, ds, stamp, Snapshot(name, ds, ds.version, branch, stamp))
             self._seen[key] = (ds.version, stamp)
         return ds, stamp
 
@@ -284,8 +285,6 @@ class Store:
         with self._lock:
             for key in [k for k in self._latest if k[0] == name]:
                 del self._latest[key]
-            for key in [k for k in self._heads if k[0] == name]:
-                del self._heads[key]
         self.changed(name)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
@@ -371,13 +370,9 @@ class Store:
         cached = main if ref.branch is None else self._latest.get((name, ref.branch))
         if main is None or cached is None or main[0] <= oldest or cached[0] <= oldest:
             return None
-        _, head, stamp = cached
+        head = cached[3]
         if ref.version is None or ref.version == head.version:
-            key = (name, ref.branch)
-            snap = self._heads.get(key)
-            if snap is None or snap._ds is not head or snap.stamp != stamp:
-                snap = self._heads[key] = Snapshot(name, head, head.version, ref.branch, stamp)
-            return snap  # the same object while latest stays: what it computed once (its schema) stays
+            return head
         found = self.stats.lookup(self._pinned, (name, ref.branch, ref.version), self._lock)
         return None if found is None else Snapshot(name, found[0], ref.version, ref.branch, found[1])
 

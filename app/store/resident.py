@@ -279,7 +279,7 @@ class ResidentIndexes:
         table = None
         if others:
             every, where = np.unique(rowids, return_inverse=True)
-            table = snap._ds._take_rows(every.tolist(), columns=others)
+            table = snap.take(every.tolist(), others)
         for column in columns:
             if column == "_distance":
                 continue
