@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app import lancedb_compat
+from app.arrow_pool import ArrowPool
 from app.auth import ApiKeys, RequireKey
 from app.blas import BlasThreads
 from app.errors import LightboxError, StorageFailed, StoreUnreachable
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         heap = HeapKeeper(settings.malloc_arena_max, settings.heap_trim_seconds).start()
         blas = BlasThreads(settings.blas_threads).start()
+        pool = ArrowPool(settings.arrow_memory_pool).start()
         app.state.store = Store(settings.uri, storage_options=storage_options or None,
                                 refresh_seconds=settings.latest_refresh_seconds, cache_size=settings.handle_cache_size,
                                 index_cache_bytes=settings.index_cache_bytes,
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keeper.close()
             heap.close()
             blas.close()
+            pool.close()
 
     app = FastAPI(title="Lightbox", version="0.1.0", lifespan=lifespan, default_response_class=JSON,
                   description="Versioned image tables on Lance.", docs_url=None, redoc_url=None)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.arrow_pool import PoolName
 from app.storage import normalise, root_uri
 
 
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
     # BLAS threads for numpy's products in the request path (0: the library's default, a thread per
     # core that spins after each small product; see app/blas.py).
     blas_threads: int = Field(default=1, ge=0)
+    # The allocator of Arrow's buffers (system: glibc's, which Lance uses too; "default" leaves pyarrow's,
+    # mimalloc, whose huge-page arena made small-file ingest 20% slower here; see app/arrow_pool.py).
+    arrow_memory_pool: PoolName = "system"
     heap_trim_seconds: float = Field(default=10.0, ge=0)
     # Bytes the background index work may hold at once: a build goes by segments of fragments whose
     # vectors fit it, and the recall measurement's batches are sized by it.

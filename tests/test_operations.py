@@ -167,3 +167,30 @@ def test_search_hits_carry_image_url(in_process: Callable[..., InProcess], root:
         for hit in hits:
             assert hit["image_url"].endswith("/image?tag=v1")
             assert http.get(hit["image_url"]).content == (digits_dir / "images" / hit["id"]).read_bytes()
+
+
+def test_service_sets_arrows_memory_pool_while_it_runs(root: str) -> None:
+    """While the service runs Arrow allocates from glibc (app/arrow_pool.py); once it stops, the process has the
+    pool it had before, and ``arrow_memory_pool="default"`` leaves it alone."""
+    import pyarrow as pa
+
+    original = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    try:
+        server = InProcess(root, warm_on_start=False)
+        try:
+            with server.http() as http:  # the lifespan starts with the first request
+                assert http.get("/api/v1/tables").status_code == 200
+            assert pa.default_memory_pool().backend_name == "system"
+        finally:
+            server.close()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        kept = InProcess(root, warm_on_start=False, arrow_memory_pool="default")
+        try:
+            with kept.http() as http:
+                assert http.get("/api/v1/tables").status_code == 200
+            assert pa.default_memory_pool().backend_name == "mimalloc"
+        finally:
+            kept.close()
+    finally:
+        pa.set_memory_pool(original)
