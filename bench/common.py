@@ -256,11 +256,12 @@ def scratch(prefix: str) -> Path:
 
 
 # -- contenders, each in a fresh process ------------------------------------------------------
-def run_child(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one contender in a fresh interpreter; its time and peak RSS come back as a dict."""
+def run_child(job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one contender in a fresh interpreter (``env``: variables set for it on top of this process's); its
+    time and peak RSS come back as a dict."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench.common", json.dumps(job)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, check=False,
+        cwd=PROJECT_DIR, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
@@ -284,6 +285,12 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _system_seconds() -> float:
+    """The kernel's share of ``_cpu_seconds``."""
+    mine, theirs = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_stime + theirs.ru_stime
 
 
 def _cpu_seconds() -> float:
@@ -351,19 +358,22 @@ def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
         import cProfile
 
         profiler = cProfile.Profile()
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        started, cpu_started, system_started = time.perf_counter(), _cpu_seconds(), _system_seconds()
         report = profiler.runcall(work)
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_started
+        system = _system_seconds() - system_started
         profiler.dump_stats(job["profile"])
     else:
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        started, cpu_started, system_started = time.perf_counter(), _cpu_seconds(), _system_seconds()
         report = work()
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_started
+        system = _system_seconds() - system_started
     if report.skipped or report.missing_metadata:
         raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
-    out = {"seconds": seconds, "cpu_seconds": cpu, "count": report.added, "bytes": report.bytes,
+    out = {"seconds": seconds, "cpu_seconds": cpu, "system_seconds": system,
+           "count": report.added, "bytes": report.bytes,
            "version": report.version, "rss_peak_mb": _peak_rss_mb()}
     if job.get("verify"):  # after the timed span: every stored image's bytes against its file
         out["identical"] = same_bytes(Path(job["out"]) / f"{job.get('table', 'bench')}.lance", Path(job["folder"]))
