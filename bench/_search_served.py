@@ -7,8 +7,9 @@ the anchor a user would put up instead (a FastAPI endpoint over faiss IVF-Flat, 
   versions;
 - the anchor is tuned on the same held-out queries: the smallest nprobe of its ladder whose recall@10
   reaches the target (0.95 by default), with 1,024 lists at 200k rows;
-- QPS at 8 keep-alive connections from one async client process, rounds alternating which server
-  goes first; each server is a whole process of its own.
+- QPS at 8 keep-alive connections from one async client process (an httpx client per connection: see
+  ``_load``), and again with wrk as the load, rounds alternating which server goes first; each server is
+  a whole process of its own.
 """
 
 from __future__ import annotations
@@ -96,16 +97,24 @@ def tune_anchor(client: Any, queries: np.ndarray, truth: np.ndarray, target: flo
 
 
 async def _load(base: str, bodies: list[dict[str, Any]], connections: int, seconds: float) -> tuple[float, list[float]]:
+    """``connections`` keep-alive connections, each an ``httpx.AsyncClient`` of its own, in one process.
+
+    Not one client with a pool of ``connections``: httpcore's pool (1.0.x) can hand one idle connection
+    to two waiting requests at once; the loser raises ``ConnectionNotAvailable`` inside the pool and
+    waits for the next release, and some waited 100-370 ms. With a shared pool of 8, 70 of 70 requests
+    over 100 ms in a round had lost that race (traced through the pool); the servers answered wrk, and a
+    plain asyncio client, with no request over 25 ms at twice the rate."""
     import httpx
 
     latencies: list[float] = []
     done = 0
     stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        async def worker(offset: int) -> None:
-            nonlocal done
-            i = offset
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        i = offset
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
             while time.perf_counter() < stop:
                 t = time.perf_counter()
                 body = bodies[i % len(bodies)]
@@ -116,9 +125,9 @@ async def _load(base: str, bodies: list[dict[str, Any]], connections: int, secon
                 done += 1
                 i += connections
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(c) for c in range(connections)))
-        return done / (time.perf_counter() - started), latencies
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in range(connections)))
+    return done / (time.perf_counter() - started), latencies
 
 
 def qps_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int, seconds: float,

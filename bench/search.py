@@ -23,7 +23,8 @@ Steps, all at the service's default settings (``LIGHTBOX_INDEX_MIN_ROWS``, ``LIG
    restart (a new process): time to the first answered search, idle RSS; three 1,000-row writes
    through the LanceDB endpoint, each followed by its first search (and its background fold); RSS
    after searching at each of the last 5 versions; held-out recall@10 over HTTP on the table as it
-   then is; and QPS with 8 concurrent keep-alive connections (one async httpx client process)
+   then is; and QPS with 8 concurrent keep-alive connections (one async process, an httpx client per
+   connection: a shared pool adds stalls of its own, see ``bench/_search_served.py``)
    against ``bench/_faiss_server.py`` over the same rows (faiss IVF-Flat with ``--nlist`` lists,
    1,024 at 200k rows, at the smallest nprobe whose held-out recall@10 reaches ``--anchor-recall``,
    0.95), whole processes, in rounds alternating which goes first; then the same rounds with wrk as the
@@ -456,7 +457,8 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
         load, anchor = res["load"], res["faiss"]
         ok = (load["ratio"] >= 1.0 and res["http_recall"] >= 0.95
               and load["p50_ms"]["lightbox"] <= load["p50_ms"]["faiss"])
-        rows.append([f"QPS over HTTP, {load['connections']} connections: Lightbox / FastAPI+faiss IVF-Flat "
+        rows.append([f"QPS over HTTP, {load['connections']} connections (one httpx client each, one process): "
+                     "Lightbox / FastAPI+faiss IVF-Flat "
                      f"({anchor['nlist']} lists, nprobe {anchor['nprobe']}: the smallest reaching recall "
                      f"{args.anchor_recall}, got {anchor['recall']:.3f})",
                      f"{load['qps']['lightbox']:,.0f} / {load['qps']['faiss']:,.0f} (medians); {load['ratio']:.2f}x "
