@@ -15,6 +15,7 @@ the anchor a user would put up instead (a FastAPI endpoint over faiss IVF-Flat, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -96,8 +97,10 @@ def tune_anchor(client: Any, queries: np.ndarray, truth: np.ndarray, target: flo
     return {"nlist": nlist, "nprobe": p, "recall": tried[p], "ladder": tried}
 
 
-async def _load(base: str, bodies: list[dict[str, Any]], connections: int, seconds: float) -> tuple[float, list[float]]:
-    """``connections`` keep-alive connections, each an ``httpx.AsyncClient`` of its own, in one process.
+async def _load(base: str, bodies: list[dict[str, Any]], connections: int, seconds: float,
+                shared: bool = False) -> tuple[float, list[float]]:
+    """``connections`` keep-alive connections, each an ``httpx.AsyncClient`` of its own, in one process
+    (``shared``: one client whose pool holds them all, to show the difference).
 
     Not one client with a pool of ``connections``: httpcore's pool (1.0.x) can hand one idle connection
     to two waiting requests at once; the loser raises ``ConnectionNotAvailable`` inside the pool and
@@ -109,12 +112,16 @@ async def _load(base: str, bodies: list[dict[str, Any]], connections: int, secon
     latencies: list[float] = []
     done = 0
     stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    size = connections if shared else 1
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    pool = httpx.AsyncClient(base_url=base, limits=limits, timeout=30) if shared else None
 
     async def worker(offset: int) -> None:
         nonlocal done
         i = offset
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = pool or await stack.enter_async_context(httpx.AsyncClient(base_url=base, limits=limits,
+                                                                               timeout=30))
             while time.perf_counter() < stop:
                 t = time.perf_counter()
                 body = bodies[i % len(bodies)]
@@ -126,19 +133,28 @@ async def _load(base: str, bodies: list[dict[str, Any]], connections: int, secon
                 i += connections
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in range(connections)))
+    try:
+        await asyncio.gather(*(worker(c) for c in range(connections)))
+    finally:
+        if pool is not None:
+            await pool.aclose()
     return done / (time.perf_counter() - started), latencies
 
 
 def qps_rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int, seconds: float,
-               connections: int = 8, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               connections: int = 8, log: Callable[[str], None] | None = None, shared: bool = False) -> dict[str, Any]:
     """QPS and p50 of each contender over ``rounds`` rounds, the order alternating each round; the
-    median of the first contender's per-round ratios to the second's."""
+    median of the first contender's per-round ratios to the second's. ``shared``: the connections are
+    one httpx client's pool (see ``_load``), and the result counts the requests over 100 ms."""
+    slow: dict[str, list[int]] = {name: [] for name, _, _ in contenders}
+
     def measure(name: str, server: Server, bodies: list[dict[str, Any]]) -> tuple[float, float]:
-        got, latencies = asyncio.run(_load(server.base, bodies, connections, seconds))
+        got, latencies = asyncio.run(_load(server.base, bodies, connections, seconds, shared))
+        slow[name].append(sum(1 for ms in latencies if ms > 100))
         return got, float(np.median(latencies))
 
-    return _rounds(contenders, rounds, measure, connections, seconds, log, "")
+    result = _rounds(contenders, rounds, measure, connections, seconds, log, "shared pool " if shared else "")
+    return {**result, "over_100ms": slow}
 
 
 def _rounds(contenders: Sequence[tuple[str, Server, list[dict[str, Any]]]], rounds: int,

@@ -386,6 +386,8 @@ def over_http(root: Path, args: argparse.Namespace, data: dict[str, Any], res: d
                       ("faiss", baseline, json_bodies("/search", data["q"]))]
         res["load"] = qps_rounds(contenders, args.rounds, args.seconds, log=log)
         res["wrk"] = wrk_rounds(contenders, args.rounds, args.seconds, logs, log=log)
+        if args.shared_pool:
+            res["shared"] = qps_rounds(contenders, args.rounds, args.seconds, log=log, shared=True)
         res["rss_faiss_mb"] = float(psutil.Process(baseline.pid).memory_info().rss) / 1024**2
         res["rss_after_load_mb"] = server.rss_mb()
         load = res["load"]
@@ -474,10 +476,19 @@ def report(res: dict[str, Any], args: argparse.Namespace, info: dict[str, str], 
                      f"{wrk['qps']['lightbox']:,.0f} / {wrk['qps']['faiss']:,.0f} (medians); {wrk['ratio']:.2f}x; p50 "
                      f"{wrk['p50_ms']['lightbox']:.1f} / {wrk['p50_ms']['faiss']:.1f} ms",
                      ">= 1.0x at recall >= 0.95, p50 <= the anchor's", verdict(ok)])
+    if "shared" in res:
+        shared = res["shared"]
+        rows.append([f"same, the {shared['connections']} connections in one httpx client's pool (httpcore's pool "
+                     "race: see bench/_search_served.py)",
+                     f"{shared['qps']['lightbox']:,.0f} / {shared['qps']['faiss']:,.0f} (medians); "
+                     f"{shared['ratio']:.2f}x; p50 {shared['p50_ms']['lightbox']:.1f} / "
+                     f"{shared['p50_ms']['faiss']:.1f} ms; requests over 100 ms a round {shared['over_100ms']}",
+                     "(for reference)", ""])
     lines.append(md_table(["measure", "result", "target", ""], rows))
     if "load" in res:
         lines += ["", f"QPS rounds ({res['load']['seconds']:g} s each, order alternating): {res['load']['rounds']}; "
-                  f"p50 per round (ms): {res['load']['p50_rounds']}"
+                  f"p50 per round (ms): {res['load']['p50_rounds']}; requests over 100 ms a round: "
+                  f"{res['load'].get('over_100ms')}"
                   + (f"; under wrk {res['wrk']['rounds']}, p50 {res['wrk']['p50_rounds']}" if "wrk" in res else "")
                   + ". Anchor ladder (nprobe: recall): "
                   f"{res['faiss']['ladder']}. RSS after the load: Lightbox {res['rss_after_load_mb']:.0f} MB, faiss "
@@ -494,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=None,
                         help="MiniLM sentences (default 3000; embedding runs at ~30/s here)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per QPS round (default 10, quick 4)")
+    parser.add_argument("--shared-pool", action="store_true",
+                        help="also run the QPS rounds with one httpx client's pool for all 8 connections")
     parser.add_argument("--rounds", type=int, default=None, help="QPS rounds per contender (default 4, quick 2)")
     parser.add_argument("--batch", type=int, default=20_000, help="rows per LanceDB client add (default 20000)")
     parser.add_argument("--nlist", type=int, default=None,

@@ -6,7 +6,8 @@ process down. The build here splits the same work so that its peak follows the b
 table:
 
 1. the IVF centroids are trained on a sample whose size the budget caps (Lance's default is 256
-   vectors per partition; fewer per partition only when the budget demands it);
+   vectors per partition; fewer per partition only when the budget demands it), then brought nearer
+   convergence by a few Lloyd steps over a sample of the same size (``app/store/centroids.py``);
 2. the rows are indexed in segments over groups of fragments whose vectors fit the budget, every
    segment assigned with the same centroids (``create_index_uncommitted``), so that
 3. the segments merge into one index, partition by partition (``merge_existing_index_segments``),
@@ -33,6 +34,8 @@ from __future__ import annotations
 from typing import Any
 
 import lance
+
+from app.store.centroids import refine
 
 MIN_SAMPLE_RATE = 16  # vectors per partition below which k-means centroids are no longer worth having
 MAX_SAMPLE_RATE = 256  # Lance's own default
@@ -95,12 +98,13 @@ def build_ivf(ds: lance.LanceDataset, column: str, *, name: str, metric: str, pa
     # Lance trains on at most every row: a small table samples all of them
     rate = max(1, min(sample_rate(partitions, one_vector, budget), ds.count_rows() // partitions))
     ivf = IndicesBuilder(ds, column).train_ivf(partitions, distance_type=metric.lower(), sample_rate=rate)
+    centroids = refine(ds, column, ivf.centroids, metric, rate * partitions)  # Lance's k-means stops early
     shared: dict[str, Any] = {}
     if index_type == QUANTIZED:
         shared["rabitq_model"] = _rq_model(field_type)
     segments = [
         ds.create_index_uncommitted(column, index_type, name=name, metric=metric, num_partitions=partitions,
-                                    ivf_centroids=ivf.centroids, fragment_ids=group, replace=True, **shared)
+                                    ivf_centroids=centroids, fragment_ids=group, replace=True, **shared)
         for group in fragment_groups(ds, one_vector, budget)
     ]
     if len(segments) > 1:
