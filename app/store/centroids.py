@@ -50,7 +50,8 @@ def refine(ds: Any, column: str, centroids: pa.FixedSizeListArray, metric: str, 
     count = ds.count_rows()
     table = ds.to_table(columns=[column]) if rows >= count else ds.sample(rows, columns=[column])
     values = table.column(column).combine_chunks()
-    values = values.filter(pc.is_valid(values))
+    if values.null_count:  # a filter copies the whole sample: only when there is something to drop
+        values = values.filter(pc.is_valid(values))
     if len(values) < lists or not pa.types.is_float32(values.type.value_type):
         return centroids
     x = np.asarray(values.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
