@@ -17,7 +17,10 @@ service starts and restored when it stops, so a process hosting the app is left 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ArrowPool", "PoolName"]
 
@@ -30,12 +33,12 @@ class ArrowPool:
 
     def __init__(self, name: PoolName) -> None:
         self.name = name
-        self._previous: object | None = None
+        self._previous: pa.MemoryPool | None = None
 
     def start(self) -> ArrowPool:
         if self.name == "default":
             return self
-        import pyarrow as pa
+        import pyarrow as pa  # here, not at the top: the settings import this module
 
         makers = {"system": pa.system_memory_pool, "jemalloc": pa.jemalloc_memory_pool,
                   "mimalloc": pa.mimalloc_memory_pool}
@@ -52,5 +55,5 @@ class ArrowPool:
         if self._previous is not None:
             import pyarrow as pa
 
-            pa.set_memory_pool(self._previous)  # type: ignore[arg-type]
+            pa.set_memory_pool(self._previous)
             self._previous = None
