@@ -103,10 +103,10 @@ async def _load(base: str, bodies: list[dict[str, Any]], connections: int, secon
     (``shared``: one client whose pool holds them all, to show the difference).
 
     Not one client with a pool of ``connections``: httpcore's pool (1.0.x) can hand one idle connection
-    to two waiting requests at once; the loser raises ``ConnectionNotAvailable`` inside the pool and
-    waits for the next release, and some waited 100-370 ms. With a shared pool of 8, 70 of 70 requests
-    over 100 ms in a round had lost that race (traced through the pool); the servers answered wrk, and a
-    plain asyncio client, with no request over 25 ms at twice the rate."""
+    to two waiting requests at once (encode/httpcore issue 822); the loser raises ``ConnectionNotAvailable``
+    inside the pool and waits for the next release, and some waited 100-370 ms. With a shared pool of 8,
+    70 of 70 requests over 100 ms in a round had lost that race (traced through the pool); the servers
+    answered wrk, and a plain asyncio client, with no request over 25 ms at twice the rate."""
     import httpx
 
     latencies: list[float] = []
