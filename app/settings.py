@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # core that spins after each small product; see app/blas.py).
     blas_threads: int = Field(default=1, ge=0)
     # The allocator of Arrow's buffers (system: glibc's, which Lance uses too; "default" leaves pyarrow's,
-    # mimalloc, whose huge-page arena made small-file ingest 20% slower here; see app/arrow_pool.py).
+    # mimalloc, whose huge-page arena made small-file ingest 1.28x slower here; see app/arrow_pool.py).
     arrow_memory_pool: PoolName = "system"
     heap_trim_seconds: float = Field(default=10.0, ge=0)
     # Bytes the background index work may hold at once: a build goes by segments of fragments whose

@@ -354,22 +354,18 @@ def _job_lightbox(job: dict[str, Any]) -> dict[str, Any]:
         def work() -> Any:
             with lightbox.connect(job["out"]) as client:
                 return client.table(job.get("table", "bench")).ingest([job["folder"]], **kwargs)
+    profiler = None
     if job.get("profile"):
         import cProfile
 
         profiler = cProfile.Profile()
-        started, cpu_started, system_started = time.perf_counter(), _cpu_seconds(), _system_seconds()
-        report = profiler.runcall(work)
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu_started
-        system = _system_seconds() - system_started
+    started, cpu_started, system_started = time.perf_counter(), _cpu_seconds(), _system_seconds()
+    report = profiler.runcall(work) if profiler is not None else work()
+    seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_started
+    system = _system_seconds() - system_started
+    if profiler is not None:
         profiler.dump_stats(job["profile"])
-    else:
-        started, cpu_started, system_started = time.perf_counter(), _cpu_seconds(), _system_seconds()
-        report = work()
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu_started
-        system = _system_seconds() - system_started
     if report.skipped or report.missing_metadata:
         raise RuntimeError(f"ingest skipped files: {report.to_dict()}")
     out = {"seconds": seconds, "cpu_seconds": cpu, "system_seconds": system,

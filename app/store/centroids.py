@@ -11,7 +11,8 @@ read a query (6 to 16 probes of 1,789 lists for recall 0.95 in ``bench.search``'
 needed 1 of 1,024).
 
 So the keeper trains with Lance, then moves each centroid to the mean of the sample rows nearest it, a
-few times over a sample the size of Lance's (bounded by ``MAX_MACS``), and hands the centroids to
+few times over a sample the size of Lance's (read again: ``train_ivf`` reads its own and takes no
+vectors; bounded by ``MAX_MACS``), and hands the centroids to
 Lance's ``create_index``, which assigns every row and builds the lists as before. Only L2 and cosine
 (the vectors normalised first, as Lance assigns them) on float32 columns; anything else keeps Lance's.
 """
